@@ -1,0 +1,214 @@
+"""The composition root: builds every part from the validated Config and owns start/stop.
+
+Nothing else constructs services or adapters. Background work (outbox delivery, SAL
+retries, later webhooks and monitors) runs under `Supervisor`, which logs a crash and
+restarts the task with backoff instead of losing it silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+import commands.help
+import commands.sal
+import commands.status
+from bot.chat.base import ChatAdapter, Message
+from bot.chat.console import ConsoleAdapter
+from bot.config import Config, read_secret
+from bot.controlrepo import control_repo_from_config
+from bot.http import build_http_app
+from bot.locks import Locks
+from bot.metrics import Metrics
+from bot.outbox import Outbox
+from bot.redact import Redactor, RedactingFilter
+from bot.sal import Sal
+from bot.services import Services
+from bot.store import Store
+from commands.dispatch import Dispatcher
+from commands.registry import CommandSet
+
+log = logging.getLogger("deploybot")
+
+COMMAND_MODULES = [commands.help, commands.sal, commands.status]
+
+
+class Supervisor:
+    """Owns background tasks; restarts one that crashes (with backoff), logs every crash."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        self._tasks[name] = asyncio.create_task(self._keep(name, factory), name=name)
+
+    async def _keep(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s crashed; restarting in %.1fs", name, delay)
+                await asyncio.sleep(delay * (1 + random.random() / 2))
+                delay = min(delay * 2, 30.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+def collect_secrets(config: Config) -> list[str | None]:
+    """Every secret value the config names, so they can be redacted everywhere."""
+    out = []
+    if config.gitlab:
+        out += [
+            read_secret(config.gitlab.token_env, config.gitlab.token_file),
+            read_secret(config.gitlab.webhook_secret_env, config.gitlab.webhook_secret_file),
+        ]
+    irc = config.chat.irc
+    if irc and irc.sasl:
+        out.append(read_secret(irc.sasl.password_env, irc.sasl.password_file))
+    if config.chat.xmpp:
+        out.append(read_secret(config.chat.xmpp.password_env, config.chat.xmpp.password_file))
+    if config.registry:
+        out.append(read_secret(config.registry.password_env, config.registry.password_file))
+    return out
+
+
+def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatAdapter]:
+    adapters: list[ChatAdapter] = []
+    if config.chat.console is not None:
+        adapters.append(console or ConsoleAdapter())
+    return adapters
+
+
+class App:
+    """One running bot."""
+
+    def __init__(self, config: Config, *, console: ConsoleAdapter | None = None):
+        self.config = config
+        self.redactor = Redactor(collect_secrets(config))
+        self.metrics = Metrics()
+        self.store = Store(config.bot.state_dir / "deploybot.sqlite3")
+        self.adapters = build_adapters(config, console)
+        self.supervisor = Supervisor()
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._log_filter = RedactingFilter(self.redactor)
+        outbox = Outbox(
+            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc
+        )
+
+        async def irc_send(channel: str, text: str) -> None:
+            await outbox.enqueue(channel, self.redactor(text), adapter="irc")
+
+        default_project = next(
+            (e.sal_project for e in config.environments if e.sal_project), "deploybot"
+        )
+        self.services = Services(
+            config=config,
+            store=self.store,
+            sal=Sal(
+                self.store,
+                config.sal.sinks,
+                self.redactor,
+                irc_send if config.chat.irc else None,
+                default_project,
+            ),
+            outbox=outbox,
+            locks=Locks(self.store),
+            metrics=self.metrics,
+            redactor=self.redactor,
+            control=control_repo_from_config(config),
+        )
+        self.dispatcher = Dispatcher(self.services, CommandSet.collect(COMMAND_MODULES))
+
+    @property
+    def console(self) -> ConsoleAdapter | None:
+        return next((a for a in self.adapters if isinstance(a, ConsoleAdapter)), None)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.store.is_open:
+            return False, "store not open"
+        down = [a.name for a in self.adapters if not a.connected]
+        if down:
+            return False, "chat not connected: " + ", ".join(down)
+        return True, "ready"
+
+    async def on_message(self, msg: Message) -> None:
+        try:
+            await self.dispatcher.handle(msg)
+        except Exception:  # nothing a user types may take the bot down
+            log.exception("handling a chat line failed")
+
+    async def start(self) -> None:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._log_filter)
+        await self.store.open()
+        http_app = build_http_app(self.services, self.ready)
+        self._runner = web.AppRunner(http_app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        await site.start()
+        self.supervisor.start("outbox", self.services.outbox.run)
+        self.supervisor.start("sal-retry", self._sal_retry_loop)
+        for adapter in self.adapters:
+            await adapter.start(self.on_message)
+        log.info("deploybot started; http on %s", self.config.http.listen)
+
+    async def _sal_retry_loop(self) -> None:
+        while True:
+            await self.services.sal.retry_pending()
+            await asyncio.sleep(self.config.sal.retry_every)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        """Until SIGTERM/SIGINT, or EOF on the console."""
+        waiters = [asyncio.ensure_future(self._stop.wait())]
+        console = self.console
+        if console is not None:
+            waiters.append(asyncio.ensure_future(console.finished.wait()))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+
+    async def stop(self) -> None:
+        """Stop accepting, flush the outbox, close adapters, close the store."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if not await self.services.outbox.flush(timeout=10.0):
+            log.warning("outbox not empty at shutdown; the rest is sent after restart")
+        await self.supervisor.stop()
+        for adapter in self.adapters:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        await self.store.close()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._log_filter)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            await self.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,65 @@
+"""The port every chat adapter implements, and the values that cross it.
+
+Adapters never import commands or services: they hand each incoming line to the
+`on_message` callback given to `start()` and send the lines the announcer gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    """One line somebody said to the bot.
+
+    identities: verified identity strings, strongest first, e.g.
+      ("irc:taavi", "irc-host:taavi!~t@wikimedia/taavi") for a logged-in IRC user,
+      ("irc-host:bob!~b@203.0.113.9",) for a user without a services account,
+      ("xmpp:taavi@example.org",), ("console:root",).
+    room: where the reply goes on this adapter: a channel ("#ops"), a MUC room JID,
+      or, for a private message, the sender's nick/JID (private=True).
+    """
+
+    adapter: str
+    room: str
+    nick: str
+    text: str
+    identities: tuple[str, ...]
+    private: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+OnMessage = Callable[[Message], Awaitable[None]]
+
+
+class ChatAdapter(Protocol):
+    """A connection to one chat network."""
+
+    name: str  # "irc", "xmpp", "console"
+
+    @property
+    def connected(self) -> bool:
+        """True while lines can be sent (registered and joined)."""
+        ...
+
+    def owns(self, room: str) -> bool:
+        """True if announcements for `room` should go out through this adapter."""
+        ...
+
+    async def start(self, on_message: OnMessage) -> None:
+        """Connect (and keep reconnecting in the background); return once started."""
+        ...
+
+    async def send(self, room: str, text: str) -> None:
+        """Send `text` to `room`. Splits lines to the protocol limit; strips CR/LF.
+
+        Raises ConnectionError if not connected (the announcer keeps the line queued).
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Leave gracefully (QUIT / disconnect) and stop background tasks."""
+        ...

@@ -1,0 +1,91 @@
+"""The console chat adapter: stdin lines in, stdout lines out, identity `console:<os user>`.
+
+Interactive on a terminal. With piped stdin, each line is handled to completion (a deploy
+included) before the next is read; at EOF `finished` is set so the app can flush the
+outbox and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import threading
+from typing import TextIO
+
+from bot.chat.base import Message, OnMessage
+
+ROOM = "console"
+
+
+class ConsoleAdapter:
+    name = "console"
+    rate_limited = False
+
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None, user: str | None = None):
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.user = user or getpass.getuser()
+        self.finished = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._on_message: OnMessage | None = None
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    def owns(self, room: str) -> bool:
+        return room == ROOM
+
+    async def start(self, on_message: OnMessage) -> None:
+        self._on_message = on_message
+        self._task = asyncio.create_task(self._read_loop(), name="console-read")
+
+    def _reader(self, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str]) -> None:
+        # a daemon thread: a blocked readline must never keep the process from exiting
+        for line in iter(self.stdin.readline, ""):
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, "")
+
+    async def _read_loop(self) -> None:
+        assert self._on_message is not None
+        interactive = self.stdin.isatty()
+        lines: asyncio.Queue[str] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._reader, args=(loop, lines), daemon=True).start()
+        try:
+            while True:
+                if interactive:
+                    self.stdout.write("> ")
+                    self.stdout.flush()
+                line = await lines.get()
+                if not line:
+                    break
+                text = line.rstrip("\n")
+                if not text.strip():
+                    continue
+                msg = Message(
+                    adapter=self.name,
+                    room=ROOM,
+                    nick=self.user,
+                    text=text,
+                    identities=(f"console:{self.user}",),
+                    private=True,
+                )
+                await self._on_message(msg)
+        finally:
+            self.finished.set()
+
+    async def send(self, room: str, text: str) -> None:
+        clean = "".join(ch if ch.isprintable() else " " for ch in text)
+        prefix = "" if room == ROOM else f"[{room}] "
+        self.stdout.write(prefix + clean + "\n")
+        self.stdout.flush()
+
+    async def stop(self) -> None:
+        if self._task and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

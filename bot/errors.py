@@ -1,0 +1,9 @@
+"""Exceptions whose message is the one line a chat user sees."""
+
+
+class UserError(Exception):
+    """Bad input or a refused action: reply with str(self), nothing was changed."""
+
+
+class Refused(UserError):
+    """The user lacks the role for this action."""

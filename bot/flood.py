@@ -1,0 +1,79 @@
+"""Flood-control math: a per-room token bucket and the packing of a backlog into lines.
+
+Pure functions over plain values; the announcer (outbox.py) does the I/O. Coalescing of
+updates for the same pipeline/deploy happens when they are queued (outbox.enqueue); here a
+backlog of several items becomes one summary line, so a burst of many pipelines costs a few
+lines while every item's latest text (final states included) is still delivered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEPARATOR = " | "
+
+
+class TokenBucket:
+    """`burst` lines at once, then one line every `1/per_second` seconds."""
+
+    def __init__(self, burst: int, per_second: float, now: float):
+        self.burst = burst
+        self.per_second = per_second
+        self.tokens = float(burst)
+        self.updated = now
+
+    def _refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(float(self.burst), self.tokens + elapsed * self.per_second)
+        self.updated = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def refund(self) -> None:
+        self.tokens = min(float(self.burst), self.tokens + 1.0)
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until a line may be sent."""
+        self._refill(now)
+        if self.tokens >= 1.0:
+            return 0.0
+        return (1.0 - self.tokens) / self.per_second
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+    text: str
+    priority: int = 0
+
+
+def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[int]]:
+    """The next line to send for one room and the ids it delivers.
+
+    Replies (priority > 0) go out alone and first. Announcements waiting together are packed
+    into one line joined by " | " up to `max_bytes`; an item too long to share a line goes
+    alone (the adapter splits it at the protocol limit).
+    """
+    if not pending:
+        raise ValueError("nothing pending")
+    ordered = sorted(pending, key=lambda p: (-p.priority, p.id))
+    first = ordered[0]
+    if first.priority > 0 or len(ordered) == 1:
+        return first.text, [first.id]
+    text, ids = first.text, [first.id]
+    size = len(text.encode())
+    for item in ordered[1:]:
+        if item.priority > 0:
+            break
+        extra = len(SEPARATOR.encode()) + len(item.text.encode())
+        if size + extra > max_bytes:
+            break
+        text += SEPARATOR + item.text
+        size += extra
+        ids.append(item.id)
+    return text, ids

@@ -1,0 +1,42 @@
+"""Running git as a subprocess (argv, never a shell) with a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+
+class GitError(Exception):
+    """A git command failed; the message is one line."""
+
+
+async def git(*args: str, cwd: Path | None = None, timeout: float = 120.0) -> str:
+    """Run `git args...`; return stdout. Raises GitError with git's last stderr line."""
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "deploybot"),
+        "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "deploybot@localhost"),
+        "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "deploybot"),
+        "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "deploybot@localhost"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise GitError(f"git {args[0]} timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
+    return out.decode(errors="replace")

@@ -1,0 +1,62 @@
+"""The bot's HTTP server: health, readiness, metrics, SAL/status pages, deploy logs, webhooks.
+
+Routes are thin: each reads from or hands off to a service. The webhook route is added by
+the webhook ingest module when GitLab is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bot.services import Services
+from bot.status import status_lines
+
+ReadyCheck = Callable[[], tuple[bool, str]]
+
+
+def build_http_app(services: Services, ready: ReadyCheck) -> web.Application:
+    app = web.Application(client_max_size=services.config.http.max_body_bytes)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def ready_(request: web.Request) -> web.Response:
+        ok, why = ready()
+        return web.Response(text=why + "\n", status=200 if ok else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
+        return web.Response(
+            body=services.metrics.render(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    async def sal(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            limit = max(1, min(int(q.get("limit", "50")), 1000))
+        except ValueError:
+            return web.Response(status=400, text="limit must be a number\n")
+        entries = await services.sal.query(
+            component=q.get("component"), env=q.get("env"), actor=q.get("actor"), limit=limit
+        )
+        lines = [
+            f"#{e.id} {e.ts} {e.action} {e.component or '-'} {e.env or '-'} {e.result or '-'}"
+            f" {e.message}" + (f" log: {e.log_url}" if e.log_url else "")
+            for e in entries
+        ]
+        return web.Response(text="\n".join(lines) + "\n")
+
+    async def status(request: web.Request) -> web.Response:
+        cfg = services.config
+        lines = await status_lines(services, list(cfg.components), cfg.env_names)
+        return web.Response(text="\n".join(lines) + "\n")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/ready", ready_)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/sal", sal)
+    app.router.add_get("/status", status)
+    return app

@@ -1,0 +1,40 @@
+"""The services commands and event handlers use, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.controlrepo import ControlRepo
+from bot.locks import Locks
+from bot.metrics import Metrics
+from bot.outbox import Outbox
+from bot.redact import Redactor
+from bot.sal import Sal
+from bot.store import Store
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    sal: Sal
+    outbox: Outbox
+    locks: Locks
+    metrics: Metrics
+    redactor: Redactor
+    control: ControlRepo | None = None
+
+    def room_for(self, component: str | None) -> str:
+        """The chat room for a component's announcements (fallback: the default room)."""
+        comp = self.config.components.get(component or "")
+        return (comp.room if comp and comp.room else None) or self.config.chat.default_room
+
+    async def announce(
+        self, text: str, *, component: str | None = None, key: str | None = None,
+        final: bool = False, room: str | None = None,
+    ) -> None:  # fmt: skip
+        """Queue an unasked line for the component's room (durable, flood-controlled)."""
+        await self.outbox.enqueue(
+            room or self.room_for(component), self.redactor(text), key=key, final=final
+        )

@@ -1,0 +1,80 @@
+"""From a chat Message to a reply: parse, find the command, check the role, run the handler.
+
+Every command answers within `bot.reply_timeout` seconds: with its result, or with
+"working on it" followed later by the result. Errors a user caused are one line; anything
+unexpected is logged with its traceback and reported as one line without details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.chat.base import Message
+from bot.errors import Refused, UserError
+from bot.services import Services
+from commands.context import Context
+from commands.parse import Invocation, ParseError, parse_line
+from commands.registry import CommandSet
+
+log = logging.getLogger("deploybot.commands")
+
+
+class Dispatcher:
+    def __init__(self, services: Services, commands: CommandSet):
+        self.services = services
+        self.commands = commands
+
+    async def handle(self, msg: Message) -> None:
+        """Answer one chat line (ignores lines that are not for the bot)."""
+        cfg = self.services.config
+        try:
+            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick)
+        except ParseError as exc:
+            self.services.metrics.commands.labels("(invalid)", "refused").inc()
+            await self._reply(msg, str(exc))
+            return
+        if inv is None:
+            return
+        spec = self.commands.get(inv.name)
+        if spec is None:
+            self.services.metrics.commands.labels("(unknown)", "unknown").inc()
+            hint = self.commands.suggest(inv.name)
+            name = inv.name[:30]
+            await self._reply(msg, 
+                f"unknown command {cfg.bot.prefix}{name}"
+                + (f"; did you mean {cfg.bot.prefix}{hint}?" if hint else "; try !help")
+            )
+            return
+        ctx = Context(self.services, msg, self.commands, spec)
+        unknown_flags = inv.flags - spec.flags
+        if unknown_flags:
+            await ctx.reply(f"{spec.name}: unknown option --{sorted(unknown_flags)[0]}")
+            return
+        task = asyncio.ensure_future(self._run(ctx, inv))
+        done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
+        if not done:
+            await ctx.reply(f"{spec.name}: working on it…")
+        text, result = await task
+        self.services.metrics.commands.labels(spec.name, result).inc()
+        for line in (text or "").splitlines():
+            if line.strip():
+                await ctx.reply(line)
+
+    async def _reply(self, msg: Message, text: str) -> None:
+        await self.services.outbox.enqueue(
+            msg.room, self.services.redactor(text), adapter=msg.adapter, priority=1
+        )
+
+    async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
+        spec = ctx.spec
+        try:
+            ctx.require(spec.role)
+            return await spec.handler(ctx, inv), "ok"
+        except Refused as exc:
+            return f"{spec.name}: refused: {exc}", "refused"
+        except UserError as exc:
+            return f"{spec.name}: {exc}", "error"
+        except Exception:
+            log.exception("command %s failed", spec.name)
+            return f"{spec.name}: internal error (see the bot log); check !status", "crashed"

@@ -27,7 +27,7 @@ from bot.http import build_http_app
 from bot.locks import Locks
 from bot.metrics import Metrics
 from bot.outbox import Outbox
-from bot.redact import Redactor, RedactingFilter
+from bot.redact import RedactingFilter, Redactor
 from bot.sal import Sal
 from bot.services import Services
 from bot.store import Store

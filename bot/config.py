@@ -221,9 +221,13 @@ class AuthRule(Model):
         for who in self.who:
             kind, sep, _ = who.partition(":")
             if not sep or kind not in ("irc", "irc-host", "xmpp", "console"):
-                raise ValueError(f"identity '{who}' must start with irc:, irc-host:, xmpp: or console:")
+                raise ValueError(
+                    f"identity '{who}' must start with irc:, irc-host:, xmpp: or console:"
+                )
             if kind == "irc-host" and self.trust != "hostmask":
-                raise ValueError(f"'{who}' is a hostmask: set trust: hostmask on this rule to allow it")
+                raise ValueError(
+                    f"'{who}' is a hostmask: set trust: hostmask on this rule to allow it"
+                )
         return self
 
 
@@ -302,7 +306,9 @@ class Config(Model):
             raise ValueError("environments: names must be unique")
         for env in self.environments:
             if env.requires and env.requires not in names:
-                raise ValueError(f"environment {env.name}: requires unknown environment {env.requires!r}")
+                raise ValueError(
+                    f"environment {env.name}: requires unknown environment {env.requires!r}"
+                )
         for comp in self.components:
             if not NAME_RE.match(comp):
                 raise ValueError(f"component name {comp!r}: lowercase letters, digits, . _ -")

@@ -31,9 +31,7 @@ class Metrics:
         )  # fmt: skip
         self.deploys = Counter("deploybot_deploys", "Deploys by result", ["result"], registry=r)
         self.lines_sent = Counter("deploybot_chat_lines_sent", "Chat lines sent", registry=r)
-        self.queue_depth = Gauge(
-            "deploybot_queue_depth", "Items waiting", ["queue"], registry=r
-        )
+        self.queue_depth = Gauge("deploybot_queue_depth", "Items waiting", ["queue"], registry=r)
         self.chat_connected = Gauge(
             "deploybot_chat_connected", "1 while a chat adapter is connected", ["adapter"],
             registry=r,

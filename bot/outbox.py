@@ -88,7 +88,7 @@ class Outbox:
         row = await self.store.fetchone("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         return int(row[0]) if row else 0
 
-    async def _drain_once(self) -> float | None:
+    async def drain_once(self) -> float | None:
         """Send at most one line per room; return seconds until more can go (None: idle)."""
         rows = await self.store.fetchall(
             "SELECT id, adapter, room, text, priority FROM outbox WHERE sent_at IS NULL"
@@ -96,18 +96,24 @@ class Outbox:
         )
         if not rows:
             return None
-        by_target: dict[tuple[str | None, str], list[Pending]] = {}
+        by_target: dict[tuple[str, str], list[Pending]] = {}
+        adapters: dict[str, ChatAdapter] = {}
+        orphans: list[int] = []
         for r in rows:
-            by_target.setdefault((r["adapter"], r["room"]), []).append(
+            found = self.pick_adapter(r["adapter"], r["room"])
+            if found is None:
+                log.warning("no chat adapter for room %s; dropping a line", r["room"])
+                orphans.append(r["id"])
+                continue
+            adapters[found.name] = found
+            by_target.setdefault((found.name, r["room"]), []).append(
                 Pending(r["id"], r["text"], r["priority"])
             )
+        if orphans:
+            await self._mark_sent(orphans)
         next_wait: float | None = None
         for (adapter_name, room), items in by_target.items():
-            adapter = self.pick_adapter(adapter_name, room)
-            if adapter is None:
-                log.warning("no chat adapter for room %s; dropping %d line(s)", room, len(items))
-                await self._mark_sent([p.id for p in items])
-                continue
+            adapter = adapters[adapter_name]
             if not adapter.connected:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
@@ -144,7 +150,7 @@ class Outbox:
     async def run(self) -> None:
         """Deliver forever (owned by the app's supervisor)."""
         while not self._stopping:
-            wait = await self._drain_once()
+            wait = await self.drain_once()
             if wait is None:
                 self._idle.set()
                 self._wake.clear()

@@ -201,7 +201,8 @@ class Sal:
         limit: int = 5,
     ) -> list[SalEntry]:
         """Newest-first entries matching the filters (`actor` matches the short name too)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if component:
             where.append("component = ?")
             params.append(component)
@@ -222,11 +223,21 @@ class Sal:
         rows = await self.store.fetchall(sql, (*params, limit))
         return [
             SalEntry(
-                actor=r["actor"], action=r["action"], message=r["message"],
-                component=r["component"], env=r["env"], from_version=r["from_version"],
-                to_version=r["to_version"], commit_sha=r["commit_sha"], mr_url=r["mr_url"],
-                tasks=[t for t in r["tasks"].split(",") if t], result=r["result"],
-                log_url=r["log_url"], sal_project=r["sal_project"], ts=r["ts"], id=r["id"],
+                actor=r["actor"],
+                action=r["action"],
+                message=r["message"],
+                component=r["component"],
+                env=r["env"],
+                from_version=r["from_version"],
+                to_version=r["to_version"],
+                commit_sha=r["commit_sha"],
+                mr_url=r["mr_url"],
+                tasks=[t for t in r["tasks"].split(",") if t],
+                result=r["result"],
+                log_url=r["log_url"],
+                sal_project=r["sal_project"],
+                ts=r["ts"],
+                id=r["id"],
             )  # fmt: skip
             for r in rows
         ]

@@ -30,7 +30,9 @@ class Context:
     @property
     def actor(self) -> str:
         """The verified identity acting (the strongest one), or `nick:<nick>` for nobody."""
-        return self.message.identities[0] if self.message.identities else f"nick:{self.message.nick}"
+        return (
+            self.message.identities[0] if self.message.identities else f"nick:{self.message.nick}"
+        )
 
     def role(self, component: str | None = None, env: str | None = None) -> Role:
         return role_for(self.services.config.auth.rules, self.message.identities, component, env)

@@ -41,9 +41,10 @@ class Dispatcher:
             self.services.metrics.commands.labels("(unknown)", "unknown").inc()
             hint = self.commands.suggest(inv.name)
             name = inv.name[:30]
-            await self._reply(msg, 
+            await self._reply(
+                msg,
                 f"unknown command {cfg.bot.prefix}{name}"
-                + (f"; did you mean {cfg.bot.prefix}{hint}?" if hint else "; try !help")
+                + (f"; did you mean {cfg.bot.prefix}{hint}?" if hint else "; try !help"),
             )
             return
         ctx = Context(self.services, msg, self.commands, spec)

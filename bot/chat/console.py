@@ -22,7 +22,9 @@ class ConsoleAdapter:
     name = "console"
     rate_limited = False
 
-    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None, user: str | None = None):
+    def __init__(
+        self, stdin: TextIO | None = None, stdout: TextIO | None = None, user: str | None = None
+    ):
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.user = user or getpass.getuser()

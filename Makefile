@@ -1,0 +1,58 @@
+# deploybot — `make demo` runs the bot on embedded defaults; `make test` installs what the
+# tests need (Python packages; Debian packages for the real IRC/XMPP servers when root or
+# sudo is available) and runs linters, type checks and the whole suite.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBS := git ngircd inspircd atheme-services prosody
+
+.PHONY: demo test lint typecheck unit bench venv test-deps debs clean
+
+$(BIN)/deploybot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+venv: $(BIN)/deploybot
+
+demo: venv
+	$(BIN)/deploybot demo
+
+$(VENV)/.test-deps: pyproject.toml | venv
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+test-deps: $(VENV)/.test-deps
+
+# Debian packages for the real test servers. Skipped (tests then skip locally, and fail
+# under CI=true) when neither root nor sudo is available.
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
+	else echo "not root and no sudo: cannot install$$missing"; exit 0; fi; \
+	echo "installing$$missing"; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null; \
+	  $$SUDO chmod +x /usr/sbin/policy-rc.d; trap '$$SUDO rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+lint: test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: test-deps
+	$(BIN)/mypy
+
+unit: test-deps debs
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: test-deps debs
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .deploybot-demo .mypy_cache .ruff_cache .pytest_cache

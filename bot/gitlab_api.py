@@ -1,0 +1,342 @@
+"""The bot's edge to the GitLab REST API: python-gitlab run in threads, with deadlines,
+retries and errors that are one clear line and never contain the token.
+
+Every method returns plain values (dicts in GitLab's documented JSON shape, or `Tag`), so
+callers never hold python-gitlab objects. Retries: 429 honours Retry-After (capped); 5xx,
+connection errors and timeouts back off exponentially with jitter. Writes that GitLab may
+already have applied (create commit/MR/note, merge) are retried only on 429 and failed
+connections, never on a 5xx answer or a timeout, so a retry cannot apply them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import gitlab
+import gitlab.exceptions as glexc
+import requests
+
+T = TypeVar("T")
+
+
+class GitLabError(Exception):
+    """A GitLab call that could not complete; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _RateLimited(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("429 Too Many Requests")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    commit: str
+    created_at: str | None
+    message: str
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _raise_on_rate_limit(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """requests response hook: turn 429 into an exception before python-gitlab sees it.
+
+    python-gitlab would otherwise sleep for an uncapped Retry-After inside the thread.
+    """
+    if response.status_code == 429:
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        response.close()
+        raise _RateLimited(retry_after)
+
+
+class GitLabAPI:
+    """Async facade over one GitLab instance. `project` arguments take a path or an id."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        max_retry_after: float = 30.0,
+        per_page: int = 100,
+        call_timeout: float | None = None,
+    ) -> None:
+        self._token = token
+        self._url = url.rstrip("/")
+        self._retries = retries
+        self._backoff = backoff
+        self._max_retry_after = max_retry_after
+        self._per_page = per_page
+        self._call_timeout = call_timeout if call_timeout is not None else timeout * 6
+        self._rng = random.Random()
+        self._session = requests.Session()
+        self._session.hooks["response"].append(_raise_on_rate_limit)
+        self._gl = gitlab.Gitlab(
+            self._url,
+            private_token=token,
+            timeout=timeout,
+            session=self._session,
+            retry_transient_errors=False,
+            per_page=per_page,
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    # the retry loop
+
+    def _clean(self, text: str) -> str:
+        line = " ".join(str(text).split())
+        if self._token:
+            line = line.replace(self._token, "[token]")
+        return line[:300]
+
+    def _delay(self, attempt: int) -> float:
+        return min(self._backoff * 2**attempt * self._rng.uniform(0.5, 1.5), self._max_retry_after)
+
+    async def _call(self, what: str, fn: Callable[[], T], *, write: bool = False) -> T:
+        attempt = 0
+        while True:
+            status: int | None = None
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(fn), self._call_timeout)
+            except _RateLimited as err:
+                status, reason = 429, "429 Too Many Requests (rate limited)"
+                delay = self._delay(attempt) if err.retry_after is None else err.retry_after
+                delay = min(delay, self._max_retry_after)
+            except glexc.GitlabAuthenticationError as err:
+                raise GitLabError(
+                    f"GitLab {self._url} rejected the API token ({err.response_code}) "
+                    f"during {what}: check gitlab.token_env",
+                    err.response_code,
+                ) from None
+            except glexc.GitlabError as err:
+                status = err.response_code
+                reason = self._clean(f"{status} {err.error_message}")
+                if status is None or status < 500 or write:
+                    raise GitLabError(f"GitLab {what} failed: {reason}", status) from None
+                delay = self._delay(attempt)
+            except requests.ConnectionError as err:
+                reason = self._clean(f"cannot reach {self._url}: {type(err).__name__}")
+                delay = self._delay(attempt)
+            except (TimeoutError, requests.Timeout):
+                reason = f"no answer from {self._url} in time"
+                if write:
+                    raise GitLabError(
+                        f"GitLab {what}: {reason}; it may or may not have been applied"
+                    ) from None
+                delay = self._delay(attempt)
+            if attempt >= self._retries:
+                raise GitLabError(
+                    f"GitLab {what} failed after {attempt + 1} attempts: {reason}", status
+                )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _project(self, project: str | int) -> Any:
+        return self._gl.projects.get(project, lazy=True)
+
+    @staticmethod
+    def _absent_on_404(fn: Callable[[], T]) -> Callable[[], T | None]:
+        def run() -> T | None:
+            try:
+                return fn()
+            except glexc.GitlabError as err:
+                if err.response_code == 404:
+                    return None
+                raise
+
+        return run
+
+    # reads
+
+    async def list_tags(self, project: str | int) -> list[Tag]:
+        """All tags, newest commit first (GitLab's default order), across every page."""
+
+        def run() -> list[Tag]:
+            tags = self._project(project).tags.list(get_all=True, per_page=self._per_page)
+            return [
+                Tag(
+                    name=t.name,
+                    commit=t.commit["id"],
+                    created_at=t.created_at or t.commit.get("created_at"),
+                    message=t.message or "",
+                )
+                for t in tags
+            ]
+
+        return await self._call(f"list tags of {project}", run)
+
+    async def get_commit(self, project: str | int, sha: str) -> dict[str, Any] | None:
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).commits.get(sha).asdict()
+            return result
+
+        return await self._call(f"get commit {sha} of {project}", self._absent_on_404(run))
+
+    async def commit_merge_requests(self, project: str | int, sha: str) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            commit = self._project(project).commits.get(sha, lazy=True)
+            return list(commit.merge_requests(get_all=True))
+
+        return await self._call(f"list MRs of commit {sha} in {project}", run)
+
+    async def get_file(self, project: str | int, path: str, ref: str) -> str | None:
+        def run() -> str:
+            raw = self._project(project).files.raw(file_path=path, ref=ref)
+            return bytes(raw).decode("utf-8")
+
+        return await self._call(f"read {path}@{ref} of {project}", self._absent_on_404(run))
+
+    async def get_branch(self, project: str | int, name: str) -> dict[str, Any] | None:
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).branches.get(name).asdict()
+            return result
+
+        return await self._call(f"get branch {name} of {project}", self._absent_on_404(run))
+
+    async def find_open_mr(self, project: str | int, source_branch: str) -> dict[str, Any] | None:
+        def run() -> dict[str, Any] | None:
+            mrs = self._project(project).mergerequests.list(
+                state="opened", source_branch=source_branch, get_all=True
+            )
+            return mrs[0].asdict() if mrs else None
+
+        return await self._call(f"find open MR from {source_branch} in {project}", run)
+
+    async def get_mr(self, project: str | int, iid: int) -> dict[str, Any] | None:
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).mergerequests.get(iid).asdict()
+            return result
+
+        return await self._call(f"get MR !{iid} of {project}", self._absent_on_404(run))
+
+    async def list_pipelines(
+        self, project: str | int, sha: str | None = None, ref: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest pipelines (one page, newest first), optionally for one sha and/or ref."""
+        filters = {k: v for k, v in (("sha", sha), ("ref", ref)) if v}
+
+        def run() -> list[dict[str, Any]]:
+            found = self._project(project).pipelines.list(
+                get_all=False, per_page=self._per_page, **filters
+            )
+            return [p.asdict() for p in found]
+
+        return await self._call(f"list pipelines of {project}", run)
+
+    async def job_trace(self, project: str | int, job_id: int) -> str:
+        def run() -> str:
+            raw = self._project(project).jobs.get(job_id, lazy=True).trace()
+            return bytes(raw).decode("utf-8", errors="replace")
+
+        return await self._call(f"read log of job {job_id} in {project}", run)
+
+    # writes
+
+    async def create_commit(
+        self,
+        project: str | int,
+        branch: str,
+        message: str,
+        actions: list[dict[str, Any]],
+        start_branch: str | None = None,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """One commit of `actions` ({action, file_path, content}) on `branch`."""
+        data: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
+        if start_branch:
+            data["start_branch"] = start_branch
+        if force:
+            data["force"] = True
+
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).commits.create(data).asdict()
+            return result
+
+        return await self._call(f"commit to {branch} of {project}", run, write=True)
+
+    async def delete_branch(self, project: str | int, name: str) -> bool:
+        """True if the branch was deleted, False if it did not exist."""
+
+        def run() -> bool:
+            self._project(project).branches.delete(name)
+            return True
+
+        deleted = await self._call(f"delete branch {name} of {project}", self._absent_on_404(run))
+        return bool(deleted)
+
+    async def create_mr(
+        self, project: str | int, source: str, target: str, title: str, description: str
+    ) -> dict[str, Any]:
+        data = {
+            "source_branch": source,
+            "target_branch": target,
+            "title": title,
+            "description": description,
+        }
+
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).mergerequests.create(data).asdict()
+            return result
+
+        return await self._call(f"open MR {source} -> {target} in {project}", run, write=True)
+
+    async def update_mr(
+        self,
+        project: str | int,
+        iid: int,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        data = {k: v for k, v in (("title", title), ("description", description)) if v is not None}
+
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).mergerequests.update(iid, data)
+            return result
+
+        return await self._call(f"update MR !{iid} of {project}", run)
+
+    async def merge_mr(
+        self, project: str | int, iid: int, *, remove_source_branch: bool = False
+    ) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            mr = self._project(project).mergerequests.get(iid, lazy=True)
+            return mr.merge(should_remove_source_branch=remove_source_branch or None)
+
+        return await self._call(f"merge MR !{iid} of {project}", run, write=True)
+
+    async def post_mr_note(self, project: str | int, iid: int, body: str) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            mr = self._project(project).mergerequests.get(iid, lazy=True)
+            result: dict[str, Any] = mr.notes.create({"body": body}).asdict()
+            return result
+
+        return await self._call(f"comment on MR !{iid} of {project}", run, write=True)

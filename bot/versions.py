@@ -1,0 +1,232 @@
+"""Chart versions and the refs people type in chat to name one.
+
+CI versions every build `0.0.<N>-<YYYYMMDDHHMMSS>-<sha8>` (release, tagged on the commit) or
+`0.0.<N>-dev-mr-<IID>` (a merge request's dev build). Chat users name a version by a ref:
+the full version, a commit sha prefix, `latest`, `previous` or `mr<IID>`. This module parses
+versions, orders them numerically and resolves refs against the release tags a forge reports.
+It does no I/O; callers pass the tags in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+MAX_REF_LENGTH = 100
+MAX_CANDIDATES_SHOWN = 5
+_ECHO_LIMIT = 60
+
+_RELEASE_RE = re.compile(r"0\.0\.(0|[1-9][0-9]{0,8})-([0-9]{14})-([0-9a-f]{8})")
+_DEV_RE = re.compile(r"0\.0\.(0|[1-9][0-9]{0,8})-dev-mr-([1-9][0-9]{0,8})")
+_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
+_MR_RE = re.compile(r"mr([1-9][0-9]{0,8})")
+_HEX40_RE = re.compile(r"[0-9a-f]{40}")
+_REF_CHARS_RE = re.compile(r"[A-Za-z0-9.-]+")
+
+
+@dataclass(frozen=True)
+class Version:
+    """A parsed chart version; `raw` is the exact string as pinned and tagged."""
+
+    raw: str
+    n: int
+    timestamp: str | None
+    sha8: str | None
+    mr: int | None
+
+    @property
+    def is_release(self) -> bool:
+        return self.timestamp is not None
+
+    @property
+    def sort_key(self) -> tuple[int, int, str, int]:
+        """Order by commit count, then build time; a dev build sorts before releases of its N."""
+        return (self.n, 1 if self.is_release else 0, self.timestamp or "", self.mr or 0)
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A git tag as a forge reports it: its name and the full sha of the tagged commit."""
+
+    name: str
+    commit: str
+
+
+class RefError(ValueError):
+    """A ref that cannot be used; the message is one line fit for chat."""
+
+
+def parse_version(s: str) -> Version | None:
+    """Parse a release or dev-build version; None for anything else."""
+    m = _RELEASE_RE.fullmatch(s)
+    if m is not None:
+        stamp = m.group(2)
+        try:
+            datetime.strptime(stamp, "%Y%m%d%H%M%S")
+        except ValueError:
+            return None
+        return Version(raw=s, n=int(m.group(1)), timestamp=stamp, sha8=m.group(3), mr=None)
+    m = _DEV_RE.fullmatch(s)
+    if m is not None:
+        return Version(raw=s, n=int(m.group(1)), timestamp=None, sha8=None, mr=int(m.group(2)))
+    return None
+
+
+def _shown(ref: str) -> str:
+    """The bad input, safe and short enough to quote back in a chat line."""
+    printable = "".join(c if c.isprintable() else "?" for c in ref)
+    if len(printable) > _ECHO_LIMIT:
+        printable = printable[: _ECHO_LIMIT - 3] + "..."
+    return repr(printable)
+
+
+_EXPECTED = (
+    "expected a version (0.0.N-YYYYMMDDHHMMSS-sha8), a commit sha (7-40 hex), "
+    "'latest', 'previous' or 'mr<IID>'"
+)
+
+
+def check_ref(ref: str) -> None:
+    """Refuse anything that is not a well-formed ref, before it goes anywhere near a forge."""
+    if not ref:
+        raise RefError("empty ref; " + _EXPECTED)
+    if len(ref) > MAX_REF_LENGTH:
+        raise RefError(f"ref too long ({len(ref)} characters, at most {MAX_REF_LENGTH})")
+    if any(not c.isprintable() for c in ref):
+        raise RefError(f"ref {_shown(ref)} contains control characters")
+    if any(c.isspace() for c in ref):
+        raise RefError(f"ref {_shown(ref)} must be a single word")
+    if "/" in ref or ".." in ref:
+        raise RefError(f"ref {_shown(ref)} must not contain '/' or '..'")
+    if _REF_CHARS_RE.fullmatch(ref) is None:
+        bad = sorted({c for c in ref if _REF_CHARS_RE.fullmatch(c) is None})
+        shown = " ".join(bad[:10])
+        raise RefError(f"ref {_shown(ref)} contains characters that are not allowed: {shown}")
+    low = ref.lower()
+    if (
+        low in ("latest", "previous")
+        or _SHA_RE.fullmatch(low)
+        or _MR_RE.fullmatch(low)
+        or parse_version(ref) is not None
+    ):
+        return
+    raise RefError(f"unknown ref {_shown(ref)}; " + _EXPECTED)
+
+
+def release_versions(tags: Iterable[Tag]) -> list[Version]:
+    """Release versions named by the tags (other tag names ignored), oldest first, no repeats."""
+    seen: dict[str, Version] = {}
+    for tag in tags:
+        v = parse_version(tag.name)
+        if v is not None and v.is_release:
+            seen[v.raw] = v
+    return sorted(seen.values(), key=lambda v: v.sort_key)
+
+
+def _candidates(versions: Sequence[Version]) -> str:
+    names = [v.raw for v in sorted(versions, key=lambda v: v.sort_key, reverse=True)]
+    shown = ", ".join(names[:MAX_CANDIDATES_SHOWN])
+    more = len(names) - MAX_CANDIDATES_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _tag_matches_sha(tag: Tag, version: Version, prefix: str) -> bool:
+    commit = tag.commit.lower()
+    if commit.startswith(prefix):
+        return True
+    sha8 = version.sha8 or ""
+    if len(prefix) <= 8:
+        return sha8.startswith(prefix)
+    # A longer prefix names one commit; the version's sha8 decides only when the tag's
+    # commit is not that same sha8 commit (then the commit check above was authoritative).
+    return sha8 == prefix[:8] and not (_HEX40_RE.fullmatch(commit) and commit[:8] == sha8)
+
+
+def _resolve_sha(prefix: str, tags: Sequence[Tag]) -> Version:
+    matches: dict[str, tuple[Version, str]] = {}
+    for tag in tags:
+        v = parse_version(tag.name)
+        if v is None or not v.is_release:
+            continue
+        if _tag_matches_sha(tag, v, prefix):
+            matches[v.raw] = (v, tag.commit.lower() or (v.sha8 or ""))
+    if not matches:
+        raise RefError(f"no release version built from a commit starting with {prefix}")
+    versions = [v for v, _ in matches.values()]
+    commits = {sha for _, sha in matches.values()}
+    if len(commits) > 1:
+        raise RefError(
+            f"ambiguous commit {prefix}: matches {len(versions)} versions: "
+            f"{_candidates(versions)}; give more of the sha or the full version"
+        )
+    # Several builds of one commit (a re-run pipeline): the newest build is the one meant.
+    return max(versions, key=lambda v: v.sort_key)
+
+
+def resolve_ref(
+    ref: str,
+    tags: Sequence[Tag],
+    *,
+    previous: str | None = None,
+    mr_versions: Mapping[int, str] | None = None,
+) -> Version:
+    """Turn a chat ref into a version, or raise RefError with one line naming candidates.
+
+    `previous` is the version live before the current one (for the ref `previous`);
+    `mr_versions` maps MR IIDs to their dev-build versions (for `mr<IID>`).
+    """
+    check_ref(ref)
+    low = ref.lower()
+    releases = release_versions(tags)
+    newest = releases[-1].raw if releases else None
+
+    if low == "latest":
+        if newest is None:
+            raise RefError("no release versions tagged yet, so 'latest' names nothing")
+        return releases[-1]
+
+    if low == "previous":
+        if previous is None:
+            raise RefError("no previous version known for this component and environment")
+        v = parse_version(previous)
+        if v is None:
+            raise RefError(f"previous version {_shown(previous)} is not a valid version")
+        return v
+
+    m = _MR_RE.fullmatch(low)
+    if m is not None:
+        iid = int(m.group(1))
+        raw = (mr_versions or {}).get(iid)
+        if raw is None:
+            raise RefError(f"no dev build known for MR !{iid}")
+        v = parse_version(raw)
+        if v is None:
+            raise RefError(f"dev build of MR !{iid} has an invalid version {_shown(raw)}")
+        return v
+
+    full = parse_version(ref)
+    if full is not None:
+        if full.is_release:
+            if any(r.raw == full.raw for r in releases):
+                return full
+            hint = f"newest is {newest}" if newest else "no release versions tagged yet"
+            raise RefError(f"unknown version {full.raw}; {hint}")
+        known = (mr_versions or {}).get(full.mr or 0)
+        if known == full.raw:
+            return full
+        raise RefError(f"unknown dev build {full.raw}; use mr{full.mr} for the MR's current build")
+
+    return _resolve_sha(low, tags)
+
+
+def newer_than(tags: Iterable[Tag], version: Version | str) -> list[Version]:
+    """Release versions newer than `version`, oldest first (what is merged but not deployed)."""
+    base = parse_version(version) if isinstance(version, str) else version
+    if base is None:
+        raise RefError(f"not a version: {_shown(str(version))}")
+    return [v for v in release_versions(tags) if v.sort_key > base.sort_key]

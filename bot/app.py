@@ -23,6 +23,7 @@ from bot.chat.base import ChatAdapter, Message
 from bot.chat.console import ConsoleAdapter
 from bot.config import Config, read_secret
 from bot.controlrepo import control_repo_from_config
+from bot.gitlab_api import GitLabAPI
 from bot.http import build_http_app
 from bot.locks import Locks
 from bot.metrics import Metrics
@@ -133,8 +134,16 @@ class App:
             metrics=self.metrics,
             redactor=self.redactor,
             control=control_repo_from_config(config),
+            gitlab=self._gitlab(config),
         )
         self.dispatcher = Dispatcher(self.services, CommandSet.collect(COMMAND_MODULES))
+
+    @staticmethod
+    def _gitlab(config: Config) -> GitLabAPI | None:
+        if config.gitlab is None:
+            return None
+        token = read_secret(config.gitlab.token_env, config.gitlab.token_file)
+        return GitLabAPI(config.gitlab.url, token or "")
 
     @property
     def console(self) -> ConsoleAdapter | None:
@@ -198,6 +207,8 @@ class App:
         for adapter in self.adapters:
             with contextlib.suppress(Exception):
                 await adapter.stop()
+        if self.services.gitlab is not None:
+            self.services.gitlab.close()
         await self.store.close()
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._log_filter)

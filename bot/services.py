@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.controlrepo import ControlRepo
+from bot.gitlab_api import GitLabAPI
 from bot.locks import Locks
 from bot.metrics import Metrics
 from bot.outbox import Outbox
@@ -24,6 +25,7 @@ class Services:
     metrics: Metrics
     redactor: Redactor
     control: ControlRepo | None = None
+    gitlab: GitLabAPI | None = None
 
     def room_for(self, component: str | None) -> str:
         """The chat room for a component's announcements (fallback: the default room)."""

@@ -94,6 +94,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX pipelines_sha ON pipelines(sha);
     """,
+    # 3: reserved for webhook processing (issue 4)
+    "",
+    # 4: reserved for control-repo bumps (issue 5)
+    "",
 ]
 
 

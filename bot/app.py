@@ -201,7 +201,7 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if not await self.services.outbox.flush(timeout=10.0):
+        if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")
         await self.supervisor.stop()
         for adapter in self.adapters:

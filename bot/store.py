@@ -101,16 +101,21 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class StoreClosed(RuntimeError):
+    """The store was closed (shutdown in progress)."""
+
+
 class Store:
     """Async facade over one SQLite connection."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         await self._call(self._open_sync)
 
     def _open_sync(self) -> None:
@@ -139,18 +144,23 @@ class Store:
         return self._conn is not None
 
     async def close(self) -> None:
+        """Close the connection (idempotent); later calls raise StoreClosed."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._call(conn.close)
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreClosed("store is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise RuntimeError("store is not open")
+            raise StoreClosed("store is not open")
         return self._conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -1,0 +1,31 @@
+"""The demo session from a fresh directory, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import free_port
+
+SESSION = "!help\n!whoami\n!log hello from the demo\n!sal\n!status\n"
+
+
+def test_piped_demo_session(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "demo"),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        input=SESSION, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()
+    assert out[0].startswith("deploybot demo:")
+    assert out[1].startswith("commands: ") and "status" in out[1]
+    assert out[2].startswith("you are console:") and "admin" in out[2]
+    assert out[3].startswith("logged #1: ") and out[3].endswith("hello from the demo")
+    assert out[4].startswith("#1 ") and "hello from the demo" in out[4]
+    status = "\n".join(out[5:])
+    assert "builds-api: pinned toolsbeta 0.0.133-" in status
+    assert "tools 0.0.132-" in status
+    assert "jobs-api: pinned toolsbeta 0.0.412-" in status
+    assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()

@@ -42,7 +42,9 @@ async def test_help_lists_every_command_and_unknown_gets_a_suggestion(demo_confi
 
 
 async def test_refusal_names_the_role(demo_config: Config) -> None:
-    restricted = demo_config.model_copy(update={"auth": demo_config.auth.model_copy(update={"rules": []})})
+    restricted = demo_config.model_copy(
+        update={"auth": demo_config.auth.model_copy(update={"rules": []})}
+    )
     out = await console_session(restricted, ["!log hello", "!whoami"])
     assert out[0] == "log: refused: you need the deployer role; see !whoami"
     assert out[1] == "you are console:tester; roles: anyone"

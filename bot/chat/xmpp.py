@@ -1,0 +1,361 @@
+"""The XMPP chat adapter: MUC rooms and direct chats over slixmpp.
+
+It turns groupchat and direct messages into `Message` values carrying the sender's bare
+JID as identity (real JID in non-anonymous rooms; none in anonymous ones), sends replies
+and announcements, and keeps one session alive: each connection is a fresh slixmpp
+client, reconnected with exponential backoff plus jitter, rooms rejoined every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+from typing import Literal
+
+import slixmpp
+from slixmpp import JID
+from slixmpp.exceptions import IqError, IqTimeout, PresenceError
+
+from bot.chat.base import Message, OnMessage
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 3000  # per stanza; servers commonly cap stanzas around 10-256 KB
+MAX_CHUNKS = 8  # longer output belongs behind a link, not in the room
+TRUNCATED = "… (truncated)"
+# Characters XML 1.0 forbids (they would get the stream killed) plus C1 controls.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """Normalise newlines and drop control characters; keeps `\\n` and `\\t`."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _UNSAFE.sub("", text)
+
+
+def split_body(text: str, limit: int = MAX_BODY_BYTES, max_chunks: int = MAX_CHUNKS) -> list[str]:
+    """Split into bodies of at most `limit` UTF-8 bytes, at a newline when there is one."""
+    chunks: list[str] = []
+    rest = text
+    while rest:
+        if len(rest.encode()) <= limit:
+            chunks.append(rest)
+            break
+        head = rest.encode()[:limit].decode("utf-8", "ignore")  # drops a cut character
+        newline = head.rfind("\n")
+        if newline > 0:
+            chunks.append(head[:newline])
+            rest = rest[newline + 1 :]
+        else:
+            chunks.append(head)
+            rest = rest[len(head) :]
+    chunks = [c for c in chunks if c.strip()]
+    if len(chunks) > max_chunks:
+        last = chunks[max_chunks - 1]
+        room = limit - len(TRUNCATED.encode()) - 1
+        last = last.encode()[:room].decode("utf-8", "ignore")
+        chunks = chunks[: max_chunks - 1] + [f"{last}\n{TRUNCATED}"]
+    return chunks
+
+
+def _encrypted(client: slixmpp.ClientXMPP) -> bool:
+    transport = client.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+def backoff_delay(failures: int, cap: float, base: float = 1.0) -> float:
+    """Exponential delay with jitter: between half and all of min(cap, base * 2**failures)."""
+    ceiling = min(cap, base * 2 ** min(failures, 30))
+    return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+
+class XmppAdapter:
+    """ChatAdapter for one XMPP account, its MUC rooms and its direct chats."""
+
+    name = "xmpp"
+
+    def __init__(
+        self,
+        jid: str,
+        password: str,
+        rooms: list[str],
+        *,
+        host: str | None = None,
+        port: int = 5222,
+        nick: str = "deploybot",
+        tls: bool = True,
+        reconnect_max: float = 60.0,
+        timeout: float = 20.0,
+        ping_interval: float = 60.0,
+    ) -> None:
+        self._jid = JID(jid)
+        self._password = password
+        self._rooms = tuple(dict.fromkeys(JID(r).bare for r in rooms))
+        self._host = host
+        self._port = port
+        self._nick = nick
+        self._tls = tls
+        self._reconnect_max = reconnect_max
+        self._timeout = timeout
+        self._ping_interval = ping_interval
+        self._client: slixmpp.ClientXMPP | None = None
+        self._joined: dict[str, str] = {}  # room bare JID -> our nick there
+        self._ready = False
+        self._stopping = False
+        self._on_message: OnMessage | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    # -- ChatAdapter -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        client = self._client
+        return self._ready and client is not None and client.is_connected()
+
+    def owns(self, room: str) -> bool:
+        """Rooms and JIDs are ours: anything with an `@` that is not an IRC channel."""
+        return "@" in room and not room.startswith(("#", "&"))
+
+    async def start(self, on_message: OnMessage) -> None:
+        if self._supervisor is not None:
+            raise RuntimeError("xmpp adapter already started")
+        self._on_message = on_message
+        self._supervisor = asyncio.create_task(self._supervise(), name="xmpp-supervisor")
+
+    async def send(self, room: str, text: str) -> None:
+        client = self._client
+        if client is None or not self.connected:
+            raise ConnectionError("xmpp: not connected")
+        target = JID(room)
+        mtype: Literal["chat", "groupchat"] = "chat"
+        if target.bare in self._rooms and not target.resource:
+            if target.bare not in self._joined:
+                raise ConnectionError(f"xmpp: not joined to {target.bare}")
+            mtype = "groupchat"
+        for body in split_body(clean_text(text)):
+            client.send_message(mto=target, mbody=body, mtype=mtype)
+
+    async def stop(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        client = self._client
+        self._stopping = True
+        self._ready = False
+        if client is not None and client.is_connected():
+            for room, nick in self._joined.items():
+                with contextlib.suppress(Exception):
+                    client.plugin["xep_0045"].leave_muc(JID(room), nick)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(wait=1.0), timeout=self._timeout)
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=self._timeout)
+
+    # -- session lifecycle -------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping:
+            client = self._new_client()
+            self._client = client
+            try:
+                await self._run_session(client)
+                failures = 0
+                if not self._stopping:
+                    log.warning("xmpp: disconnected from server; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: log, back off, reconnect
+                failures += 1
+                log.warning("xmpp: connection failed (%s: %s)", type(exc).__name__, exc)
+            finally:
+                self._ready = False
+                self._joined.clear()
+                await self._dispose(client)
+            if not self._stopping:
+                await asyncio.sleep(backoff_delay(failures, self._reconnect_max))
+
+    def _new_client(self) -> slixmpp.ClientXMPP:
+        client = slixmpp.ClientXMPP(self._jid, self._password)
+        direct = self._host is None or self._port == 5223
+        client.enable_direct_tls = self._tls and direct
+        client.enable_starttls = self._tls and not (self._host is not None and self._port == 5223)
+        client.enable_plaintext = not self._tls
+        for plugin in ("xep_0030", "xep_0045", "xep_0199", "xep_0203"):
+            client.register_plugin(plugin)
+        mechanisms = client.plugin["feature_mechanisms"]
+        mechanisms.unencrypted_plain = mechanisms.unencrypted_scram = not self._tls
+        client.add_event_handler("groupchat_message", self._on_groupchat)
+        client.add_event_handler("message", self._on_direct)
+        return client
+
+    async def _run_session(self, client: slixmpp.ClientXMPP) -> None:
+        """Connect, authenticate, join rooms; return when the connection is gone."""
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        gone: asyncio.Future[None] = loop.create_future()
+
+        def fail(reason: str) -> None:
+            if not started.done():
+                started.set_exception(ConnectionError(reason))
+
+        def on_disconnected(reason: object) -> None:
+            fail(f"disconnected before session start: {reason}")
+            if not gone.done():
+                gone.set_result(None)
+
+        def on_started(_: object) -> None:
+            if not started.done():
+                started.set_result(None)
+
+        client.add_event_handler("session_start", on_started)
+
+        def on_auth_failed(_: object) -> None:
+            if self._tls and not _encrypted(client):
+                fail("server offers no TLS; credentials are not sent in plaintext")
+            else:
+                fail("authentication failed")
+
+        client.add_event_handler("failed_all_auth", on_auth_failed)
+        client.add_event_handler("disconnected", on_disconnected)
+
+        attempt = client.connect(self._host, self._port) if self._host else client.connect()
+        if await asyncio.wait_for(attempt, timeout=self._timeout) is not None:
+            raise ConnectionError(f"cannot reach {self._host or self._jid.domain}")
+        await asyncio.wait_for(started, timeout=self._timeout)
+        if self._tls and not _encrypted(client):
+            raise ConnectionError("server did not negotiate TLS (set tls: false to allow)")
+        client.send_presence()
+        for room in self._rooms:
+            joining = asyncio.ensure_future(self._join(client, room))
+            try:
+                await asyncio.wait({joining, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not joining.done():
+                    joining.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await joining
+            if gone.done():
+                raise ConnectionError(f"disconnected while joining {room}")
+        self._ready = True
+        log.info("xmpp: connected as %s, in %s", client.boundjid.bare, sorted(self._joined))
+        await self._keep_alive(client, gone)
+
+    async def _join(self, client: slixmpp.ClientXMPP, room: str) -> None:
+        muc = client.plugin["xep_0045"]
+        for nick in (self._nick, f"{self._nick}_"):
+            try:
+                await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=self._timeout)
+            except PresenceError as exc:
+                if exc.condition == "conflict":
+                    continue
+                log.warning("xmpp: cannot join %s: %s", room, exc.condition)
+                return
+            except TimeoutError:
+                log.warning("xmpp: no answer joining %s", room)
+                return
+            self._joined[room] = nick
+            return
+        log.warning("xmpp: cannot join %s: nick %s in use", room, self._nick)
+
+    async def _keep_alive(self, client: slixmpp.ClientXMPP, gone: asyncio.Future[None]) -> None:
+        """Wait for the disconnect; ping the server meanwhile so a dead link is noticed."""
+        while not gone.done():
+            await asyncio.wait({gone}, timeout=self._ping_interval)
+            if gone.done():
+                return
+            try:
+                await client.plugin["xep_0199"].ping(timeout=self._timeout)
+            except IqError:
+                pass  # the server answered: the link is alive
+            except IqTimeout:
+                log.warning("xmpp: server did not answer a ping; dropping the connection")
+                client.abort()
+                return
+
+    async def _dispose(self, client: slixmpp.ClientXMPP) -> None:
+        """Make sure a finished client leaves no connection, timer or task behind."""
+        if self._client is client:
+            self._client = None
+        client.cancel_connection_attempt()
+        client.abort()
+        for name in list(client.scheduled_events):
+            client.cancel_schedule(name)
+        sender = client._run_out_filters  # slixmpp never stops its send loop on its own
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    # -- incoming ----------------------------------------------------------------------
+
+    def _on_groupchat(self, msg: slixmpp.Message) -> None:
+        room = msg["from"].bare
+        nick = msg["from"].resource
+        body = str(msg["body"]).strip()
+        own_nick = self._joined.get(room)
+        if own_nick is None or not nick or nick == own_nick or not body:
+            return  # not (yet) joined: history during join; or room notice; or our echo
+        if msg.get_plugin("delay", check=True) is not None:
+            return  # history replayed on join
+        real = self._real_jid(msg["from"])
+        if real == self._jid.bare:
+            return  # another session of our own account
+        identities = (f"xmpp:{real}",) if real else ()
+        self._deliver(Message("xmpp", room, nick, body, identities))
+
+    def _on_direct(self, msg: slixmpp.Message) -> None:
+        if msg["type"] not in ("chat", "normal"):
+            return
+        sender: JID = msg["from"]
+        body = str(msg["body"]).strip()
+        if not body or not sender.bare or sender.bare == self._jid.bare:
+            return
+        if msg.get_plugin("delay", check=True) is not None:
+            return  # offline message: acting on a stale command would surprise its sender
+        if sender.bare in self._rooms:
+            # Private message from a room occupant: reply to the occupant JID, identity is
+            # the real JID when the room shows it (non-anonymous), else none.
+            if not sender.resource:
+                return
+            real = self._real_jid(sender)
+            identities = (f"xmpp:{real}",) if real else ()
+            self._deliver(Message("xmpp", sender.full, sender.resource, body, identities, True))
+            return
+        if msg.get_plugin("muc", check=True) is not None:
+            return  # invitation or notice from a room we are not in
+        identities = (f"xmpp:{sender.bare}",)
+        self._deliver(
+            Message("xmpp", sender.bare, sender.user or sender.bare, body, identities, True)
+        )
+
+    def _real_jid(self, occupant: JID) -> str | None:
+        client = self._client
+        if client is None:
+            return None
+        real = client.plugin["xep_0045"].get_jid_property(
+            JID(occupant.bare), occupant.resource, "jid"
+        )
+        return JID(str(real)).bare if real else None
+
+    def _deliver(self, message: Message) -> None:
+        if self._on_message is None:
+            return
+        task = asyncio.create_task(self._call_handler(message))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _call_handler(self, message: Message) -> None:
+        assert self._on_message is not None
+        try:
+            await self._on_message(message)
+        except Exception:
+            log.exception("xmpp: message handler failed for a message in %s", message.room)

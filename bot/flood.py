@@ -50,30 +50,36 @@ class Pending:
     id: int
     text: str
     priority: int = 0
+    short: str | None = None  # the form used when packed with others, e.g. "#41 success 3m"
+
+    @property
+    def packed(self) -> str:
+        return self.short or self.text
 
 
 def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[int]]:
     """The next line to send for one room and the ids it delivers.
 
-    Replies (priority > 0) go out alone and first. Announcements waiting together are packed
-    into one line joined by " | " up to `max_bytes`; an item too long to share a line goes
-    alone (the adapter splits it at the protocol limit).
+    Replies (priority > 0) go out alone and first. A lone announcement goes out in full.
+    Announcements waiting together are packed into one line, each in its short form when it
+    has one, joined by " | " up to `max_bytes`; an item too long to share a line goes alone
+    (the adapter splits it at the protocol limit).
     """
     if not pending:
         raise ValueError("nothing pending")
     ordered = sorted(pending, key=lambda p: (-p.priority, p.id))
     first = ordered[0]
-    if first.priority > 0 or len(ordered) == 1:
+    if first.priority > 0 or len(ordered) == 1 or ordered[1].priority > 0:
         return first.text, [first.id]
-    text, ids = first.text, [first.id]
+    text, ids = first.packed, [first.id]
     size = len(text.encode())
     for item in ordered[1:]:
-        if item.priority > 0:
-            break
-        extra = len(SEPARATOR.encode()) + len(item.text.encode())
+        extra = len(SEPARATOR.encode()) + len(item.packed.encode())
         if size + extra > max_bytes:
             break
-        text += SEPARATOR + item.text
+        text += SEPARATOR + item.packed
         size += extra
         ids.append(item.id)
+    if len(ids) == 1:
+        return first.text, ids
     return text, ids

@@ -52,24 +52,28 @@ class Outbox:
         final: bool = False,
         adapter: str | None = None,
         priority: int = 0,
+        short: str | None = None,
     ) -> None:
-        """Store one line for `room`; coalesce with an unsent, non-final line of the same key."""
+        """Store one line for `room`; coalesce with an unsent, non-final line of the same key.
+
+        `short` is the form used when the line is packed with others into a summary line.
+        """
         now = time.time()
 
         def write(conn: sqlite3.Connection) -> None:
             if key is not None:
                 cur = conn.execute(
-                    "UPDATE outbox SET text=?, final=? WHERE id = (SELECT id FROM outbox"
+                    "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"
                     " WHERE room=? AND key=? AND sent_at IS NULL AND final=0"
                     " ORDER BY id DESC LIMIT 1)",
-                    (text, int(final), room, key),
+                    (text, short, int(final), room, key),
                 )
                 if cur.rowcount:
                     return
             conn.execute(
-                "INSERT INTO outbox (adapter, room, text, key, final, priority, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (adapter, room, text, key, int(final), priority, now),
+                "INSERT INTO outbox (adapter, room, text, short, key, final, priority, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (adapter, room, text, short, key, int(final), priority, now),
             )
 
         await self.store.transaction(write)
@@ -91,7 +95,7 @@ class Outbox:
     async def drain_once(self) -> float | None:
         """Send at most one line per room; return seconds until more can go (None: idle)."""
         rows = await self.store.fetchall(
-            "SELECT id, adapter, room, text, priority FROM outbox WHERE sent_at IS NULL"
+            "SELECT id, adapter, room, text, short, priority FROM outbox WHERE sent_at IS NULL"
             " ORDER BY id LIMIT 2000"
         )
         if not rows:
@@ -107,7 +111,7 @@ class Outbox:
                 continue
             adapters[found.name] = found
             by_target.setdefault((found.name, r["room"]), []).append(
-                Pending(r["id"], r["text"], r["priority"])
+                Pending(r["id"], r["text"], r["priority"], r["short"])
             )
         if orphans:
             await self._mark_sent(orphans)
@@ -135,7 +139,7 @@ class Outbox:
                 continue
             await self._mark_sent(ids)
             if self.on_sent:
-                self.on_sent(len(ids))
+                self.on_sent(1)
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0

@@ -133,3 +133,20 @@ async def test_queued_lines_survive_a_restart(tmp_path: Path) -> None:
     await _drain(outbox)
     assert len(chat.lines) == 1  # sent once
     await store.close()
+
+
+def test_a_backlog_is_packed_in_short_forms_and_a_lone_item_in_full() -> None:
+    url = " https://gitlab.example.org/repos/cloud/toolforge/builds-api/-/pipelines/"
+    items = [
+        Pending(
+            i, f"builds-api: pipeline #{i} success in 3m{url}{i}", short=f"builds-api #{i} success"
+        )
+        for i in range(1, 31)
+    ]
+    text, ids = plan_line(items)
+    assert len(ids) >= 10  # short forms: many finals per line
+    assert "https://" not in text and text.startswith(
+        "builds-api #1 success | builds-api #2 success"
+    )
+    text, ids = plan_line(items[:1])
+    assert text == items[0].text and ids == [1]  # alone: the full line with its URL

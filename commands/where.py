@@ -1,0 +1,132 @@
+"""`!where <component> <ref>`: how far a commit or version is on its path to production.
+
+Gathers the evidence for each step (merged on the default branch, built by a pipeline or
+tagged as a release, proposed in the open bump MR, pinned per environment on the control
+repo's target branch) and lets `bot.pathway` turn it into "step k of n".
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from bot.auth import Role
+from bot.bump import Bumper
+from bot.controlforge import BumpError
+from bot.errors import UserError
+from bot.pathway import pathway
+from bot.releases import SourceError
+from bot.versions import RefError, Tag, Version, check_ref
+from commands.context import Context
+from commands.deploy import bumper_of
+from commands.parse import Invocation
+from commands.registry import command
+
+_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
+
+
+async def _pipeline(
+    bumper: Bumper, component: str, sha: str | None, version: str | None
+) -> sqlite3.Row | None:
+    """The newest pipeline the store knows for that commit or version (status, url)."""
+    if sha is None and version is None:
+        return None
+    return await bumper.store.fetchone(
+        "SELECT status, url FROM pipelines WHERE component = ? AND (sha LIKE ? OR version = ?)"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (component, f"{sha}%" if sha else "-", version or "-"),
+    )
+
+
+async def _pinned_in(bumper: Bumper, component: str, env: str, ref: str | None = None) -> list[str]:
+    try:
+        return await bumper.pinned(component, env, ref)
+    except BumpError:
+        return []
+
+
+@command(
+    "where",
+    role=Role.anyone,
+    usage="<component> <ref>",
+    summary="the path to production of a commit or version: step k of n, with links",
+    examples=[("!where builds-api latest", r"step \d of 5")],
+)
+async def where(ctx: Context, inv: Invocation) -> str:
+    if len(inv.args) != 2:
+        raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
+    component = ctx.component(inv.args[0])
+    ref = inv.args[1]
+    try:
+        check_ref(ref)
+    except RefError as exc:
+        raise UserError(str(exc)) from None
+    bumper = bumper_of(ctx)
+    envs = ctx.config.env_names
+    version: Version | None = None
+    sha: str | None = None
+    try:
+        version = await bumper.resolve(component, ref, envs)
+    except RefError as exc:
+        if _SHA_RE.fullmatch(ref.lower()) is None or "ambiguous" in str(exc):
+            raise UserError(str(exc)) from None
+        sha = ref.lower()  # a commit without a release build (yet)
+    tags: list[Tag] = []
+    try:
+        tags = await bumper.source.tags(component)
+    except SourceError:
+        pass
+    if version is not None and version.is_release:
+        sha = next((t.commit for t in tags if t.name == version.raw), version.sha8)
+    merged_url: str | None = None
+    merged = False
+    if sha is not None:
+        try:
+            found = await bumper.source.merged(component, sha)
+        except SourceError as exc:
+            raise UserError(str(exc)) from None
+        merged = found is not None
+        if found is not None:
+            sha = found.sha
+            merged_url = found.url
+    row = await _pipeline(bumper, component, sha, version.raw if version else None)
+    built = bool(version and version.is_release) or bool(row and row["status"] == "success")
+    bump = await bumper.forge.open_bump(component)
+    in_bump = False
+    if bump is not None and version is not None:
+        for env in envs:
+            if version.raw in await _pinned_in(bumper, component, env, bump.branch):
+                in_bump = True
+                break
+    pins = {env: await _pinned_in(bumper, component, env) for env in envs}
+    path = pathway(
+        envs,
+        merged=merged,
+        built=built,
+        bump_open=in_bump,
+        pinned={env: version is not None and version.raw in pins[env] for env in envs},
+        links={
+            "merged": merged_url,
+            "built": row["url"] if row else None,
+            "bump": bump.url if bump else None,
+        },
+        bump_label="bump MR open" if bumper.forge.kind == "gitlab" else "bump committed",
+    )
+    name = version.raw if version else sha or ref
+    if version is not None and not version.is_release:
+        head = f"{component} {name} is a dev build (not on the path to production)"
+    elif not merged and sha is not None:
+        head = f"{component} {name}: not on {ctx.config.components[component].default_branch}"
+        head += f" (yet) · {path.describe()}"
+    else:
+        head = f"{component} {name}: {path.describe()}"
+    links = [f"{s.label} {s.link}" for s in path.steps if s.link]
+    if bump is not None and not in_bump:
+        links.append(f"open bump MR !{bump.iid} is for another version")
+    now = " · ".join(f"{env} {','.join(v) or 'unknown'}" for env, v in pins.items())
+    lines = [head, f"pinned now: {now}"]
+    if links:
+        lines.append(" · ".join(links))
+    elif path.k == 2:
+        lines.append(f"next: {ctx.prefix}deploy {component} {ref}")
+    return "\n".join(lines)

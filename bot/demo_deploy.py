@@ -1,0 +1,54 @@
+"""The demo's deploy command: shows what a real deploy would run, touches no cluster.
+
+`deploybot demo` configures `deploy.diff`/`apply`/`rollback` as
+`python -m bot.demo_deploy <step> <component> <env> <version>`. Run by the real deployer in
+its checkout of the control repo, it prints the helmfile/helm argv a real deploy would run
+and the last change of the environment's pin file (the pin diff), and says plainly that
+nothing was deployed. The diff step exits 2 ("changes"), as `helmfile diff
+--detailed-exitcode` does, and names the release in helm-diff's header format.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REAL = {
+    "diff": "helmfile -e {env} --file components/{component}/helmfile.yaml diff"
+    " --detailed-exitcode --suppress-secrets --context 5",
+    "apply": "helmfile -e {env} --file components/{component}/helmfile.yaml sync --wait",
+    "rollback": "helm rollback {component} 0 -n {component} --wait",
+}
+
+
+def pin_diff(component: str, env: str) -> str:
+    """The last commit that changed the environment's values file, as a patch."""
+    values = Path("components") / component / "values"
+    files = [str(p) for p in sorted(values.glob(f"{env}.yaml*"))]
+    if not files:
+        return f"(no values file for {env} in components/{component}/values)"
+    proc = subprocess.run(
+        ["git", "log", "-1", "-p", "--format=commit %h %s", "--", *files],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    return proc.stdout.strip() or f"(no history for {', '.join(files)})"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4 or argv[0] not in REAL:
+        print("usage: python -m bot.demo_deploy diff|apply|rollback <component> <env> <version>")
+        return 64
+    step, component, env, version = argv
+    print(f"demo deploy step {step!r}: argv {argv}")
+    print("a real deploy would run: " + REAL[step].format(component=component, env=env))
+    if step == "diff":
+        print(f"{component}, {component}, HelmRelease (demo) has changed:")
+        print(f"  chartVersion -> {version}")
+        print(pin_diff(component, env))
+    print(f"demo: nothing was deployed to a cluster ({component} {version} in {env})")
+    return 2 if step == "diff" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

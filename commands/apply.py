@@ -1,0 +1,117 @@
+"""`!apply` and `!rollback`: deploy what the control repo pins, or go back to a version.
+
+The work is `bot.deployer.Deployer`; these handlers parse, authorize (a refusal is also a SAL
+entry, because "who tried to deploy what" is part of the log), and, for a rollback, check the
+target's artifacts and re-pin it through the bump path before applying it.
+"""
+
+from __future__ import annotations
+
+from bot.auth import Role
+from bot.deployer import Deployer
+from bot.deploys import DeployOutcome, DeployRequest
+from bot.errors import Refused, UserError
+from bot.versions import RefError
+from commands.context import Context
+from commands.deploy import bumper_of
+from commands.parse import Invocation
+from commands.registry import command
+
+
+def deployer_of(ctx: Context) -> Deployer:
+    deployer = ctx.services.deployer
+    if deployer is None:
+        raise UserError("deploys are not available in this bot")
+    return deployer
+
+
+async def authorize(ctx: Context, req: DeployRequest, needed: Role = Role.deployer) -> None:
+    """The role for component+env (admin for --force); refusals are recorded in the SAL."""
+    deployer = deployer_of(ctx)
+    try:
+        ctx.require(needed, req.component, req.env)
+        if req.force:
+            try:
+                ctx.require(Role.admin, req.component, req.env)
+            except Refused as exc:
+                raise Refused(f"--force: {exc}") from None
+    except Refused as exc:
+        await deployer.refuse(req, str(exc))
+        raise
+
+
+def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
+    """The result line; a room that already sees the deploy's announcements gets none."""
+    if outcome.state == "refused":
+        raise UserError(outcome.line)
+    msg = ctx.message
+    if not msg.private and msg.room == ctx.services.room_for(component):
+        return None
+    return outcome.line
+
+
+@command(
+    "apply",
+    role=Role.deployer,
+    usage="<component> <env> [--force] [T123]",
+    summary="deploy what is pinned for <env> (bump branch before merge, else the target branch)",
+    examples=[("!apply builds-api toolsbeta", r"deploy #\d+ done: .*nothing was deployed")],
+    flags=["force"],
+)
+async def apply(ctx: Context, inv: Invocation) -> str | None:
+    if len(inv.args) != 2:
+        raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
+    component, env = ctx.component(inv.args[0]), ctx.env(inv.args[1])
+    req = DeployRequest(component, env, ctx.actor, "apply", tuple(inv.tasks), "force" in inv.flags)
+    await authorize(ctx, req)
+    return reply(ctx, component, await deployer_of(ctx).apply(req))
+
+
+@command(
+    "rollback",
+    role=Role.deployer,
+    usage="<component> <env> [to <ref>] [--emergency] [--force] [T123]",
+    summary="re-pin <env> to the previous version (or <ref>) and apply it; refuses if its "
+    "image or chart is gone; --emergency (admin): helm rollback now, then re-pin",
+    examples=[("!rollback builds-api toolsbeta", r"deploy #\d+|no previous version")],
+    flags=["emergency", "force"],
+)
+async def rollback(ctx: Context, inv: Invocation) -> str | None:
+    args = inv.args
+    if len(args) not in (2, 4) or (len(args) == 4 and args[2] != "to"):
+        raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
+    component, env = ctx.component(args[0]), ctx.env(args[1])
+    emergency = "emergency" in inv.flags
+    action = "rollback-emergency" if emergency else "rollback"
+    req = DeployRequest(component, env, ctx.actor, action, tuple(inv.tasks), "force" in inv.flags)
+    await authorize(ctx, req, Role.admin if emergency else Role.deployer)
+    deployer = deployer_of(ctx)
+    if emergency and len(args) == 4:
+        raise UserError("--emergency rolls back to the previous Helm revision; drop 'to <ref>'")
+    bumper = bumper_of(ctx)
+    try:
+        target = (
+            await bumper.resolve(component, args[3] if len(args) == 4 else "previous", [env])
+        ).raw
+    except RefError as exc:
+        raise UserError(f"{exc}; nothing changed") from None
+    req.version = target
+    if emergency:
+        return reply(ctx, component, await deployer.apply(req))
+    refusal = await deployer.precheck(req, target)
+    if refusal is not None:
+        raise UserError(refusal.line)
+    outcome = await bumper.bump(component, target, [env], actor=ctx.actor, tasks=inv.tasks,
+                                action="rollback")  # fmt: skip
+    published = outcome.published
+    env_cfg = ctx.config.env(env)
+    if (
+        published is not None
+        and published.mr is not None
+        and not (env_cfg and env_cfg.deploy_before_merge)
+    ):
+        return (
+            f"rollback of {component} in {env} to {target} proposed in MR !{published.mr.iid}: "
+            f"{published.mr.url}; merge it, then !apply {component} {env}"
+        )
+    return reply(ctx, component, await deployer.apply(req))

@@ -1,21 +1,34 @@
-"""`!status [component] [env]`: what is pinned (and, as sources are added, live) where."""
+"""`!status [component] [env]`: what runs where, and what needs attention.
+
+With arguments: one compact line per component+environment. Without: only the pairs that
+need attention (an alert, drift, a lock, unhealthy pods, an unknown source) and a count of
+the healthy ones. At most three lines; the rest is linked to `GET /status`.
+"""
 
 from __future__ import annotations
 
 from bot.auth import Role
 from bot.errors import UserError
-from bot.status import status_lines
+from bot.status import StatusBoard
+from bot.statuslines import cell_lines
 from commands.context import Context
 from commands.parse import Invocation
 from commands.registry import command
+
+MAX_LINES = 3
+FIRST_CHECK_WAIT = 3.0  # seconds `!status` waits for the monitors' first check after start
 
 
 @command(
     "status",
     role=Role.anyone,
     usage="[component] [env]",
-    summary="per component and environment: pinned version, locks",
-    examples=[("!status", r"pinned|no components"), ("!status builds-api", r"builds-api")],
+    summary="per component and environment: pinned, live, latest built, step k/n, health, "
+    "bump MR, lock, alerts",
+    examples=[
+        ("!status", r"need attention|healthy|no components"),
+        ("!status builds-api", r"builds-api toolsbeta: .*pinned"),
+    ],
 )
 async def status(ctx: Context, inv: Invocation) -> str:
     cfg = ctx.config
@@ -27,9 +40,26 @@ async def status(ctx: Context, inv: Invocation) -> str:
         components = [ctx.component(inv.args[0])]
     if len(inv.args) == 2:
         envs = [ctx.env(inv.args[1])]
-    if not components:
-        return "no components configured"
-    lines = await status_lines(ctx.services, components, envs)
-    if len(lines) > 3:
-        return "\n".join(lines[:2]) + f"\n… {len(lines) - 2} more: {cfg.bot.public_url}/status"
-    return "\n".join(lines)
+    if not components or not envs:
+        return "no components or environments configured"
+    services = ctx.services
+    if services.monitors is not None:
+        await services.monitors.wait_first_check(FIRST_CHECK_WAIT)
+    board = services.status_board or StatusBoard(services)
+    statuses = await board.gather(components, cfg.env_names)
+    cells = cell_lines(statuses, envs, cfg.env_names, board.clock())
+    more_at = f"{cfg.bot.public_url.rstrip('/')}/status"
+    if inv.args:
+        lines = [line for _, line in cells]
+        if len(lines) > MAX_LINES:
+            keep = MAX_LINES - 1
+            lines = lines[:keep] + [f"… {len(lines) - keep} more: {more_at}"]
+        return "\n".join(lines)
+    attention = [line for cell, line in cells if cell.needs_attention]
+    healthy = len(cells) - len(attention)
+    if not attention:
+        return f"all {healthy} component+environment pairs healthy; details: {more_at}"
+    shown = attention[: MAX_LINES - 1]
+    rest = len(attention) - len(shown)
+    tail = f"{rest} more need attention · " if rest else ""
+    return "\n".join(shown + [f"{tail}{healthy} healthy; details: {more_at}"])

@@ -1,0 +1,124 @@
+"""Benchmark: `!status` over 100 components x 2 environments, 20 ms per Kubernetes API call.
+
+Drives the real status gathering (`bot.status.status_lines`: pins from a real git control
+repo, release tags by `git ls-remote`, Deployments from one FakeKube per environment with
+20 ms injected latency, reached through a kubeconfig, locks/alerts from SQLite) once cold and
+once within the cache, and prints beside them the sequential estimate: the number of
+Kubernetes calls made times 20 ms (what awaiting them one by one would cost, before any git
+or CPU time). Target: cold <= 1 s. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+COMPONENTS = 100
+ENVS = ("toolsbeta", "tools")
+LATENCY = 0.020
+TARGET_S = 1.0
+VERSIONS = [f"0.0.{n}-2026110{n - 20}120000-{n:08x}" for n in range(20, 24)]
+
+
+async def _repos(root: Path) -> tuple[str, str]:
+    """A control repo pinning every component, and one component repo with release tags."""
+    from bot.git import git
+
+    work = root / "control-work"
+    for i in range(COMPONENTS):
+        for env, version in zip(ENVS, VERSIONS[-1:-3:-1], strict=True):
+            path = work / "components" / f"c{i:03d}" / "values" / f"{env}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"chartVersion: {version}\napi:\n  replicas: 2\n")
+    await git("init", "--quiet", "--initial-branch=main", str(work))
+    await git("add", "-A", cwd=work)
+    await git("commit", "--quiet", "-m", "import", cwd=work)
+    await git("clone", "--quiet", "--bare", str(work), str(root / "control.git"))
+    comp = root / "comp-work"
+    await git("init", "--quiet", "--initial-branch=main", str(comp))
+    for version in VERSIONS:
+        await git("commit", "--quiet", "--allow-empty", "-m", version, cwd=comp)
+        await git("tag", version, cwd=comp)
+    await git("clone", "--quiet", "--bare", str(comp), str(root / "component.git"))
+    return f"file://{root / 'control.git'}", f"file://{root / 'component.git'}"
+
+
+async def _run() -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import yaml
+
+    from bot.app import App, use_io_threads
+    from bot.config import parse_config
+    from bot.statuslines import status_lines
+    from tests.fakes.kube import FakeKube
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        control_url, component_url = await _repos(root)
+        async with FakeKube() as beta, FakeKube() as prod:
+            kubes = {"toolsbeta": beta, "tools": prod}
+            names = [f"c{i:03d}" for i in range(COMPONENTS)]
+            for env, kube in kubes.items():
+                version = VERSIONS[-1] if env == "toolsbeta" else VERSIONS[-2]
+                for name in names:
+                    kube.add_deployment(name, name, chart=name, version=version)
+                kube.latency = LATENCY
+            kubeconfig = root / "kubeconfig"
+            kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": e, "cluster": {"server": k.url}} for e, k in kubes.items()],
+                "users": [{"name": "bench", "user": {"token": "bench"}}],
+                "contexts": [{"name": e, "context": {"cluster": e, "user": "bench"}} for e in kubes],
+                "current-context": "tools",
+            }))  # fmt: skip
+            config = parse_config({
+                "bot": {"state_dir": str(root / "var")},
+                "control_repo": {"forge": "git", "url": control_url},
+                "environments": [
+                    {"name": e, "kubeconfig": str(kubeconfig), "kube_context": e} for e in ENVS
+                ],
+                "components": {n: {"repo_url": component_url} for n in names},
+            })  # fmt: skip
+            app = App(config)
+            use_io_threads()  # as App.start does
+            await app.store.open()
+            try:
+                await app.services.control.sync() if app.services.control else None
+                start = time.perf_counter()
+                lines = await status_lines(app.services, names, list(ENVS))
+                cold = time.perf_counter() - start
+                calls = len(beta.requests) + len(prod.requests)
+                start = time.perf_counter()
+                await status_lines(app.services, names, list(ENVS))
+                warm = time.perf_counter() - start
+            finally:
+                for cluster in app.services.clusters.values():
+                    cluster.close()
+                await app.store.close()
+    unknown = sum("unknown" in line for line in lines)
+    return {
+        "bench": "status",
+        "what": f"!status over {COMPONENTS} components x {len(ENVS)} environments, "
+        f"{LATENCY * 1000:.0f} ms per Kubernetes API call",
+        "status_cold_s": round(cold, 3),
+        "sequential_estimate_s": round(calls * LATENCY, 3),
+        "kube_calls": calls,
+        "status_cached_s": round(warm, 3),
+        "lines": len(lines),
+        "lines_with_unknown": unknown,
+        "target_s": TARGET_S,
+        "within_target": cold <= TARGET_S,
+    }
+
+
+def main() -> None:
+    print(json.dumps(asyncio.run(_run())), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,31 +13,53 @@ import logging
 import random
 import signal
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiohttp import web
 
+import commands.apply
+import commands.deploy
 import commands.help
+import commands.locks
 import commands.sal
 import commands.status
+import commands.where
+from bot.bump import build_bumper
 from bot.chat.base import ChatAdapter, Message
 from bot.chat.console import ConsoleAdapter
+from bot.chat.irc import IrcAdapter
+from bot.chat.xmpp import XmppAdapter
 from bot.config import Config, read_secret
 from bot.controlrepo import control_repo_from_config
+from bot.deployer import Deployer
+from bot.diffs import DiffStore
+from bot.events import EventWorker, Router
 from bot.gitlab_api import GitLabAPI
 from bot.http import build_http_app
+from bot.kube import ClusterError, KubeCluster
 from bot.locks import Locks
 from bot.metrics import Metrics
+from bot.monitors import Monitors
+from bot.mrfollow import MergedBumps
 from bot.outbox import Outbox
+from bot.pipelines import PipelineAnnouncer
 from bot.redact import RedactingFilter, Redactor
+from bot.registry import Registry
 from bot.sal import Sal
 from bot.services import Services
+from bot.status import StatusBoard
 from bot.store import Store
+from bot.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
 from commands.dispatch import Dispatcher
 from commands.registry import CommandSet
 
 log = logging.getLogger("deploybot")
 
-COMMAND_MODULES = [commands.help, commands.sal, commands.status]
+COMMAND_MODULES = [
+    commands.help, commands.sal, commands.status, commands.deploy, commands.where,
+    commands.apply, commands.locks,
+]  # fmt: skip
 
 
 class Supervisor:
@@ -91,9 +113,69 @@ def collect_secrets(config: Config) -> list[str | None]:
 
 def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatAdapter]:
     adapters: list[ChatAdapter] = []
+    irc = config.chat.irc
+    if irc is not None:
+        adapters.append(
+            IrcAdapter(
+                irc.host,
+                irc.port,
+                irc.nick or config.bot.nick,
+                irc.channels,
+                tls=irc.tls,
+                sasl_username=irc.sasl.username if irc.sasl else None,
+                sasl_password=(
+                    read_secret(irc.sasl.password_env, irc.sasl.password_file) if irc.sasl else None
+                ),
+                realname=irc.realname,
+            )
+        )
+    xmpp = config.chat.xmpp
+    if xmpp is not None:
+        adapters.append(
+            XmppAdapter(
+                xmpp.jid,
+                read_secret(xmpp.password_env, xmpp.password_file) or "",
+                xmpp.rooms,
+                host=xmpp.host,
+                port=xmpp.port,
+                nick=xmpp.nick or config.bot.nick,
+                tls=xmpp.tls,
+            )
+        )
     if config.chat.console is not None:
         adapters.append(console or ConsoleAdapter())
     return adapters
+
+
+def build_clusters(config: Config) -> dict[str, KubeCluster]:
+    """A Kubernetes client per environment that names a kubeconfig or context."""
+    clusters = {}
+    for env in config.environments:
+        if env.kubeconfig is None and env.kube_context is None:
+            continue
+        path = str(Path(env.kubeconfig).expanduser()) if env.kubeconfig else None
+        try:
+            clusters[env.name] = KubeCluster.from_kubeconfig(path, env.kube_context)
+        except ClusterError as exc:
+            log.warning("environment %s: no cluster access (%s); live state unknown", env.name, exc)
+    return clusters
+
+
+def use_io_threads(max_workers: int = 32) -> None:
+    """Size the running loop's default executor for blocking API clients (kubernetes,
+    python-gitlab run in `asyncio.to_thread`): the default, cores + 4, would let `!status`
+    wait on a handful of calls at a time."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="io")
+    )
+
+
+def build_registry(config: Config) -> Registry | None:
+    reg = config.registry
+    if reg is None:
+        return None
+    password = read_secret(reg.password_env, reg.password_file)
+    return Registry(reg.url, reg.kind, reg.username, password)
 
 
 class App:
@@ -135,8 +217,28 @@ class App:
             redactor=self.redactor,
             control=control_repo_from_config(config),
             gitlab=self._gitlab(config),
+            clusters=build_clusters(config),
+            registry=build_registry(config),
         )
+        self.services.bumper = build_bumper(
+            config, self.store, self.services.sal, self.services.control, self.services.gitlab
+        )
+        self.services.diffs = DiffStore(config.bot.state_dir, config.bot.public_url)
+        self.services.deployer = Deployer(self.services)
         self.dispatcher = Dispatcher(self.services, CommandSet.collect(COMMAND_MODULES))
+        self.services.status_board = StatusBoard(self.services)
+        self.monitors = Monitors(self.services, self.services.status_board)
+        self.services.monitors = self.monitors
+        router = Router()
+        PipelineAnnouncer(self.services).register(router)
+        MergedBumps(self.services).register(router)  # auto-apply after a bump MR merges
+        self.monitors.register(router)
+        self.events = EventWorker(self.store, router, self.metrics)
+        self.webhook_policy = SecretPolicy(config)
+        self.webhooks = WebhookIngest(
+            self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
+            on_stored=self.events.wake,
+        )  # fmt: skip
 
     @staticmethod
     def _gitlab(config: Config) -> GitLabAPI | None:
@@ -166,14 +268,22 @@ class App:
     async def start(self) -> None:
         for handler in logging.getLogger().handlers:
             handler.addFilter(self._log_filter)
+        use_io_threads()
         await self.store.open()
         http_app = build_http_app(self.services, self.ready)
+        add_webhook_route(http_app, self.webhooks)
+        if (warning := self.webhook_policy.warning()) is not None:
+            log.warning("%s", warning)
         self._runner = web.AppRunner(http_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
         self.supervisor.start("outbox", self.services.outbox.run)
         self.supervisor.start("sal-retry", self._sal_retry_loop)
+        self.supervisor.start("events", self.events.run)
+        self.supervisor.start("monitors", self.monitors.run)
+        if self.services.deployer is not None:
+            await self.services.deployer.recover()
         for adapter in self.adapters:
             await adapter.start(self.on_message)
         log.info("deploybot started; http on %s", self.config.http.listen)
@@ -201,6 +311,9 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.services.deployer is not None and self.store.is_open:
+            await self.services.deployer.stop()  # kills running deploys, marks them interrupted
+        await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
         if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")
         await self.supervisor.stop()
@@ -209,6 +322,10 @@ class App:
                 await adapter.stop()
         if self.services.gitlab is not None:
             self.services.gitlab.close()
+        if self.services.registry is not None:
+            await self.services.registry.close()
+        for cluster in self.services.clusters.values():
+            cluster.close()
         await self.store.close()
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._log_filter)

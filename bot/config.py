@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.windows import parse_windows
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SECRET_WORDS = ("password", "token", "secret")
 
@@ -131,6 +133,19 @@ class GitlabConfig(Model):
     mr_notes: bool = True
     announce_mr_pipelines: bool = False
     announce_branches: list[str] = []
+    # the CI job log line that names the pushed image; groups registry, repo, version
+    job_log_pattern: str = r"Pushed: (?P<registry>[^/\s]+)/(?P<repo>\S+):(?P<version>\S+)"
+
+    @field_validator("job_log_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            compiled = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "version" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<version>...)")
+        return v
 
 
 class ControlRepoConfig(Model):
@@ -168,12 +183,21 @@ class EnvironmentConfig(Model):
     deploy_before_merge: bool = True
     auto_apply: bool = False
     windows: list[str] = []
+    # for demos and tests: live state read from this YAML file (release name -> chart
+    # version) instead of a cluster; ignored when kubeconfig or kube_context is set
+    live_file: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):
             raise ValueError("environment names are lowercase letters, digits, . _ -")
+        return v
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        parse_windows(v)  # a WindowError (ValueError) is reported with its YAML path
         return v
 
 
@@ -184,6 +208,7 @@ class PinConfig(Model):
 
 class ComponentConfig(Model):
     project: str | None = None
+    project_id: int | None = None  # GitLab project id: webhooks match it or `project`
     repo_url: str | None = None
     room: str | None = None
     image: str | None = None
@@ -277,10 +302,13 @@ class FloodConfig(Model):
 
 
 class MonitorsConfig(Model):
+    enabled: bool = True  # false: no periodic checks or alerts (`!status` still works)
     interval: float = 300
     undeployed_after: float = 86400
     remind_every: float = 86400
     drift_grace: float = 900
+    source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
+    status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
 
 
 class Config(Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,15 +111,23 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
     gitdir = demo_dir / "git"
     gitdir.mkdir(parents=True, exist_ok=True)
     pins: dict[str, dict[str, str]] = {}
+    live: dict[str, dict[str, str]] = {}
     for name, spec in seed["components"].items():
         versions = await _component_repo(
             gitdir / f"{name}.git", name, spec["commits"], spec["releases"]
         )
         pins[name] = {env: versions[-idx] for env, idx in spec["pins"].items()}
+        for env, idx in spec.get("live", {}).items():  # simulated live state (live_file)
+            live.setdefault(env, {})[name] = versions[-idx]
     await _control_repo(src / "control-repo", gitdir / "toolforge-deploy.git", pins)
+    (demo_dir / "live").mkdir(exist_ok=True)
+    for env, running in live.items():
+        (demo_dir / "live" / f"{env}.yaml").write_text(yaml.safe_dump(running))
     text = (src / "deploybot.yaml").read_text().replace("@DEMO_DIR@", str(demo_dir))
+    text = text.replace("@PYTHON@", sys.executable)  # the demo deploy command's interpreter
     if listen:
         text = text.replace("listen: 127.0.0.1:8080", f"listen: {listen}")
+        text = text.replace("public_url: http://127.0.0.1:8080", f"public_url: http://{listen}")
     config_path.write_text(text)
     return config_path
 

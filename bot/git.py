@@ -36,6 +36,11 @@ async def git(*args: str, cwd: Path | None = None, timeout: float = 120.0) -> st
         proc.kill()
         await proc.wait()
         raise GitError(f"git {args[0]} timed out after {timeout:.0f}s") from None
+    except BaseException:  # cancelled: never leave an orphaned git behind
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     if proc.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")

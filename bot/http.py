@@ -1,17 +1,18 @@
 """The bot's HTTP server: health, readiness, metrics, SAL/status pages, deploy logs, webhooks.
 
-Routes are thin: each reads from or hands off to a service. The webhook route is added by
-the webhook ingest module when GitLab is configured.
+Routes are thin: each reads from or hands off to a service. The webhook route
+(`POST /webhooks/gitlab`) is added by the composition root with bot.webhooks.add_webhook_route.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
 
 from bot.services import Services
-from bot.status import status_lines
+from bot.statuslines import status_lines
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 
@@ -54,9 +55,29 @@ def build_http_app(services: Services, ready: ReadyCheck) -> web.Application:
         lines = await status_lines(services, list(cfg.components), cfg.env_names)
         return web.Response(text="\n".join(lines) + "\n")
 
+    async def diff(request: web.Request) -> web.Response:
+        text = await services.diffs.load(request.match_info["id"]) if services.diffs else None
+        if text is None:
+            return web.Response(status=404, text="no such diff\n")
+        return web.Response(text=text, content_type="text/plain")
+
+    async def deploy_log(request: web.Request) -> web.Response:
+        deploy_id = request.match_info["id"]
+        deployer = services.deployer
+        if deployer is None or not deploy_id.isdigit():
+            return web.Response(status=404, text="no such deploy\n")
+        path = deployer.log_path(int(deploy_id))
+        try:
+            text = await asyncio.to_thread(path.read_text, "utf-8", "replace")
+        except OSError:
+            return web.Response(status=404, text=f"no log for deploy #{deploy_id}\n")
+        return web.Response(text=services.redactor(text), content_type="text/plain")
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ready", ready_)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/sal", sal)
     app.router.add_get("/status", status)
+    app.router.add_get("/diffs/{id}", diff)
+    app.router.add_get("/deploys/{id}/log", deploy_log)
     return app

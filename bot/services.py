@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from bot.bump import Bumper
 from bot.config import Config
 from bot.controlrepo import ControlRepo
+from bot.deployer import Deployer
+from bot.diffs import DiffStore
 from bot.gitlab_api import GitLabAPI
+from bot.kube import KubeCluster
 from bot.locks import Locks
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.redact import Redactor
+from bot.registry import Registry
 from bot.sal import Sal
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.monitors import Monitors
+    from bot.status import StatusBoard
 
 
 @dataclass
@@ -26,6 +36,13 @@ class Services:
     redactor: Redactor
     control: ControlRepo | None = None
     gitlab: GitLabAPI | None = None
+    clusters: dict[str, KubeCluster] = field(default_factory=dict)  # env name -> cluster
+    registry: Registry | None = None
+    bumper: Bumper | None = None
+    diffs: DiffStore | None = None
+    deployer: Deployer | None = None
+    status_board: StatusBoard | None = None  # !status sources, with their short-lived cache
+    monitors: Monitors | None = None
 
     def room_for(self, component: str | None) -> str:
         """The chat room for a component's announcements (fallback: the default room)."""
@@ -34,9 +51,16 @@ class Services:
 
     async def announce(
         self, text: str, *, component: str | None = None, key: str | None = None,
-        final: bool = False, room: str | None = None,
+        final: bool = False, room: str | None = None, short: str | None = None,
     ) -> None:  # fmt: skip
-        """Queue an unasked line for the component's room (durable, flood-controlled)."""
+        """Queue an unasked line for the component's room (durable, flood-controlled).
+
+        `short` (e.g. "builds-api #41 success 3m") replaces `text` when a backlog is packed.
+        """
         await self.outbox.enqueue(
-            room or self.room_for(component), self.redactor(text), key=key, final=final
+            room or self.room_for(component),
+            self.redactor(text),
+            key=key,
+            final=final,
+            short=self.redactor(short) if short else None,
         )

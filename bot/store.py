@@ -94,10 +94,68 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX pipelines_sha ON pipelines(sha);
     """,
-    # 3: reserved for webhook processing (issue 4)
-    "",
+    # 3: webhook processing (issue 4): the last announced state of control-repo MRs
+    """
+    CREATE TABLE merge_requests (
+        project TEXT NOT NULL,
+        iid INTEGER NOT NULL,
+        component TEXT,
+        state TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        url TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (project, iid)
+    );
+    """,
     # 4: reserved for control-repo bumps (issue 5)
     "",
+    # 5: deploys (issue 6): one row per apply/rollback, its state written at every step
+    """
+    CREATE TABLE deploys (
+        id INTEGER PRIMARY KEY,
+        component TEXT NOT NULL,
+        env TEXT NOT NULL,
+        action TEXT NOT NULL,
+        version TEXT,
+        from_version TEXT,
+        commit_sha TEXT,
+        mr_url TEXT,
+        actor TEXT NOT NULL,
+        tasks TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        result TEXT,
+        log_path TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT
+    );
+    CREATE INDEX deploys_target ON deploys(component, env, id);
+    CREATE INDEX deploys_state ON deploys(state);
+    """,
+    # 6: monitor alerts (issue 7; bot/alerts.py) and when a live version was first seen
+    """
+    CREATE TABLE alerts (
+        kind TEXT NOT NULL,
+        component TEXT NOT NULL,
+        env TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        text TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        since REAL,
+        raised_at REAL,
+        reminded_at REAL,
+        PRIMARY KEY (kind, component, env, detail)
+    );
+    CREATE TABLE live_seen (
+        component TEXT NOT NULL,
+        env TEXT NOT NULL,
+        version TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        PRIMARY KEY (component, env)
+    );
+    """,
+    # 7: a short form of an announcement, used when a backlog is packed into summary lines
+    "ALTER TABLE outbox ADD COLUMN short TEXT",
 ]
 
 

@@ -25,7 +25,10 @@ def test_piped_demo_session(tmp_path: Path) -> None:
     assert out[3].startswith("logged #1: ") and out[3].endswith("hello from the demo")
     assert out[4].startswith("#1 ") and "hello from the demo" in out[4]
     status = "\n".join(out[5:])
-    assert "builds-api: pinned toolsbeta 0.0.133-" in status
-    assert "tools 0.0.132-" in status
-    assert "jobs-api: pinned toolsbeta 0.0.412-" in status
+    # the seeded demo data shows a drift and a merged-but-not-deployed alert, unasked
+    assert "ALERT drift builds-api toolsbeta: live 0.0.132-" in status
+    assert "ALERT undeployed builds-api tools: 2 releases merged but not deployed" in status
+    # and !status shows live vs pinned per environment, then a count of the rest
+    assert "builds-api toolsbeta: live 0.0.132-" in status and "pinned 0.0.133-" in status
+    assert "1 more need attention · 1 healthy" in status
     assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()

@@ -13,6 +13,13 @@ class GitError(Exception):
 
 async def git(*args: str, cwd: Path | None = None, timeout: float = 120.0) -> str:
     """Run `git args...`; return stdout. Raises GitError with git's last stderr line."""
+    return (await git_bytes(*args, cwd=cwd, timeout=timeout)).decode(errors="replace")
+
+
+async def git_bytes(
+    *args: str, cwd: Path | str | None = None, timeout: float = 120.0, stdin: bytes | None = None
+) -> bytes:
+    """Run `git args...` feeding `stdin`; return raw stdout. Raises GitError."""
     env = {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
@@ -26,12 +33,12 @@ async def git(*args: str, cwd: Path | None = None, timeout: float = 120.0) -> st
         *args,
         cwd=cwd,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -44,4 +51,4 @@ async def git(*args: str, cwd: Path | None = None, timeout: float = 120.0) -> st
     if proc.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed: {lines[-1] if lines else proc.returncode}")
-    return out.decode(errors="replace")
+    return out

@@ -336,18 +336,9 @@ class KubeCluster:
 
         If Deployments disagree, returns `mixed: <name>=<version>, ...` (never equal to a pin).
         """
-        versions: dict[str, str] = {}
-        for d in await self.deployments(namespace):
-            instance = d.labels.get(INSTANCE_LABEL)
-            if instance is not None and instance != release:
-                continue
-            version = chart_label_version(d.labels.get(CHART_LABEL, ""), chart_name)
-            if version is not None:
-                versions[d.name] = version
-        if len(set(versions.values())) == 1:
-            return next(iter(versions.values()))
-        if versions:
-            return "mixed: " + ", ".join(f"{n}={v}" for n, v in sorted(versions.items()))
+        version = live_from_deployments(await self.deployments(namespace), release, chart_name)
+        if version is not None:
+            return version
         record = await self.helm_release(namespace, release)
         return record.chart_version if record and record.chart == chart_name else None
 
@@ -414,3 +405,23 @@ def _network_reason(e: BaseException) -> str:
     if isinstance(e, urllib3.exceptions.NewConnectionError | ConnectionError):
         return "connection refused or reset"
     return type(e).__name__
+
+
+def live_from_deployments(
+    deployments: list[DeploymentState], release: str, chart_name: str
+) -> str | None:
+    """The chart version the release's Deployments carry (`helm.sh/chart`), None when no
+    Deployment is labelled, `mixed: <name>=<version>, ...` when they disagree."""
+    versions: dict[str, str] = {}
+    for d in deployments:
+        instance = d.labels.get(INSTANCE_LABEL)
+        if instance is not None and instance != release:
+            continue
+        version = chart_label_version(d.labels.get(CHART_LABEL, ""), chart_name)
+        if version is not None:
+            versions[d.name] = version
+    if len(set(versions.values())) == 1:
+        return next(iter(versions.values()))
+    if versions:
+        return "mixed: " + ", ".join(f"{n}={v}" for n, v in sorted(versions.items()))
+    return None

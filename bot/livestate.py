@@ -23,7 +23,7 @@ from bot.kube import (
     ClusterError,
     DeploymentState,
     PodState,
-    chart_label_version,
+    live_from_deployments,
 )
 from bot.store import Store
 
@@ -50,26 +50,6 @@ def target_of(config: Config, component: str) -> Target:
     comp = config.components[component]
     chart = (comp.chart or component).rstrip("/").rsplit("/", 1)[-1]
     return Target(comp.namespace or component, comp.release or component, chart)
-
-
-def live_from_deployments(
-    deployments: list[DeploymentState], release: str, chart_name: str
-) -> str | None:
-    """The chart version the release's Deployments carry, as `KubeCluster.live_version` reads
-    it (None: no labelled Deployment; `mixed: ...` when they disagree)."""
-    versions: dict[str, str] = {}
-    for d in deployments:
-        instance = d.labels.get(INSTANCE_LABEL)
-        if instance is not None and instance != release:
-            continue
-        version = chart_label_version(d.labels.get(CHART_LABEL, ""), chart_name)
-        if version is not None:
-            versions[d.name] = version
-    if len(set(versions.values())) == 1:
-        return next(iter(versions.values()))
-    if versions:
-        return "mixed: " + ", ".join(f"{n}={v}" for n, v in sorted(versions.items()))
-    return None
 
 
 class FileCluster:

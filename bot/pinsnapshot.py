@@ -14,7 +14,7 @@ import asyncio
 from bot.bump import read_pins
 from bot.config import Config
 from bot.controlrepo import ControlRepo
-from bot.git import GitError
+from bot.git import git_bytes
 from bot.pins import PinError, pin_file_candidates
 
 _TIMEOUT = 60.0
@@ -22,22 +22,8 @@ _TIMEOUT = 60.0
 
 async def cat_files(workdir: str, rev: str, paths: list[str]) -> dict[str, str | None]:
     """The text of each path at `rev` (None: no such file), from one `git cat-file --batch`."""
-    proc = await asyncio.create_subprocess_exec(
-        "git", "cat-file", "--batch", cwd=workdir,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
     request = "".join(f"{rev}:{p}\n" for p in paths).encode()
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(request), _TIMEOUT)
-    except BaseException:  # timed out or cancelled: never leave git running
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    if proc.returncode != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
-        raise GitError(f"git cat-file failed: {lines[-1] if lines else proc.returncode}")
+    out = await git_bytes("cat-file", "--batch", cwd=workdir, timeout=_TIMEOUT, stdin=request)
     texts: dict[str, str | None] = {}
     pos = 0
     for path in paths:

@@ -21,8 +21,15 @@ from bot.alerts import Alert, AlertStore
 from bot.controlforge import OpenBump
 from bot.errors import UserError
 from bot.git import GitError
-from bot.kube import ClusterError, DeploymentState, PodProblem, PodState, problems_of
-from bot.livestate import Cluster, LiveSeen, live_from_deployments, live_sources, target_of
+from bot.kube import (
+    ClusterError,
+    DeploymentState,
+    PodProblem,
+    PodState,
+    live_from_deployments,
+    problems_of,
+)
+from bot.livestate import Cluster, LiveSeen, live_sources, target_of
 from bot.locks import ALL_ENVS, Lock
 from bot.pathway import Pathway, pathway
 from bot.pinsnapshot import PinSnapshot

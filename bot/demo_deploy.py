@@ -1,10 +1,11 @@
 """The demo's deploy command: shows what a real deploy would run, touches no cluster.
 
 `deploybot demo` configures `deploy.diff`/`apply`/`rollback` as
-`python -m bot.demo_deploy <step> <component> <env> <version>`. Run by the real deployer in
-its checkout of the control repo, it prints the helmfile/helm argv a real deploy would run
-and the last change of the environment's pin file (the pin diff), and says plainly that
-nothing was deployed. The diff step exits 2 ("changes"), as `helmfile diff
+`python -m bot.demo_deploy <step> <component> <env> <version> [<live file>]`. Run by the real
+deployer in its checkout of the control repo, it prints the helmfile/helm argv a real deploy
+would run and the last change of the environment's pin file (the pin diff), and says plainly
+that nothing was deployed. Apply and rollback record the version in the demo's simulated live
+state (the environment's `live_file`), so `!status` and the monitors see the deploy. The diff step exits 2 ("changes"), as `helmfile diff
 --detailed-exitcode` does, and names the release in helm-diff's header format.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 REAL = {
     "diff": "helmfile -e {env} --file components/{component}/helmfile.yaml diff"
@@ -35,11 +38,24 @@ def pin_diff(component: str, env: str) -> str:
     return proc.stdout.strip() or f"(no history for {', '.join(files)})"
 
 
+def record_live(live_file: Path, component: str, version: str) -> None:
+    """Set what the simulated cluster runs for `component` (a YAML map release -> version)."""
+    running = yaml.safe_load(live_file.read_text()) if live_file.exists() else None
+    running = running if isinstance(running, dict) else {}
+    running[component] = version
+    live_file.write_text(yaml.safe_dump(running))
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[0] not in REAL:
-        print("usage: python -m bot.demo_deploy diff|apply|rollback <component> <env> <version>")
+    if len(argv) not in (4, 5) or argv[0] not in REAL:
+        print(
+            "usage: python -m bot.demo_deploy diff|apply|rollback <component> <env> <version>"
+            " [<live file>]"
+        )
         return 64
-    step, component, env, version = argv
+    step, component, env, version = argv[:4]
+    if step != "diff" and len(argv) == 5:
+        record_live(Path(argv[4]), component, version)
     print(f"demo deploy step {step!r}: argv {argv}")
     print("a real deploy would run: " + REAL[step].format(component=component, env=env))
     if step == "diff":

@@ -292,6 +292,10 @@ class Deployer:
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
+        if self.services.status_board is not None:  # what runs changed: no stale !status
+            self.services.status_board.forget(req.component)
+        if self.services.monitors is not None:
+            self.services.monitors.wake()
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,
                             self.log_url(d.id))  # fmt: skip

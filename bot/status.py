@@ -165,6 +165,11 @@ class StatusBoard:
     def timeout(self) -> float:
         return self.services.config.monitors.source_timeout
 
+    def forget(self, component: str) -> None:
+        """Drop cached answers about `component` (after a deploy changed what runs)."""
+        for key in [k for k in self._cache if component in k]:
+            del self._cache[key]
+
     async def _get(
         self, key: tuple[str, ...], fetch: Callable[[], Awaitable[T]], fresh: bool
     ) -> Got[T]:

@@ -32,3 +32,22 @@ def test_piped_demo_session(tmp_path: Path) -> None:
     assert "builds-api toolsbeta: live 0.0.132-" in status and "pinned 0.0.133-" in status
     assert "1 more need attention · 1 healthy" in status
     assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()
+
+
+def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "demo"),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        input="!deploy builds-api latest T123\n!status builds-api toolsbeta\n!sal builds-api 1\n",
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    replies = [line for line in res.stdout.splitlines()[1:] if not line.startswith("[#")]
+    newest = replies[0].split(" -> ")[1].split()[0]  # the version !deploy pinned
+    assert newest.startswith("0.0.134-")
+    assert any("demo: nothing was deployed to a cluster" in line for line in replies)
+    status = next(line for line in replies if line.startswith("builds-api toolsbeta:"))
+    assert status.startswith(f"builds-api toolsbeta: live {newest}, as pinned")
+    assert "[auto-apply builds-api toolsbeta]" in replies[-1]
+    log_url = next(w for line in replies for w in line.split() if "/deploys/" in w)
+    assert log_url.endswith("/deploys/1/log")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bot.errors import UserError
 from bot.kube import ClusterError
-from bot.livestate import target_of
+from bot.livestate import live_sources, target_of
 from bot.registry import RegistryError
 from bot.windows import describe_refusal, in_window, parse_windows
 
@@ -46,17 +46,17 @@ async def last_deployed(services: Services, component: str, env: str) -> str | N
 
 
 async def live_version(services: Services, component: str, env: str) -> str | None:
-    """The chart version running in env (None: no cluster, or it cannot say)."""
-    cluster = services.clusters.get(env)
-    if cluster is None:
+    """The chart version running in env (None: no cluster or live file, or it cannot say)."""
+    source = live_sources(services.config, services.clusters).get(env)
+    if source is None:
         return None
     target = target_of(services.config, component)
-    return await cluster.live_version(target.namespace, target.release, target.chart_name)
+    return await source.live_version(target.namespace, target.release, target.chart_name)
 
 
 async def running_version(services: Services, component: str, env: str) -> str | None:
-    """Live when a cluster is configured (ClusterError propagates), else last deployed."""
-    if env in services.clusters:
+    """Live when a cluster (or live file) says (ClusterError propagates), else last deployed."""
+    if env in live_sources(services.config, services.clusters):
         return await live_version(services, component, env)
     return await last_deployed(services, component, env)
 

@@ -270,7 +270,9 @@ class App:
             handler.addFilter(self._log_filter)
         use_io_threads()
         await self.store.open()
-        http_app = build_http_app(self.services, self.ready)
+        http_app = build_http_app(
+            self.services, self.ready, lambda: {a.name: a.connected for a in self.adapters}
+        )
         add_webhook_route(http_app, self.webhooks)
         if (warning := self.webhook_policy.warning()) is not None:
             log.warning("%s", warning)

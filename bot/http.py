@@ -15,9 +15,10 @@ from bot.services import Services
 from bot.statuslines import status_lines
 
 ReadyCheck = Callable[[], tuple[bool, str]]
+ChatState = Callable[[], dict[str, bool]]
 
 
-def build_http_app(services: Services, ready: ReadyCheck) -> web.Application:
+def build_http_app(services: Services, ready: ReadyCheck, chat_state: ChatState) -> web.Application:
     app = web.Application(client_max_size=services.config.http.max_body_bytes)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -29,6 +30,10 @@ def build_http_app(services: Services, ready: ReadyCheck) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
+        row = await services.store.fetchone("SELECT count(*) FROM events WHERE status='pending'")
+        services.metrics.queue_depth.labels("webhook_events").set(row[0] if row else 0)
+        for adapter_name, up in chat_state().items():
+            services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
         return web.Response(
             body=services.metrics.render(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

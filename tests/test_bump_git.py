@@ -307,7 +307,9 @@ async def test_diff_summarises_and_serves_the_full_diff(app: App, repos: Repos) 
     )
     url = lines[1].removeprefix("full diff: ")
     assert url.startswith("http://127.0.0.1:9/diffs/")
-    async with TestClient(TestServer(build_http_app(app.services, lambda: (True, "")))) as client:
+    async with TestClient(
+        TestServer(build_http_app(app.services, lambda: (True, ""), dict))
+    ) as client:
         resp = await client.get(url.removeprefix("http://127.0.0.1:9"))
         text = await resp.text()
         assert resp.status == 200

@@ -28,7 +28,8 @@ async def test_health_ready_metrics(demo_config: Config) -> None:
                 assert r.status == 200
                 assert 'deploybot_commands_total{command="whoami",result="ok"} 1.0' in text
                 assert 'deploybot_commands_total{command="(unknown)",result="unknown"} 1.0' in text
-                assert "deploybot_queue_depth" in text
+                assert 'deploybot_queue_depth{queue="webhook_events"} 0.0' in text
+                assert 'deploybot_chat_connected{adapter="console"} 1.0' in text
         await app.store.close()
         async with aiohttp.ClientSession() as http:
             async with http.get(base + "/ready") as r:

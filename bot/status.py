@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from bot.alerts import Alert, AlertStore
 from bot.controlforge import OpenBump
+from bot.deploys import ACTIVE_STATES
 from bot.errors import UserError
 from bot.git import GitError
 from bot.kube import (
@@ -83,6 +84,7 @@ class Cell:
     live: Got[str | None]
     health: Got[Health]
     lock: Lock | None = None
+    deploying: tuple[int, str, str] | None = None  # (deploy id, version, state) in flight
     bump_pinned: Got[list[str]] | None = None  # None: no bump MR open
     live_since: float | None = None
     alerts: list[Alert] = field(default_factory=list)
@@ -99,7 +101,12 @@ class Cell:
         ]
         health = self.health.value
         return bool(
-            self.alerts or unknown or self.drifted or self.lock or (health and not health.ok)
+            self.alerts
+            or unknown
+            or self.drifted
+            or self.lock
+            or self.deploying
+            or (health and not health.ok)
         )
 
 
@@ -350,6 +357,14 @@ class StatusBoard:
         alerts = await AlertStore(services.store).active()
         locks = await services.locks.all()
         seen = await LiveSeen(services.store).all()
+        active = await services.store.fetchall(
+            "SELECT id, component, env, version, state FROM deploys WHERE state IN (?,?,?)"
+            " ORDER BY id",
+            ACTIVE_STATES,
+        )
+        deploying = {
+            (r["component"], r["env"]): (r["id"], r["version"], r["state"]) for r in active
+        }
         for status in found:
             for cell in status.cells.values():
                 mine = [lk for lk in locks if lk.component == cell.component]
@@ -359,6 +374,7 @@ class StatusBoard:
                 cell.alerts = [
                     a for a in alerts if (a.component, a.env) == (cell.component, cell.env)
                 ]
+                cell.deploying = deploying.get((cell.component, cell.env))
                 version, since = seen.get((cell.component, cell.env), (None, None))
                 if cell.live.value and version == cell.live.value:
                     cell.live_since = since

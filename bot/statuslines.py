@@ -54,6 +54,9 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
         parts.append(text)
     elif health.error != NO_CLUSTER:
         parts.append(f"health {health.unknown()}")
+    if cell.deploying is not None:
+        deploy_id, version, state = cell.deploying
+        parts.append(f"deploy #{deploy_id} {state} ({version})")
     if cell.lock is not None:
         parts.append(f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 60)}")
     if cell.alerts:

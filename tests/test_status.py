@@ -13,6 +13,7 @@ import aiohttp
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
 from bot.config import Config
+from bot.deploys import DeployRecords, DeployRequest
 from bot.status import StatusBoard
 from bot.statuslines import status_lines
 from tests.conftest import console_session
@@ -141,3 +142,22 @@ async def test_a_new_pin_shows_at_once_despite_the_cache(tmp_path: Path) -> None
         after = await board.gather(["builds-api"])
         assert after[0].cells["tools"].pinned.value == [newest]
         assert after[0].cells["tools"].drifted  # the cluster still runs the old version
+
+
+async def test_a_deploy_in_flight_shows_in_status(tmp_path: Path) -> None:
+    async with world(tmp_path, _nothing_due) as w:
+        app = await w.app()
+        records = DeployRecords(app.store, tmp_path / "logs")
+        newest = w.releases["builds-api"][-1]
+        req = DeployRequest("builds-api", "toolsbeta", "console:tester")
+        deploy_id = await records.insert(req, newest, None, None, None)
+        await records.set_state(deploy_id, "applying")
+        lines = await status_lines(app.services, ["builds-api"], ["toolsbeta", "tools"])
+        assert f"deploy #{deploy_id} applying ({newest})" in lines[0]
+        assert "deploy #" not in lines[1]
+        await records.set_state(deploy_id, "done")
+        board = app.services.status_board
+        assert board is not None
+        board.forget("builds-api")
+        lines = await status_lines(app.services, ["builds-api"], ["toolsbeta"])
+        assert "deploy #" not in lines[0]

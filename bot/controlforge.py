@@ -53,6 +53,9 @@ class Published:
     mr: OpenBump | None = None
 
 
+_HISTORY_READS = 4  # concurrent file reads while walking a pin's history on GitLab
+
+
 def bump_branch(component: str) -> str:
     return f"bump_{component}"
 
@@ -100,7 +103,30 @@ class GitLabControl:
             raise BumpError(f"cannot read {path} from the control repo: {exc}") from None
 
     async def history(self, path: str, limit: int = 30) -> list[str]:
-        return []  # one API call per revision: the store's bump history is used instead
+        """One call for the commits touching `path`, then one read per commit (a few at a
+        time); a commit that deleted the file is skipped."""
+        try:
+            shas = await self._gl.file_history(self.project, path, self.branch, limit)
+        except GitLabError as exc:
+            raise BumpError(f"cannot read the history of {path}: {exc}") from None
+        gate = asyncio.Semaphore(_HISTORY_READS)
+
+        async def read_at(sha: str) -> str | None:
+            async with gate:
+                return await self._gl.get_file(self.project, path, sha)
+
+        results = await asyncio.gather(
+            *(read_at(sha) for sha in shas[:limit]), return_exceptions=True
+        )
+        texts = []
+        for result in results:
+            if isinstance(result, GitLabError):
+                raise BumpError(f"cannot read the history of {path}: {result}")
+            if isinstance(result, BaseException):
+                raise result
+            if result is not None:
+                texts.append(result)
+        return texts
 
     async def open_bump(self, component: str) -> OpenBump | None:
         try:

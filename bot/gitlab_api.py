@@ -214,6 +214,24 @@ class GitLabAPI:
 
         return await self._call(f"read {path}@{ref} of {project}", self._absent_on_404(run))
 
+    async def file_history(
+        self, project: str | int, path: str, ref: str, limit: int = 30
+    ) -> list[str]:
+        """Shas of the newest `limit` (at most 100) commits on `ref` that touched `path`,
+        newest first; empty if none did."""
+        per_page = min(max(limit, 1), 100)
+
+        def run() -> list[str]:
+            # `path=` would replace the URL; query_parameters then carries every filter
+            found = self._project(project).commits.list(
+                query_parameters={"path": path, "ref_name": ref},
+                per_page=per_page,
+                get_all=False,
+            )
+            return [str(c.id) for c in found][:per_page]
+
+        return await self._call(f"list commits touching {path}@{ref} of {project}", run)
+
     async def get_branch(self, project: str | int, name: str) -> dict[str, Any] | None:
         def run() -> dict[str, Any]:
             result: dict[str, Any] = self._project(project).branches.get(name).asdict()

@@ -4,6 +4,7 @@ retried, and a permanent failure leaves no half-made branch."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,38 @@ async def test_failed_commit_leaves_no_branch(
     ), lines
     assert fake.branch_head(CONTROL, BRANCH) is None
     assert fake.merge_requests(CONTROL) == []
+
+
+def repin(fake: FakeGitLab, path: str, version: str) -> str:
+    """A commit on main made outside the bot that pins `version` in `path`."""
+    text = fake.file(CONTROL, "main", path) or ""
+    new = re.sub(r"chartVersion: \S+", f"chartVersion: {version}", text)
+    return fake.add_commit(CONTROL, "main", {path: new}, f"bump to {version} (by hand)")
+
+
+async def test_previous_comes_from_the_pin_history(
+    config: Config, fake: FakeGitLab, releases: list[str]
+) -> None:
+    older, newer = releases[0], releases[1]
+    repin(fake, TOOLS, older)
+    fake.add_commit(CONTROL, "main", {"README.md": "unrelated\n"}, "docs")
+    repin(fake, TOOLS, newer)
+    text = fake.file(CONTROL, "main", TOOLS) or ""  # a later edit that keeps the pin
+    fake.add_commit(CONTROL, "main", {TOOLS: text.replace("replicas: 3", "replicas: 4")}, "scale")
+    lines = await console_session(config, ["!deploy builds-api previous to tools"], "tester")
+    assert lines[0] == f"builds-api {newer} -> {older} in tools", lines
+    assert lines[1].startswith(f"MR !1 opened: {mr_url(fake, 1)}"), lines
+    assert f"chartVersion: {older}\n" in (fake.file(CONTROL, BRANCH, TOOLS) or "")
+    assert "replicas: 4" in (fake.file(CONTROL, BRANCH, TOOLS) or "")
+    listed = [r.query for r in fake.requests if r.method == "GET" and r.path.endswith("/commits")]
+    assert listed and all(q.get("path") == TOOLS and q.get("ref_name") == "main" for q in listed)
+    assert all(int(q["per_page"]) <= 30 for q in listed)  # one bounded page, not the whole log
+
+
+async def test_no_previous_when_the_pin_never_changed(
+    config: Config, fake: FakeGitLab, releases: list[str]
+) -> None:
+    fake.add_commit(CONTROL, "main", {"README.md": "unrelated\n"}, "docs")
+    lines = await console_session(config, ["!deploy builds-api previous to tools"], "tester")
+    assert lines == ["deploy: no previous version known for this component and environment"]
+    assert not [r for r in fake.requests if r.method != "GET"]

@@ -136,6 +136,7 @@ class FakeGitLab:
                 ("GET", "/repository/branches/(?P<name>[^/]+)", self._get_branch),
                 ("DELETE", "/repository/branches/(?P<name>[^/]+)", self._delete_branch),
                 ("GET", "/repository/files/(?P<file>[^/]+)/raw", self._raw_file),
+                ("GET", "/repository/commits", self._list_commits),
                 ("POST", "/repository/commits", self._create_commit),
                 ("GET", "/repository/commits/(?P<sha>[^/]+)", self._get_commit),
                 ("GET", "/repository/commits/(?P<sha>[^/]+)/merge_requests", self._commit_mrs),
@@ -466,6 +467,26 @@ class FakeGitLab:
             del tree[path]
         elif kind != "chmod":
             tree[path] = content or ""
+
+    async def _list_commits(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
+        """Commits reachable from `ref_name` (default branch), newest first; with `path`,
+        only those whose content of that path differs from every parent's."""
+        head = p.resolve(r.query.get("ref_name") or p.default_branch)
+        if head is None:
+            raise _ApiError(404, "404 Not Found")
+        found = [p.commits[sha] for sha in p.ancestors(head.id)]
+        path = r.query.get("path")
+        if path:
+            found = [c for c in found if self._touches(p, c, path)]
+        found.sort(key=lambda c: c.created_at, reverse=True)
+        return self._page(r, [c.to_json(p) for c in found])
+
+    @staticmethod
+    def _touches(p: _Project, commit: Commit, path: str) -> bool:
+        text = commit.tree.get(path)
+        if not commit.parent_ids:
+            return text is not None
+        return all(p.commits[parent].tree.get(path) != text for parent in commit.parent_ids)
 
     async def _get_commit(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
         commit = p.resolve(m["sha"])

@@ -11,7 +11,6 @@ test against real servers is simpler and safer than adapting a library.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
@@ -29,13 +28,10 @@ from bot.chat.ircproto import (
     parse_line,
     split_text,
 )
+from bot.chat.ircsession import NICK_IN_USE, WANTED_CAPS, Registration, redact
 from bot.flood import TokenBucket
 
-WANTED_CAPS = frozenset(
-    "message-tags account-tag extended-join account-notify server-time multi-prefix sasl".split()
-)
 JOIN_ERRORS = frozenset({"403", "405", "471", "473", "474", "475", "477"})
-SASL_FAILURES = frozenset({"902", "904", "905", "906", "908"})
 WHOX_TOKEN = "42"
 REGAIN_INTERVAL = 30.0
 MAX_PRIVATE_ROOMS = 1000
@@ -92,16 +88,10 @@ class IrcAdapter:
         self._writer: asyncio.StreamWriter | None = None
         self._registered = False
         self._nick = self._wanted_nick
-        self._nick_attempt = 0
-        self._offered: set[str] = set()
-        self._caps: set[str] = set()
+        self._reg = Registration(self._wanted_nick, self._wanted_caps, self._sasl, self._log)
         self._joined: set[str] = set()
         self._pending_joins: set[str] = set()
         self._accounts = AccountTracker()
-        self._casemapping = "rfc1459"
-        self._whox = False
-        self._statusmsg = ""
-        self._name_prefixes = "~&@%+!"
         self._own_prefix: str | None = None
         self._last_rx = 0.0
         self._pinged = False
@@ -198,9 +188,7 @@ class IrcAdapter:
         loop = asyncio.get_running_loop()
         self._writer = writer
         self._last_rx = loop.time()
-        self._write("CAP LS 302")
-        self._write(format_line("NICK", self._nick))
-        self._write(format_line("USER", self._wanted_nick[:10], "0", "*", self._realname))
+        self._write_all(self._reg.greeting(self._nick, self._realname))
         while True:
             idle = loop.time() - self._last_rx
             try:
@@ -247,13 +235,12 @@ class IrcAdapter:
     def _write(self, line: str) -> None:
         if self._writer is None:
             raise ConnectionError("IRC is not connected")
-        shown = (
-            "AUTHENTICATE ***"
-            if line.startswith("AUTHENTICATE ") and line != "AUTHENTICATE PLAIN"
-            else line
-        )
-        self._log.debug(">> %s", shown)
+        self._log.debug(">> %s", redact(line))
         self._writer.write(line.encode("utf-8") + b"\r\n")
+
+    def _write_all(self, lines: list[str]) -> None:
+        for line in lines:
+            self._write(line)
 
     async def _deliver(self) -> None:
         while True:
@@ -268,87 +255,30 @@ class IrcAdapter:
     # ---- incoming lines ----------------------------------------------------------------
 
     def _fold(self, name: str) -> str:
-        return irc_lower(name, self._casemapping)
+        return irc_lower(name, self._reg.casemapping)
 
     def _is_me(self, nick: str | None) -> bool:
         return nick is not None and self._fold(nick) == self._fold(self._nick)
 
     def _handle(self, line: Line) -> None:
-        handler = getattr(self, f"_on_{line.command.lower()}", None)
-        if handler is not None:
+        reply = self._reg.handle(line, self._registered)
+        if reply is not None:
+            self._write_all(reply)
+        elif (handler := getattr(self, f"_on_{line.command.lower()}", None)) is not None:
             handler(line)
         elif line.command in JOIN_ERRORS:
             self._pending_joins.discard(self._fold(line.param(1)))
             self._log.error("cannot join %s: %s", line.param(1), line.params[-1])
-        elif line.command in SASL_FAILURES:
-            self._log.error(
-                "SASL login as %s failed (%s); continuing without an account",
-                self._sasl[0] if self._sasl else "?",
-                line.command,
-            )
-            self._write("CAP END")
-        elif line.command in ("433", "432", "437") and not self._registered:
-            self._next_nick()
+        elif line.command in NICK_IN_USE and not self._registered:
+            self._nick = self._reg.next_nick()
+            self._log.warning("nick in use; trying %s", self._nick)
+            self._write(format_line("NICK", self._nick))
 
     def _on_ping(self, line: Line) -> None:
         self._write(format_line("PONG", line.param(0, "pong")))
 
     def _on_error(self, line: Line) -> None:
         self._log.warning("server says ERROR: %s", line.param(0))
-
-    def _on_cap(self, line: Line) -> None:
-        sub, args = line.param(1).upper(), list(line.params[2:])
-        more = len(args) > 1 and args[0] == "*"
-        names = args[-1].split() if args else []
-        if sub in ("LS", "NEW"):
-            self._offered.update(n.split("=", 1)[0] for n in names)
-            if more:
-                return
-            wanted = (self._offered & self._wanted_caps) - self._caps
-            if not self._sasl or self._registered:
-                wanted.discard("sasl")
-            if self._sasl and "sasl" not in self._offered and sub == "LS":
-                self._log.error("server does not offer SASL; continuing without an account")
-            if wanted:
-                self._write(format_line("CAP", "REQ", " ".join(sorted(wanted))))
-            elif not self._registered:
-                self._write("CAP END")
-        elif sub == "ACK":
-            for name in names:
-                if name.startswith("-"):
-                    self._caps.discard(name[1:])
-                else:
-                    self._caps.add(name)
-            if not self._registered:
-                if "sasl" in names and self._sasl:
-                    self._write("AUTHENTICATE PLAIN")
-                else:
-                    self._write("CAP END")
-        elif sub == "NAK" and not self._registered:
-            self._log.warning("server refused capabilities %s", " ".join(names))
-            self._write("CAP END")
-        elif sub == "DEL":
-            self._caps.difference_update(names)
-
-    def _on_authenticate(self, line: Line) -> None:
-        if line.param(0) != "+" or not self._sasl:
-            return
-        user, password = self._sasl
-        payload = base64.b64encode(f"{user}\0{user}\0{password}".encode()).decode()
-        chunks = [payload[i : i + 400] for i in range(0, len(payload), 400)]
-        if len(chunks[-1]) == 400:
-            chunks.append("+")
-        for chunk in chunks:
-            self._write(f"AUTHENTICATE {chunk}")
-
-    def _on_900(self, line: Line) -> None:
-        self._log.info("logged in to services as %s", line.param(2))
-
-    def _on_903(self, line: Line) -> None:
-        self._write("CAP END")
-
-    def _on_907(self, line: Line) -> None:
-        self._write("CAP END")
 
     def _on_001(self, line: Line) -> None:
         self._registered = True
@@ -359,25 +289,8 @@ class IrcAdapter:
             self._write(format_line("JOIN", ",".join(self._channels)))
 
     def _on_005(self, line: Line) -> None:
-        for token in line.params[1:-1]:
-            key, _, value = token.partition("=")
-            if key == "CASEMAPPING":
-                self._casemapping = self._accounts.casemapping = value.lower()
-            elif key == "WHOX":
-                self._whox = True
-            elif key == "STATUSMSG":
-                self._statusmsg = value
-            elif key == "PREFIX" and ")" in value:
-                self._name_prefixes = value.split(")", 1)[1]
-
-    def _next_nick(self) -> None:
-        self._nick_attempt += 1
-        if self._nick_attempt <= 3:
-            self._nick = self._wanted_nick + "_" * self._nick_attempt
-        else:
-            self._nick = f"{self._wanted_nick[:12]}{random.randint(100, 999)}"  # noqa: S311
-        self._log.warning("nick in use; trying %s", self._nick)
-        self._write(format_line("NICK", self._nick))
+        self._reg.isupport(line)
+        self._accounts.casemapping = self._reg.casemapping
 
     # ---- membership and account tracking --------------------------------------------------
 
@@ -392,11 +305,11 @@ class IrcAdapter:
             self._pending_joins.discard(self._fold(channel))
             self._own_prefix = line.source
             self._log.info("joined %s", channel)
-            if self._whox:
+            if self._reg.whox:
                 self._write(format_line("WHO", channel, f"%tcuhna,{WHOX_TOKEN}"))
             return
         self._accounts.joined(nick, channel)
-        if "extended-join" in self._caps and len(line.params) >= 2:
+        if "extended-join" in self._reg.caps and len(line.params) >= 2:
             self._accounts.set_account(nick, line.params[1])
 
     def _on_part(self, line: Line) -> None:
@@ -438,7 +351,7 @@ class IrcAdapter:
 
     def _on_353(self, line: Line) -> None:
         for name in line.params[-1].split():
-            self._accounts.joined(name.lstrip(self._name_prefixes), line.param(2))
+            self._accounts.joined(name.lstrip(self._reg.name_prefixes), line.param(2))
 
     def _on_354(self, line: Line) -> None:
         if line.param(1) == WHOX_TOKEN and len(line.params) >= 7:
@@ -448,7 +361,7 @@ class IrcAdapter:
 
     def _identities(self, line: Line) -> tuple[str, ...]:
         host_id = f"irc-host:{line.source}"
-        if "account-tag" in self._caps:  # authoritative: no tag means not logged in
+        if "account-tag" in self._reg.caps:  # authoritative: no tag means not logged in
             account = account_name(line.tags.get("account"))
         else:
             account = self._accounts.account(line.nick or "")
@@ -465,7 +378,7 @@ class IrcAdapter:
             if not body.upper().startswith("ACTION "):
                 return  # CTCP requests are not answered
             text = body[len("ACTION ") :]
-        if "account-tag" in self._caps:
+        if "account-tag" in self._reg.caps:
             self._accounts.set_account(nick, line.tags.get("account"))
         private = self._is_me(target)
         if private:
@@ -474,7 +387,7 @@ class IrcAdapter:
             while len(self._private_rooms) > MAX_PRIVATE_ROOMS:
                 del self._private_rooms[next(iter(self._private_rooms))]
         else:
-            room = target.lstrip(self._statusmsg) if self._statusmsg else target
+            room = target.lstrip(self._reg.statusmsg) if self._reg.statusmsg else target
         tags = dict(line.tags)
         if line.param(1).startswith("\x01"):
             tags["ctcp"] = "ACTION"

@@ -370,25 +370,30 @@ class KubeCluster:
         """Poll until every Deployment is fully rolled out, a new pod fails, or `timeout`."""
         last: list[DeploymentState] = []
         last_error = ""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    try:
-                        last = await self.deployments(namespace)
-                        if all(d.complete for d in last):
-                            done = ", ".join(f"{d.name} {d.available}/{d.desired}" for d in last)
-                            summary = f"rollout complete: {done or 'no Deployments'}"
-                            return RolloutResult(True, summary, tuple(d.progress() for d in last))
-                        problems = await self._rollout_problems(namespace, last)
-                        last_error = ""
-                    except ClusterError as e:
-                        last_error, problems = str(e), []
-                    if problems:
-                        details = tuple(p.describe() for p in problems)
-                        return RolloutResult(False, details[0], details)
-                    await asyncio.sleep(poll)
-        except TimeoutError:
-            pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # The deadline is checked on every round, not only enforced by cancellation: in
+        # Python 3.11 a cancellation racing a finishing `wait_for` can be lost, and a
+        # fast poll loop would then run forever.
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                last = await asyncio.wait_for(self.deployments(namespace), remaining)
+                if all(d.complete for d in last):
+                    done = ", ".join(f"{d.name} {d.available}/{d.desired}" for d in last)
+                    summary = f"rollout complete: {done or 'no Deployments'}"
+                    return RolloutResult(True, summary, tuple(d.progress() for d in last))
+                problems = await asyncio.wait_for(
+                    self._rollout_problems(namespace, last), max(deadline - loop.time(), 0.001)
+                )
+                last_error = ""
+            except TimeoutError:
+                break
+            except ClusterError as e:
+                last_error, problems = str(e), []
+            if problems:
+                details = tuple(p.describe() for p in problems)
+                return RolloutResult(False, details[0], details)
+            await asyncio.sleep(min(poll, max(deadline - loop.time(), 0.0)))
         progress = ", ".join(d.progress() for d in last if not d.complete)
         summary = f"rollout not complete after {timeout:g}s: {progress or 'no answer'}"
         if last_error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
 import shutil
 import signal
@@ -303,3 +304,18 @@ class RawIrcClient:
         if self._reader_task is not None:
             self._reader_task.cancel()
             await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A nick or channel name no other test in this run uses."""
+    return f"{prefix}{next(_names)}"
+
+
+def own_source(client: RawIrcClient) -> str:
+    """nick!user@host of the client, as the server shows it to others (from its JOIN echo)."""
+    join = next(ln for ln in client.lines if ln.command == "JOIN" and ln.nick == client.nick)
+    assert join.source is not None
+    return join.source

@@ -9,7 +9,6 @@ Raw test clients play the humans; the bot is the real program with a written con
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,8 @@ from tests.ircservers import (  # noqa: F401  (fixtures)
     RawIrcClient,
     inspircd_atheme_fixture,
     ngircd_fixture,
+    own_source,
+    unique,
 )
 
 CHANNEL = "#ops"
@@ -36,11 +37,6 @@ SECRET_ENV = "DEPLOYBOT_E2E_WEBHOOK_SECRET"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123"
 PASSWORD = "e2e-account-pw-4711"
 FLOOD = {"burst": 5, "per_second": 1.0}  # InspIRCd's default class allows ~1 line/s
-_names = itertools.count()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}"
 
 
 class Cleanup:
@@ -132,13 +128,6 @@ async def ask(
     await client.privmsg(to, text)
     reply_to = client.nick if to.lower() == bot_nick.lower() else to
     return await said(client, bot_nick, reply_to, pattern, mark, within)
-
-
-def own_source(client: RawIrcClient) -> str:
-    """nick!user@host of the client as others see it (from its own JOIN echo)."""
-    join = next(ln for ln in client.lines if ln.command == "JOIN" and ln.nick == client.nick)
-    assert join.source is not None
-    return join.source
 
 
 @pytest.mark.parametrize("server_name", ["ngircd", "inspircd_atheme"])

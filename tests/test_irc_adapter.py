@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,12 @@ from tests.ircservers import (  # noqa: F401  (fixtures)
     RawIrcClient,
     inspircd_atheme_fixture,
     ngircd_fixture,
+    own_source,
+    unique,
 )
 
 PASSWORD = "s3cret-pw"
 Things = list[IrcAdapter | RawIrcClient]
-_names = itertools.count()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}"
 
 
 class Inbox:
@@ -90,13 +86,6 @@ async def joined_client(
     await client.connect()
     await client.join(channel)
     return client
-
-
-def own_source(client: RawIrcClient) -> str:
-    """nick!user@host of the client, as the server shows it to others (from its JOIN echo)."""
-    join = next(ln for ln in client.lines if ln.command == "JOIN" and ln.nick == client.nick)
-    assert join.source is not None
-    return join.source
 
 
 @pytest.mark.parametrize("server_name", ["ngircd", "inspircd_atheme"])

@@ -27,7 +27,7 @@ VERSIONS = [f"0.0.{n}-2026110{n - 20}120000-{n:08x}" for n in range(20, 24)]
 
 async def _repos(root: Path) -> tuple[str, str]:
     """A control repo pinning every component, and one component repo with release tags."""
-    from bot.git import git
+    from bot.core.git import git
 
     work = root / "control-work"
     for i in range(COMPONENTS):
@@ -53,8 +53,8 @@ async def _run() -> dict[str, Any]:
     import yaml
 
     from bot.app import App, use_io_threads
-    from bot.config import parse_config
-    from bot.statuslines import status_lines
+    from bot.core.config import parse_config
+    from bot.status.lines import status_lines
     from tests.fakes.kube import FakeKube
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,34 +25,34 @@ import commands.locks
 import commands.sal
 import commands.status
 import commands.where
-from bot.bump import build_bumper
 from bot.chat.base import ChatAdapter, Message
 from bot.chat.console import ConsoleAdapter
 from bot.chat.irc import IrcAdapter
+from bot.chat.outbox import Outbox
 from bot.chat.xmpp import XmppAdapter
-from bot.config import Config, read_secret
-from bot.controlrepo import control_repo_from_config
-from bot.deployer import Deployer
-from bot.diffs import DiffStore
-from bot.events import EventWorker, Router
-from bot.gitlab_api import GitLabAPI
+from bot.cluster.kube import ClusterError, KubeCluster
+from bot.cluster.registry import Registry
+from bot.control.bumper import build_bumper
+from bot.control.diffs import DiffStore
+from bot.control.repo import control_repo_from_config
+from bot.core.config import Config, read_secret
+from bot.core.locks import Locks
+from bot.core.metrics import Metrics
+from bot.core.redact import RedactingFilter, Redactor
+from bot.core.sal import Sal
+from bot.core.store import Store
+from bot.deploy.deployer import Deployer
+from bot.deploy.followup import MergedBumps
+from bot.gitlab.api import GitLabAPI
+from bot.gitlab.inbox import EventWorker, Router
+from bot.gitlab.pipelines import PipelineAnnouncer
+from bot.gitlab.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
 from bot.http import build_http_app
-from bot.kube import ClusterError, KubeCluster
-from bot.locks import Locks
-from bot.metrics import Metrics
-from bot.monitors import Monitors
-from bot.mrfollow import MergedBumps
-from bot.outbox import Outbox
-from bot.pipelines import PipelineAnnouncer
-from bot.redact import RedactingFilter, Redactor
-from bot.registry import Registry
-from bot.sal import Sal
+from bot.monitors.checks import Monitors
 from bot.services import Services
-from bot.status import StatusBoard
-from bot.store import Store
-from bot.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
+from bot.status.board import StatusBoard
 from commands.dispatch import Dispatcher
-from commands.registry import CommandSet
+from commands.spec import CommandSet
 
 log = logging.getLogger("deploybot")
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from bot import __version__
-from bot.config import Config, ConfigError, load_config
-from bot.redact import Redactor
-from bot.sal import Sal
-from bot.store import Store
+from bot.core.config import Config, ConfigError, load_config
+from bot.core.redact import Redactor
+from bot.core.sal import Sal
+from bot.core.store import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "run":
         return asyncio.run(_run(_load(args.config)))
     if args.cmd == "demo":
-        from bot.demo import run_demo
+        from bot.demo.setup import run_demo
 
         return asyncio.run(run_demo(Path(args.dir), args.listen))
     return 2

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bot.services import Services
-from bot.statuslines import status_lines
+from bot.status.lines import status_lines
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 ChatState = Callable[[], dict[str, bool]]

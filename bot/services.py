@@ -5,24 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bot.bump import Bumper
-from bot.config import Config
-from bot.controlrepo import ControlRepo
-from bot.deployer import Deployer
-from bot.diffs import DiffStore
-from bot.gitlab_api import GitLabAPI
-from bot.kube import KubeCluster
-from bot.locks import Locks
-from bot.metrics import Metrics
-from bot.outbox import Outbox
-from bot.redact import Redactor
-from bot.registry import Registry
-from bot.sal import Sal
-from bot.store import Store
+from bot.chat.outbox import Outbox
+from bot.cluster.kube import KubeCluster
+from bot.cluster.registry import Registry
+from bot.control.bumper import Bumper
+from bot.control.diffs import DiffStore
+from bot.control.repo import ControlRepo
+from bot.core.config import Config
+from bot.core.locks import Locks
+from bot.core.metrics import Metrics
+from bot.core.redact import Redactor
+from bot.core.sal import Sal
+from bot.core.store import Store
+from bot.deploy.deployer import Deployer
+from bot.gitlab.api import GitLabAPI
 
 if TYPE_CHECKING:
-    from bot.monitors import Monitors
-    from bot.status import StatusBoard
+    from bot.monitors.checks import Monitors
+    from bot.status.board import StatusBoard
 
 
 @dataclass

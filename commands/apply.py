@@ -7,15 +7,15 @@ target's artifacts and re-pin it through the bump path before applying it.
 
 from __future__ import annotations
 
-from bot.auth import Role
-from bot.deployer import Deployer
-from bot.deploys import DeployOutcome, DeployRequest
-from bot.errors import Refused, UserError
-from bot.versions import RefError
+from bot.core.auth import Role
+from bot.core.errors import Refused, UserError
+from bot.core.versions import RefError
+from bot.deploy.deployer import Deployer
+from bot.deploy.records import DeployOutcome, DeployRequest
 from commands.context import Context
 from commands.deploy import bumper_of
 from commands.parse import Invocation
-from commands.registry import command
+from commands.spec import command
 
 
 def deployer_of(ctx: Context) -> Deployer:

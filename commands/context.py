@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.auth import Role, refusal, role_for
 from bot.chat.base import Message
-from bot.config import Config
-from bot.errors import Refused, UserError
+from bot.core.auth import Role, refusal, role_for
+from bot.core.config import Config
+from bot.core.errors import Refused, UserError
 from bot.services import Services
-from commands.registry import CommandSet, CommandSpec, did_you_mean
+from commands.spec import CommandSet, CommandSpec, did_you_mean
 
 
 @dataclass

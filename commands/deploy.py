@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.auth import Role
-from bot.bump import Bumper, BumpOutcome, BumpPlan
-from bot.deploys import DeployRequest
-from bot.errors import UserError
-from bot.kube import ClusterError
-from bot.pathway import pathway
-from bot.preflight import live_version
-from bot.versions import RefError, Version
+from bot.cluster.kube import ClusterError
+from bot.control.bumper import Bumper, BumpOutcome, BumpPlan
+from bot.core.auth import Role
+from bot.core.errors import UserError
+from bot.core.pathway import pathway
+from bot.core.versions import RefError, Version
+from bot.deploy.preflight import live_version
+from bot.deploy.records import DeployRequest
 from commands.context import Context
 from commands.parse import Invocation
-from commands.registry import command
+from commands.spec import command
 
 
 def bumper_of(ctx: Context) -> Bumper:

@@ -11,11 +11,11 @@ import asyncio
 import logging
 
 from bot.chat.base import Message
-from bot.errors import Refused, UserError
+from bot.core.errors import Refused, UserError
 from bot.services import Services
 from commands.context import Context
 from commands.parse import Invocation, ParseError, parse_line
-from commands.registry import CommandSet
+from commands.spec import CommandSet
 
 log = logging.getLogger("deploybot.commands")
 

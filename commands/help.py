@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.auth import Role, grants
+from bot.core.auth import Role, grants
 from commands.context import Context
 from commands.parse import Invocation
-from commands.registry import command
+from commands.spec import command
 
 
 @command(

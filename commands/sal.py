@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.auth import Role
-from bot.errors import UserError
-from bot.sal import SalEntry, actor_name
+from bot.core.auth import Role
+from bot.core.errors import UserError
+from bot.core.sal import SalEntry, actor_name
 from commands.context import Context
 from commands.parse import Invocation
-from commands.registry import command
+from commands.spec import command
 
 MAX_LOG = 400
 

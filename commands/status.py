@@ -7,13 +7,13 @@ the healthy ones. At most three lines; the rest is linked to `GET /status`.
 
 from __future__ import annotations
 
-from bot.auth import Role
-from bot.errors import UserError
-from bot.status import StatusBoard
-from bot.statuslines import cell_lines
+from bot.core.auth import Role
+from bot.core.errors import UserError
+from bot.status.board import StatusBoard
+from bot.status.lines import cell_lines
 from commands.context import Context
 from commands.parse import Invocation
-from commands.registry import command
+from commands.spec import command
 
 MAX_LINES = 3
 FIRST_CHECK_WAIT = 3.0  # seconds `!status` waits for the monitors' first check after start

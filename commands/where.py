@@ -2,7 +2,7 @@
 
 Gathers the evidence for each step (merged on the default branch, built by a pipeline or
 tagged as a release, proposed in the open bump MR, pinned per environment on the control
-repo's target branch) and lets `bot.pathway` turn it into "step k of n".
+repo's target branch) and lets `bot.core.pathway` turn it into "step k of n".
 """
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from bot.auth import Role
-from bot.bump import Bumper
-from bot.controlforge import BumpError
-from bot.errors import UserError
-from bot.pathway import pathway
-from bot.releases import SourceError
-from bot.versions import RefError, Tag, Version, check_ref
+from bot.control.bumper import Bumper
+from bot.control.forge import BumpError
+from bot.control.releases import SourceError
+from bot.core.auth import Role
+from bot.core.errors import UserError
+from bot.core.pathway import pathway
+from bot.core.versions import RefError, Tag, Version, check_ref
 from commands.context import Context
 from commands.deploy import bumper_of
 from commands.parse import Invocation
-from commands.registry import command
+from commands.spec import command
 
 _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
 

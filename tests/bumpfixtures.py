@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, parse_config
-from bot.git import git
+from bot.core.config import Config, parse_config
+from bot.core.git import git
 from tests.conftest import free_port
 
 FIXTURE = Path(__file__).parent / "fixtures" / "control_repo"

@@ -10,8 +10,8 @@ import pytest
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.config import Config, load_config
-from bot.demo import prepare
+from bot.core.config import Config, load_config
+from bot.demo.setup import prepare
 
 
 def free_port() -> int:

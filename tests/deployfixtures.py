@@ -23,9 +23,9 @@ import yaml
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.config import Config, parse_config
-from bot.git import git
-from bot.sal import SalEntry
+from bot.core.config import Config, parse_config
+from bot.core.git import git
+from bot.core.sal import SalEntry
 from tests.conftest import free_port
 from tests.fakes.kube import FakeKube
 from tests.fakes.registry import FakeRegistry

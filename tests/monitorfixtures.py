@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from bot.app import App
-from bot.config import Config, parse_config
-from bot.demo import prepare
-from bot.git import git
-from bot.versions import parse_version
+from bot.core.config import Config, parse_config
+from bot.core.git import git
+from bot.core.versions import parse_version
+from bot.demo.setup import prepare
 from tests.conftest import free_port
 from tests.fakes.kube import FakeKube
 from tests.fakes.registry import FakeRegistry

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import App
-from bot.bump import Bumper
-from bot.config import Config
-from bot.git import git
+from bot.control.bumper import Bumper
+from bot.core.config import Config
+from bot.core.git import git
 from bot.http import build_http_app
 from tests.bumpfixtures import Repos, git_config, make_repos, remote_file, remote_head
 from tests.conftest import console_session

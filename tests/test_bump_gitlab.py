@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
+from bot.core.config import Config
 from tests.bumpfixtures import FIXTURE, LOGGING_PINS, base_config
 from tests.conftest import console_session
 from tests.fakes.gitlab import FakeGitLab

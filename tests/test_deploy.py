@@ -16,12 +16,12 @@ import pytest
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.controlforge import OpenBump
-from bot.deploys import DeployRequest
-from bot.mrfollow import Deployed, follow_up
-from bot.pins import read_pin, replace_pin
-from bot.runner import RunnerError, changed_resources, diff_outcome, fill, run
-from bot.windows import DAYS
+from bot.cluster.runner import RunnerError, changed_resources, diff_outcome, fill, run
+from bot.control.forge import OpenBump
+from bot.control.pins import read_pin, replace_pin
+from bot.core.windows import DAYS
+from bot.deploy.followup import Deployed, follow_up
+from bot.deploy.records import DeployRequest
 from tests.bumpfixtures import FIXTURE, base_config
 from tests.deployfixtures import IMAGE, NS, DeployBed, bed
 from tests.fakes.gitlab import FakeGitLab

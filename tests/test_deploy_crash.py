@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from bot.redact import Redactor
-from bot.sal import Sal
-from bot.store import Store
+from bot.core.redact import Redactor
+from bot.core.sal import Sal
+from bot.core.store import Store
 from tests.deployfixtures import NS, DeployBed, bed
 
 __all__ = ["bed"]

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from bot.app import COMMAND_MODULES
-from bot.config import Config
-from commands.registry import CommandSet
+from bot.core.config import Config
+from commands.spec import CommandSet
 from tests.conftest import console_session
 
 EXAMPLES = [

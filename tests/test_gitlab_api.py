@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.gitlab_api import GitLabAPI, GitLabError
+from bot.gitlab.api import GitLabAPI, GitLabError
 from tests.fakes.gitlab import FakeGitLab
 
 TOKEN = "glpat-s3cret-t0ken-value"

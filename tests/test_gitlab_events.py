@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.gitlab_events import (
+from bot.gitlab.events import (
     BuildInfo,
     DeploymentEvent,
     JobEvent,

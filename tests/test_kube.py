@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from bot.kube import ClusterError, KubeCluster
+from bot.cluster.kube import ClusterError, KubeCluster
 from tests.fakes.kube import FakeKube, pod_json
 
 NS = "tool-builds-api"

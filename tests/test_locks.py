@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import App
-from bot.deploys import DeployRequest
+from bot.deploy.records import DeployRequest
 from tests.deployfixtures import DeployBed, bed
 
 __all__ = ["bed"]

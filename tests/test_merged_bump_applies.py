@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bot.git import git
-from bot.pins import replace_pin
+from bot.control.pins import replace_pin
+from bot.core.git import git
 from tests.deployfixtures import NS, DeployBed, bed
 from tests.fakes.gitlab import FakeGitLab
 from tests.test_webhooks import SECRET, RunningBot, fixture, metric

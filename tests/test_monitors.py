@@ -13,7 +13,7 @@ import aiohttp
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.monitors import Monitors
+from bot.monitors.checks import Monitors
 from tests.fakes.kube import pod_json
 from tests.monitorfixtures import CHARTS, Clock, World, world
 

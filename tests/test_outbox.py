@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import FloodConfig
-from bot.flood import Pending, TokenBucket, plan_line
-from bot.outbox import Outbox
-from bot.store import Store
+from bot.chat.flood import Pending, TokenBucket, plan_line
+from bot.chat.outbox import Outbox
+from bot.core.config import FloodConfig
+from bot.core.store import Store
 
 
 class Clock:

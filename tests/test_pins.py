@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.pins import (
+from bot.control.pins import (
     PinError,
     locate_pin,
     pin_diff,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import Config, parse_config
+from bot.core.config import Config, parse_config
 from tests.fakes.gitlab import FakeGitLab
 from tests.test_webhooks import SECRET, RunningBot, fixture
 

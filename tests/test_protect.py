@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.monitors import Monitors
-from bot.registry import Registry
+from bot.cluster.registry import Registry
+from bot.monitors.checks import Monitors
 from tests.monitorfixtures import CHARTS, Clock, World, world
 
 LABEL = "deployed"

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bot.registry import Registry, RegistryError, harbor_path
+from bot.cluster.registry import Registry, RegistryError, harbor_path
 from tests.fakes.registry import FakeRegistry
 
 IMAGE = "toolforge/builds-api"

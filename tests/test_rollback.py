@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.git import git
+from bot.core.git import git
 from tests.deployfixtures import IMAGE, NS, DeployBed, bed
 
 __all__ = ["bed"]

@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from bot.config import SalSink
-from bot.redact import Redactor
-from bot.sal import Sal, SalEntry
-from bot.store import Store
+from bot.core.config import SalSink
+from bot.core.redact import Redactor
+from bot.core.sal import Sal, SalEntry
+from bot.core.store import Store
 from tests.conftest import console_session
 
 DEPLOYBOT = [sys.executable, "-m", "bot.cli"]

@@ -12,10 +12,10 @@ import aiohttp
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.config import Config
-from bot.deploys import DeployRecords, DeployRequest
-from bot.status import StatusBoard
-from bot.statuslines import status_lines
+from bot.core.config import Config
+from bot.deploy.records import DeployRecords, DeployRequest
+from bot.status.board import StatusBoard
+from bot.status.lines import status_lines
 from tests.conftest import console_session
 from tests.monitorfixtures import world
 

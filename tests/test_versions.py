@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.versions import (
+from bot.core.versions import (
     RefError,
     Tag,
     Version,

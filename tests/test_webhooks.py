@@ -23,8 +23,8 @@ import yaml
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.config import Config, parse_config
-from bot.store import Store
+from bot.core.config import Config, parse_config
+from bot.core.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gitlab"
 SECRET = "whsec-0123456789abcdef"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config
-from bot.git import git
-from bot.store import Store
+from bot.core.config import Config
+from bot.core.git import git
+from bot.core.store import Store
 from tests.bumpfixtures import Repos, base_config, git_config, make_repos
 from tests.conftest import console_session
 from tests.fakes.gitlab import FakeGitLab

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from bot.config import ConfigError, parse_config
-from bot.windows import WindowError, in_window, next_opening, parse_window, parse_windows
+from bot.core.config import ConfigError, parse_config
+from bot.core.windows import WindowError, in_window, next_opening, parse_window, parse_windows
 
 # 2026-11-02 is a Monday
 MON = datetime(2026, 11, 2, tzinfo=UTC)

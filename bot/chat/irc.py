@@ -18,6 +18,7 @@ import ssl
 from collections.abc import Iterable
 
 from bot.chat.base import Message, OnMessage
+from bot.chat.flood import TokenBucket
 from bot.chat.ircproto import (
     DEFAULT_PREFIX_LEN,
     AccountTracker,
@@ -29,7 +30,6 @@ from bot.chat.ircproto import (
     split_text,
 )
 from bot.chat.ircsession import NICK_IN_USE, WANTED_CAPS, Registration, redact
-from bot.flood import TokenBucket
 
 JOIN_ERRORS = frozenset({"403", "405", "471", "473", "474", "475", "477"})
 WHOX_TOKEN = "42"

@@ -1,0 +1,179 @@
+"""The announcer: a durable outbox in the store, drained to chat under flood control.
+
+Every line the bot sends (replies and unasked announcements) is written here first, so a
+crash or a chat outage loses nothing: rows stay pending until an adapter accepted them.
+Updates carrying the same `key` (one pipeline, one deploy) replace the still-unsent text,
+so a backlog shows the latest state; a final state is never replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+
+from bot.chat.base import ChatAdapter
+from bot.chat.flood import Pending, TokenBucket, plan_line
+from bot.core.config import FloodConfig
+from bot.core.store import Store
+
+log = logging.getLogger("deploybot.outbox")
+
+
+class Outbox:
+    """Queue lines durably and deliver them through the chat adapters."""
+
+    def __init__(
+        self,
+        store: Store,
+        adapters: Sequence[ChatAdapter],
+        flood: FloodConfig,
+        clock: Callable[[], float] = time.monotonic,
+        on_sent: Callable[[int], None] | None = None,
+    ):
+        self.store = store
+        self.adapters = list(adapters)
+        self.flood = flood
+        self.clock = clock
+        self.on_sent = on_sent
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._stopping = False
+
+    async def enqueue(
+        self,
+        room: str,
+        text: str,
+        *,
+        key: str | None = None,
+        final: bool = False,
+        adapter: str | None = None,
+        priority: int = 0,
+        short: str | None = None,
+    ) -> None:
+        """Store one line for `room`; coalesce with an unsent, non-final line of the same key.
+
+        `short` is the form used when the line is packed with others into a summary line.
+        """
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            if key is not None:
+                cur = conn.execute(
+                    "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"
+                    " WHERE room=? AND key=? AND sent_at IS NULL AND final=0"
+                    " ORDER BY id DESC LIMIT 1)",
+                    (text, short, int(final), room, key),
+                )
+                if cur.rowcount:
+                    return
+            conn.execute(
+                "INSERT INTO outbox (adapter, room, text, short, key, final, priority, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (adapter, room, text, short, key, int(final), priority, now),
+            )
+
+        await self.store.transaction(write)
+        self._idle.clear()
+        self._wake.set()
+
+    def pick_adapter(self, adapter: str | None, room: str) -> ChatAdapter | None:
+        if adapter is not None:
+            return next((a for a in self.adapters if a.name == adapter), None)
+        for a in self.adapters:
+            if a.owns(room):
+                return a
+        return next((a for a in self.adapters if a.name == "console"), None)
+
+    async def pending_count(self) -> int:
+        row = await self.store.fetchone("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        return int(row[0]) if row else 0
+
+    async def drain_once(self) -> float | None:
+        """Send at most one line per room; return seconds until more can go (None: idle)."""
+        rows = await self.store.fetchall(
+            "SELECT id, adapter, room, text, short, priority FROM outbox WHERE sent_at IS NULL"
+            " ORDER BY id LIMIT 2000"
+        )
+        if not rows:
+            return None
+        by_target: dict[tuple[str, str], list[Pending]] = {}
+        adapters: dict[str, ChatAdapter] = {}
+        orphans: list[int] = []
+        for r in rows:
+            found = self.pick_adapter(r["adapter"], r["room"])
+            if found is None:
+                log.warning("no chat adapter for room %s; dropping a line", r["room"])
+                orphans.append(r["id"])
+                continue
+            adapters[found.name] = found
+            by_target.setdefault((found.name, r["room"]), []).append(
+                Pending(r["id"], r["text"], r["priority"], r["short"])
+            )
+        if orphans:
+            await self._mark_sent(orphans)
+        next_wait: float | None = None
+        for (adapter_name, room), items in by_target.items():
+            adapter = adapters[adapter_name]
+            if not adapter.connected:
+                next_wait = min(next_wait or 1.0, 1.0)
+                continue
+            limited = getattr(adapter, "rate_limited", True)
+            bucket = self._buckets.setdefault(
+                (adapter.name, room),
+                TokenBucket(self.flood.burst, self.flood.per_second, self.clock()),
+            )
+            if limited and not bucket.take(self.clock()):
+                wait = bucket.wait_time(self.clock())
+                next_wait = wait if next_wait is None else min(next_wait, wait)
+                continue
+            text, ids = plan_line(items) if limited else (items[0].text, [items[0].id])
+            try:
+                await adapter.send(room, text)
+            except ConnectionError:
+                bucket.refund()
+                next_wait = min(next_wait or 1.0, 1.0)
+                continue
+            await self._mark_sent(ids)
+            if self.on_sent:
+                self.on_sent(1)
+            if len(ids) < len(items):
+                next_wait = 0.0
+        return next_wait if next_wait is not None else 0.0
+
+    async def _mark_sent(self, ids: list[int]) -> None:
+        marks = ",".join("?" for _ in ids)
+        await self.store.execute(
+            f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+            (time.time(), *ids),
+        )
+
+    async def run(self) -> None:
+        """Deliver forever (owned by the app's supervisor)."""
+        while not self._stopping:
+            wait = await self.drain_once()
+            if wait is None:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if wait > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything deliverable was sent; False on timeout."""
+        if await self.pending_count() == 0:
+            return True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout)
+            return True
+        except TimeoutError:
+            return False

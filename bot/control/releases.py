@@ -1,0 +1,226 @@
+"""What the bot reads from a component's own repository: its release tags, and whether a
+commit is on its default branch.
+
+One small port (`ComponentSource`) with two implementations: the GitLab forge (tags and
+commit APIs of the component project) and a plain git forge (`git ls-remote --tags` of the
+component's `repo_url`, and a cached mirror clone under `state_dir` for ancestry checks).
+Tag lists are cached for a few seconds so one chat command never lists them twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bot.core.config import ComponentConfig, Config
+from bot.core.git import GitError, git
+from bot.core.versions import Tag
+from bot.gitlab.api import GitLabAPI, GitLabError
+
+_FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
+_PREFIX_RE = re.compile(r"[0-9a-f]{7,40}")
+
+
+class SourceError(Exception):
+    """The component's repository could not be read; one line, no secrets."""
+
+
+@dataclass(frozen=True)
+class MergedCommit:
+    """A commit found on the component's default branch."""
+
+    sha: str
+    url: str | None
+
+
+class ComponentSource(Protocol):
+    async def tags(self, component: str) -> list[Tag]:
+        """Every tag of the component's repository (name and tagged commit)."""
+        ...
+
+    async def merged(self, component: str, sha: str) -> MergedCommit | None:
+        """The commit (full sha) if `sha` names a commit on the default branch, else None."""
+        ...
+
+
+@dataclass
+class _TagCache:
+    ttl: float
+    entries: dict[str, tuple[float, list[Tag]]] = field(default_factory=dict)
+
+    def get(self, component: str) -> list[Tag] | None:
+        hit = self.entries.get(component)
+        if hit is None or time.monotonic() - hit[0] > self.ttl:
+            return None
+        return hit[1]
+
+    def put(self, component: str, tags: list[Tag]) -> list[Tag]:
+        self.entries[component] = (time.monotonic(), tags)
+        return tags
+
+
+def _check_sha(sha: str) -> str:
+    low = sha.lower()
+    if _PREFIX_RE.fullmatch(low) is None:
+        raise SourceError(f"{sha[:60]!r} is not a commit sha (7-40 hex digits)")
+    return low
+
+
+class GitLabSource:
+    """Component repositories on GitLab (`components.<name>.project`)."""
+
+    def __init__(self, config: Config, gitlab: GitLabAPI, ttl: float = 15.0) -> None:
+        self._config = config
+        self._gitlab = gitlab
+        self._cache = _TagCache(ttl)
+
+    def _comp(self, component: str) -> ComponentConfig:
+        comp = self._config.components[component]
+        if not comp.project:
+            raise SourceError(f"{component} has no GitLab project configured")
+        return comp
+
+    async def tags(self, component: str) -> list[Tag]:
+        cached = self._cache.get(component)
+        if cached is not None:
+            return cached
+        project = self._comp(component).project or ""
+        try:
+            found = await self._gitlab.list_tags(project)
+        except GitLabError as exc:
+            raise SourceError(str(exc)) from None
+        return self._cache.put(component, [Tag(t.name, t.commit) for t in found])
+
+    async def merged(self, component: str, sha: str) -> MergedCommit | None:
+        comp = self._comp(component)
+        project = comp.project or ""
+        prefix = _check_sha(sha)
+        try:
+            commit = await self._gitlab.get_commit(project, prefix)
+            if commit is None:
+                return None
+            full = str(commit.get("id", prefix))
+            url = commit.get("web_url")
+            if any(t.commit == full for t in await self.tags(component)):
+                return MergedCommit(full, url)  # CI tags release builds of the default branch
+            for mr in await self._gitlab.commit_merge_requests(project, full):
+                if mr.get("state") == "merged" and mr.get("target_branch") == comp.default_branch:
+                    return MergedCommit(full, url)
+        except GitLabError as exc:
+            raise SourceError(str(exc)) from None
+        return None
+
+
+class GitSource:
+    """Component repositories reachable by git (`components.<name>.repo_url`)."""
+
+    def __init__(self, config: Config, ttl: float = 15.0, fetch_every: float = 15.0) -> None:
+        self._config = config
+        self._cache = _TagCache(ttl)
+        self._fetch_every = fetch_every
+        self._fetched: dict[str, float] = {}
+
+    def _url(self, component: str) -> str:
+        url = self._config.components[component].repo_url
+        if not url:
+            raise SourceError(f"{component} has no repo_url configured")
+        if url.startswith("-"):
+            raise SourceError(f"{component}: repo_url must not start with '-'")
+        return url
+
+    async def tags(self, component: str) -> list[Tag]:
+        cached = self._cache.get(component)
+        if cached is not None:
+            return cached
+        try:
+            out = await git("ls-remote", "--tags", self._url(component), timeout=60)
+        except GitError as exc:
+            raise SourceError(f"cannot list tags of {component}: {exc}") from None
+        return self._cache.put(component, parse_ls_remote(out))
+
+    def _mirror(self, component: str) -> Path:
+        return self._config.bot.state_dir / "checkouts" / "components" / f"{component}.git"
+
+    async def _sync_mirror(self, component: str, force: bool = False) -> Path:
+        path = self._mirror(component)
+        last = self._fetched.get(component, 0.0)
+        if not force and (path / "HEAD").exists() and time.monotonic() - last < self._fetch_every:
+            return path
+        if not (path / "HEAD").exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await git("clone", "--quiet", "--mirror", "--", self._url(component), str(path))
+        else:
+            await git("fetch", "--quiet", "--prune", "origin", cwd=path)
+        self._fetched[component] = time.monotonic()
+        return path
+
+    async def merged(self, component: str, sha: str) -> MergedCommit | None:
+        prefix = _check_sha(sha)
+        branch = self._config.components[component].default_branch
+        try:
+            path = await self._sync_mirror(component)
+            full = await self._commit(path, prefix)
+            if full is None:  # maybe newer than our mirror
+                path = await self._sync_mirror(component, force=True)
+                full = await self._commit(path, prefix)
+        except GitError as exc:
+            raise SourceError(f"cannot read the repository of {component}: {exc}") from None
+        if full is None:
+            return None
+        try:
+            await git("merge-base", "--is-ancestor", full, f"refs/heads/{branch}", cwd=path)
+        except GitError:
+            return None
+        return MergedCommit(full, None)
+
+    @staticmethod
+    async def _commit(path: Path, prefix: str) -> str | None:
+        try:
+            out = await git("rev-parse", "--verify", "--quiet", f"{prefix}^{{commit}}", cwd=path)
+        except GitError:
+            return None
+        full = out.strip()
+        return full if _FULL_SHA_RE.fullmatch(full) else None
+
+
+def parse_ls_remote(out: str) -> list[Tag]:
+    """Tags from `git ls-remote --tags` output; annotated tags use the peeled commit."""
+    direct: dict[str, str] = {}
+    peeled: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if not ref.startswith("refs/tags/"):
+            continue
+        name = ref.removeprefix("refs/tags/")
+        if name.endswith("^{}"):
+            peeled[name[:-3]] = sha
+        else:
+            direct[name] = sha
+    return [Tag(name, peeled.get(name, sha)) for name, sha in direct.items()]
+
+
+class ConfiguredSource:
+    """Per component, the GitLab source when it has a project and GitLab is configured,
+    else the git source (its `repo_url`)."""
+
+    def __init__(self, config: Config, gitlab: GitLabAPI | None) -> None:
+        self._config = config
+        self._gitlab = GitLabSource(config, gitlab) if gitlab is not None else None
+        self._git = GitSource(config)
+
+    def _for(self, component: str) -> ComponentSource:
+        comp = self._config.components[component]
+        if comp.project and self._gitlab is not None:
+            return self._gitlab
+        if comp.repo_url:
+            return self._git
+        raise SourceError(f"{component} has neither a GitLab project nor a repo_url configured")
+
+    async def tags(self, component: str) -> list[Tag]:
+        return await self._for(component).tags(component)
+
+    async def merged(self, component: str, sha: str) -> MergedCommit | None:
+        return await self._for(component).merged(component, sha)

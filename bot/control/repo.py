@@ -1,0 +1,101 @@
+"""The deployment control repository as the bot reads it: which version is pinned where.
+
+The bot keeps one checkout under `<state_dir>/checkouts/control`, reused between calls and
+refreshed from the remote (at most every `max_age` seconds for reads). Reads come from the
+remote-tracking branch (`origin/<branch>`), or any other ref, through `git show`, so the
+work tree can be reset for edits without disturbing readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.control.pins import PinError, pin_file_candidates, read_pin
+from bot.core.config import ComponentConfig, Config
+from bot.core.git import GitError, git
+
+
+@dataclass(frozen=True)
+class PinValue:
+    """One pin as found in the control repo (value None with `error` when unreadable)."""
+
+    component: str
+    env: str
+    path: str
+    key: str
+    value: str | None
+    error: str | None = None
+
+
+class ControlRepo:
+    """A reused git checkout of the control repo (plain git forge, or a GitLab clone URL)."""
+
+    def __init__(self, url: str, branch: str, workdir: Path):
+        self.url = url
+        self.branch = branch
+        self.workdir = workdir
+        self._lock = asyncio.Lock()
+        self._fetched_at = 0.0
+
+    @property
+    def tracking(self) -> str:
+        return f"origin/{self.branch}"
+
+    async def sync(self, max_age: float = 0.0) -> None:
+        """Clone or fetch the remote (skipped if fetched less than `max_age` s ago)."""
+        async with self._lock:
+            if max_age and time.monotonic() - self._fetched_at < max_age:
+                return
+            if not (self.workdir / ".git").exists():
+                self.workdir.parent.mkdir(parents=True, exist_ok=True)
+                await git("clone", "--quiet", "--no-checkout", "--", self.url, str(self.workdir))
+            else:
+                await git("fetch", "--quiet", "--prune", "origin", cwd=self.workdir)
+            self._fetched_at = time.monotonic()
+
+    async def read(self, path: str, ref: str | None = None) -> str | None:
+        """The file's text at `ref` (default: the remote branch); None if it does not exist."""
+        try:
+            return await git("show", f"{ref or self.tracking}:{path}", cwd=self.workdir)
+        except GitError:
+            return None
+
+    async def rev(self, ref: str | None = None) -> str:
+        return (await git("rev-parse", ref or self.tracking, cwd=self.workdir)).strip()
+
+    async def pins(
+        self, component: str, comp: ComponentConfig, env: str, ref: str | None = None
+    ) -> list[PinValue]:
+        """Every configured pin of component in env, read at `ref`."""
+        out = []
+        for pin in comp.pins:
+            try:
+                candidates = pin_file_candidates(pin.file, component, env)
+            except PinError as exc:
+                out.append(PinValue(component, env, pin.file, pin.key, None, str(exc)))
+                continue
+            for path in candidates:
+                text = await self.read(path, ref)
+                if text is None:
+                    continue
+                try:
+                    out.append(PinValue(component, env, path, pin.key, read_pin(text, pin.key)))
+                except PinError as exc:
+                    out.append(PinValue(component, env, path, pin.key, None, str(exc)))
+                break
+            else:
+                out.append(
+                    PinValue(component, env, candidates[0], pin.key, None, "pin file not found")
+                )
+        return out
+
+
+def control_repo_from_config(config: Config) -> ControlRepo | None:
+    """The checkout for the configured control repo (git forge), if any."""
+    cr = config.control_repo
+    if cr is None or cr.url is None:
+        return None
+    return ControlRepo(cr.url, cr.branch, config.bot.state_dir / "checkouts" / "control")

@@ -1,0 +1,401 @@
+"""The typed configuration: pydantic models for the YAML file of SPEC section 13.
+
+Loading reports every error with its YAML path (`components.builds-api.pins[0].key: ...`).
+Secrets are never inline: only `*_env` (an environment variable name) or `*_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.core.windows import parse_windows
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+SECRET_WORDS = ("password", "token", "secret")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` holds one `path: message` line each."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and key in SECRET_WORDS + ("webhook_secret",):
+                    raise ValueError(
+                        f"inline secret '{key}' is not allowed; use {key}_env or {key}_file"
+                    )
+        return data
+
+
+def read_secret(env: str | None, file: str | None) -> str | None:
+    """Resolve a secret named in the config; None when neither is set or it is empty."""
+    if env:
+        value = os.environ.get(env)
+        if value:
+            return value
+    if file:
+        try:
+            return Path(file).expanduser().read_text().strip() or None
+        except OSError:
+            return None
+    return None
+
+
+class BotConfig(Model):
+    nick: str = "deploybot"
+    prefix: str = "!"
+    state_dir: Path = Path("./var")
+    public_url: str = "http://127.0.0.1:8080"
+    reply_timeout: float = Field(0.8, gt=0, description="seconds before 'working on it'")
+
+
+class HttpConfig(Model):
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: int = 1_048_576
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("expected host:port")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class SaslConfig(Model):
+    username: str
+    password_env: str | None = None
+    password_file: str | None = None
+
+
+class IrcConfig(Model):
+    host: str
+    port: int = 6697
+    tls: bool = True
+    nick: str | None = None
+    realname: str = "deploybot"
+    channels: list[str] = []
+    sasl: SaslConfig | None = None
+
+
+class XmppConfig(Model):
+    jid: str
+    password_env: str | None = None
+    password_file: str | None = None
+    host: str | None = None
+    port: int = 5222
+    tls: bool = True
+    nick: str | None = None
+    rooms: list[str] = []
+
+
+class ConsoleConfig(Model):
+    pass
+
+
+class ChatConfig(Model):
+    default_room: str = "#deploybot"
+    irc: IrcConfig | None = None
+    xmpp: XmppConfig | None = None
+    console: ConsoleConfig | None = None
+
+
+class GitlabConfig(Model):
+    url: str
+    token_env: str | None = None
+    token_file: str | None = None
+    webhook_secret_env: str | None = None
+    webhook_secret_file: str | None = None
+    mr_notes: bool = True
+    announce_mr_pipelines: bool = False
+    announce_branches: list[str] = []
+    # the CI job log line that names the pushed image; groups registry, repo, version
+    job_log_pattern: str = r"Pushed: (?P<registry>[^/\s]+)/(?P<repo>\S+):(?P<version>\S+)"
+
+    @field_validator("job_log_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            compiled = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "version" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<version>...)")
+        return v
+
+
+class ControlRepoConfig(Model):
+    forge: Literal["gitlab", "git"] = "git"
+    project: str | None = None
+    url: str | None = None
+    branch: str = "main"
+    merge_when_deployed: bool = False
+
+    @model_validator(mode="after")
+    def _source(self) -> ControlRepoConfig:
+        if self.forge == "gitlab" and not self.project:
+            raise ValueError("forge gitlab needs 'project'")
+        if self.forge == "git" and not self.url:
+            raise ValueError("forge git needs 'url'")
+        return self
+
+
+class RegistryConfig(Model):
+    url: str
+    kind: Literal["harbor", "oci"] = "oci"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    protect: bool = False
+    protect_label: str = "deployed"
+
+
+class EnvironmentConfig(Model):
+    name: str
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    sal_project: str | None = None
+    requires: str | None = None
+    deploy_before_merge: bool = True
+    auto_apply: bool = False
+    windows: list[str] = []
+    # for demos and tests: live state read from this YAML file (release name -> chart
+    # version) instead of a cluster; ignored when kubeconfig or kube_context is set
+    live_file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("environment names are lowercase letters, digits, . _ -")
+        return v
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        parse_windows(v)  # a WindowError (ValueError) is reported with its YAML path
+        return v
+
+
+class PinConfig(Model):
+    file: str = "components/{component}/values/{env}.yaml"
+    key: str = "chartVersion"
+
+
+class ComponentConfig(Model):
+    project: str | None = None
+    project_id: int | None = None  # GitLab project id: webhooks match it or `project`
+    repo_url: str | None = None
+    room: str | None = None
+    image: str | None = None
+    chart: str | None = None
+    namespace: str | None = None
+    release: str | None = None
+    default_branch: str = "main"
+    pins: list[PinConfig] = Field(default_factory=lambda: [PinConfig()])
+
+
+class DeployConfig(Model):
+    diff: list[str] = [
+        "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
+        "diff", "--detailed-exitcode", "--suppress-secrets", "--context", "5",
+    ]  # fmt: skip
+    apply: list[str] = [
+        "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
+        "sync", "--wait",
+    ]  # fmt: skip
+    rollback: list[str] = ["helm", "rollback", "{release}", "0", "-n", "{namespace}", "--wait"]
+    test: list[str] | None = None
+    timeout: float = 900
+    rollout_timeout: float = 300
+
+
+class AuthRule(Model):
+    who: list[str]
+    role: Literal["anyone", "deployer", "admin"]
+    components: list[str] = ["*"]
+    environments: list[str] = ["*"]
+    trust: Literal["account", "hostmask"] = "account"
+
+    @model_validator(mode="after")
+    def _hostmask_needs_trust(self) -> AuthRule:
+        for who in self.who:
+            kind, sep, _ = who.partition(":")
+            if not sep or kind not in ("irc", "irc-host", "xmpp", "console"):
+                raise ValueError(
+                    f"identity '{who}' must start with irc:, irc-host:, xmpp: or console:"
+                )
+            if kind == "irc-host" and self.trust != "hostmask":
+                raise ValueError(
+                    f"'{who}' is a hostmask: set trust: hostmask on this rule to allow it"
+                )
+        return self
+
+
+class AuthConfig(Model):
+    rules: list[AuthRule] = []
+
+
+class SalSink(Model):
+    """One SAL destination: `store`, `{irc_channel: "#x"}` or `{jsonl: path}`."""
+
+    store: bool = False
+    irc_channel: str | None = None
+    jsonl: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, data: Any) -> Any:
+        if data == "store":
+            return {"store": True}
+        if isinstance(data, str):
+            raise ValueError("expected 'store', {irc_channel: ...} or {jsonl: ...}")
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SalSink:
+        if [self.store, self.irc_channel is not None, self.jsonl is not None].count(True) != 1:
+            raise ValueError("give exactly one of store, irc_channel, jsonl")
+        return self
+
+    @property
+    def name(self) -> str:
+        if self.irc_channel:
+            return f"irc:{self.irc_channel}"
+        if self.jsonl:
+            return f"jsonl:{self.jsonl}"
+        return "store"
+
+
+class SalConfig(Model):
+    sinks: list[SalSink] = [SalSink(store=True)]
+    retry_every: float = 30.0
+
+
+class FloodConfig(Model):
+    burst: int = Field(4, ge=1)
+    per_second: float = Field(0.5, gt=0)
+
+
+class MonitorsConfig(Model):
+    enabled: bool = True  # false: no periodic checks or alerts (`!status` still works)
+    interval: float = 300
+    undeployed_after: float = 86400
+    remind_every: float = 86400
+    drift_grace: float = 900
+    source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
+    status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
+
+
+class Config(Model):
+    bot: BotConfig = BotConfig()
+    http: HttpConfig = HttpConfig()
+    chat: ChatConfig = ChatConfig()
+    gitlab: GitlabConfig | None = None
+    control_repo: ControlRepoConfig | None = None
+    registry: RegistryConfig | None = None
+    environments: list[EnvironmentConfig] = []
+    components: dict[str, ComponentConfig] = {}
+    deploy: DeployConfig = DeployConfig()
+    auth: AuthConfig = AuthConfig()
+    sal: SalConfig = SalConfig()
+    flood: FloodConfig = FloodConfig()
+    monitors: MonitorsConfig = MonitorsConfig()
+    demo: bool = False
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [e.name for e in self.environments]
+        if len(set(names)) != len(names):
+            raise ValueError("environments: names must be unique")
+        for env in self.environments:
+            if env.requires and env.requires not in names:
+                raise ValueError(
+                    f"environment {env.name}: requires unknown environment {env.requires!r}"
+                )
+        for comp in self.components:
+            if not NAME_RE.match(comp):
+                raise ValueError(f"component name {comp!r}: lowercase letters, digits, . _ -")
+        return self
+
+    def env(self, name: str) -> EnvironmentConfig | None:
+        return next((e for e in self.environments if e.name == name), None)
+
+    @property
+    def env_names(self) -> list[str]:
+        return [e.name for e in self.environments]
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-after", "function-before", "literal[", "json-or")):
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors():
+        msg = err["msg"]
+        msg = msg.removeprefix("Value error, ")
+        msg = msg[:1].lower() + msg[1:]
+        line = f"{_format_loc(err['loc'])}: {msg}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a parsed YAML document; raise ConfigError listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}"]) from None
+    return parse_config(data)

@@ -1,0 +1,243 @@
+"""The Server Admin Log: every mutating action is recorded here before it reports done.
+
+An entry is written to the store first (with one pending delivery row per extra sink) in a
+single transaction; then each sink is tried. A sink that fails keeps its delivery row
+pending and is retried from the store by `retry_pending()`, so no entry is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.core.config import SalSink
+from bot.core.redact import Redactor
+from bot.core.store import Store
+
+log = logging.getLogger("deploybot.sal")
+
+
+@dataclass
+class SalEntry:
+    actor: str  # verified identity, e.g. irc:taavi
+    action: str  # log, deploy, apply, rollback, rollback-emergency, lock, unlock, ...
+    message: str  # the human line, e.g. "taavi: builds-api A -> B in tools (!812, T358908)"
+    component: str | None = None
+    env: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+    commit_sha: str | None = None
+    mr_url: str | None = None
+    tasks: list[str] = field(default_factory=list)
+    result: str | None = None
+    log_url: str | None = None
+    sal_project: str | None = None
+    ts: str = ""
+    id: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def actor_name(identity: str) -> str:
+    """The short name shown in SAL lines: `irc:taavi` -> `taavi`, JIDs keep their local part."""
+    value = identity.partition(":")[2] or identity
+    if identity.startswith("irc-host:"):
+        return value.partition("!")[0]
+    if identity.startswith("xmpp:"):
+        return value.partition("@")[0]
+    return value
+
+
+def deploy_message(
+    actor: str,
+    component: str,
+    from_version: str | None,
+    to_version: str,
+    env: str,
+    refs: list[str],
+) -> str:
+    """`taavi: builds-api A -> B in tools (!812, T358908)` (SPEC section 8)."""
+    text = f"{actor_name(actor)}: {component} {from_version or '(none)'} -> {to_version} in {env}"
+    return text + (f" ({', '.join(refs)})" if refs else "")
+
+
+Sender = Callable[[SalEntry], Awaitable[None]]
+
+
+class Sal:
+    """Record entries and deliver them to the configured sinks."""
+
+    def __init__(
+        self,
+        store: Store,
+        sinks: list[SalSink],
+        redactor: Redactor,
+        irc_send: Callable[[str, str], Awaitable[None]] | None = None,
+        default_project: str = "deploybot",
+    ):
+        self.store = store
+        self.redactor = redactor
+        self.default_project = default_project
+        self._senders: dict[str, Sender] = {}
+        for sink in sinks:
+            if sink.jsonl is not None:
+                self._senders[sink.name] = self._jsonl_sender(sink.jsonl)
+            elif sink.irc_channel is not None and irc_send is not None:
+                self._senders[sink.name] = self._irc_sender(sink.irc_channel, irc_send)
+            elif sink.irc_channel is not None:
+                log.warning("SAL sink %s needs chat.irc; entries stay pending", sink.name)
+                self._senders[sink.name] = self._unavailable(sink.name)
+
+    @staticmethod
+    def _jsonl_sender(path: Path) -> Sender:
+        def append(line: str) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+
+        async def send(entry: SalEntry) -> None:
+            await asyncio.to_thread(append, json.dumps(entry.to_json(), sort_keys=True))
+
+        return send
+
+    @staticmethod
+    def _irc_sender(channel: str, irc_send: Callable[[str, str], Awaitable[None]]) -> Sender:
+        async def send(entry: SalEntry) -> None:
+            await irc_send(channel, f"!log {entry.sal_project} {entry.message}")
+
+        return send
+
+    @staticmethod
+    def _unavailable(name: str) -> Sender:
+        async def send(entry: SalEntry) -> None:
+            raise ConnectionError(f"{name} is not available")
+
+        return send
+
+    async def record(self, entry: SalEntry) -> SalEntry:
+        """Persist the entry (and its pending deliveries), then deliver it. Returns it with id."""
+        entry.message = self.redactor(entry.message)
+        entry.ts = entry.ts or utcnow()
+        entry.sal_project = entry.sal_project or self.default_project
+        sinks = list(self._senders)
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO sal (ts, actor, component, env, action, from_version, to_version,"
+                " commit_sha, mr_url, tasks, result, log_url, message, sal_project)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.ts, entry.actor, entry.component, entry.env, entry.action,
+                    entry.from_version, entry.to_version, entry.commit_sha, entry.mr_url,
+                    ",".join(entry.tasks), entry.result, entry.log_url, entry.message,
+                    entry.sal_project,
+                ),
+            )  # fmt: skip
+            entry_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO sal_delivery (entry_id, sink) VALUES (?, ?)",
+                [(entry_id, s) for s in sinks],
+            )
+            return entry_id
+
+        entry.id = await self.store.transaction(write)
+        for sink in sinks:
+            await self._deliver(entry, sink)
+        return entry
+
+    async def _deliver(self, entry: SalEntry, sink: str) -> bool:
+        try:
+            await self._senders[sink](entry)
+        except Exception as exc:  # a failing sink must never lose or block the entry
+            err = self.redactor(str(exc))[:200]
+            log.warning("SAL sink %s failed for entry %s: %s", sink, entry.id, err)
+            await self.store.execute(
+                "UPDATE sal_delivery SET attempts=attempts+1, last_error=?"
+                " WHERE entry_id=? AND sink=?",
+                (err, entry.id, sink),
+            )
+            return False
+        await self.store.execute(
+            "UPDATE sal_delivery SET attempts=attempts+1, delivered_at=?, last_error=NULL"
+            " WHERE entry_id=? AND sink=?",
+            (utcnow(), entry.id, sink),
+        )
+        return True
+
+    async def retry_pending(self) -> int:
+        """Re-send every undelivered (entry, sink); return how many were delivered now."""
+        rows = await self.store.fetchall(
+            "SELECT entry_id, sink FROM sal_delivery WHERE delivered_at IS NULL ORDER BY entry_id"
+        )
+        delivered = 0
+        for row in rows:
+            if row["sink"] not in self._senders:
+                continue
+            entries = await self.query(entry_id=row["entry_id"], limit=1)
+            if entries and await self._deliver(entries[0], row["sink"]):
+                delivered += 1
+        return delivered
+
+    async def query(
+        self,
+        *,
+        component: str | None = None,
+        env: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        entry_id: int | None = None,
+        limit: int = 5,
+    ) -> list[SalEntry]:
+        """Newest-first entries matching the filters (`actor` matches the short name too)."""
+        where: list[str] = []
+        params: list[object] = []
+        if component:
+            where.append("component = ?")
+            params.append(component)
+        if env:
+            where.append("env = ?")
+            params.append(env)
+        if actor:
+            where.append("(actor = ? OR actor LIKE ? OR actor LIKE ?)")
+            params += [actor, f"%:{actor}", f"irc-host:{actor}!%"]
+        if since:
+            where.append("ts >= ?")
+            params.append(since)
+        if entry_id is not None:
+            where.append("id = ?")
+            params.append(entry_id)
+        sql = "SELECT * FROM sal" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = await self.store.fetchall(sql, (*params, limit))
+        return [
+            SalEntry(
+                actor=r["actor"],
+                action=r["action"],
+                message=r["message"],
+                component=r["component"],
+                env=r["env"],
+                from_version=r["from_version"],
+                to_version=r["to_version"],
+                commit_sha=r["commit_sha"],
+                mr_url=r["mr_url"],
+                tasks=[t for t in r["tasks"].split(",") if t],
+                result=r["result"],
+                log_url=r["log_url"],
+                sal_project=r["sal_project"],
+                ts=r["ts"],
+                id=r["id"],
+            )  # fmt: skip
+            for r in rows
+        ]

@@ -1,0 +1,70 @@
+"""The demo's deploy command: shows what a real deploy would run, touches no cluster.
+
+`deploybot demo` configures `deploy.diff`/`apply`/`rollback` as
+`python -m bot.demo.deploycmd <step> <component> <env> <version> [<live file>]`. Run by the real
+deployer in its checkout of the control repo, it prints the helmfile/helm argv a real deploy
+would run and the last change of the environment's pin file (the pin diff), and says plainly
+that nothing was deployed. Apply and rollback record the version in the demo's simulated live
+state (the environment's `live_file`), so `!status` and the monitors see the deploy. The diff step exits 2 ("changes"), as `helmfile diff
+--detailed-exitcode` does, and names the release in helm-diff's header format.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REAL = {
+    "diff": "helmfile -e {env} --file components/{component}/helmfile.yaml diff"
+    " --detailed-exitcode --suppress-secrets --context 5",
+    "apply": "helmfile -e {env} --file components/{component}/helmfile.yaml sync --wait",
+    "rollback": "helm rollback {component} 0 -n {component} --wait",
+}
+
+
+def pin_diff(component: str, env: str) -> str:
+    """The last commit that changed the environment's values file, as a patch."""
+    values = Path("components") / component / "values"
+    files = [str(p) for p in sorted(values.glob(f"{env}.yaml*"))]
+    if not files:
+        return f"(no values file for {env} in components/{component}/values)"
+    proc = subprocess.run(
+        ["git", "log", "-1", "-p", "--format=commit %h %s", "--", *files],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    return proc.stdout.strip() or f"(no history for {', '.join(files)})"
+
+
+def record_live(live_file: Path, component: str, version: str) -> None:
+    """Set what the simulated cluster runs for `component` (a YAML map release -> version)."""
+    running = yaml.safe_load(live_file.read_text()) if live_file.exists() else None
+    running = running if isinstance(running, dict) else {}
+    running[component] = version
+    live_file.write_text(yaml.safe_dump(running))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (4, 5) or argv[0] not in REAL:
+        print(
+            "usage: python -m bot.demo.deploycmd diff|apply|rollback <component> <env> <version>"
+            " [<live file>]"
+        )
+        return 64
+    step, component, env, version = argv[:4]
+    if step != "diff" and len(argv) == 5:
+        record_live(Path(argv[4]), component, version)
+    print(f"demo deploy step {step!r}: argv {argv}")
+    print("a real deploy would run: " + REAL[step].format(component=component, env=env))
+    if step == "diff":
+        print(f"{component}, {component}, HelmRelease (demo) has changed:")
+        print(f"  chartVersion -> {version}")
+        print(pin_diff(component, env))
+    print(f"demo: nothing was deployed to a cluster ({component} {version} in {env})")
+    return 2 if step == "diff" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

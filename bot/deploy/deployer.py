@@ -1,0 +1,354 @@
+"""The deployer: `!apply`, auto-apply and rollbacks, from preflight to verified live version.
+
+One deploy per component+environment at a time. Preflight (lock, window, requires,
+registry) refuses before anything runs; then the deploy's row is created and its state
+written before each step (`bot.deploy.records`), the configured argv run in a checkout at the exact
+commit (`bot.deploy.steps`), the rollout watched and the live version verified. Start and end
+go to the SAL, the component's room (one coalescing key per deploy) and, for a bump MR, the
+MR (`bot.deploy.followup`). After a crash or `kill -9`, `recover()` marks what was in flight as
+interrupted, says so in chat and the SAL with the live state re-read, and never re-applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.cluster.kube import ClusterError
+from bot.control.bumper import Bumper
+from bot.control.forge import OpenBump
+from bot.core.errors import UserError
+from bot.core.git import GitError, git
+from bot.core.sal import SalEntry, actor_name, deploy_message
+from bot.deploy import preflight
+from bot.deploy.followup import Deployed, follow_up
+from bot.deploy.preflight import Checked, Refusal
+from bot.deploy.records import Deploy, DeployOutcome, DeployRecords, DeployRequest, format_duration
+from bot.deploy.steps import DeployFailed, Steps
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+DEMO_NOTE = "demo: nothing was deployed to a cluster"
+
+
+class Deployer:
+    """The deploy service (one per bot)."""
+
+    def __init__(
+        self, services: Services, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.services = services
+        self.config = services.config
+        self.now = now
+        self.dir = self.config.bot.state_dir / "deploys"
+        self.records = DeployRecords(services.store, self.dir)
+        self.steps = Steps(services, self.dir)
+        self._busy: dict[tuple[str, str], str] = {}  # (component, env) -> who holds it
+        self._tasks: set[asyncio.Task[DeployOutcome | None]] = set()
+
+    def log_path(self, deploy_id: int) -> Path:
+        return self.records.log_path(deploy_id)
+
+    def log_url(self, deploy_id: int) -> str:
+        return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
+
+    def _demo(self, text: str) -> str:
+        return f"{text} · {DEMO_NOTE}" if self.config.demo else text
+
+    async def _say(self, d: Deploy, text: str, *, final: bool = False) -> None:
+        await self.services.announce(
+            text, component=d.req.component, key=f"deploy:{d.id}", final=final
+        )
+
+    # --- entry points --------------------------------------------------------------------
+
+    async def apply(self, req: DeployRequest) -> DeployOutcome:
+        """Check, then deploy what is pinned; returns when the deploy has finished."""
+        key = (req.component, req.env)
+        if key in self._busy:
+            return await self.refuse(req, f"{self._busy[key]}; nothing run")
+        self._busy[key] = f"a deploy of {req.component} to {req.env} by {req.actor} is running"
+        try:
+            try:
+                d = await self._prepare(req)
+            except UserError as exc:
+                return await self.refuse(req, str(exc))
+            task = asyncio.create_task(self._execute(d), name=f"deploy-{d.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return await asyncio.shield(task)  # a caller going away does not stop the deploy
+        finally:
+            self._busy.pop(key, None)
+
+    def apply_later(self, reqs: list[DeployRequest]) -> None:
+        """Run deploys one after the other in the background (auto-apply after a merge)."""
+
+        async def in_order() -> DeployOutcome | None:
+            outcome = None
+            for req in reqs:
+                outcome = await self.apply(req)
+            return outcome
+
+        task = asyncio.create_task(in_order(), name="auto-apply")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def auto_apply(
+        self, component: str, envs: list[str], actor: str, tasks: list[str]
+    ) -> list[DeployOutcome]:
+        """After a bump: apply it in each `auto_apply` environment that deploys it now (on
+        the GitLab forge, environments that deploy after merge wait for the merge)."""
+        bumper = self.services.bumper
+        gitlab = bumper is not None and bumper.forge.kind == "gitlab"
+        outcomes = []
+        for env in envs:
+            cfg = self.config.env(env)
+            if cfg is None or not cfg.auto_apply or (gitlab and not cfg.deploy_before_merge):
+                continue
+            req = DeployRequest(component, env, actor, "auto-apply", tuple(tasks))
+            outcomes.append(await self.apply(req))
+        return outcomes
+
+    async def precheck(self, req: DeployRequest, version: str) -> DeployOutcome | None:
+        """The checks a deploy of `version` would make now (a refusal is recorded)."""
+        busy = self._busy.get((req.component, req.env))
+        try:
+            if busy is not None:
+                raise Refusal(f"{busy}; nothing changed")
+            await preflight.check_lock(self.services, req.component, req.env, req.actor)
+            await self._checks(req, version, Checked())
+        except UserError as exc:
+            return await self.refuse(req, str(exc))
+        return None
+
+    async def check_artifacts(self, req: DeployRequest, version: str) -> DeployOutcome | None:
+        """The registry preflight alone (for `!promote`); a refusal is recorded."""
+        try:
+            await preflight.check_registry(self.services, req.component, version, False, Checked())
+        except Refusal as exc:
+            return await self.refuse(req, str(exc))
+        return None
+
+    async def refuse(self, req: DeployRequest, reason: str) -> DeployOutcome:
+        """Record a refused deploy in the SAL; the returned line is the reply."""
+        env_cfg = self.config.env(req.env)
+        who = actor_name(req.actor)
+        await self.services.sal.record(
+            SalEntry(
+                actor=req.actor, action=req.action, component=req.component, env=req.env,
+                message=f"{who}: {req.action} {req.component} in {req.env} refused: {reason}",
+                to_version=req.version, tasks=list(req.tasks), result="refused",
+                sal_project=env_cfg.sal_project if env_cfg else None,
+            )
+        )  # fmt: skip
+        self.services.metrics.deploys.labels("refused").inc()
+        return DeployOutcome(None, "refused", f"refused: {reason}")
+
+    async def stop(self) -> None:
+        """Cancel running deploys (their commands are killed, their rows interrupted)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- preflight -------------------------------------------------------------------------
+
+    async def _checks(self, req: DeployRequest, version: str, checked: Checked) -> None:
+        s = self.services
+        if req.action != "rollback-emergency":  # an emergency does not wait for a window
+            preflight.check_window(s, req.env, req.force, self.now(), checked)
+        if not req.action.startswith("rollback"):  # going back never waits for `requires`
+            await preflight.check_requires(s, req.component, req.env, version, req.force, checked)
+        await preflight.check_registry(s, req.component, version, req.force, checked)
+
+    async def _prepare(self, req: DeployRequest) -> Deploy:
+        s = self.services
+        checked = Checked()
+        await preflight.check_lock(s, req.component, req.env, req.actor)
+        if req.action == "rollback-emergency":
+            commit, source, mr, version = None, "helm rollback", None, req.version or ""
+        else:
+            commit, source, mr = await self._source(req.component, req.env)
+            pins = await self._bumper().pinned(req.component, req.env, commit)
+            if not pins:
+                raise Refusal(f"{req.component} has no pin in {req.env}; nothing run")
+            version = pins[0]
+            if req.version is not None and version != req.version:
+                raise Refusal(f"{source} pins {version}, not {req.version}; nothing run")
+        await self._checks(req, version, checked)
+        try:
+            from_version = await preflight.running_version(s, req.component, req.env)
+        except ClusterError:
+            from_version = None
+        deploy_id = await self.records.insert(req, version, from_version, commit, mr)
+        return Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
+
+    def _bumper(self) -> Bumper:
+        if self.services.bumper is None:
+            raise Refusal("no control repo configured (control_repo in the config)")
+        return self.services.bumper
+
+    async def _source(self, component: str, env: str) -> tuple[str, str, OpenBump | None]:
+        """The commit to deploy: the bump branch head when env deploys before merge and a
+        bump MR is open, else the target branch head."""
+        forge = self._bumper().forge
+        control = self.services.control
+        if control is None:
+            raise Refusal("cannot check out the control repo: set control_repo.url; nothing run")
+        env_cfg = self.config.env(env)
+        mr = await forge.open_bump(component) if env_cfg and env_cfg.deploy_before_merge else None
+        branch = mr.branch if mr else forge.branch
+        try:
+            await control.sync()
+            if mr is not None:
+                refspec = f"+refs/heads/{branch}:refs/remotes/origin/{branch}"
+                await git("fetch", "--quiet", "origin", refspec, cwd=control.workdir)
+            commit = await control.rev(f"origin/{branch}")
+        except GitError as exc:
+            raise Refusal(f"cannot read the control repo: {exc}; nothing run") from None
+        label = f"{branch} (MR !{mr.iid})" if mr else branch
+        return commit, f"{label}@{commit[:8]}", mr
+
+    # --- running -------------------------------------------------------------------------
+
+    async def _record(self, d: Deploy, result: str, message: str) -> None:
+        env_cfg = self.config.env(d.req.env)
+        await self.services.sal.record(
+            SalEntry(
+                actor=d.req.actor, action=d.req.action, message=message,
+                component=d.req.component, env=d.req.env, from_version=d.from_version,
+                to_version=d.version, commit_sha=d.commit, mr_url=d.mr.url if d.mr else None,
+                tasks=list(d.req.tasks), result=result, log_url=self.log_url(d.id),
+                sal_project=env_cfg.sal_project if env_cfg else None,
+            )
+        )  # fmt: skip
+
+    def _base(self, d: Deploy) -> str:
+        req = d.req
+        return deploy_message(req.actor, req.component, d.from_version, d.version, req.env, d.refs)
+
+    async def _execute(self, d: Deploy) -> DeployOutcome:
+        req = d.req
+        notes = d.checked.notes + d.checked.forced
+        shown = f" ({'; '.join(notes)})" if notes else ""
+        await self._record(d, "started", f"{self._base(d)}: {req.action} started{shown}")
+        verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
+        await self._say(d, self._demo(
+            f"{verb.get(req.action, 'deploying')} {req.component} {d.version} to {req.env}"
+            f" (deploy #{d.id}) from {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
+        ))  # fmt: skip
+        workdir = self.dir / str(d.id)
+        try:
+            verified = await self._run_steps(d, workdir)
+        except DeployFailed as exc:
+            return await self._finish(d, "failed", str(exc))
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(d, "interrupted", "the bot stopped; not retried"))
+            raise
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        return await self._finish(d, "done", verified)
+
+    async def _run_steps(self, d: Deploy, workdir: Path) -> str:
+        deploy, steps = self.config.deploy, self.steps
+        if d.req.action == "rollback-emergency":
+            self.dir.mkdir(parents=True, exist_ok=True)
+            await self.records.set_state(d.id, "applying")
+            await steps.run(d, "rollback", deploy.rollback, self.dir)
+        else:
+            await steps.checkout(d, workdir)
+            await self.records.set_state(d.id, "applying")
+            if deploy.diff:
+                result = await steps.run(d, "diff", deploy.diff, workdir)
+                await self._say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
+            await steps.run(d, "apply", deploy.apply, workdir)
+        await self.records.set_state(d.id, "verifying")
+        verified = await steps.verify(d)
+        if deploy.test:
+            await steps.run(d, "test", deploy.test, workdir if d.commit else self.dir)
+            verified += "; tests passed"
+        return verified
+
+    async def _finish(self, d: Deploy, state: str, detail: str) -> DeployOutcome:
+        req = d.req
+        took = format_duration(time.monotonic() - d.started)
+        if state == "done" and req.action == "rollback-emergency":
+            detail += "; " + await self._repin(d)
+        await self.records.set_state(d.id, state, result=detail, version=d.version,
+                                     error=None if state == "done" else detail)  # fmt: skip
+        await self._record(d, state, f"{self._base(d)}: {req.action} {state} in {took}: {detail}")
+        line = self._demo(
+            f"deploy #{d.id} {state}: {req.component} {d.version} to {req.env} in {took}: "
+            f"{detail} · log: {self.log_url(d.id)}"
+        )
+        await self._say(d, line, final=True)
+        self.services.metrics.deploys.labels(state).inc()
+        if self.services.status_board is not None:  # what runs changed: no stale !status
+            self.services.status_board.forget(req.component)
+        if self.services.monitors is not None:
+            self.services.monitors.wake()
+        if d.mr is not None and state in ("done", "failed"):
+            done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,
+                            self.log_url(d.id))  # fmt: skip
+            await follow_up(self.services, d.mr, done)
+        return DeployOutcome(d.id, state, line, d.version)
+
+    async def _repin(self, d: Deploy) -> str:
+        """After an emergency rollback: pin what is live, so git matches the cluster."""
+        try:
+            out = await self._bumper().bump(
+                d.req.component, d.version, [d.req.env], actor=d.req.actor,
+                tasks=d.req.tasks, action="rollback-emergency",
+            )  # fmt: skip
+        except UserError as exc:
+            return f"re-pin failed ({exc}); pin {d.version} by hand"
+        if out.published is None:
+            return f"pin already at {d.version}"
+        if out.published.mr is not None:
+            return f"re-pin MR !{out.published.mr.iid}: {out.published.mr.url}"
+        return f"re-pinned in {out.published.commit_sha[:8]}"
+
+    # --- restart -------------------------------------------------------------------------
+
+    async def recover(self, live_timeout: float = 15.0) -> list[int]:
+        """Mark deploys a crash left in flight as interrupted; never re-apply them."""
+        rows = await self.records.in_flight()
+        for row in rows:
+            tasks = tuple(t for t in row["tasks"].split(",") if t)
+            req = DeployRequest(row["component"], row["env"], row["actor"], row["action"], tasks)
+            d = Deploy(row["id"], req, row["version"], row["from_version"], row["commit_sha"],
+                       "", None, Checked())  # fmt: skip
+            live = await self._live_now(req.component, req.env, live_timeout)
+            detail = (
+                f"interrupted: the bot restarted while {row['state']}; nothing was re-applied;"
+                f" {live}; check, then !apply {req.component} {req.env} to retry"
+            )
+            await self.records.set_state(d.id, "interrupted", result=detail,
+                                         error=f"bot restarted while {row['state']}")  # fmt: skip
+            await self._record(d, "interrupted", f"{self._base(d)}: {req.action} {detail}")
+            self.services.metrics.deploys.labels("interrupted").inc()
+            await self._say(
+                d, f"deploy #{d.id} of {req.component} {d.version} to {req.env} {detail}"
+                f" · log: {self.log_url(d.id)}", final=True,
+            )  # fmt: skip
+            await asyncio.to_thread(shutil.rmtree, self.dir / str(d.id), True)
+        return [int(r["id"]) for r in rows]
+
+    async def _live_now(self, component: str, env: str, limit: float) -> str:
+        if env not in self.services.clusters:
+            return "live version unknown: no cluster configured"
+        try:
+            async with asyncio.timeout(limit):
+                live = await preflight.live_version(self.services, component, env)
+        except (ClusterError, TimeoutError) as exc:
+            return f"live version unknown ({exc or 'timed out'})"
+        return f"live now: {live or 'unknown'}"

@@ -1,0 +1,117 @@
+"""The steps of one deploy: check out the control repo, run diff/apply/rollback/test argv,
+watch the rollout, verify the live version.
+
+Each step either returns what to tell the user or raises `DeployFailed` with the one-line
+reason. Commands get the environment's kubeconfig and context (`KUBECONFIG`,
+`HELM_KUBECONTEXT`), the deploy's identity (`DEPLOYBOT_*`), and the bot's environment minus
+every variable that holds a configured secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.cluster.kube import ClusterError
+from bot.cluster.livestate import target_of
+from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, fill, run
+from bot.core.git import GitError, git
+from bot.deploy import preflight
+from bot.deploy.records import Deploy
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+
+class DeployFailed(Exception):
+    """A step failed; the message is the one-line reason."""
+
+
+class Steps:
+    def __init__(self, services: Services, logs: Path) -> None:
+        self.services = services
+        self.config = services.config
+        self.logs = logs
+
+    async def checkout(self, d: Deploy, workdir: Path) -> None:
+        """A private clone (sharing objects with the bot's checkout) at exactly d.commit."""
+        control = self.services.control
+        if control is None or d.commit is None:
+            raise DeployFailed("no control repo checkout to deploy from")
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+        try:
+            await git("clone", "--quiet", "--shared", "--no-checkout", "--",
+                      str(control.workdir), str(workdir))  # fmt: skip
+            await git("checkout", "--quiet", "--detach", d.commit, cwd=workdir)
+        except GitError as exc:
+            raise DeployFailed(f"cannot check out {d.commit[:8]}: {exc}") from None
+
+    async def run(self, d: Deploy, step: str, template: list[str], cwd: Path) -> RunResult:
+        """Run one configured argv; DeployFailed unless it exits 0 (diff: 0 or 2)."""
+        req = d.req
+        env_cfg = self.config.env(req.env)
+        target = target_of(self.config, req.component)
+        values = {
+            "component": req.component, "env": req.env, "version": d.version,
+            "kube_context": (env_cfg.kube_context if env_cfg else None) or "",
+            "release": target.release, "namespace": target.namespace,
+        }  # fmt: skip
+        try:
+            argv = fill(template, values)
+        except RunnerError as exc:
+            raise DeployFailed(f"deploy.{step}: {exc}") from None
+        redact = self.services.redactor
+        child = {k: v for k, v in os.environ.items() if redact(v) == v}
+        if env_cfg and env_cfg.kubeconfig:
+            child["KUBECONFIG"] = str(Path(env_cfg.kubeconfig).expanduser())
+        if env_cfg and env_cfg.kube_context:
+            child["HELM_KUBECONTEXT"] = env_cfg.kube_context
+        child.update(DEPLOYBOT_DEPLOY_ID=str(d.id), DEPLOYBOT_COMPONENT=req.component,
+                     DEPLOYBOT_ENV=req.env, DEPLOYBOT_VERSION=d.version)  # fmt: skip
+        result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
+                           log_path=self.logs / f"{d.id}.log")  # fmt: skip
+        ok = (0, 2) if step == "diff" else (0,)
+        if result.timed_out:
+            raise DeployFailed(f"{step} killed after {result.duration:.0f}s (deploy.timeout)")
+        if result.returncode not in ok:
+            last = redact(result.last_line())[:160]
+            raise DeployFailed(f"{step} exited {result.returncode}" + (f": {last}" if last else ""))
+        return result
+
+    @staticmethod
+    def diff_summary(result: RunResult) -> str:
+        """`3 resources changed: ns/Deployment/x, ...` or `no changes`."""
+        if diff_outcome(result.returncode) != "changes":
+            return "no changes"
+        changed = changed_resources(result.output)
+        n = len(changed)
+        text = f"{n} resource{'s' if n != 1 else ''} changed"
+        if changed:
+            text += ": " + ", ".join(changed[:4]) + (f" and {n - 4} more" if n > 4 else "")
+        return text
+
+    async def verify(self, d: Deploy) -> str:
+        """Watch the rollout, then check the live chart version (an emergency rollback
+        takes whatever is live as its version)."""
+        cluster = self.services.clusters.get(d.req.env)
+        if cluster is None:
+            return "not verified: no cluster configured"
+        namespace = target_of(self.config, d.req.component).namespace
+        timeout = self.config.deploy.rollout_timeout
+        poll = min(2.0, max(0.1, timeout / 20))
+        rollout = await cluster.wait_rollout(namespace, timeout=timeout, poll=poll)
+        if not rollout.ok:
+            raise DeployFailed(f"rollout failed: {rollout.summary}")
+        try:
+            live = await preflight.live_version(self.services, d.req.component, d.req.env)
+        except ClusterError as exc:
+            raise DeployFailed(f"rolled out but the live version is unknown: {exc}") from None
+        if d.req.action == "rollback-emergency" and live and not live.startswith("mixed"):
+            d.version = live
+            return f"live version {live} verified"
+        if live != d.version:
+            raise DeployFailed(f"live version {live or 'unknown'} is not the pinned {d.version}")
+        return "live version verified"

@@ -1,0 +1,351 @@
+"""Pipeline progress, built artifacts and control-repo bump MRs, announced (SPEC section 5).
+
+Handlers for the event router: a component's pipeline is announced once per state change
+(started, "stage k/n <name>", finished with duration and URL), compared with its last
+state in the `pipelines` table, which also feeds `!where`/`!status`. When a default-branch
+or tag pipeline succeeds, the version built for the commit is resolved (tag pipeline ref,
+release tag on the commit, or the CI job log's `Pushed: <registry>/<repo>:<version>` line)
+and the image, the chart and the next step are announced, and posted as a note on the MR
+that introduced the commit. Control-repo merge request events become one line each.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from bot.core.config import ComponentConfig, GitlabConfig
+from bot.core.versions import parse_version
+from bot.gitlab.api import GitLabError
+from bot.gitlab.events import (
+    PIPELINE_FINAL_STATUSES,
+    MergeRequestEvent,
+    PipelineEvent,
+    pipeline_state_key,
+    stage_progress,
+)
+from bot.gitlab.inbox import Router
+from bot.services import Services
+
+log = logging.getLogger("deploybot.pipelines")
+
+MAX_TRACES = 5
+MR_ACTIONS = {
+    "open": "opened",
+    "reopen": "reopened",
+    "update": "updated",
+    "merge": "merged",
+    "close": "closed",
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What the channel has been told about one pipeline: started, a stage, or a final status."""
+
+    status: str
+    stage: str | None  # "2/3 test"
+
+    @property
+    def final(self) -> bool:
+        return self.status in PIPELINE_FINAL_STATUSES
+
+    @property
+    def step(self) -> int:
+        return int(self.stage.split("/", 1)[0]) if self.stage else 0
+
+    def supersedes(self, old: Phase | None) -> bool:
+        """True if this is news after `old` (late and repeated deliveries are not)."""
+        if old is None:
+            return True
+        if old.final:
+            return self.final and self.status != old.status  # e.g. failed, retried, success
+        return self.final or self.step > old.step
+
+
+def phase_of(ev: PipelineEvent) -> Phase:
+    progress = stage_progress(ev)
+    stage = f"{progress[0]}/{progress[1]} {progress[2]}" if progress else None
+    return Phase(ev.status, stage)
+
+
+def format_duration(seconds: int) -> str:
+    minutes, secs = divmod(max(seconds, 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def registry_host(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    return parts.netloc or None
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    version: str
+    image: str
+    chart: str
+
+    def line(self, component: str, sha: str) -> str:
+        return (
+            f"{component} {self.version}: image {self.image} · chart {self.chart}"
+            f" · next: !deploy {component} {sha[:8]}"
+        )
+
+
+class PipelineAnnouncer:
+    """Event handlers over the services; register them with `register(router)`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.gitlab_config = services.config.gitlab or GitlabConfig(url="")
+        self._log_pattern = re.compile(self.gitlab_config.job_log_pattern)
+
+    def register(self, router: Router) -> None:
+        router.register("pipeline", self.on_pipeline)
+        router.register("merge_request", self.on_merge_request)
+
+    def component_for(self, project_id: int, project_path: str) -> str | None:
+        for name, comp in self.services.config.components.items():
+            if comp.project_id == project_id or (comp.project and comp.project == project_path):
+                return name
+        return None
+
+    def _announced(self, ev: PipelineEvent, comp: ComponentConfig) -> bool:
+        if ev.merge_request_iid is not None or ev.source == "merge_request_event":
+            return self.gitlab_config.announce_mr_pipelines
+        if ev.tag or ev.ref == comp.default_branch:
+            return True
+        return any(
+            fnmatch.fnmatchcase(ev.ref, glob) for glob in self.gitlab_config.announce_branches
+        )
+
+    @staticmethod
+    def _releases_artifacts(ev: PipelineEvent, comp: ComponentConfig) -> bool:
+        is_mr = ev.merge_request_iid is not None or ev.source == "merge_request_event"
+        return not is_mr and (ev.tag or ev.ref == comp.default_branch)
+
+    # pipelines
+
+    async def on_pipeline(self, ev: PipelineEvent) -> None:
+        row = await self.services.store.fetchone(
+            "SELECT status, stage FROM pipelines WHERE project=? AND pipeline_id=?",
+            (ev.project_path, ev.pipeline_id),
+        )
+        old = Phase(row["status"], row["stage"]) if row else None
+        new = phase_of(ev)
+        if not new.supersedes(old):
+            return
+        component = self.component_for(ev.project_id, ev.project_path)
+        comp = self.services.config.components.get(component or "")
+        version = None
+        if component and comp and self._announced(ev, comp):
+            await self.services.announce(
+                self._progress_line(component, ev, new),
+                component=component,
+                key=pipeline_state_key(ev),
+                final=new.final,
+                short=self._short_line(component, ev, new),
+            )
+            if ev.status == "success" and self._releases_artifacts(ev, comp):
+                version = await self._announce_artifacts(component, comp, ev)
+        await self._record(ev, component, new, version)
+
+    @staticmethod
+    def _progress_line(component: str, ev: PipelineEvent, phase: Phase) -> str:
+        if ev.tag:
+            where = f"tag {ev.ref}"
+        else:
+            branch = f"MR !{ev.merge_request_iid}" if ev.merge_request_iid else ev.ref
+            where = f"{branch} ({ev.sha[:8]})"
+        head = f"{component}: pipeline {ev.pipeline_id} on {where}"
+        if not phase.final:
+            if phase.stage:
+                return f"{head}: stage {phase.stage}"
+            by = f" by {ev.user}" if ev.user else ""
+            title = f": {ev.commit_title[:80]}" if ev.commit_title else ""
+            return f"{head} started{by}{title}"
+        took = f" in {format_duration(ev.duration)}" if ev.duration is not None else ""
+        failed = sorted({b.name for b in ev.builds if b.status == "failed"})
+        jobs = f" (failed: {', '.join(failed[:3])})" if ev.status == "failed" and failed else ""
+        return f"{head}: {ev.status}{took}{jobs} {ev.url}"
+
+    @staticmethod
+    def _short_line(component: str, ev: PipelineEvent, phase: Phase) -> str:
+        """The form used when a backlog is packed: `builds-api #41 success 7m25s`."""
+        state = ev.status if phase.final else (f"stage {phase.stage}" if phase.stage else "started")
+        took = f" {format_duration(ev.duration)}" if phase.final and ev.duration is not None else ""
+        return f"{component} #{ev.pipeline_id} {state}{took}"
+
+    async def _record(
+        self, ev: PipelineEvent, component: str | None, phase: Phase, version: str | None
+    ) -> None:
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO pipelines (project, pipeline_id, component, ref, sha, status, stage,"
+                " version, url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(project, pipeline_id) DO UPDATE SET component=excluded.component,"
+                " ref=excluded.ref, sha=excluded.sha, status=excluded.status,"
+                " stage=excluded.stage, version=COALESCE(excluded.version, pipelines.version),"
+                " url=excluded.url, updated_at=excluded.updated_at",
+                (ev.project_path, ev.pipeline_id, component, ev.ref, ev.sha, ev.status,
+                 phase.stage, version, ev.url, time.time()),
+            )  # fmt: skip
+
+        await self.services.store.transaction(upsert)
+
+    # artifacts
+
+    async def _announce_artifacts(
+        self, component: str, comp: ComponentConfig, ev: PipelineEvent
+    ) -> str | None:
+        """Announce what this success built; return the version (None if not found)."""
+        seen = await self.services.store.fetchone(
+            "SELECT version FROM pipelines WHERE project=? AND sha=? AND pipeline_id != ?"
+            " AND version IS NOT NULL",
+            (ev.project_path, ev.sha, ev.pipeline_id),
+        )
+        if seen is not None:  # the branch and the tag pipeline of one release: announce once
+            return str(seen["version"])
+        found = await self.resolve_artifacts(component, comp, ev)
+        if found is None:
+            await self.services.announce(
+                f"{component} {ev.sha[:8]}: no release version found for this commit"
+                " (no release tag on it, no matching line in the job logs)",
+                component=component,
+            )
+            return None
+        text = found.line(component, ev.sha)
+        await self.services.announce(text, component=component)
+        await self._note_on_mr(component, ev, found)
+        return found.version
+
+    async def resolve_artifacts(
+        self, component: str, comp: ComponentConfig, ev: PipelineEvent
+    ) -> Artifacts | None:
+        registry = (
+            registry_host(self.services.config.registry.url)
+            if self.services.config.registry
+            else None
+        )
+        repo: str | None = None
+        version = await self._version_from_tags(ev)
+        if version is None:
+            from_log = await self._version_from_logs(ev)
+            if from_log is None:
+                return None
+            version, log_registry, repo = from_log
+            registry = registry or log_registry
+        image = comp.image or repo or component
+        chart = comp.chart or comp.image or repo or component
+        if registry:
+            return Artifacts(version, f"{registry}/{image}:{version}",
+                             f"oci://{registry}/{chart}:{version}")  # fmt: skip
+        return Artifacts(version, f"{image}:{version}", f"{chart}:{version}")
+
+    async def _version_from_tags(self, ev: PipelineEvent) -> str | None:
+        """The tag pipeline's own name, else the newest release tag on the commit."""
+        own = parse_version(ev.ref) if ev.tag else None
+        if own is not None and own.is_release:
+            return own.raw
+        if self.services.gitlab is None:
+            return None
+        try:
+            tags = await self.services.gitlab.list_tags(ev.project_path)
+        except GitLabError as exc:
+            log.warning("cannot list tags of %s: %s", ev.project_path, exc)
+            return None
+        releases = [v for t in tags if t.commit == ev.sha and (v := parse_version(t.name))]
+        releases = [v for v in releases if v.is_release]
+        return max(releases, key=lambda v: v.sort_key).raw if releases else None
+
+    async def _version_from_logs(
+        self, ev: PipelineEvent
+    ) -> tuple[str, str | None, str | None] | None:
+        """(version, registry, repo) from the last `Pushed:` line of the latest stages' jobs."""
+        if self.services.gitlab is None:
+            return None
+        order = {stage: i for i, stage in enumerate(ev.stages)}
+        jobs = sorted(
+            (b for b in ev.builds if b.status == "success"),
+            key=lambda b: (order.get(b.stage, -1), b.id),
+            reverse=True,
+        )
+        for job in jobs[:MAX_TRACES]:
+            try:
+                trace = await self.services.gitlab.job_trace(ev.project_path, job.id)
+            except GitLabError as exc:
+                log.warning("cannot read the log of job %d: %s", job.id, exc)
+                continue
+            matches = list(self._log_pattern.finditer(trace))
+            if matches:
+                groups = matches[-1].groupdict()
+                return groups["version"], groups.get("registry"), groups.get("repo")
+        return None
+
+    async def _note_on_mr(self, component: str, ev: PipelineEvent, found: Artifacts) -> None:
+        gitlab = self.services.gitlab
+        if gitlab is None or not self.gitlab_config.mr_notes:
+            return
+        room = self.services.room_for(component)
+        body = (
+            f"Pipeline [{ev.pipeline_id}]({ev.url}) built `{found.version}`:\n\n"
+            f"- image `{found.image}`\n- chart `{found.chart}`\n\n"
+            f"Next step, in {room}: `!deploy {component} {ev.sha[:8]}`"
+        )
+        try:
+            mrs = await gitlab.commit_merge_requests(ev.project_path, ev.sha)
+            mr = next((m for m in mrs if m.get("state") == "merged"), mrs[0] if mrs else None)
+            if mr is not None:
+                await gitlab.post_mr_note(ev.project_path, int(mr["iid"]), body)
+        except (GitLabError, KeyError, TypeError, ValueError) as exc:
+            log.warning(
+                "cannot comment on the MR of %s in %s: %s", ev.sha[:8], ev.project_path, exc
+            )
+
+    # control repo merge requests
+
+    async def on_merge_request(self, ev: MergeRequestEvent) -> None:
+        control = self.services.config.control_repo
+        if control is None or control.project != ev.project_path:
+            return
+        word = MR_ACTIONS.get(ev.action or "")
+        if word is None:
+            return
+        summary = f"{ev.state}|{ev.last_commit_sha}|{ev.title}"
+        row = await self.services.store.fetchone(
+            "SELECT summary FROM merge_requests WHERE project=? AND iid=?",
+            (ev.project_path, ev.iid),
+        )
+        if row is not None and row["summary"] == summary:
+            return  # nothing the channel has not seen (a label or reviewer change)
+        name = ev.source_branch.removeprefix("bump_")
+        component = (
+            name
+            if ev.source_branch.startswith("bump_") and name in self.services.config.components
+            else None
+        )
+        what = f"{component} bump MR" if component else "control repo MR"
+        by = f" by {ev.user}" if ev.user else ""
+        await self.services.announce(
+            f"{what} !{ev.iid} {word}{by}: {ev.title[:120]} {ev.url}",
+            component=component,
+            key=f"mr:{ev.project_id}:{ev.iid}",
+            final=ev.state in ("merged", "closed"),
+        )
+        await self.services.store.execute(
+            "INSERT INTO merge_requests (project, iid, component, state, summary, url, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(project, iid) DO UPDATE SET"
+            " component=excluded.component, state=excluded.state, summary=excluded.summary,"
+            " url=excluded.url, updated_at=excluded.updated_at",
+            (ev.project_path, ev.iid, component, ev.state, summary, ev.url, time.time()),
+        )

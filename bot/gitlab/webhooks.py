@@ -1,0 +1,184 @@
+"""`POST /webhooks/gitlab`: verify, bound, persist, answer — and nothing else (SPEC section 10).
+
+GitLab waits at most 10 s for an answer, retries, and disables hooks that keep failing, so the
+route does no processing: it checks `X-Gitlab-Token` in constant time (401), bounds the body
+(413), checks it is JSON (400), answers 200 to kinds the bot does not handle, drops repeated
+deliveries (`Idempotency-Key`, else `X-Gitlab-Event-UUID`), writes the event to the store
+and only then answers 200 and wakes the event worker (bot.gitlab.inbox). An event that was stored
+is never answered with a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.core.config import Config, read_secret
+from bot.core.metrics import Metrics
+from bot.core.store import Store
+from bot.gitlab.inbox import event_kind
+
+log = logging.getLogger("deploybot.webhooks")
+
+PATH = "/webhooks/gitlab"
+MAX_KEY_LENGTH = 200
+
+
+class SecretPolicy:
+    """What the route demands of `X-Gitlab-Token`.
+
+    A secret named in the config (`gitlab.webhook_secret_env` / `_file`) is required; if it
+    is named but cannot be read, every delivery is refused (fail closed). With no secret
+    named at all (the demo), deliveries are accepted unchecked and a warning says so.
+    """
+
+    def __init__(self, config: Config) -> None:
+        gl = config.gitlab
+        self.named = bool(gl and (gl.webhook_secret_env or gl.webhook_secret_file))
+        value = read_secret(gl.webhook_secret_env, gl.webhook_secret_file) if gl else None
+        self._secret = value.encode() if value else None
+
+    def warning(self) -> str | None:
+        """What an operator should know at start-up; None when tokens are checked."""
+        if self._secret is not None:
+            return None
+        if self.named:
+            return "webhook secret is configured but empty or unreadable: refusing all webhooks"
+        return "no webhook secret configured: X-Gitlab-Token is not checked"
+
+    def allows(self, token: str | None) -> bool:
+        if self._secret is None:
+            return not self.named
+        if token is None:
+            return False
+        return hmac.compare_digest(token.encode(), self._secret)
+
+
+@dataclass
+class _Pending:
+    key: str | None
+    header: str
+    raw: bytes
+    waiter: asyncio.Future[bool]
+
+
+class WebhookIngest:
+    """The route handler; `on_stored` is called after each new event is committed."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        policy: SecretPolicy,
+        max_body_bytes: int,
+        on_stored: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.policy = policy
+        self.max_body_bytes = max_body_bytes
+        self.on_stored = on_stored
+        self._batch: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def _reject(self, status: int, reason: str, text: str) -> web.Response:
+        self.metrics.webhook_rejected.labels(reason).inc()
+        return web.Response(status=status, text=text + "\n")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self.policy.allows(request.headers.get("X-Gitlab-Token")):
+            return self._reject(401, "token", "invalid or missing X-Gitlab-Token")
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
+        raw = await self._read_body(request)
+        if raw is None:
+            return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._reject(400, "bad_json", "body is not JSON")
+        header = request.headers.get("X-Gitlab-Event", "")
+        kind = event_kind(header, body)
+        if kind is None:
+            self.metrics.events_received.labels("unknown").inc()
+            self.metrics.events_processed.labels("unknown", "ignored").inc()
+            return web.Response(text="ignored: not an event kind this bot handles\n")
+        key = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID")
+        if key is not None:
+            key = key[:MAX_KEY_LENGTH]
+        try:
+            stored = await self._store(key, header or kind, raw)
+        except Exception:  # not stored: GitLab retries on 5xx
+            log.exception("could not store a %s webhook", kind)
+            return web.Response(status=503, text="could not store the event; retry\n")
+        if not stored:
+            self.metrics.events_deduped.inc()
+            return web.Response(text="duplicate: already received\n")
+        self.metrics.events_received.labels(kind).inc()
+        return web.Response(text="stored\n")
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The body, or None as soon as it grows past the limit (chunked bodies included)."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _store(self, key: str | None, header: str, raw: bytes) -> bool:
+        """Insert the event unless its dedupe key is known; True if it was new.
+
+        Deliveries arriving together share one transaction (group commit): each caller
+        still gets its answer only after the commit that holds its event.
+        """
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._batch.append(_Pending(key, header, raw, waiter))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(), name="webhook-store")
+        return await waiter
+
+    async def _write_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                results = await self.store.transaction(functools.partial(_insert, batch))
+            except Exception as exc:  # every caller of this batch answers 503
+                for p in batch:
+                    if not p.waiter.done():
+                        p.waiter.set_exception(exc)
+                continue
+            if any(results):
+                self.on_stored()  # even if every client of the batch went away
+            for p, new in zip(batch, results, strict=True):
+                if not p.waiter.done():  # the client may have gone away meanwhile
+                    p.waiter.set_result(new)
+
+
+def _insert(batch: list[_Pending], conn: sqlite3.Connection) -> list[bool]:
+    """Store each event of `batch` unless its dedupe key is known; True where it was new."""
+    now = time.time()
+    return [
+        conn.execute(
+            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(dedupe_key) DO NOTHING",
+            (p.key, p.header, p.raw, now),
+        ).rowcount
+        == 1
+        for p in batch
+    ]
+
+
+def add_webhook_route(app: web.Application, ingest: WebhookIngest) -> None:
+    app.router.add_post(PATH, ingest.handle)

@@ -1,0 +1,366 @@
+"""The monitors (SPEC section 7): what will bite before it bites, said once.
+
+Every `monitors.interval`, and soon after a relevant webhook, one check reads the same
+sources as `!status` (fresh) and looks for: drift (live != pinned on main), releases merged
+but not deployed to production, unhealthy pods (failing waiting reasons, restart counts
+rising) and live, pinned or `previous` versions whose image or chart is gone from the
+registry. `bot.core.alerts` turns the findings into raise/remind/clear announcements; the state
+is stored, shown by `!status` and exported as `deploybot_monitor_alerts{kind}`. With
+`registry.protect`, the in-use artifacts are then kept labelled in Harbor (`bot.monitors.protect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from bot.cluster.kube import PodProblem
+from bot.cluster.livestate import LiveSeen, target_of
+from bot.cluster.registry import RegistryError, oci_tag
+from bot.core.alerts import KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
+from bot.core.versions import Version, newer_than, parse_version, release_versions
+from bot.gitlab.inbox import Router
+from bot.monitors.protect import artifact_repos, protect, wanted_tags
+from bot.services import Services
+from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
+
+log = logging.getLogger("deploybot.monitors")
+
+T = TypeVar("T")
+WEBHOOK_KINDS = ("pipeline", "merge_request", "tag_push", "push", "deployment")
+
+
+def _epoch(version: Version) -> float | None:
+    if version.timestamp is None:
+        return None
+    return datetime.strptime(version.timestamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
+
+
+def drift_finding(cell: Cell) -> Finding | None:
+    """Live differs from every pin on main (call only when both are known)."""
+    if not cell.drifted:
+        return None
+    pins = ",".join(cell.pinned.value or [])
+    return Finding(
+        "drift", cell.component, cell.env, "", f"live {cell.live.value}, main pins {pins}"
+    )
+
+
+def undeployed_finding(status: ComponentStatus, prod: str) -> Finding | None:
+    """Release tags newer than the production pin (since: the oldest one's build time)."""
+    pins = [v for v in map(parse_version, status.cells[prod].pinned.value or []) if v]
+    releases = release_versions(status.tags.value or [])
+    if not pins or not releases:
+        return None
+    base = max(pins, key=lambda v: v.sort_key)
+    newer = newer_than(status.tags.value or [], base)
+    if not newer:
+        return None
+    count = f"{len(newer)} release{'s' if len(newer) > 1 else ''}"
+    text = (
+        f"{count} merged but not deployed to {prod} (newest {newer[-1].raw}, {prod} pins "
+        f"{base.raw}); next: !deploy {status.component} latest"
+    )
+    return Finding("undeployed", status.component, prod, "", text, _epoch(newer[0]))
+
+
+def unhealthy_finding(cell: Cell, problems: list[PodProblem]) -> Finding | None:
+    if not problems:
+        return None
+    text = "; ".join(p.describe()[:120] for p in problems[:2])
+    if len(problems) > 2:
+        text += f" (+{len(problems) - 2} more)"
+    return Finding("unhealthy", cell.component, cell.env, "", text)
+
+
+@dataclass
+class _Check:
+    findings: list[Finding] = field(default_factory=list)
+    checked: set[Scope] = field(default_factory=set)
+    in_use: dict[str, set[str]] = field(default_factory=dict)  # component -> versions
+    incomplete: set[str] = field(default_factory=set)  # components with unknown in-use parts
+    missing: set[tuple[str, str]] = field(default_factory=set)  # (repository, tag) gone
+
+
+class Monitors:
+    """Owned by the composition root; `run()` goes under the supervisor."""
+
+    def __init__(
+        self,
+        services: Services,
+        board: StatusBoard | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.services = services
+        self.clock = clock
+        self.board = board or StatusBoard(services, clock=clock)
+        self.alerts = AlertStore(services.store)
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self._checked_once = asyncio.Event()
+        self._restarts: dict[tuple[str, str, str, str], tuple[int, float | None]] = {}
+        self._previous: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+        self._registry_calls = asyncio.Semaphore(16)
+        self._history_reads = asyncio.Semaphore(4)
+
+    # --- scheduling ------------------------------------------------------------------------
+
+    def register(self, router: Router) -> None:
+        """Check soon after webhooks that can change what is pinned, built or live."""
+        for kind in WEBHOOK_KINDS:
+            router.register(kind, self._on_event)
+
+    async def _on_event(self, event: Any) -> None:
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Check now, then every `monitors.interval` or when woken (unless disabled)."""
+        if not self.services.config.monitors.enabled:
+            return
+        while not self._stopped:
+            self._wake.clear()
+            try:
+                await self.check_now()
+            except Exception:
+                log.exception("monitor check failed; next one in %ss", self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Run no more checks; let a running one finish (at most `timeout` s), so shutdown
+        does not cancel it halfway through its git and API calls."""
+        self._stopped = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._lock:
+                pass
+
+    @property
+    def interval(self) -> float:
+        return self.services.config.monitors.interval
+
+    async def wait_first_check(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until one check has finished (True), or `timeout` seconds (False)."""
+        if not self.services.config.monitors.enabled:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._checked_once.wait(), timeout)
+        return self._checked_once.is_set()
+
+    # --- one check -------------------------------------------------------------------------
+
+    async def check_now(self) -> list[Action]:
+        """Run every monitor once; announce, store and export what changed."""
+        async with self._lock:
+            now = self.clock()
+            check = await self._check(now)
+            cfg = self.services.config.monitors
+            grace = {"drift": cfg.drift_grace, "undeployed": cfg.undeployed_after}
+            stored = await self.alerts.load()
+            actions, state = plan(
+                check.findings, stored, check.checked,
+                now=now, grace=grace, remind_every=cfg.remind_every,
+            )  # fmt: skip
+            for action in actions:
+                await self.services.announce(
+                    action.line(now),
+                    component=action.alert.component,
+                    key=action.announce_key,
+                    final=True,
+                )
+            await self.alerts.save(state)
+            self._export(state)
+            await self._protect(check)
+            self._checked_once.set()
+            return actions
+
+    def _export(self, state: Mapping[Key, Alert]) -> None:
+        for kind in KINDS:
+            raised = [a for a in state.values() if a.kind == kind and a.raised]
+            self.services.metrics.alerts.labels(kind).set(len(raised))
+
+    async def _check(self, now: float) -> _Check:
+        cfg = self.services.config
+        statuses = await self.board.gather(list(cfg.components), fresh=True, all_pods=True)
+        check = _Check()
+        seen = LiveSeen(self.services.store)
+        prod = cfg.env_names[-1] if cfg.env_names else None
+        for status in statuses:
+            for cell in status.cells.values():
+                if cell.live.value:
+                    await seen.note(cell.component, cell.env, cell.live.value, now)
+                if cell.pinned.ok and cell.live.ok:
+                    check.checked.add(("drift", cell.component, cell.env))
+                    self._add(check, drift_finding(cell))
+                if cell.health.value is not None:
+                    check.checked.add(("unhealthy", cell.component, cell.env))
+                    problems = self._pod_problems(cell, cell.health.value, now)
+                    self._add(check, unhealthy_finding(cell, problems))
+            if prod is not None and status.tags.ok and status.cells[prod].pinned.ok:
+                check.checked.add(("undeployed", status.component, prod))
+                self._add(check, undeployed_finding(status, prod))
+        await self._artifacts(statuses, check)
+        return check
+
+    @staticmethod
+    def _add(check: _Check, finding: Finding | None) -> None:
+        if finding is not None:
+            check.findings.append(finding)
+
+    def _pod_problems(self, cell: Cell, health: Health, now: float) -> list[PodProblem]:
+        """Failing waiting reasons, plus containers whose restart count rose recently."""
+        problems = list(health.problems)
+        failing = {(p.pod, p.container) for p in problems}
+        window = 3 * self.interval
+        namespace = target_of(self.services.config, cell.component).namespace
+        listed = {
+            (cell.env, namespace, p.name, c.name) for p in health.pods or () for c in p.containers
+        }
+        for gone in [
+            k for k in self._restarts if k[:2] == (cell.env, namespace) and k not in listed
+        ]:
+            del self._restarts[gone]  # the pod went away
+        for pod in health.pods or ():
+            for c in pod.containers:
+                key = (cell.env, namespace, pod.name, c.name)
+                before = self._restarts.get(key)
+                rose_at = before[1] if before else None
+                if before is not None and c.restart_count > before[0]:
+                    rose_at = now
+                self._restarts[key] = (c.restart_count, rose_at)
+                recent = rose_at is not None and now - rose_at <= window
+                if recent and (pod.name, c.name) not in failing:
+                    message = f"{c.restart_count} restarts, rising"
+                    problems.append(
+                        PodProblem(pod.name, c.name, "Restarting", message, c.restart_count)
+                    )
+        return problems
+
+    # --- missing artifacts and protection --------------------------------------------------
+
+    async def _timed(self, fetch: Callable[[], Awaitable[T]]) -> Got[T]:
+        try:
+            timeout = self.services.config.monitors.source_timeout
+            return Got(await asyncio.wait_for(fetch(), timeout))
+        except TimeoutError:
+            return Got(error="timed out")
+        except Exception as exc:  # one line; the caller only needs to know it is unknown
+            return Got(error=str(exc) if isinstance(exc, RegistryError) else type(exc).__name__)
+
+    async def _previous_of(self, cell: Cell) -> Got[str | None]:
+        bumper = self.services.bumper
+        if bumper is None:
+            return Got(None)
+        key = (cell.component, cell.env, tuple(cell.pinned.value or []))
+        if key in self._previous:
+            return Got(self._previous[key])
+        async with self._history_reads:  # each reads the pin file's git history
+            got = await self._timed(lambda: bumper.previous(cell.component, cell.env))
+        if got.ok:
+            self._previous[key] = got.value
+        return got
+
+    async def _roles(self, cell: Cell) -> tuple[dict[str, list[str]], bool]:
+        """Version -> roles (live, pinned, previous) in a cell; and whether all are known."""
+        roles: dict[str, list[str]] = {}
+        previous = await self._previous_of(cell) if cell.pinned.ok else Got[str | None]()
+        live = cell.live.value if cell.live.ok and cell.live.value else None
+        named = [("live", live)] + [("pinned", v) for v in cell.pinned.value or []]
+        for role, version in named + [("previous", previous.value)]:
+            if version and not version.startswith("mixed: "):
+                roles.setdefault(version, []).append(role)
+        complete = cell.pinned.ok and previous.ok and cell.live.error in (None, NO_CLUSTER)
+        return roles, complete
+
+    async def _artifacts(self, statuses: list[ComponentStatus], check: _Check) -> None:
+        cfg = self.services.config
+        registry = self.services.registry
+        cells = [cell for status in statuses for cell in status.cells.values()]
+        found = await asyncio.gather(*(self._roles(cell) for cell in cells))
+        per_cell = [
+            (cell, roles, complete) for cell, (roles, complete) in zip(cells, found, strict=True)
+        ]
+        for cell, roles, complete in per_cell:
+            check.in_use.setdefault(cell.component, set()).update(roles)
+            if not complete:
+                check.incomplete.add(cell.component)
+        if registry is None:
+            return
+        wanted = {
+            (repo, version)
+            for cell, roles, _ in per_cell
+            for repo in artifact_repos(cfg, cell.component)
+            for version in roles
+        }
+        keys = sorted(wanted)
+        answers = await asyncio.gather(*(self._exists(repo, v) for repo, v in keys))
+        exists = dict(zip(keys, answers, strict=True))
+        for cell, roles, complete in per_cell:
+            comp = cfg.components[cell.component]
+            answered = complete
+            for version, used_as in roles.items():
+                for kind, repo in (("image", comp.image), ("chart", comp.chart)):
+                    if not repo:
+                        continue
+                    got = exists[(repo, version)]
+                    answered = answered and got.ok
+                    if got.value is False:
+                        check.missing.add((registry.repository_path(repo), oci_tag(version)))
+                        detail = f"{kind} {registry.repository_path(repo)}:{version}"
+                        check.findings.append(
+                            Finding(
+                                "missing-artifact",
+                                cell.component,
+                                cell.env,
+                                detail,
+                                _missing_text(detail, used_as),
+                            )  # fmt: skip
+                        )
+            if answered:
+                check.checked.add(("missing-artifact", cell.component, cell.env))
+
+    async def _exists(self, repo: str, version: str) -> Got[bool]:
+        registry = self.services.registry
+        assert registry is not None
+        async with self._registry_calls:
+            return await self._timed(lambda: registry.manifest_exists(repo, version))
+
+    async def _protect(self, check: _Check) -> None:
+        cfg = self.services.config.registry
+        registry = self.services.registry
+        if cfg is None or not cfg.protect or registry is None or registry.kind != "harbor":
+            return
+        config = self.services.config
+        wanted = wanted_tags(config, registry, check.in_use)
+        wanted = {
+            repo: {t for t in tags if (repo, t) not in check.missing}
+            for repo, tags in wanted.items()
+        }
+        complete = [c for c in config.components if c not in check.incomplete]
+        prune = {registry.repository_path(r) for c in complete for r in artifact_repos(config, c)}
+        # a repository shared with a component whose in-use versions are unknown is not pruned
+        for c in check.incomplete:
+            prune -= {registry.repository_path(r) for r in artifact_repos(config, c)}
+        report = await protect(registry, cfg.protect_label, wanted, prune)
+        line = report.line(cfg.protect_label)
+        if line is not None:
+            await self.services.announce(line, key="registry-protection", final=True)
+
+
+def _missing_text(detail: str, roles: list[str]) -> str:
+    if "live" in roles or "pinned" in roles:
+        effect = "the next restart or deploy will fail"
+    else:
+        effect = "a rollback to it will fail"
+    return f"{detail} ({', '.join(roles)}) is gone from the registry: {effect}"

@@ -1,0 +1,380 @@
+"""What is running where: the per component+environment picture `!status`, `GET /status` and
+the monitors share.
+
+`StatusBoard` reads every source (pins on main and on the open bump MR, release tags, the
+cluster's Deployments and pods, locks, alerts) concurrently, each call bounded by
+`monitors.source_timeout` and reused for `monitors.status_cache` seconds. A source that fails
+or hangs becomes `Got(error=...)` and shows as "unknown (reason)"; it never fails the answer.
+`bot.status.lines` puts the result into words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from bot.cluster.kube import (
+    ClusterError,
+    DeploymentState,
+    PodProblem,
+    PodState,
+    live_from_deployments,
+    problems_of,
+)
+from bot.cluster.livestate import Cluster, LiveSeen, live_sources, target_of
+from bot.cluster.registry import RegistryError
+from bot.control.forge import OpenBump
+from bot.control.releases import SourceError
+from bot.control.snapshot import PinSnapshot
+from bot.core.alerts import Alert, AlertStore
+from bot.core.errors import UserError
+from bot.core.git import GitError
+from bot.core.locks import ALL_ENVS, Lock
+from bot.core.pathway import Pathway, pathway
+from bot.core.versions import RefError, Tag, Version, release_versions
+from bot.deploy.records import ACTIVE_STATES
+from bot.services import Services
+
+log = logging.getLogger("deploybot.status")
+
+T = TypeVar("T")
+NO_CLUSTER = "no cluster configured"
+# errors whose message is written for people (one line, no secrets)
+_TOLD = (UserError, SourceError, ClusterError, RegistryError, GitError, RefError)
+
+
+@dataclass(frozen=True)
+class Got(Generic[T]):
+    """A source's answer: `value`, or `error` saying why it is unknown."""
+
+    value: T | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unknown(self) -> str:
+        return f"unknown ({self.error})"
+
+
+@dataclass(frozen=True)
+class Health:
+    ready: int
+    desired: int
+    problems: tuple[PodProblem, ...]
+    pods: tuple[PodState, ...] | None  # None: not listed (every Deployment was ready)
+
+    @property
+    def ok(self) -> bool:
+        return self.ready >= self.desired and not self.problems
+
+
+@dataclass
+class Cell:
+    """One component in one environment."""
+
+    component: str
+    env: str
+    pinned: Got[list[str]]
+    live: Got[str | None]
+    health: Got[Health]
+    lock: Lock | None = None
+    deploying: tuple[int, str, str] | None = None  # (deploy id, version, state) in flight
+    bump_pinned: Got[list[str]] | None = None  # None: no bump MR open
+    live_since: float | None = None
+    alerts: list[Alert] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> bool:
+        pins, live = self.pinned.value, self.live.value
+        return bool(self.pinned.ok and self.live.ok and live and pins and live not in pins)
+
+    @property
+    def needs_attention(self) -> bool:
+        unknown = [
+            g for g in (self.pinned, self.live, self.health) if g.error not in (None, NO_CLUSTER)
+        ]
+        health = self.health.value
+        return bool(
+            self.alerts
+            or unknown
+            or self.drifted
+            or self.lock
+            or self.deploying
+            or (health and not health.ok)
+        )
+
+
+@dataclass
+class ComponentStatus:
+    component: str
+    tags: Got[list[Tag]]
+    bump: Got[OpenBump | None]
+    cells: dict[str, Cell]
+
+    @property
+    def latest(self) -> Version | None:
+        releases = release_versions(self.tags.value or [])
+        return releases[-1] if releases else None
+
+    def path(self, envs: Sequence[str]) -> Pathway | None:
+        """The newest release's path to production."""
+        latest = self.latest
+        if latest is None:
+            return None
+        cells = [self.cells[e] for e in envs]
+        return pathway(
+            envs,
+            merged=True,
+            built=True,
+            bump_open=any(
+                latest.raw in (c.bump_pinned.value or []) for c in cells if c.bump_pinned
+            ),
+            pinned={c.env: latest.raw in (c.pinned.value or []) for c in cells},
+            live={c.env: (c.live.value == latest.raw) if c.live.ok else None for c in cells},
+        )
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class StatusBoard:
+    """Gathers `ComponentStatus`es; owns the short-lived cache of source answers."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        clock: Callable[[], float] = time.time,
+        git_parallel: int = 8,
+    ) -> None:
+        self.services = services
+        self.clock = clock
+        self._cache: dict[tuple[str, ...], tuple[float, Got[Any]]] = {}
+        self._git = asyncio.Semaphore(git_parallel)
+        cr = services.config.control_repo
+        plain_git = services.control is not None and cr is not None and cr.forge == "git"
+        self._snapshot = (
+            PinSnapshot(services.config, services.control)
+            if plain_git and services.control
+            else None
+        )
+        self._snapshot_error: str | None = None
+
+    @property
+    def timeout(self) -> float:
+        return self.services.config.monitors.source_timeout
+
+    def forget(self, component: str) -> None:
+        """Drop cached answers about `component` (after a deploy changed what runs)."""
+        for key in [k for k in self._cache if component in k]:
+            del self._cache[key]
+
+    async def _get(
+        self, key: tuple[str, ...], fetch: Callable[[], Awaitable[T]], fresh: bool
+    ) -> Got[T]:
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now and not fresh:
+            return hit[1]
+        try:
+            value = await asyncio.wait_for(fetch(), self.timeout)
+        except TimeoutError:
+            return Got(error=f"no answer within {self.timeout:g}s")
+        except _TOLD as exc:
+            return Got(error=one_line(str(exc)) or type(exc).__name__)
+        except Exception as exc:  # a bug or an unexpected failure: logged, shown by type only
+            log.warning("status source %s failed", "/".join(key), exc_info=True)
+            return Got(error=type(exc).__name__)
+        got: Got[T] = Got(value)
+        self._cache[key] = (now + self.services.config.monitors.status_cache, got)
+        return got
+
+    async def _pinned(self, component: str, env: str, ref: str | None) -> list[str]:
+        if ref is None and self._snapshot is not None:
+            if self._snapshot_error is not None:
+                raise UserError(self._snapshot_error)
+            return await self._snapshot.pinned(component, env)
+        async with self._git:
+            bumper = self.services.bumper
+            if bumper is not None:
+                return await bumper.pinned(component, env, ref)
+            control = self.services.control
+            if control is None:
+                raise UserError("no control repo configured")
+            await control.sync(max_age=10)
+            comp = self.services.config.components[component]
+            pins = await control.pins(component, comp, env, ref)
+            bad = next((p for p in pins if p.value is None), None)
+            if bad is not None:
+                raise UserError(f"{bad.path}: {bad.error}")
+            return [p.value for p in pins if p.value is not None]
+
+    async def _tags(self, component: str) -> list[Tag]:
+        bumper = self.services.bumper
+        if bumper is None:
+            raise UserError("no control repo configured, so no release source")
+        async with self._git:
+            return await bumper.source.tags(component)
+
+    async def _open_bump(self, component: str) -> OpenBump | None:
+        bumper = self.services.bumper
+        return None if bumper is None else await bumper.forge.open_bump(component)
+
+    async def _cell(
+        self,
+        component: str,
+        env: str,
+        cluster: Cluster | None,
+        bump: Got[OpenBump | None],
+        fresh: bool,
+        all_pods: bool,
+    ) -> Cell:
+        target = target_of(self.services.config, component)
+        rev = self._snapshot.rev if self._snapshot is not None else ""  # new commit: re-read
+        pinned_task = self._get(
+            ("pinned", component, env, rev), lambda: self._pinned(component, env, None), fresh
+        )
+        if cluster is None:
+            pinned = await pinned_task
+            none: Got[Any] = Got(error=NO_CLUSTER)
+            return Cell(component, env, pinned, none, none)
+        deps_task = self._get(
+            ("deployments", env, target.namespace),
+            lambda: cluster.deployments(target.namespace),
+            fresh,
+        )
+        pinned, deps = await asyncio.gather(pinned_task, deps_task)
+        live = await self._live(cluster, env, target.namespace, target.release,
+                                target.chart_name, deps, fresh)  # fmt: skip
+        health = await self._health(cluster, env, target.namespace, deps, fresh, all_pods)
+        cell = Cell(component, env, pinned, live, health)
+        if bump.value is not None:
+            branch = bump.value.branch
+            cell.bump_pinned = await self._get(
+                ("pinned", component, env, branch),
+                lambda: self._pinned(component, env, branch),
+                fresh,
+            )
+        return cell
+
+    async def _live(
+        self,
+        cluster: Cluster,
+        env: str,
+        namespace: str,
+        release: str,
+        chart: str,
+        deps: Got[list[DeploymentState]],
+        fresh: bool,
+    ) -> Got[str | None]:
+        if not deps.ok:
+            return Got(error=deps.error)
+        found = live_from_deployments(deps.value or [], release, chart)
+        if found is not None:
+            return Got(found)
+        # no labelled Deployment: ask the Helm release record
+        return await self._get(
+            ("live", env, namespace, release),
+            lambda: cluster.live_version(namespace, release, chart),
+            fresh,
+        )
+
+    async def _health(
+        self,
+        cluster: Cluster,
+        env: str,
+        namespace: str,
+        deps: Got[list[DeploymentState]],
+        fresh: bool,
+        all_pods: bool,
+    ) -> Got[Health]:
+        if not deps.ok:
+            return Got(error=deps.error)
+        states = deps.value or []
+        ready = sum(min(d.ready, d.desired) for d in states)
+        desired = sum(d.desired for d in states)
+        if not all_pods and ready >= desired and all(d.complete for d in states):
+            return Got(Health(ready, desired, (), None))
+        pods = await self._get(("pods", env, namespace), lambda: cluster.pods(namespace), fresh)
+        if not pods.ok:
+            return Got(error=pods.error)
+        listed = tuple(pods.value or [])
+        return Got(Health(ready, desired, tuple(problems_of(list(listed))), listed))
+
+    async def _component(
+        self,
+        component: str,
+        envs: Sequence[str],
+        sources: dict[str, Cluster],
+        fresh: bool,
+        all_pods: bool,
+    ) -> ComponentStatus:
+        tags_task = self._get(("tags", component), lambda: self._tags(component), fresh)
+        bump = await self._get(("bump", component), lambda: self._open_bump(component), fresh)
+        cells = await asyncio.gather(
+            *(self._cell(component, e, sources.get(e), bump, fresh, all_pods) for e in envs)
+        )
+        return ComponentStatus(component, await tags_task, bump, {c.env: c for c in cells})
+
+    async def gather(
+        self,
+        components: Sequence[str],
+        envs: Sequence[str] | None = None,
+        *,
+        fresh: bool = False,
+        all_pods: bool = False,
+    ) -> list[ComponentStatus]:
+        """Every component in every environment (default: all, in configured order).
+
+        `fresh` skips the cache; `all_pods` lists pods even where every Deployment is ready
+        (the monitors want restart counts; `!status` only needs pods when something is not).
+        """
+        cfg = self.services.config
+        envs = list(envs) if envs is not None else cfg.env_names
+        sources = live_sources(cfg, self.services.clusters)
+        snapshot = self._snapshot
+        if snapshot is not None:  # every pin on main in one read
+            max_age = 0.0 if fresh else cfg.monitors.status_cache
+            got = await self._get(("pins",), lambda: snapshot.refresh(max_age), fresh=True)
+            self._snapshot_error = got.error
+        found = await asyncio.gather(
+            *(self._component(c, envs, sources, fresh, all_pods) for c in components)
+        )
+        await self._annotate(found)
+        return list(found)
+
+    async def _annotate(self, found: Sequence[ComponentStatus]) -> None:
+        """Locks, raised alerts and live ages: all from the store."""
+        services = self.services
+        alerts = await AlertStore(services.store).active()
+        locks = await services.locks.all()
+        seen = await LiveSeen(services.store).all()
+        active = await services.store.fetchall(
+            "SELECT id, component, env, version, state FROM deploys WHERE state IN (?,?,?)"
+            " ORDER BY id",
+            ACTIVE_STATES,
+        )
+        deploying = {
+            (r["component"], r["env"]): (r["id"], r["version"], r["state"]) for r in active
+        }
+        for status in found:
+            for cell in status.cells.values():
+                mine = [lk for lk in locks if lk.component == cell.component]
+                cell.lock = next((lk for lk in mine if lk.env == ALL_ENVS), None) or next(
+                    (lk for lk in mine if lk.env == cell.env), None
+                )
+                cell.alerts = [
+                    a for a in alerts if (a.component, a.env) == (cell.component, cell.env)
+                ]
+                cell.deploying = deploying.get((cell.component, cell.env))
+                version, since = seen.get((cell.component, cell.env), (None, None))
+                if cell.live.value and version == cell.live.value:
+                    cell.live_since = since

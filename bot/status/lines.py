@@ -1,0 +1,89 @@
+"""The status report in words: one compact line per component+environment.
+
+Shared by `!status` (commands/status.py picks what fits in three lines) and `GET /status`
+(every line). The facts come from `bot.status.StatusBoard`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.core.alerts import short_duration
+from bot.core.pathway import Pathway
+from bot.services import Services
+from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard, one_line
+
+
+def _versions(got: Got[list[str]]) -> str:
+    return (",".join(got.value or []) or "none") if got.ok else got.unknown()
+
+
+def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: float) -> str:
+    """`builds-api tools: live X (seen 3h), as pinned · latest Y step 4/5 · 2/2 ready · ...`;
+    no live part where the environment has no cluster."""
+    parts = []
+    live = cell.live
+    seen = now - cell.live_since if cell.live_since is not None else 0.0
+    age = f" (seen {short_duration(seen)})" if seen >= 60 else ""
+    if live.ok and cell.pinned.ok and live.value and live.value in (cell.pinned.value or []):
+        parts.append(f"live {live.value}{age}, as pinned")
+    else:
+        if live.ok:
+            parts.append(f"live {live.value or 'nothing'}{age}")
+        elif live.error != NO_CLUSTER:
+            parts.append(f"live {live.unknown()}")
+        parts.append(f"pinned {_versions(cell.pinned)}")
+    bump = status.bump
+    if not bump.ok:
+        parts.append(f"bump MR {bump.unknown()}")
+    elif bump.value is not None and cell.bump_pinned is not None:
+        parts.append(f"bump !{bump.value.iid}: {_versions(cell.bump_pinned)}")
+    latest = status.latest
+    if not status.tags.ok:
+        parts.append(f"latest {status.tags.unknown()}")
+    elif latest is not None:
+        parts.append(f"latest {latest.raw}" + (f" step {step.k}/{step.n}" if step else ""))
+    health = cell.health
+    if health.value is not None:
+        h = health.value
+        text = f"{h.ready}/{h.desired} ready"
+        if h.problems:
+            more = len(h.problems) - 1
+            text += ", " + one_line(h.problems[0].describe(), 100)
+            text += f" (+{more} more)" if more else ""
+        parts.append(text)
+    elif health.error != NO_CLUSTER:
+        parts.append(f"health {health.unknown()}")
+    if cell.deploying is not None:
+        deploy_id, version, state = cell.deploying
+        parts.append(f"deploy #{deploy_id} {state} ({version})")
+    if cell.lock is not None:
+        parts.append(f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 60)}")
+    if cell.alerts:
+        ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in cell.alerts]
+        parts.append(
+            "ALERT: " + ", ".join(a.kind + age for a, age in zip(cell.alerts, ages, strict=True))
+        )
+    return f"{cell.component} {cell.env}: " + " · ".join(parts)
+
+
+def cell_lines(
+    statuses: Sequence[ComponentStatus], envs: Sequence[str], all_envs: Sequence[str], now: float
+) -> list[tuple[Cell, str]]:
+    """Each cell in `envs` with its line (the step counts every environment in `all_envs`)."""
+    out = []
+    for status in statuses:
+        step = status.path(all_envs)
+        for env in envs:
+            cell = status.cells[env]
+            out.append((cell, cell_line(status, cell, step, now)))
+    return out
+
+
+async def status_lines(services: Services, components: list[str], envs: list[str]) -> list[str]:
+    """One line per component+environment (what `GET /status` shows)."""
+    board = services.status_board or StatusBoard(services)
+    all_envs = services.config.env_names
+    statuses = await board.gather(components, all_envs)
+    lines = cell_lines(statuses, envs, all_envs, board.clock())
+    return [services.redactor(line) for _, line in lines]

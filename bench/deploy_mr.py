@@ -73,7 +73,7 @@ async def _run() -> dict[str, Any]:
             app = App(config)
             await app.store.open()
             try:
-                bumper, gitlab = app.services.bumper, app.services.gitlab
+                bumper, gitlab = app.bumper, app.services.gitlab
                 assert bumper is not None and gitlab is not None
                 envs = config.env_names
                 baseline, timings = [], []

@@ -90,11 +90,11 @@ async def _run() -> dict[str, Any]:
             try:
                 await app.services.control.sync() if app.services.control else None
                 start = time.perf_counter()
-                lines = await status_lines(app.services, names, list(ENVS))
+                lines = await status_lines(app.board, names, list(ENVS))
                 cold = time.perf_counter() - start
                 calls = len(beta.requests) + len(prod.requests)
                 start = time.perf_counter()
-                await status_lines(app.services, names, list(ENVS))
+                await status_lines(app.board, names, list(ENVS))
                 warm = time.perf_counter() - start
             finally:
                 for cluster in app.services.clusters.values():

@@ -25,6 +25,7 @@ import commands.locks
 import commands.sal
 import commands.status
 import commands.where
+from bot.chat.announcer import Announcer
 from bot.chat.base import ChatAdapter, Message
 from bot.chat.console import ConsoleAdapter
 from bot.chat.irc import IrcAdapter
@@ -42,7 +43,7 @@ from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
 from bot.core.store import Store
 from bot.deploy.deployer import Deployer
-from bot.deploy.followup import MergedBumps
+from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.pipelines import PipelineAnnouncer
@@ -52,7 +53,7 @@ from bot.monitors.checks import Monitors
 from bot.services import Services
 from bot.status.board import StatusBoard
 from commands.dispatch import Dispatcher
-from commands.spec import CommandSet
+from commands.spec import Capabilities, CommandSet
 
 log = logging.getLogger("deploybot")
 
@@ -201,37 +202,37 @@ class App:
         default_project = next(
             (e.sal_project for e in config.environments if e.sal_project), "deploybot"
         )
+        sal = Sal(
+            self.store, config.sal.sinks, self.redactor,
+            irc_send if config.chat.irc else None, default_project,
+        )  # fmt: skip
+        gitlab = self._gitlab(config)
+        control = control_repo_from_config(config)
         self.services = Services(
             config=config,
             store=self.store,
-            sal=Sal(
-                self.store,
-                config.sal.sinks,
-                self.redactor,
-                irc_send if config.chat.irc else None,
-                default_project,
-            ),
+            sal=sal,
             outbox=outbox,
+            announcer=Announcer(config, outbox, self.redactor),
             locks=Locks(self.store),
             metrics=self.metrics,
             redactor=self.redactor,
-            control=control_repo_from_config(config),
-            gitlab=self._gitlab(config),
+            diffs=DiffStore(config.bot.state_dir, config.bot.public_url),
+            control=control,
+            gitlab=gitlab,
             clusters=build_clusters(config),
             registry=build_registry(config),
         )
-        self.services.bumper = build_bumper(
-            config, self.store, self.services.sal, self.services.control, self.services.gitlab
-        )
-        self.services.diffs = DiffStore(config.bot.state_dir, config.bot.public_url)
-        self.services.deployer = Deployer(self.services)
-        self.dispatcher = Dispatcher(self.services, CommandSet.collect(COMMAND_MODULES))
-        self.services.status_board = StatusBoard(self.services)
-        self.monitors = Monitors(self.services, self.services.status_board)
-        self.services.monitors = self.monitors
+        # capabilities, each given what it needs; they tell each other things through hooks
+        self.bumper = build_bumper(config, self.store, sal, control, gitlab)
+        self.board = StatusBoard(self.services, self.bumper)
+        self.monitors = Monitors(self.services, self.bumper, self.board)
+        self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
+        caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
+        self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
         router = Router()
-        PipelineAnnouncer(self.services).register(router)
-        MergedBumps(self.services).register(router)  # auto-apply after a bump MR merges
+        PipelineAnnouncer(config, self.store, gitlab, self.services.announcer).register(router)
+        ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
         self.webhook_policy = SecretPolicy(config)
@@ -239,6 +240,20 @@ class App:
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
             on_stored=self.events.wake,
         )  # fmt: skip
+
+    def http_app(self) -> web.Application:
+        """The HTTP routes over this bot's parts, webhooks included."""
+        app = build_http_app(
+            self.services, self.board, self.deployer, self.events, self.ready,
+            lambda: {a.name: a.connected for a in self.adapters},
+        )  # fmt: skip
+        add_webhook_route(app, self.webhooks)
+        return app
+
+    def _deploy_finished(self, component: str) -> None:
+        """What runs changed: no stale `!status`, and the monitors look again now."""
+        self.board.forget(component)
+        self.monitors.wake()
 
     @staticmethod
     def _gitlab(config: Config) -> GitLabAPI | None:
@@ -270,10 +285,7 @@ class App:
             handler.addFilter(self._log_filter)
         use_io_threads()
         await self.store.open()
-        http_app = build_http_app(
-            self.services, self.ready, lambda: {a.name: a.connected for a in self.adapters}
-        )
-        add_webhook_route(http_app, self.webhooks)
+        http_app = self.http_app()
         if (warning := self.webhook_policy.warning()) is not None:
             log.warning("%s", warning)
         self._runner = web.AppRunner(http_app, access_log=None)
@@ -284,8 +296,7 @@ class App:
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
-        if self.services.deployer is not None:
-            await self.services.deployer.recover()
+        await self.deployer.recover()
         for adapter in self.adapters:
             await adapter.start(self.on_message)
         log.info("deploybot started; http on %s", self.config.http.listen)
@@ -313,8 +324,8 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self.services.deployer is not None and self.store.is_open:
-            await self.services.deployer.stop()  # kills running deploys, marks them interrupted
+        if self.store.is_open:
+            await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
         if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")

@@ -11,14 +11,20 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from bot.deploy.deployer import Deployer
+from bot.gitlab.inbox import EventWorker
 from bot.services import Services
+from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 ChatState = Callable[[], dict[str, bool]]
 
 
-def build_http_app(services: Services, ready: ReadyCheck, chat_state: ChatState) -> web.Application:
+def build_http_app(
+    services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
+    ready: ReadyCheck, chat_state: ChatState,
+) -> web.Application:  # fmt: skip
     app = web.Application(client_max_size=services.config.http.max_body_bytes)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -30,8 +36,7 @@ def build_http_app(services: Services, ready: ReadyCheck, chat_state: ChatState)
 
     async def metrics(request: web.Request) -> web.Response:
         services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
-        row = await services.store.fetchone("SELECT count(*) FROM events WHERE status='pending'")
-        services.metrics.queue_depth.labels("webhook_events").set(row[0] if row else 0)
+        services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
         for adapter_name, up in chat_state().items():
             services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
         return web.Response(
@@ -57,19 +62,18 @@ def build_http_app(services: Services, ready: ReadyCheck, chat_state: ChatState)
 
     async def status(request: web.Request) -> web.Response:
         cfg = services.config
-        lines = await status_lines(services, list(cfg.components), cfg.env_names)
+        lines = await status_lines(board, list(cfg.components), cfg.env_names)
         return web.Response(text="\n".join(lines) + "\n")
 
     async def diff(request: web.Request) -> web.Response:
-        text = await services.diffs.load(request.match_info["id"]) if services.diffs else None
+        text = await services.diffs.load(request.match_info["id"])
         if text is None:
             return web.Response(status=404, text="no such diff\n")
         return web.Response(text=text, content_type="text/plain")
 
     async def deploy_log(request: web.Request) -> web.Response:
         deploy_id = request.match_info["id"]
-        deployer = services.deployer
-        if deployer is None or not deploy_id.isdigit():
+        if not deploy_id.isdigit():
             return web.Response(status=404, text="no such deploy\n")
         path = deployer.log_path(int(deploy_id))
         try:

@@ -1,6 +1,6 @@
 """`!apply` and `!rollback`: deploy what the control repo pins, or go back to a version.
 
-The work is `bot.deployer.Deployer`; these handlers parse, authorize (a refusal is also a SAL
+The work is `bot.deploy.deployer.Deployer`; these handlers parse, authorize (a refusal is also a SAL
 entry, because "who tried to deploy what" is part of the log), and, for a rollback, check the
 target's artifacts and re-pin it through the bump path before applying it.
 """
@@ -10,24 +10,14 @@ from __future__ import annotations
 from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.versions import RefError
-from bot.deploy.deployer import Deployer
-from bot.deploy.records import DeployOutcome, DeployRequest
-from commands.context import Context
-from commands.deploy import bumper_of
+from bot.deploy.model import DeployOutcome, DeployRequest
 from commands.parse import Invocation
-from commands.spec import command
-
-
-def deployer_of(ctx: Context) -> Deployer:
-    deployer = ctx.services.deployer
-    if deployer is None:
-        raise UserError("deploys are not available in this bot")
-    return deployer
+from commands.spec import Context, command
 
 
 async def authorize(ctx: Context, req: DeployRequest, needed: Role = Role.deployer) -> None:
     """The role for component+env (admin for --force); refusals are recorded in the SAL."""
-    deployer = deployer_of(ctx)
+    deployer = ctx.deployer
     try:
         ctx.require(needed, req.component, req.env)
         if req.force:
@@ -45,7 +35,7 @@ def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
     if outcome.state == "refused":
         raise UserError(outcome.line)
     msg = ctx.message
-    if not msg.private and msg.room == ctx.services.room_for(component):
+    if not msg.private and msg.room == ctx.services.announcer.room_for(component):
         return None
     return outcome.line
 
@@ -64,7 +54,7 @@ async def apply(ctx: Context, inv: Invocation) -> str | None:
     component, env = ctx.component(inv.args[0]), ctx.env(inv.args[1])
     req = DeployRequest(component, env, ctx.actor, "apply", tuple(inv.tasks), "force" in inv.flags)
     await authorize(ctx, req)
-    return reply(ctx, component, await deployer_of(ctx).apply(req))
+    return reply(ctx, component, await ctx.deployer.apply(req))
 
 
 @command(
@@ -85,10 +75,10 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
     action = "rollback-emergency" if emergency else "rollback"
     req = DeployRequest(component, env, ctx.actor, action, tuple(inv.tasks), "force" in inv.flags)
     await authorize(ctx, req, Role.admin if emergency else Role.deployer)
-    deployer = deployer_of(ctx)
+    deployer = ctx.deployer
     if emergency and len(args) == 4:
         raise UserError("--emergency rolls back to the previous Helm revision; drop 'to <ref>'")
-    bumper = bumper_of(ctx)
+    bumper = ctx.bumper
     try:
         target = (
             await bumper.resolve(component, args[3] if len(args) == 4 else "previous", [env])

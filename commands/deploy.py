@@ -15,18 +15,10 @@ from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version
-from bot.deploy.preflight import live_version
-from bot.deploy.records import DeployRequest
-from commands.context import Context
+from bot.deploy.model import DeployRequest
+from bot.deploy.running import live_version
 from commands.parse import Invocation
-from commands.spec import command
-
-
-def bumper_of(ctx: Context) -> Bumper:
-    bumper = ctx.services.bumper
-    if bumper is None:
-        raise UserError("no control repo configured (control_repo in the config)")
-    return bumper
+from commands.spec import Context, command
 
 
 def _target(ctx: Context, words: Sequence[str]) -> list[str]:
@@ -57,7 +49,7 @@ async def _resolve(bumper: Bumper, component: str, ref: str, envs: Sequence[str]
 
 async def _pins(ctx: Context, component: str, env: str) -> list[str]:
     try:
-        return await bumper_of(ctx).pinned(component, env)
+        return await ctx.bumper.pinned(component, env)
     except UserError:  # unreadable pins only make the step count conservative
         return []
 
@@ -95,7 +87,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
             return f"MR !{published.mr.iid} already proposes this: {published.mr.url}\n{first}"
         where = f"MR !{published.mr.iid} {published.action}: {published.mr.url}"
     else:
-        where = f"pushed {published.commit_sha[:8]} to {bumper_of(ctx).forge.branch}"
+        where = f"pushed {published.commit_sha[:8]} to {ctx.bumper.forge.branch}"
     return f"{first}\n{where} · {path.describe()}"
 
 
@@ -115,7 +107,7 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     component = ctx.component(inv.args[0])
     envs = _target(ctx, inv.args[2:])
     await _authorize(ctx, component, envs)
-    bumper = bumper_of(ctx)
+    bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
     return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
@@ -144,13 +136,12 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     if source is None:
         raise UserError(f"{target} requires no other environment; use !deploy")
     await _authorize(ctx, component, [target])
-    bumper = bumper_of(ctx)
+    bumper = ctx.bumper
     values = await _runs_in(ctx, component, source)
     if len(values) != 1:
         raise UserError(f"{component} pins differ in {source} ({', '.join(values)}); use !deploy")
-    deployer = ctx.services.deployer
     req = DeployRequest(component, target, ctx.actor, "promote", tuple(inv.tasks))
-    if deployer is not None and (refused := await deployer.check_artifacts(req, values[0])):
+    if refused := await ctx.deployer.check_artifacts(req, values[0]):
         raise UserError(refused.line)
     outcome = await bumper.bump(
         component, values[0], [target], actor=ctx.actor, tasks=inv.tasks, action="promote"
@@ -161,7 +152,7 @@ async def promote(ctx: Context, inv: Invocation) -> str:
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
     """What env runs: the live version when it has a cluster, else its pins on the branch."""
     if env not in ctx.services.clusters:
-        return list(dict.fromkeys(await bumper_of(ctx).pinned(component, env)))
+        return list(dict.fromkeys(await ctx.bumper.pinned(component, env)))
     try:
         live = await live_version(ctx.services, component, env)
     except ClusterError as exc:
@@ -173,8 +164,8 @@ async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
 
 async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) -> str:
     """`auto_apply` environments deploy a bump right away: one more reply line."""
-    deployer, published = ctx.services.deployer, outcome.published
-    if deployer is None or published is None or published.action == "unchanged":
+    deployer, published = ctx.deployer, outcome.published
+    if published is None or published.action == "unchanged":
         return ""
     plan = outcome.plan
     results = await deployer.auto_apply(plan.component, plan.changed_envs, ctx.actor, list(tasks))
@@ -194,7 +185,7 @@ async def diff(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component = ctx.component(inv.args[0])
     envs = _target(ctx, inv.args[2:])
-    bumper = bumper_of(ctx)
+    bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
     plan = await bumper.plan(component, version.raw, envs)
     if not plan.files:

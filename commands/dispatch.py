@@ -13,16 +13,16 @@ import logging
 from bot.chat.base import Message
 from bot.core.errors import Refused, UserError
 from bot.services import Services
-from commands.context import Context
 from commands.parse import Invocation, ParseError, parse_line
-from commands.spec import CommandSet
+from commands.spec import Capabilities, CommandSet, Context
 
 log = logging.getLogger("deploybot.commands")
 
 
 class Dispatcher:
-    def __init__(self, services: Services, commands: CommandSet):
+    def __init__(self, services: Services, caps: Capabilities, commands: CommandSet):
         self.services = services
+        self.caps = caps
         self.commands = commands
 
     async def handle(self, msg: Message) -> None:
@@ -47,7 +47,7 @@ class Dispatcher:
                 + (f"; did you mean {cfg.bot.prefix}{hint}?" if hint else "; try !help"),
             )
             return
-        ctx = Context(self.services, msg, self.commands, spec)
+        ctx = Context(self.services, self.caps, msg, self.commands, spec)
         unknown_flags = inv.flags - spec.flags
         if unknown_flags:
             await ctx.reply(f"{spec.name}: unknown option --{sorted(unknown_flags)[0]}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from bot.core.auth import Role, grants
-from commands.context import Context
 from commands.parse import Invocation
-from commands.spec import command
+from commands.spec import Context, command
 
 
 @command(

@@ -11,9 +11,8 @@ from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.locks import ALL_ENVS, Lock
 from bot.core.sal import SalEntry, actor_name
-from commands.context import Context
 from commands.parse import Invocation
-from commands.spec import command
+from commands.spec import Context, command
 
 MAX_REASON = 300
 

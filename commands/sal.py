@@ -5,9 +5,8 @@ from __future__ import annotations
 from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.sal import SalEntry, actor_name
-from commands.context import Context
 from commands.parse import Invocation
-from commands.spec import command
+from commands.spec import Context, command
 
 MAX_LOG = 400
 

@@ -1,7 +1,11 @@
-"""Declarative commands: each handler states its name, role, usage and examples.
+"""What every command handler declares, and what it is given.
 
-`@command(...)` attaches a `CommandSpec` to the handler; `CommandSet.collect(modules)`
-gathers them. `!help` is generated from the specs and every example runs as a test.
+Declares: `@command(...)` attaches a `CommandSpec` (name, role, usage, examples) to the
+handler; `CommandSet.collect(modules)` gathers them. `!help` is generated from the specs and
+every example runs as a test.
+
+Is given: a `Context` with the message, the caller's roles, the shared `Services` and the
+capabilities (`Capabilities`: deployer, bumper, status board, monitors), and a way to reply.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ import difflib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
 
-from bot.core.auth import Role
-
-if TYPE_CHECKING:
-    from commands.context import Context
-    from commands.parse import Invocation
+from bot.chat.base import Message
+from bot.control.bumper import Bumper
+from bot.core.auth import Role, refusal, role_for
+from bot.core.config import Config
+from bot.core.errors import Refused, UserError
+from bot.deploy.deployer import Deployer
+from bot.monitors.checks import Monitors
+from bot.services import Services
+from bot.status.board import StatusBoard
+from commands.parse import Invocation
 
 Handler = Callable[["Context", "Invocation"], Awaitable[str | None]]
 
@@ -100,3 +108,86 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`; did you mean X?` or an empty string."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {match[0]}?" if match else ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What handlers use beyond the shared kit, built by the composition root."""
+
+    deployer: Deployer
+    bumper: Bumper | None
+    board: StatusBoard
+    monitors: Monitors
+
+
+@dataclass
+class Context:
+    services: Services
+    caps: Capabilities
+    message: Message
+    commands: CommandSet
+    spec: CommandSpec
+
+    @property
+    def deployer(self) -> Deployer:
+        return self.caps.deployer
+
+    @property
+    def board(self) -> StatusBoard:
+        return self.caps.board
+
+    @property
+    def monitors(self) -> Monitors:
+        return self.caps.monitors
+
+    @property
+    def bumper(self) -> Bumper:
+        """The control-repo bumper (a refusal when no control repo is configured)."""
+        if self.caps.bumper is None:
+            raise UserError("no control repo configured (control_repo in the config)")
+        return self.caps.bumper
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+    @property
+    def prefix(self) -> str:
+        return str(self.services.config.bot.prefix)
+
+    @property
+    def actor(self) -> str:
+        """The verified identity acting (the strongest one), or `nick:<nick>` for nobody."""
+        return (
+            self.message.identities[0] if self.message.identities else f"nick:{self.message.nick}"
+        )
+
+    def role(self, component: str | None = None, env: str | None = None) -> Role:
+        return role_for(self.services.config.auth.rules, self.message.identities, component, env)
+
+    def require(self, needed: Role, component: str | None = None, env: str | None = None) -> None:
+        if self.role(component, env) < needed:
+            self.services.metrics.refusals.labels(self.spec.name, str(needed)).inc()
+            raise Refused(refusal(needed, component, env))
+
+    async def reply(self, text: str) -> None:
+        """Send a line now (before the handler returns), e.g. "working on it"."""
+        await self.services.outbox.enqueue(
+            self.message.room,
+            self.services.redactor(text),
+            adapter=self.message.adapter,
+            priority=1,
+        )
+
+    def component(self, name: str) -> str:
+        """Validate a component name from chat."""
+        if name not in self.services.config.components:
+            known = self.services.config.components
+            raise UserError(f"unknown component {name[:60]!r}{did_you_mean(name, known)}")
+        return name
+
+    def env(self, name: str) -> str:
+        names = self.services.config.env_names
+        if name not in names:
+            raise UserError(f"unknown environment {name[:60]!r}{did_you_mean(name, names)}")
+        return name

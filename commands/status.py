@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from bot.core.auth import Role
 from bot.core.errors import UserError
-from bot.status.board import StatusBoard
 from bot.status.lines import cell_lines
-from commands.context import Context
 from commands.parse import Invocation
-from commands.spec import command
+from commands.spec import Context, command
 
 MAX_LINES = 3
 FIRST_CHECK_WAIT = 3.0  # seconds `!status` waits for the monitors' first check after start
@@ -42,10 +40,8 @@ async def status(ctx: Context, inv: Invocation) -> str:
         envs = [ctx.env(inv.args[1])]
     if not components or not envs:
         return "no components or environments configured"
-    services = ctx.services
-    if services.monitors is not None:
-        await services.monitors.wait_first_check(FIRST_CHECK_WAIT)
-    board = services.status_board or StatusBoard(services)
+    await ctx.monitors.wait_first_check(FIRST_CHECK_WAIT)
+    board = ctx.board
     statuses = await board.gather(components, cfg.env_names)
     cells = cell_lines(statuses, envs, cfg.env_names, board.clock())
     more_at = f"{cfg.bot.public_url.rstrip('/')}/status"

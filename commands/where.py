@@ -8,7 +8,6 @@ repo's target branch) and lets `bot.core.pathway` turn it into "step k of n".
 from __future__ import annotations
 
 import re
-import sqlite3
 
 from bot.control.bumper import Bumper
 from bot.control.forge import BumpError
@@ -17,25 +16,11 @@ from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Tag, Version, check_ref
-from commands.context import Context
-from commands.deploy import bumper_of
+from bot.gitlab.pipelines import newest_pipeline
 from commands.parse import Invocation
-from commands.spec import command
+from commands.spec import Context, command
 
 _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
-
-
-async def _pipeline(
-    bumper: Bumper, component: str, sha: str | None, version: str | None
-) -> sqlite3.Row | None:
-    """The newest pipeline the store knows for that commit or version (status, url)."""
-    if sha is None and version is None:
-        return None
-    return await bumper.store.fetchone(
-        "SELECT status, url FROM pipelines WHERE component = ? AND (sha LIKE ? OR version = ?)"
-        " ORDER BY updated_at DESC LIMIT 1",
-        (component, f"{sha}%" if sha else "-", version or "-"),
-    )
 
 
 async def _pinned_in(bumper: Bumper, component: str, env: str, ref: str | None = None) -> list[str]:
@@ -61,7 +46,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         check_ref(ref)
     except RefError as exc:
         raise UserError(str(exc)) from None
-    bumper = bumper_of(ctx)
+    bumper = ctx.bumper
     envs = ctx.config.env_names
     version: Version | None = None
     sha: str | None = None
@@ -89,8 +74,8 @@ async def where(ctx: Context, inv: Invocation) -> str:
         if found is not None:
             sha = found.sha
             merged_url = found.url
-    row = await _pipeline(bumper, component, sha, version.raw if version else None)
-    built = bool(version and version.is_release) or bool(row and row["status"] == "success")
+    seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
+    built = bool(version and version.is_release) or bool(seen and seen.status == "success")
     bump = await bumper.forge.open_bump(component)
     in_bump = False
     if bump is not None and version is not None:
@@ -107,7 +92,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         pinned={env: version is not None and version.raw in pins[env] for env in envs},
         links={
             "merged": merged_url,
-            "built": row["url"] if row else None,
+            "built": seen.url if seen else None,
             "bump": bump.url if bump else None,
         },
         bump_label="bump MR open" if bumper.forge.kind == "gitlab" else "bump committed",

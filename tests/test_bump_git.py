@@ -15,7 +15,6 @@ from bot.app import App
 from bot.control.bumper import Bumper
 from bot.core.config import Config
 from bot.core.git import git
-from bot.http import build_http_app
 from tests.bumpfixtures import Repos, git_config, make_repos, remote_file, remote_head
 from tests.conftest import console_session
 
@@ -43,8 +42,8 @@ async def app(config: Config) -> AsyncIterator[App]:
 
 
 def bumper(app: App) -> Bumper:
-    assert app.services.bumper is not None
-    return app.services.bumper
+    assert app.bumper is not None
+    return app.bumper
 
 
 async def changed_lines(bare: Path, rev: str = "main") -> dict[str, tuple[int, int]]:
@@ -307,9 +306,7 @@ async def test_diff_summarises_and_serves_the_full_diff(app: App, repos: Repos) 
     )
     url = lines[1].removeprefix("full diff: ")
     assert url.startswith("http://127.0.0.1:9/diffs/")
-    async with TestClient(
-        TestServer(build_http_app(app.services, lambda: (True, ""), dict))
-    ) as client:
+    async with TestClient(TestServer(app.http_app())) as client:
         resp = await client.get(url.removeprefix("http://127.0.0.1:9"))
         text = await resp.text()
         assert resp.status == 200

@@ -21,7 +21,7 @@ from bot.control.forge import OpenBump
 from bot.control.pins import read_pin, replace_pin
 from bot.core.windows import DAYS
 from bot.deploy.followup import Deployed, follow_up
-from bot.deploy.records import DeployRequest
+from bot.deploy.model import DeployRequest
 from tests.bumpfixtures import FIXTURE, base_config
 from tests.deployfixtures import IMAGE, NS, DeployBed, bed
 from tests.fakes.gitlab import FakeGitLab
@@ -279,7 +279,7 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
         app = App(config, console=ConsoleAdapter(io.StringIO(""), io.StringIO(), user="tester"))
         await app.start()
         try:
-            deployer = app.services.deployer
+            deployer = app.deployer
             assert deployer is not None
             bump = OpenBump(mr["iid"], mr["web_url"], branch)
             states = []
@@ -289,7 +289,7 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
                 await deployer.records.set_state(deploy_id, "done")
                 done = Deployed("builds-api", env, new, "console:tester", deploy_id, "done", "9s",
                                 deployer.log_url(deploy_id))  # fmt: skip
-                await follow_up(app.services, bump, done)
+                await follow_up(app.services, app.bumper, bump, done)
                 states.append(gl.merge_requests(control)[0]["state"])
             sal = await app.services.sal.query(limit=5)
         finally:

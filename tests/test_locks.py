@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import App
-from bot.deploy.records import DeployRequest
+from bot.deploy.model import DeployRequest
 from tests.deployfixtures import DeployBed, bed
 
 __all__ = ["bed"]
@@ -72,7 +72,7 @@ async def test_a_second_deploy_of_the_same_target_is_told_who_holds_it(bed: Depl
     answers: list[str] = []
 
     async def race(app: App) -> None:
-        deployer = app.services.deployer
+        deployer = app.deployer
         assert deployer is not None
         first = asyncio.create_task(
             deployer.apply(DeployRequest("builds-api", "toolsbeta", "console:carol"))

@@ -66,7 +66,7 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         app = await w.app()
         t0 = w.release_time(w.releases["jobs-api"][-1]) + 3600  # jobs-api 0.0.412 is 1h old
         clock = Clock(t0)
-        monitors = Monitors(app.services, clock=clock)
+        monitors = Monitors(app.services, app.bumper, clock=clock)
         seen: list[str] = []
 
         await monitors.check_now()
@@ -130,7 +130,7 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         assert _gauge(app, "undeployed") == 1
 
         # the state is stored: a restarted bot neither repeats nor forgets
-        again = Monitors(app.services, clock=clock)
+        again = Monitors(app.services, app.bumper, clock=clock)
         clock.now += 60
         await again.check_now()
         assert await _new_lines(w, app, seen) == []
@@ -141,7 +141,7 @@ async def test_undeployed_release_alerts_only_after_the_threshold(tmp_path: Path
         app = await w.app()
         newest = w.releases["jobs-api"][-1]
         clock = Clock(w.release_time(newest) + 86400 - 60)
-        monitors = Monitors(app.services, clock=clock)
+        monitors = Monitors(app.services, app.bumper, clock=clock)
         await monitors.check_now()
         lines = await w.outbox(app)
         assert not any("jobs-api" in line for line in lines)  # 23h59m: not yet
@@ -163,7 +163,7 @@ async def test_rising_restart_counts_alert_and_then_quiet_down(tmp_path: Path) -
         )
         app = await w.app()
         clock = Clock(w.release_time(w.releases["jobs-api"][-1]) + 86400 * 3)
-        monitors = Monitors(app.services, clock=clock)
+        monitors = Monitors(app.services, app.bumper, clock=clock)
         await monitors.check_now()
         assert not any("unhealthy" in line for line in await w.outbox(app))  # steady count
 

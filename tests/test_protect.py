@@ -53,7 +53,7 @@ async def test_label_kept_on_exactly_the_artifacts_in_use(tmp_path: Path) -> Non
         before = _tags(w)
         app = await w.app()
         clock = Clock(w.release_time(w.releases["jobs-api"][-1]))
-        monitors = Monitors(app.services, clock=clock)
+        monitors = Monitors(app.services, app.bumper, clock=clock)
 
         await monitors.check_now()
         assert _labelled(w) == _in_use(w)
@@ -90,7 +90,7 @@ async def test_nothing_is_unlabelled_while_live_state_is_unknown(tmp_path: Path)
             await client.add_label("toolforge", "jobs-api", oldest, LABEL)
         w.kubes["tools"].fault = "error"  # maybe tools still runs the oldest version
         app = await w.app()
-        monitors = Monitors(app.services, clock=Clock(w.release_time(oldest)))
+        monitors = Monitors(app.services, app.bumper, clock=Clock(w.release_time(oldest)))
         await monitors.check_now()
         assert LABEL in w.registry.label_names("toolforge/jobs-api", oldest)
         labelled = _labelled(w)

@@ -13,7 +13,8 @@ import aiohttp
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
 from bot.core.config import Config
-from bot.deploy.records import DeployRecords, DeployRequest
+from bot.deploy.model import DeployRequest
+from bot.deploy.records import DeployRecords
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
 from tests.conftest import console_session
@@ -30,7 +31,7 @@ async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path
         app = await w.app()
         cfg = app.config
         lines = await asyncio.wait_for(
-            status_lines(app.services, list(cfg.components), cfg.env_names), timeout=5
+            status_lines(app.board, list(cfg.components), cfg.env_names), timeout=5
         )
         by_cell = {" ".join(line.split()[:2]): line for line in lines}
         assert set(by_cell) == {
@@ -48,7 +49,7 @@ async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path
 async def test_answers_are_reused_for_a_short_while(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         app = await w.app()
-        board = StatusBoard(app.services)
+        board = StatusBoard(app.services, app.bumper)
         beta = w.kubes["toolsbeta"]
         first = await board.gather(["builds-api"])
         asked = len(beta.requests)
@@ -132,11 +133,11 @@ async def test_all_healthy_is_one_line(tmp_path: Path) -> None:
 async def test_a_new_pin_shows_at_once_despite_the_cache(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         app = await w.app()
-        board = StatusBoard(app.services)
+        board = StatusBoard(app.services, app.bumper)
         before = await board.gather(["builds-api"])
         assert before[0].cells["tools"].pinned.value == [w.pins[("builds-api", "tools")]]
         newest = w.releases["builds-api"][-1]
-        bumper = app.services.bumper
+        bumper = app.bumper
         assert bumper is not None
         await bumper.bump("builds-api", newest, ["tools"], actor="console:tester")
         after = await board.gather(["builds-api"])
@@ -152,12 +153,12 @@ async def test_a_deploy_in_flight_shows_in_status(tmp_path: Path) -> None:
         req = DeployRequest("builds-api", "toolsbeta", "console:tester")
         deploy_id = await records.insert(req, newest, None, None, None)
         await records.set_state(deploy_id, "applying")
-        lines = await status_lines(app.services, ["builds-api"], ["toolsbeta", "tools"])
+        lines = await status_lines(app.board, ["builds-api"], ["toolsbeta", "tools"])
         assert f"deploy #{deploy_id} applying ({newest})" in lines[0]
         assert "deploy #" not in lines[1]
         await records.set_state(deploy_id, "done")
-        board = app.services.status_board
+        board = app.board
         assert board is not None
         board.forget("builds-api")
-        lines = await status_lines(app.services, ["builds-api"], ["toolsbeta"])
+        lines = await status_lines(app.board, ["builds-api"], ["toolsbeta"])
         assert "deploy #" not in lines[0]

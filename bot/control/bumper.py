@@ -31,6 +31,7 @@ from bot.core.sal import Sal, SalEntry, deploy_message
 from bot.core.store import Store
 from bot.core.versions import RefError, Version, check_ref, parse_version, resolve_ref
 from bot.gitlab.api import GitLabAPI
+from bot.gitlab.pipelines import mr_build_version
 
 PUSH_ATTEMPTS = 4
 _DEV_MR_RE = re.compile(r"0\.0\.[0-9]+-dev-mr-([0-9]+)")
@@ -233,12 +234,8 @@ class Bumper:
         return None
 
     async def _mr_versions(self, component: str, iid: int) -> dict[int, str]:
-        rows = await self.store.fetchall(
-            "SELECT version FROM pipelines WHERE component = ? AND version LIKE ?"
-            " AND status = 'success' ORDER BY updated_at DESC LIMIT 1",
-            (component, f"%-dev-mr-{iid}"),
-        )
-        return {iid: rows[0]["version"]} if rows and rows[0]["version"] else {}
+        version = await mr_build_version(self.store, component, iid)
+        return {iid: version} if version else {}
 
     async def resolve(self, component: str, ref: str, envs: Sequence[str]) -> Version:
         """The version a chat ref names for component (RefError/BumpError otherwise)."""

@@ -15,20 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from bot.core.store import Store
+from bot.core.text import format_age
 
 KINDS = ("drift", "undeployed", "unhealthy", "missing-artifact")
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail
 Scope = tuple[str, str, str]  # kind, component, env
-
-
-def short_duration(seconds: float) -> str:
-    """`45s`, `12m`, `5h`, `3d`: coarse, for chat lines."""
-    s = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
 
 
 @dataclass(frozen=True)
@@ -82,7 +74,7 @@ class Alert:
         return f"{self.kind} {self.component} {self.env}: {self.text}{age}"
 
     def age(self, now: float) -> str:
-        return short_duration(now - self.started)
+        return format_age(now - self.started)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bot.cluster.kube import ClusterError
 from bot.control.bumper import Bumper
@@ -26,14 +25,21 @@ from bot.control.forge import OpenBump
 from bot.core.errors import UserError
 from bot.core.git import GitError, git
 from bot.core.sal import SalEntry, actor_name, deploy_message
+from bot.core.text import format_duration
 from bot.deploy import preflight
 from bot.deploy.followup import Deployed, follow_up
-from bot.deploy.preflight import Checked, Refusal
-from bot.deploy.records import Deploy, DeployOutcome, DeployRecords, DeployRequest, format_duration
-from bot.deploy.steps import DeployFailed, Steps
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from bot.deploy.model import (
+    Checked,
+    Deploy,
+    DeployFailed,
+    DeployOutcome,
+    DeployRequest,
+    Refusal,
+)
+from bot.deploy.records import DeployRecords
+from bot.deploy.running import live_version, running_version
+from bot.deploy.steps import Steps
+from bot.services import Services
 
 DEMO_NOTE = "demo: nothing was deployed to a cluster"
 
@@ -42,9 +48,14 @@ class Deployer:
     """The deploy service (one per bot)."""
 
     def __init__(
-        self, services: Services, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+        self, services: Services, bumper: Bumper | None, *,
+        on_finished: Callable[[str], None] = lambda component: None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:  # fmt: skip
+        """`on_finished(component)` is called after every deploy ends (what runs changed)."""
         self.services = services
+        self.bumper = bumper
+        self.on_finished = on_finished
         self.config = services.config
         self.now = now
         self.dir = self.config.bot.state_dir / "deploys"
@@ -63,7 +74,7 @@ class Deployer:
         return f"{text} · {DEMO_NOTE}" if self.config.demo else text
 
     async def _say(self, d: Deploy, text: str, *, final: bool = False) -> None:
-        await self.services.announce(
+        await self.services.announcer.announce(
             text, component=d.req.component, key=f"deploy:{d.id}", final=final
         )
 
@@ -105,8 +116,7 @@ class Deployer:
     ) -> list[DeployOutcome]:
         """After a bump: apply it in each `auto_apply` environment that deploys it now (on
         the GitLab forge, environments that deploy after merge wait for the merge)."""
-        bumper = self.services.bumper
-        gitlab = bumper is not None and bumper.forge.kind == "gitlab"
+        gitlab = self.bumper is not None and self.bumper.forge.kind == "gitlab"
         outcomes = []
         for env in envs:
             cfg = self.config.env(env)
@@ -167,7 +177,9 @@ class Deployer:
         if req.action != "rollback-emergency":  # an emergency does not wait for a window
             preflight.check_window(s, req.env, req.force, self.now(), checked)
         if not req.action.startswith("rollback"):  # going back never waits for `requires`
-            await preflight.check_requires(s, req.component, req.env, version, req.force, checked)
+            await preflight.check_requires(
+                s, self.bumper, req.component, req.env, version, req.force, checked
+            )
         await preflight.check_registry(s, req.component, version, req.force, checked)
 
     async def _prepare(self, req: DeployRequest) -> Deploy:
@@ -186,16 +198,16 @@ class Deployer:
                 raise Refusal(f"{source} pins {version}, not {req.version}; nothing run")
         await self._checks(req, version, checked)
         try:
-            from_version = await preflight.running_version(s, req.component, req.env)
+            from_version = await running_version(s, req.component, req.env)
         except ClusterError:
             from_version = None
         deploy_id = await self.records.insert(req, version, from_version, commit, mr)
         return Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
 
     def _bumper(self) -> Bumper:
-        if self.services.bumper is None:
+        if self.bumper is None:
             raise Refusal("no control repo configured (control_repo in the config)")
-        return self.services.bumper
+        return self.bumper
 
     async def _source(self, component: str, env: str) -> tuple[str, str, OpenBump | None]:
         """The commit to deploy: the bump branch head when env deploys before merge and a
@@ -292,14 +304,11 @@ class Deployer:
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
-        if self.services.status_board is not None:  # what runs changed: no stale !status
-            self.services.status_board.forget(req.component)
-        if self.services.monitors is not None:
-            self.services.monitors.wake()
+        self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,
                             self.log_url(d.id))  # fmt: skip
-            await follow_up(self.services, d.mr, done)
+            await follow_up(self.services, self.bumper, d.mr, done)
         return DeployOutcome(d.id, state, line, d.version)
 
     async def _repin(self, d: Deploy) -> str:
@@ -348,7 +357,7 @@ class Deployer:
             return "live version unknown: no cluster configured"
         try:
             async with asyncio.timeout(limit):
-                live = await preflight.live_version(self.services, component, env)
+                live = await live_version(self.services, component, env)
         except (ClusterError, TimeoutError) as exc:
             return f"live version unknown ({exc or 'timed out'})"
         return f"live now: {live or 'unknown'}"

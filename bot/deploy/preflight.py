@@ -1,64 +1,23 @@
-"""Checks a deploy must pass before anything runs, and what runs where.
+"""Checks a deploy must pass before anything runs.
 
 Lock, deploy window, `requires` and registry artifacts are checked in that order; the first
 failure becomes a `Refusal` (one line, nothing was run). Admins' `--force` overrides the
 window, `requires` and an unreachable registry (never a missing artifact or a lock), and the
-override is kept as a note for the SAL. "What runs" is the live chart version when the
-environment has a cluster, else what the bot last deployed there successfully.
+override is kept as a note for the SAL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from bot.cluster.kube import ClusterError
-from bot.cluster.livestate import live_sources, target_of
 from bot.cluster.registry import RegistryError
-from bot.core.errors import UserError
+from bot.control.bumper import Bumper
 from bot.core.windows import describe_refusal, in_window, parse_windows
-
-if TYPE_CHECKING:
-    from bot.services import Services
-
-
-class Refusal(UserError):
-    """A deploy that may not start; nothing was run."""
-
-
-@dataclass
-class Checked:
-    """What passed, and what the user should know (`notes` go into the start line + SAL)."""
-
-    notes: list[str] = field(default_factory=list)
-    forced: list[str] = field(default_factory=list)
-
-
-async def last_deployed(services: Services, component: str, env: str) -> str | None:
-    """The version of the newest successful deploy of component to env, if any."""
-    row = await services.store.fetchone(
-        "SELECT version FROM deploys WHERE component=? AND env=? AND state='done'"
-        " ORDER BY id DESC LIMIT 1",
-        (component, env),
-    )
-    return str(row["version"]) if row and row["version"] else None
-
-
-async def live_version(services: Services, component: str, env: str) -> str | None:
-    """The chart version running in env (None: no cluster or live file, or it cannot say)."""
-    source = live_sources(services.config, services.clusters).get(env)
-    if source is None:
-        return None
-    target = target_of(services.config, component)
-    return await source.live_version(target.namespace, target.release, target.chart_name)
-
-
-async def running_version(services: Services, component: str, env: str) -> str | None:
-    """Live when a cluster (or live file) says (ClusterError propagates), else last deployed."""
-    if env in live_sources(services.config, services.clusters):
-        return await live_version(services, component, env)
-    return await last_deployed(services, component, env)
+from bot.deploy.model import Checked, Refusal
+from bot.deploy.records import last_deployed
+from bot.deploy.running import live_version
+from bot.services import Services
 
 
 async def check_lock(services: Services, component: str, env: str, actor: str) -> None:
@@ -79,8 +38,9 @@ def check_window(services: Services, env: str, force: bool, now: datetime, out: 
 
 
 async def check_requires(
-    services: Services, component: str, env: str, version: str, force: bool, out: Checked
-) -> None:
+    services: Services, bumper: Bumper | None, component: str, env: str, version: str,
+    force: bool, out: Checked,
+) -> None:  # fmt: skip
     """The required environment must run `version` (live with a cluster, else deployed or
     pinned on the target branch)."""
     env_cfg = services.config.env(env)
@@ -94,9 +54,9 @@ async def check_requires(
             raise Refusal(f"cannot read what runs in {required}: {exc}; nothing run") from None
         how = "live"
     else:
-        runs = {await last_deployed(services, component, required)}
-        if services.bumper is not None:
-            runs |= set(await services.bumper.pinned(component, required))
+        runs = {await last_deployed(services.store, component, required)}
+        if bumper is not None:
+            runs |= set(await bumper.pinned(component, required))
         how = "deployed or pinned"
     if version in runs:
         return

@@ -1,4 +1,4 @@
-"""Deploy records: what one deploy is, and its row in the `deploys` table.
+"""Deploy records: the `deploys` table (its only reader and writer).
 
 The row is written before each step (requested -> applying -> verifying -> done | failed |
 interrupted), so what was in flight when the process died can be found after a restart.
@@ -8,53 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.control.forge import OpenBump
 from bot.core.store import Store
-from bot.deploy.preflight import Checked
+from bot.deploy.model import DeployRequest, InFlight
 
 ACTIVE_STATES = ("requested", "applying", "verifying")
-
-
-@dataclass
-class DeployRequest:
-    component: str
-    env: str
-    actor: str
-    action: str = "apply"  # apply | auto-apply | rollback | rollback-emergency | promote
-    tasks: tuple[str, ...] = ()
-    force: bool = False  # admin override of windows / requires (the caller checks the role)
-    version: str | None = None  # rollbacks: the version the deploy must end up at
-
-
-@dataclass
-class Deploy:
-    id: int
-    req: DeployRequest
-    version: str
-    from_version: str | None
-    commit: str | None  # the control-repo commit checked out (None: emergency rollback)
-    source: str  # e.g. `main@1a2b3c4d` or `bump_builds-api (MR !12)@...`
-    mr: OpenBump | None
-    checked: Checked
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def refs(self) -> list[str]:
-        """What the SAL line cites: the MR, else the commit."""
-        if self.mr is not None:
-            return [f"!{self.mr.iid}"]
-        return [self.commit[:8]] if self.commit else []
-
-
-@dataclass(frozen=True)
-class DeployOutcome:
-    id: int | None
-    state: str  # done | failed | refused | interrupted
-    line: str
-    version: str | None = None
 
 
 class DeployRecords:
@@ -106,6 +66,20 @@ class DeployRecords:
         )
 
 
-def format_duration(seconds: float) -> str:
-    minutes, secs = divmod(max(int(seconds), 0), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+async def last_deployed(store: Store, component: str, env: str) -> str | None:
+    """The version of the newest successful deploy of component to env, if any."""
+    row = await store.fetchone(
+        "SELECT version FROM deploys WHERE component=? AND env=? AND state='done'"
+        " ORDER BY id DESC LIMIT 1",
+        (component, env),
+    )
+    return str(row["version"]) if row and row["version"] else None
+
+
+async def active_deploys(store: Store) -> list[InFlight]:
+    """Deploys not finished yet, oldest first."""
+    rows = await store.fetchall(
+        "SELECT id, component, env, version, state FROM deploys WHERE state IN (?,?,?) ORDER BY id",
+        ACTIVE_STATES,
+    )
+    return [InFlight(r["id"], r["component"], r["env"], r["version"], r["state"]) for r in rows]

@@ -13,21 +13,14 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, fill, run
 from bot.core.git import GitError, git
-from bot.deploy import preflight
-from bot.deploy.records import Deploy
-
-if TYPE_CHECKING:
-    from bot.services import Services
-
-
-class DeployFailed(Exception):
-    """A step failed; the message is the one-line reason."""
+from bot.deploy.model import Deploy, DeployFailed
+from bot.deploy.running import live_version
+from bot.services import Services
 
 
 class Steps:
@@ -106,7 +99,7 @@ class Steps:
         if not rollout.ok:
             raise DeployFailed(f"rollout failed: {rollout.summary}")
         try:
-            live = await preflight.live_version(self.services, d.req.component, d.req.env)
+            live = await live_version(self.services, d.req.component, d.req.env)
         except ClusterError as exc:
             raise DeployFailed(f"rolled out but the live version is unknown: {exc}") from None
         if d.req.action == "rollback-emergency" and live and not live.startswith("mixed"):

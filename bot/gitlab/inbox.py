@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -164,3 +165,24 @@ class EventWorker:
             "DELETE FROM events WHERE status != 'pending' AND received_at < ?",
             (now - self.keep_seconds,),
         )
+
+    async def pending_count(self) -> int:
+        row = await self.store.fetchone("SELECT count(*) FROM events WHERE status='pending'")
+        return int(row[0]) if row else 0
+
+
+def insert_events(
+    items: list[tuple[str | None, str, bytes]], conn: sqlite3.Connection
+) -> list[bool]:
+    """Store each (dedupe key, kind header, raw body) unless its dedupe key is known; True
+    where it was new. Runs inside the caller's transaction (the webhook's group commit)."""
+    now = time.time()
+    return [
+        conn.execute(
+            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(dedupe_key) DO NOTHING",
+            (key, header, raw, now),
+        ).rowcount
+        == 1
+        for key, header, raw in items
+    ]

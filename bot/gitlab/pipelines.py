@@ -1,4 +1,4 @@
-"""Pipeline progress, built artifacts and control-repo bump MRs, announced (SPEC section 5).
+"""Pipeline progress and built artifacts, announced.
 
 Handlers for the event router: a component's pipeline is announced once per state change
 (started, "stage k/n <name>", finished with duration and URL), compared with its last
@@ -6,7 +6,7 @@ state in the `pipelines` table, which also feeds `!where`/`!status`. When a defa
 or tag pipeline succeeds, the version built for the commit is resolved (tag pipeline ref,
 release tag on the commit, or the CI job log's `Pushed: <registry>/<repo>:<version>` line)
 and the image, the chart and the next step are announced, and posted as a note on the MR
-that introduced the commit. Control-repo merge request events become one line each.
+that introduced the commit. This module owns the `pipelines` table.
 """
 
 from __future__ import annotations
@@ -19,29 +19,23 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bot.core.config import ComponentConfig, GitlabConfig
+from bot.chat.announcer import Announcer
+from bot.core.config import ComponentConfig, Config, GitlabConfig
+from bot.core.store import Store
+from bot.core.text import format_duration
 from bot.core.versions import parse_version
-from bot.gitlab.api import GitLabError
+from bot.gitlab.api import GitLabAPI, GitLabError
 from bot.gitlab.events import (
     PIPELINE_FINAL_STATUSES,
-    MergeRequestEvent,
     PipelineEvent,
     pipeline_state_key,
     stage_progress,
 )
 from bot.gitlab.inbox import Router
-from bot.services import Services
 
 log = logging.getLogger("deploybot.pipelines")
 
 MAX_TRACES = 5
-MR_ACTIONS = {
-    "open": "opened",
-    "reopen": "reopened",
-    "update": "updated",
-    "merge": "merged",
-    "close": "closed",
-}
 
 
 @dataclass(frozen=True)
@@ -74,14 +68,6 @@ def phase_of(ev: PipelineEvent) -> Phase:
     return Phase(ev.status, stage)
 
 
-def format_duration(seconds: int) -> str:
-    minutes, secs = divmod(max(seconds, 0), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def registry_host(url: str | None) -> str | None:
     if not url:
         return None
@@ -103,19 +89,23 @@ class Artifacts:
 
 
 class PipelineAnnouncer:
-    """Event handlers over the services; register them with `register(router)`."""
+    """Event handlers for pipelines; register them with `register(router)`."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.gitlab_config = services.config.gitlab or GitlabConfig(url="")
+    def __init__(
+        self, config: Config, store: Store, gitlab: GitLabAPI | None, announcer: Announcer
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.gitlab = gitlab
+        self.announcer = announcer
+        self.gitlab_config = config.gitlab or GitlabConfig(url="")
         self._log_pattern = re.compile(self.gitlab_config.job_log_pattern)
 
     def register(self, router: Router) -> None:
         router.register("pipeline", self.on_pipeline)
-        router.register("merge_request", self.on_merge_request)
 
     def component_for(self, project_id: int, project_path: str) -> str | None:
-        for name, comp in self.services.config.components.items():
+        for name, comp in self.config.components.items():
             if comp.project_id == project_id or (comp.project and comp.project == project_path):
                 return name
         return None
@@ -137,7 +127,7 @@ class PipelineAnnouncer:
     # pipelines
 
     async def on_pipeline(self, ev: PipelineEvent) -> None:
-        row = await self.services.store.fetchone(
+        row = await self.store.fetchone(
             "SELECT status, stage FROM pipelines WHERE project=? AND pipeline_id=?",
             (ev.project_path, ev.pipeline_id),
         )
@@ -146,10 +136,10 @@ class PipelineAnnouncer:
         if not new.supersedes(old):
             return
         component = self.component_for(ev.project_id, ev.project_path)
-        comp = self.services.config.components.get(component or "")
+        comp = self.config.components.get(component or "")
         version = None
         if component and comp and self._announced(ev, comp):
-            await self.services.announce(
+            await self.announcer.announce(
                 self._progress_line(component, ev, new),
                 component=component,
                 key=pipeline_state_key(ev),
@@ -201,7 +191,7 @@ class PipelineAnnouncer:
                  phase.stage, version, ev.url, time.time()),
             )  # fmt: skip
 
-        await self.services.store.transaction(upsert)
+        await self.store.transaction(upsert)
 
     # artifacts
 
@@ -209,7 +199,7 @@ class PipelineAnnouncer:
         self, component: str, comp: ComponentConfig, ev: PipelineEvent
     ) -> str | None:
         """Announce what this success built; return the version (None if not found)."""
-        seen = await self.services.store.fetchone(
+        seen = await self.store.fetchone(
             "SELECT version FROM pipelines WHERE project=? AND sha=? AND pipeline_id != ?"
             " AND version IS NOT NULL",
             (ev.project_path, ev.sha, ev.pipeline_id),
@@ -218,25 +208,21 @@ class PipelineAnnouncer:
             return str(seen["version"])
         found = await self.resolve_artifacts(component, comp, ev)
         if found is None:
-            await self.services.announce(
+            await self.announcer.announce(
                 f"{component} {ev.sha[:8]}: no release version found for this commit"
                 " (no release tag on it, no matching line in the job logs)",
                 component=component,
             )
             return None
         text = found.line(component, ev.sha)
-        await self.services.announce(text, component=component)
+        await self.announcer.announce(text, component=component)
         await self._note_on_mr(component, ev, found)
         return found.version
 
     async def resolve_artifacts(
         self, component: str, comp: ComponentConfig, ev: PipelineEvent
     ) -> Artifacts | None:
-        registry = (
-            registry_host(self.services.config.registry.url)
-            if self.services.config.registry
-            else None
-        )
+        registry = registry_host(self.config.registry.url) if self.config.registry else None
         repo: str | None = None
         version = await self._version_from_tags(ev)
         if version is None:
@@ -257,10 +243,10 @@ class PipelineAnnouncer:
         own = parse_version(ev.ref) if ev.tag else None
         if own is not None and own.is_release:
             return own.raw
-        if self.services.gitlab is None:
+        if self.gitlab is None:
             return None
         try:
-            tags = await self.services.gitlab.list_tags(ev.project_path)
+            tags = await self.gitlab.list_tags(ev.project_path)
         except GitLabError as exc:
             log.warning("cannot list tags of %s: %s", ev.project_path, exc)
             return None
@@ -272,7 +258,7 @@ class PipelineAnnouncer:
         self, ev: PipelineEvent
     ) -> tuple[str, str | None, str | None] | None:
         """(version, registry, repo) from the last `Pushed:` line of the latest stages' jobs."""
-        if self.services.gitlab is None:
+        if self.gitlab is None:
             return None
         order = {stage: i for i, stage in enumerate(ev.stages)}
         jobs = sorted(
@@ -282,7 +268,7 @@ class PipelineAnnouncer:
         )
         for job in jobs[:MAX_TRACES]:
             try:
-                trace = await self.services.gitlab.job_trace(ev.project_path, job.id)
+                trace = await self.gitlab.job_trace(ev.project_path, job.id)
             except GitLabError as exc:
                 log.warning("cannot read the log of job %d: %s", job.id, exc)
                 continue
@@ -293,10 +279,10 @@ class PipelineAnnouncer:
         return None
 
     async def _note_on_mr(self, component: str, ev: PipelineEvent, found: Artifacts) -> None:
-        gitlab = self.services.gitlab
+        gitlab = self.gitlab
         if gitlab is None or not self.gitlab_config.mr_notes:
             return
-        room = self.services.room_for(component)
+        room = self.announcer.room_for(component)
         body = (
             f"Pipeline [{ev.pipeline_id}]({ev.url}) built `{found.version}`:\n\n"
             f"- image `{found.image}`\n- chart `{found.chart}`\n\n"
@@ -312,40 +298,32 @@ class PipelineAnnouncer:
                 "cannot comment on the MR of %s in %s: %s", ev.sha[:8], ev.project_path, exc
             )
 
-    # control repo merge requests
 
-    async def on_merge_request(self, ev: MergeRequestEvent) -> None:
-        control = self.services.config.control_repo
-        if control is None or control.project != ev.project_path:
-            return
-        word = MR_ACTIONS.get(ev.action or "")
-        if word is None:
-            return
-        summary = f"{ev.state}|{ev.last_commit_sha}|{ev.title}"
-        row = await self.services.store.fetchone(
-            "SELECT summary FROM merge_requests WHERE project=? AND iid=?",
-            (ev.project_path, ev.iid),
-        )
-        if row is not None and row["summary"] == summary:
-            return  # nothing the channel has not seen (a label or reviewer change)
-        name = ev.source_branch.removeprefix("bump_")
-        component = (
-            name
-            if ev.source_branch.startswith("bump_") and name in self.services.config.components
-            else None
-        )
-        what = f"{component} bump MR" if component else "control repo MR"
-        by = f" by {ev.user}" if ev.user else ""
-        await self.services.announce(
-            f"{what} !{ev.iid} {word}{by}: {ev.title[:120]} {ev.url}",
-            component=component,
-            key=f"mr:{ev.project_id}:{ev.iid}",
-            final=ev.state in ("merged", "closed"),
-        )
-        await self.services.store.execute(
-            "INSERT INTO merge_requests (project, iid, component, state, summary, url, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(project, iid) DO UPDATE SET"
-            " component=excluded.component, state=excluded.state, summary=excluded.summary,"
-            " url=excluded.url, updated_at=excluded.updated_at",
-            (ev.project_path, ev.iid, component, ev.state, summary, ev.url, time.time()),
-        )
+async def mr_build_version(store: Store, component: str, iid: int) -> str | None:
+    """The version the newest successful pipeline built for MR `iid` (`...-dev-mr-<iid>`)."""
+    row = await store.fetchone(
+        "SELECT version FROM pipelines WHERE component = ? AND version LIKE ?"
+        " AND status = 'success' ORDER BY updated_at DESC LIMIT 1",
+        (component, f"%-dev-mr-{iid}"),
+    )
+    return str(row["version"]) if row and row["version"] else None
+
+
+@dataclass(frozen=True)
+class PipelineSeen:
+    status: str
+    url: str | None
+
+
+async def newest_pipeline(
+    store: Store, component: str, sha: str | None, version: str | None
+) -> PipelineSeen | None:
+    """The newest pipeline the store knows for that commit (prefix) or version."""
+    if sha is None and version is None:
+        return None
+    row = await store.fetchone(
+        "SELECT status, url FROM pipelines WHERE component = ? AND (sha LIKE ? OR version = ?)"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (component, f"{sha}%" if sha else "-", version or "-"),
+    )
+    return PipelineSeen(row["status"], row["url"]) if row else None

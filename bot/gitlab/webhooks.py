@@ -15,8 +15,6 @@ import functools
 import hmac
 import json
 import logging
-import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +23,7 @@ from aiohttp import web
 from bot.core.config import Config, read_secret
 from bot.core.metrics import Metrics
 from bot.core.store import Store
-from bot.gitlab.inbox import event_kind
+from bot.gitlab.inbox import event_kind, insert_events
 
 log = logging.getLogger("deploybot.webhooks")
 
@@ -153,7 +151,9 @@ class WebhookIngest:
         while self._batch:
             batch, self._batch = self._batch, []
             try:
-                results = await self.store.transaction(functools.partial(_insert, batch))
+                results = await self.store.transaction(
+                    functools.partial(insert_events, [(p.key, p.header, p.raw) for p in batch])
+                )
             except Exception as exc:  # every caller of this batch answers 503
                 for p in batch:
                     if not p.waiter.done():
@@ -164,20 +164,6 @@ class WebhookIngest:
             for p, new in zip(batch, results, strict=True):
                 if not p.waiter.done():  # the client may have gone away meanwhile
                     p.waiter.set_result(new)
-
-
-def _insert(batch: list[_Pending], conn: sqlite3.Connection) -> list[bool]:
-    """Store each event of `batch` unless its dedupe key is known; True where it was new."""
-    now = time.time()
-    return [
-        conn.execute(
-            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(dedupe_key) DO NOTHING",
-            (p.key, p.header, p.raw, now),
-        ).rowcount
-        == 1
-        for p in batch
-    ]
 
 
 def add_webhook_route(app: web.Application, ingest: WebhookIngest) -> None:

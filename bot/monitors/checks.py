@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
+from bot.control.bumper import Bumper
 from bot.core.alerts import KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
 from bot.core.versions import Version, newer_than, parse_version, release_versions
 from bot.gitlab.inbox import Router
@@ -94,13 +95,15 @@ class Monitors:
     def __init__(
         self,
         services: Services,
+        bumper: Bumper | None,
         board: StatusBoard | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.services = services
+        self.bumper = bumper
         self.clock = clock
-        self.board = board or StatusBoard(services, clock=clock)
+        self.board = board or StatusBoard(services, bumper, clock=clock)
         self.alerts = AlertStore(services.store)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -173,7 +176,7 @@ class Monitors:
                 now=now, grace=grace, remind_every=cfg.remind_every,
             )  # fmt: skip
             for action in actions:
-                await self.services.announce(
+                await self.services.announcer.announce(
                     action.line(now),
                     component=action.alert.component,
                     key=action.announce_key,
@@ -259,7 +262,7 @@ class Monitors:
             return Got(error=str(exc) if isinstance(exc, RegistryError) else type(exc).__name__)
 
     async def _previous_of(self, cell: Cell) -> Got[str | None]:
-        bumper = self.services.bumper
+        bumper = self.bumper
         if bumper is None:
             return Got(None)
         key = (cell.component, cell.env, tuple(cell.pinned.value or []))
@@ -355,7 +358,7 @@ class Monitors:
         report = await protect(registry, cfg.protect_label, wanted, prune)
         line = report.line(cfg.protect_label)
         if line is not None:
-            await self.services.announce(line, key="registry-protection", final=True)
+            await self.services.announcer.announce(line, key="registry-protection", final=True)
 
 
 def _missing_text(detail: str, roles: list[str]) -> str:

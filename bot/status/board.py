@@ -27,6 +27,7 @@ from bot.cluster.kube import (
 )
 from bot.cluster.livestate import Cluster, LiveSeen, live_sources, target_of
 from bot.cluster.registry import RegistryError
+from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.control.releases import SourceError
 from bot.control.snapshot import PinSnapshot
@@ -35,8 +36,9 @@ from bot.core.errors import UserError
 from bot.core.git import GitError
 from bot.core.locks import ALL_ENVS, Lock
 from bot.core.pathway import Pathway, pathway
+from bot.core.text import one_line
 from bot.core.versions import RefError, Tag, Version, release_versions
-from bot.deploy.records import ACTIVE_STATES
+from bot.deploy.records import active_deploys
 from bot.services import Services
 
 log = logging.getLogger("deploybot.status")
@@ -140,22 +142,19 @@ class ComponentStatus:
         )
 
 
-def one_line(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class StatusBoard:
     """Gathers `ComponentStatus`es; owns the short-lived cache of source answers."""
 
     def __init__(
         self,
         services: Services,
+        bumper: Bumper | None,
         *,
         clock: Callable[[], float] = time.time,
         git_parallel: int = 8,
     ) -> None:
         self.services = services
+        self.bumper = bumper
         self.clock = clock
         self._cache: dict[tuple[str, ...], tuple[float, Got[Any]]] = {}
         self._git = asyncio.Semaphore(git_parallel)
@@ -203,9 +202,8 @@ class StatusBoard:
                 raise UserError(self._snapshot_error)
             return await self._snapshot.pinned(component, env)
         async with self._git:
-            bumper = self.services.bumper
-            if bumper is not None:
-                return await bumper.pinned(component, env, ref)
+            if self.bumper is not None:
+                return await self.bumper.pinned(component, env, ref)
             control = self.services.control
             if control is None:
                 raise UserError("no control repo configured")
@@ -218,15 +216,13 @@ class StatusBoard:
             return [p.value for p in pins if p.value is not None]
 
     async def _tags(self, component: str) -> list[Tag]:
-        bumper = self.services.bumper
-        if bumper is None:
+        if self.bumper is None:
             raise UserError("no control repo configured, so no release source")
         async with self._git:
-            return await bumper.source.tags(component)
+            return await self.bumper.source.tags(component)
 
     async def _open_bump(self, component: str) -> OpenBump | None:
-        bumper = self.services.bumper
-        return None if bumper is None else await bumper.forge.open_bump(component)
+        return None if self.bumper is None else await self.bumper.forge.open_bump(component)
 
     async def _cell(
         self,
@@ -357,13 +353,9 @@ class StatusBoard:
         alerts = await AlertStore(services.store).active()
         locks = await services.locks.all()
         seen = await LiveSeen(services.store).all()
-        active = await services.store.fetchall(
-            "SELECT id, component, env, version, state FROM deploys WHERE state IN (?,?,?)"
-            " ORDER BY id",
-            ACTIVE_STATES,
-        )
         deploying = {
-            (r["component"], r["env"]): (r["id"], r["version"], r["state"]) for r in active
+            (d.component, d.env): (d.id, d.version, d.state)
+            for d in await active_deploys(services.store)
         }
         for status in found:
             for cell in status.cells.values():

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.core.alerts import short_duration
 from bot.core.pathway import Pathway
-from bot.services import Services
-from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard, one_line
+from bot.core.text import format_age, one_line
+from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
 
 
 def _versions(got: Got[list[str]]) -> str:
@@ -24,7 +23,7 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
     parts = []
     live = cell.live
     seen = now - cell.live_since if cell.live_since is not None else 0.0
-    age = f" (seen {short_duration(seen)})" if seen >= 60 else ""
+    age = f" (seen {format_age(seen)})" if seen >= 60 else ""
     if live.ok and cell.pinned.ok and live.value and live.value in (cell.pinned.value or []):
         parts.append(f"live {live.value}{age}, as pinned")
     else:
@@ -80,10 +79,9 @@ def cell_lines(
     return out
 
 
-async def status_lines(services: Services, components: list[str], envs: list[str]) -> list[str]:
+async def status_lines(board: StatusBoard, components: list[str], envs: list[str]) -> list[str]:
     """One line per component+environment (what `GET /status` shows)."""
-    board = services.status_board or StatusBoard(services)
-    all_envs = services.config.env_names
+    all_envs = board.services.config.env_names
     statuses = await board.gather(components, all_envs)
     lines = cell_lines(statuses, envs, all_envs, board.clock())
-    return [services.redactor(line) for _, line in lines]
+    return [board.services.redactor(line) for _, line in lines]

@@ -1,0 +1,78 @@
+"""What a deploy is: the request, the running deploy, its outcome, and how it can stop early.
+
+Plain values shared by preflight, steps, records and the deployer; no I/O here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bot.control.forge import OpenBump
+from bot.core.errors import UserError
+
+
+class Refusal(UserError):
+    """A deploy that may not start; nothing was run."""
+
+
+class DeployFailed(Exception):
+    """A step failed; the message is the one-line reason."""
+
+
+@dataclass
+class Checked:
+    """What passed, and what the user should know (`notes` go into the start line + SAL)."""
+
+    notes: list[str] = field(default_factory=list)
+    forced: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeployRequest:
+    component: str
+    env: str
+    actor: str
+    action: str = "apply"  # apply | auto-apply | rollback | rollback-emergency | promote
+    tasks: tuple[str, ...] = ()
+    force: bool = False  # admin override of windows / requires (the caller checks the role)
+    version: str | None = None  # rollbacks: the version the deploy must end up at
+
+
+@dataclass
+class Deploy:
+    id: int
+    req: DeployRequest
+    version: str
+    from_version: str | None
+    commit: str | None  # the control-repo commit checked out (None: emergency rollback)
+    source: str  # e.g. `main@1a2b3c4d` or `bump_builds-api (MR !12)@...`
+    mr: OpenBump | None
+    checked: Checked
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def refs(self) -> list[str]:
+        """What the SAL line cites: the MR, else the commit."""
+        if self.mr is not None:
+            return [f"!{self.mr.iid}"]
+        return [self.commit[:8]] if self.commit else []
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    id: int | None
+    state: str  # done | failed | refused | interrupted
+    line: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A deploy that has not finished (per the store)."""
+
+    id: int
+    component: str
+    env: str
+    version: str
+    state: str

@@ -25,8 +25,8 @@ import pytest
 
 from bench.chat_roundtrip import BOT_NICK, CHANNEL, bot_on_inspircd
 from bot.chat.ircproto import Line
-from tests.botproc import BotProcess, pipeline_hook
-from tests.ircservers import RawIrcClient
+from tests.support.botproc import BotProcess, pipeline_hook
+from tests.support.ircservers import RawIrcClient
 
 PIPELINES = 100
 STAGES = ("build", "test", "scan", "publish", "deploy")

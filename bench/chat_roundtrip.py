@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from bot.chat.ircproto import Line
-from tests.botproc import BotProcess
-from tests.ircservers import InspircdAtheme, RawIrcClient
+from tests.support.botproc import BotProcess
+from tests.support.ircservers import InspircdAtheme, RawIrcClient
 
 ROUND_TRIPS = 50
 BASELINE_ROUND_TRIPS = 200

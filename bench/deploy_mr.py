@@ -42,7 +42,7 @@ async def _run() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bot.app import App
     from bot.core.config import parse_config
-    from tests.fakes.gitlab import FakeGitLab
+    from tests.support.fakes.gitlab import FakeGitLab
 
     async with FakeGitLab(token=TOKEN) as fake:
         fake.add_project(CONTROL, files=_control_files())

@@ -55,7 +55,7 @@ async def _run() -> dict[str, Any]:
     from bot.app import App, use_io_threads
     from bot.core.config import parse_config
     from bot.status.lines import status_lines
-    from tests.fakes.kube import FakeKube
+    from tests.support.fakes.kube import FakeKube
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

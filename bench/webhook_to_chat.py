@@ -21,8 +21,8 @@ import pytest
 
 from bench.chat_roundtrip import BOT_NICK, CHANNEL, bot_on_inspircd, millis, percentile
 from bot.chat.ircproto import Line
-from tests.botproc import pipeline_hook
-from tests.ircservers import RawIrcClient
+from tests.support.botproc import pipeline_hook
+from tests.support.ircservers import RawIrcClient
 
 POSTS = 30
 PACE_S = 1.0

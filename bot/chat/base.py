@@ -39,6 +39,8 @@ class ChatAdapter(Protocol):
     """A connection to one chat network."""
 
     name: str  # "irc", "xmpp", "console"
+    # True when the network throttles senders, so the outbox spends a flood budget on it
+    rate_limited: bool
 
     @property
     def connected(self) -> bool:

@@ -46,6 +46,7 @@ class IrcAdapter:
     """
 
     name = "irc"
+    rate_limited = True
 
     def __init__(
         self,

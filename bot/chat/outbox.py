@@ -121,7 +121,7 @@ class Outbox:
             if not adapter.connected:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
-            limited = getattr(adapter, "rate_limited", True)
+            limited = adapter.rate_limited
             bucket = self._buckets.setdefault(
                 (adapter.name, room),
                 TokenBucket(self.flood.burst, self.flood.per_second, self.clock()),

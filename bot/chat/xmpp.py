@@ -76,6 +76,7 @@ class XmppAdapter:
     """ChatAdapter for one XMPP account, its MUC rooms and its direct chats."""
 
     name = "xmpp"
+    rate_limited = True
 
     def __init__(
         self,

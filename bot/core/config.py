@@ -1,4 +1,4 @@
-"""The typed configuration: pydantic models for the YAML file of SPEC section 13.
+"""The typed configuration: pydantic models for the YAML file (its keys are the contract).
 
 Loading reports every error with its YAML path (`components.builds-api.pins[0].key: ...`).
 Secrets are never inline: only `*_env` (an environment variable name) or `*_file`.

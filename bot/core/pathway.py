@@ -1,4 +1,4 @@
-"""A commit's path to production as "step k of n" (SPEC section 3): pure, no I/O.
+"""A commit's path to production as "step k of n": pure, no I/O.
 
 Steps: 1 merged · 2 pipeline built image+chart · 3 control-repo bump open (an MR, or on the
 plain git forge the bump commit) · then one step per configured environment, in order: the

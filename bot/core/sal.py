@@ -67,7 +67,7 @@ def deploy_message(
     env: str,
     refs: list[str],
 ) -> str:
-    """`taavi: builds-api A -> B in tools (!812, T358908)` (SPEC section 8)."""
+    """`taavi: builds-api A -> B in tools (!812, T358908)`."""
     text = f"{actor_name(actor)}: {component} {from_version or '(none)'} -> {to_version} in {env}"
     return text + (f" ({', '.join(refs)})" if refs else "")
 

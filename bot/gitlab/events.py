@@ -12,94 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bot.gitlab.fields import Fields, MalformedEvent, type_name
+
 ZERO_SHA = "0" * 40
 PIPELINE_FINAL_STATUSES = frozenset({"success", "failed", "canceled", "skipped"})
 _STAGE_REACHED = frozenset({"running", "success", "failed", "canceled"})
-
-
-class MalformedEvent(ValueError):
-    """The body claims to be a known event kind but a required field is missing or mistyped."""
-
-
-class _Fields:
-    """Typed access to one JSON object, naming the dotted path of whatever is wrong."""
-
-    def __init__(self, data: Any, path: str = "") -> None:
-        if not isinstance(data, Mapping):
-            raise MalformedEvent(f"{path or 'body'}: expected an object, got {_tname(data)}")
-        self._data = data
-        self._path = path
-
-    def _where(self, key: str) -> str:
-        return f"{self._path}.{key}" if self._path else key
-
-    def _raw(self, key: str, required: bool) -> Any:
-        value = self._data.get(key)
-        if value is None and required:
-            raise MalformedEvent(f"{self._where(key)}: missing")
-        return value
-
-    def _typed(self, key: str, kind: type | tuple[type, ...], required: bool, label: str) -> Any:
-        value = self._raw(key, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) and bool not in _as_tuple(kind) or not isinstance(value, kind):
-            raise MalformedEvent(f"{self._where(key)}: expected {label}, got {_tname(value)}")
-        return value
-
-    def req_str(self, key: str) -> str:
-        result: str = self._typed(key, str, True, "a string")
-        return result
-
-    def opt_str(self, key: str) -> str | None:
-        result: str | None = self._typed(key, str, False, "a string")
-        return result
-
-    def req_int(self, key: str) -> int:
-        result: int = self._typed(key, int, True, "an integer")
-        return result
-
-    def opt_int(self, key: str) -> int | None:
-        result: int | None = self._typed(key, int, False, "an integer")
-        return result
-
-    def opt_number(self, key: str) -> float | None:
-        value = self._typed(key, (int, float), False, "a number")
-        return None if value is None else float(value)
-
-    def req_bool(self, key: str) -> bool:
-        result: bool = self._typed(key, bool, True, "a boolean")
-        return result
-
-    def opt_bool(self, key: str) -> bool | None:
-        result: bool | None = self._typed(key, bool, False, "a boolean")
-        return result
-
-    def req_obj(self, key: str) -> _Fields:
-        return _Fields(self._raw(key, True), self._where(key))
-
-    def opt_obj(self, key: str) -> _Fields | None:
-        value = self._raw(key, False)
-        return None if value is None else _Fields(value, self._where(key))
-
-    def req_list(self, key: str) -> list[Any]:
-        result: list[Any] = self._typed(key, list, True, "a list")
-        return result
-
-    def opt_list(self, key: str) -> list[Any]:
-        result: list[Any] | None = self._typed(key, list, False, "a list")
-        return result or []
-
-    def keys(self) -> tuple[str, ...]:
-        return tuple(str(k) for k in self._data)
-
-
-def _tname(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
 
 
 @dataclass(frozen=True)
@@ -109,7 +26,7 @@ class _Project:
     web_url: str
 
 
-def _project(body: _Fields) -> _Project:
+def _project(body: Fields) -> _Project:
     project = body.req_obj("project")
     return _Project(
         id=project.req_int("id"),
@@ -118,7 +35,7 @@ def _project(body: _Fields) -> _Project:
     )
 
 
-def _username(body: _Fields, key: str = "user") -> str | None:
+def _username(body: Fields, key: str = "user") -> str | None:
     user = body.opt_obj(key)
     return None if user is None else user.opt_str("username")
 
@@ -248,14 +165,14 @@ class DeploymentEvent:
 Event = PipelineEvent | JobEvent | PushEvent | TagPushEvent | MergeRequestEvent | DeploymentEvent
 
 
-def _expect_kind(body: _Fields, *kinds: str) -> None:
+def _expect_kind(body: Fields, *kinds: str) -> None:
     kind = body.opt_str("object_kind")
     if kind is not None and kind not in kinds:
         raise MalformedEvent(f"object_kind: expected {' or '.join(kinds)}, got {kind!r}")
 
 
 def parse_pipeline(data: Any) -> PipelineEvent:
-    body = _Fields(data)
+    body = Fields(data)
     _expect_kind(body, "pipeline")
     project = _project(body)
     attrs = body.req_obj("object_attributes")
@@ -265,7 +182,7 @@ def parse_pipeline(data: Any) -> PipelineEvent:
             raise MalformedEvent(f"object_attributes.stages[{i}]: expected a string")
     builds = []
     for i, raw in enumerate(body.opt_list("builds")):
-        build = _Fields(raw, f"builds[{i}]")
+        build = Fields(raw, f"builds[{i}]")
         builds.append(
             BuildInfo(
                 build.req_int("id"),
@@ -300,7 +217,7 @@ def parse_pipeline(data: Any) -> PipelineEvent:
 
 
 def parse_job(data: Any) -> JobEvent:
-    body = _Fields(data)
+    body = Fields(data)
     _expect_kind(body, "build")
     project = _project(body)
     job_id = body.req_int("build_id")
@@ -324,7 +241,7 @@ def parse_job(data: Any) -> JobEvent:
 
 
 def parse_push(data: Any) -> PushEvent:
-    body = _Fields(data)
+    body = Fields(data)
     _expect_kind(body, "push")
     project = _project(body)
     commits = body.opt_list("commits")
@@ -341,7 +258,7 @@ def parse_push(data: Any) -> PushEvent:
 
 
 def parse_tag_push(data: Any) -> TagPushEvent:
-    body = _Fields(data)
+    body = Fields(data)
     _expect_kind(body, "tag_push")
     project = _project(body)
     ref = body.req_str("ref")
@@ -358,7 +275,7 @@ def parse_tag_push(data: Any) -> TagPushEvent:
 
 
 def parse_merge_request(data: Any) -> MergeRequestEvent:
-    body = _Fields(data)
+    body = Fields(data)
     _expect_kind(body, "merge_request")
     project = _project(body)
     attrs = body.req_obj("object_attributes")
@@ -385,7 +302,7 @@ def parse_merge_request(data: Any) -> MergeRequestEvent:
 
 
 def parse_deployment(data: Any) -> DeploymentEvent:
-    body = _Fields(data)
+    body = Fields(data)
     _expect_kind(body, "deployment")
     project = _project(body)
     commit_url = body.opt_str("commit_url")
@@ -433,7 +350,7 @@ def parse_event(event_header: str | None, body: Any) -> Event | None:
     "System Hook" delivery) the body's `object_kind` does.
     """
     if not isinstance(body, Mapping):
-        raise MalformedEvent(f"body: expected an object, got {_tname(body)}")
+        raise MalformedEvent(f"body: expected an object, got {type_name(body)}")
     parser = EVENT_KINDS.get(event_header or "")
     if parser is None:
         kind = body.get("object_kind")

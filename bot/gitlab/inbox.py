@@ -1,6 +1,6 @@
 """Route stored webhook events to their handlers, after the HTTP answer went out.
 
-The webhook route only verifies and persists (SPEC section 10); this worker takes the
+The webhook route only verifies and persists; this worker takes the
 pending rows from the store in arrival order, parses each with the pure
 `bot.gitlab_events.parse_event`, dispatches the typed event through a `Router` (by kind,
 and optionally one attribute such as a merge request's `action`, like gidgethub's router),
@@ -20,7 +20,8 @@ from typing import Any
 
 from bot.core.metrics import Metrics
 from bot.core.store import Store
-from bot.gitlab.events import Event, MalformedEvent, parse_event
+from bot.gitlab.events import Event, parse_event
+from bot.gitlab.fields import MalformedEvent
 
 log = logging.getLogger("deploybot.events")
 

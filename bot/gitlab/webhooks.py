@@ -1,4 +1,4 @@
-"""`POST /webhooks/gitlab`: verify, bound, persist, answer — and nothing else (SPEC section 10).
+"""`POST /webhooks/gitlab`: verify, bound, persist, answer — and nothing else.
 
 GitLab waits at most 10 s for an answer, retries, and disables hooks that keep failing, so the
 route does no processing: it checks `X-Gitlab-Token` in constant time (401), bounds the body

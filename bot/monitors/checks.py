@@ -1,4 +1,4 @@
-"""The monitors (SPEC section 7): what will bite before it bites, said once.
+"""The monitors: what will bite before it bites, said once.
 
 Every `monitors.interval`, and soon after a relevant webhook, one check reads the same
 sources as `!status` (fresh) and looks for: drift (live != pinned on main), releases merged

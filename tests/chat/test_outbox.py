@@ -1,0 +1,153 @@
+"""The announcer: durable outbox, per-room flood budget, coalescing, packing, restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.chat.flood import Pending, TokenBucket, plan_line
+from bot.chat.outbox import Outbox
+from bot.core.config import FloodConfig
+from bot.core.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingChat:
+    """A chat network that records what reached it (the boundary, not our code)."""
+
+    name = "irc"
+    rate_limited = True
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.connected = True
+
+    def owns(self, room: str) -> bool:
+        return room.startswith("#")
+
+    async def start(self, on_message: object) -> None:
+        pass
+
+    async def send(self, room: str, text: str) -> None:
+        if not self.connected:
+            raise ConnectionError("down")
+        self.lines.append((room, text))
+
+    async def stop(self) -> None:
+        pass
+
+
+async def _drain(outbox: Outbox) -> None:
+    """Send until the budget says wait (or nothing is left)."""
+    for _ in range(1000):
+        wait = await outbox.drain_once()
+        if wait is None or wait > 0:
+            return
+    raise AssertionError("outbox never settled")
+
+
+async def _outbox(tmp_path: Path, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    return store, Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
+
+
+def test_token_bucket_burst_then_rate() -> None:
+    b = TokenBucket(burst=4, per_second=0.5, now=0.0)
+    assert [b.take(0.0) for _ in range(5)] == [True, True, True, True, False]
+    assert b.wait_time(0.0) == 2.0
+    assert b.take(2.0) and not b.take(2.5)
+
+
+def test_plan_line_packs_announcements_but_not_replies() -> None:
+    items = [Pending(1, "a" * 150), Pending(2, "b" * 150), Pending(3, "c" * 150)]
+    text, ids = plan_line(items)
+    assert ids == [1, 2] and text == "a" * 150 + " | " + "b" * 150
+    text, ids = plan_line([*items, Pending(9, "reply", priority=1)])
+    assert (text, ids) == ("reply", [9])
+
+
+async def test_burst_is_limited_and_everything_arrives_once_in_order(tmp_path: Path) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    for i in range(20):
+        await outbox.enqueue("#ops", f"item{i:02d} " + "x" * 140)
+    await _drain(outbox)
+    assert len(chat.lines) == 4  # the burst
+    clock.now += 2.0
+    await _drain(outbox)
+    assert len(chat.lines) == 5  # then one line per 2 s
+    for _ in range(20):
+        clock.now += 2.0
+        await _drain(outbox)
+    delivered = [part[:6] for _, line in chat.lines for part in line.split(" | ")]
+    assert delivered == [f"item{i:02d}" for i in range(20)]
+    assert await outbox.pending_count() == 0
+    await store.close()
+
+
+async def test_updates_coalesce_into_latest_state_and_finals_are_kept(tmp_path: Path) -> None:
+    chat, clock = RecordingChat(), Clock()
+    chat.connected = False
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    await outbox.enqueue("#ops", "pipeline 7 stage 1/3 build", key="p7")
+    await outbox.enqueue("#ops", "pipeline 7 stage 2/3 test", key="p7")
+    await outbox.enqueue("#ops", "pipeline 7 success", key="p7", final=True)
+    await outbox.enqueue("#ops", "pipeline 7 retried: stage 1/3", key="p7")
+    await outbox.enqueue("#ops", "pipeline 8 stage 1/3 build", key="p8")
+    await _drain(outbox)
+    assert chat.lines == []  # disconnected: kept queued
+    chat.connected = True
+    await _drain(outbox)
+    sent = " | ".join(text for _, text in chat.lines)
+    assert sent == "pipeline 7 success | pipeline 7 retried: stage 1/3 | pipeline 8 stage 1/3 build"
+    await store.close()
+
+
+async def test_replies_jump_the_queue(tmp_path: Path) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    for i in range(6):
+        await outbox.enqueue("#ops", f"announcement {i} " + "y" * 300)
+    await outbox.enqueue("#ops", "status: all good", adapter="irc", priority=1)
+    await outbox.drain_once()
+    assert chat.lines[0] == ("#ops", "status: all good")
+    await store.close()
+
+
+async def test_queued_lines_survive_a_restart(tmp_path: Path) -> None:
+    chat, clock = RecordingChat(), Clock()
+    chat.connected = False
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    await outbox.enqueue("#ops", "deploy 12 done", key="d12", final=True)
+    await store.close()
+    chat.connected = True
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    await _drain(outbox)
+    assert chat.lines == [("#ops", "deploy 12 done")]
+    await _drain(outbox)
+    assert len(chat.lines) == 1  # sent once
+    await store.close()
+
+
+def test_a_backlog_is_packed_in_short_forms_and_a_lone_item_in_full() -> None:
+    url = " https://gitlab.example.org/repos/cloud/toolforge/builds-api/-/pipelines/"
+    items = [
+        Pending(
+            i, f"builds-api: pipeline #{i} success in 3m{url}{i}", short=f"builds-api #{i} success"
+        )
+        for i in range(1, 31)
+    ]
+    text, ids = plan_line(items)
+    assert len(ids) >= 10  # short forms: many finals per line
+    assert "https://" not in text and text.startswith(
+        "builds-api #1 success | builds-api #2 success"
+    )
+    text, ids = plan_line(items[:1])
+    assert text == items[0].text and ids == [1]  # alone: the full line with its URL

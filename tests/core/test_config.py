@@ -1,0 +1,81 @@
+"""Config validation: every error with its YAML path; the example config is valid."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.core.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(ROOT / "config" / "deploybot.example.yaml")
+    assert cfg.env_names == ["toolsbeta", "tools"]
+    assert cfg.components["logging"].pins[1].key == "alloy.chartVersion"
+    assert cfg.components["builds-api"].pins[0].file == "components/{component}/values/{env}.yaml"
+
+
+def test_every_broken_path_is_reported() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "components": {"builds-api": {"pins": [{"file": "x.yaml", "key": None}]}},
+                "environments": [{"name": "tools", "auto_apply": "sometimes"}],
+                "gitlab": {"url": "https://gitlab.example", "token": "glpat-secret"},
+                "http": {"listen": "nowhere"},
+                "sal": {"sinks": ["store", {"jsonl": "a", "irc_channel": "#b"}]},
+            }
+        )
+    lines = err.value.errors
+    text = "\n".join(lines)
+    assert "components.builds-api.pins[0].key: input should be a valid string" in lines
+    assert any(line.startswith("environments[0].auto_apply:") for line in lines)
+    assert "gitlab: inline secret 'token' is not allowed; use token_env or token_file" in lines
+    assert any(line.startswith("http.listen:") for line in lines)
+    assert any(line.startswith("sal.sinks[1]:") for line in lines)
+    assert "glpat-secret" not in text
+
+
+def test_unknown_keys_and_references() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"environments": [{"name": "tools", "requires": "toolsbeta"}], "bogus": 1})
+    assert "bogus: extra inputs are not permitted" in err.value.errors
+    with pytest.raises(ConfigError) as err:
+        parse_config({"environments": [{"name": "tools", "requires": "toolsbeta"}]})
+    assert any("requires unknown environment 'toolsbeta'" in e for e in err.value.errors)
+
+
+def test_hostmask_identities_need_explicit_trust() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"auth": {"rules": [{"who": ["irc-host:*!*@x"], "role": "admin"}]}})
+    assert err.value.errors[0].startswith("auth.rules[0]: ")
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
+    ok = _check_config(ROOT / "config" / "deploybot.example.yaml")
+    assert ok.returncode == 0, ok.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "components:\n  builds-api:\n    pins:\n      - {file: x.yaml}\n      - {key: 3}\n"
+        "environments:\n  - {kube_context: tools}\n"
+    )
+    bad = _check_config(broken)
+    assert bad.returncode == 2
+    assert "components.builds-api.pins[1].key: input should be a valid string" in bad.stderr
+    assert "environments[0].name: field required" in bad.stderr
+    not_yaml = tmp_path / "bad.yaml"
+    not_yaml.write_text("bot: [unclosed\n")
+    res = _check_config(not_yaml)
+    assert res.returncode == 2 and "not valid YAML" in res.stderr

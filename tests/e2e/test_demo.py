@@ -1,0 +1,53 @@
+"""The demo session from a fresh directory, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.session import free_port
+
+SESSION = "!help\n!whoami\n!log hello from the demo\n!sal\n!status\n"
+
+
+def test_piped_demo_session(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "demo"),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        input=SESSION, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()
+    assert out[0].startswith("deploybot demo:")
+    assert out[1].startswith("commands: ") and "status" in out[1]
+    assert out[2].startswith("you are console:") and "admin" in out[2]
+    assert out[3].startswith("logged #1: ") and out[3].endswith("hello from the demo")
+    assert out[4].startswith("#1 ") and "hello from the demo" in out[4]
+    status = "\n".join(out[5:])
+    # the seeded demo data shows a drift and a merged-but-not-deployed alert, unasked
+    assert "ALERT drift builds-api toolsbeta: live 0.0.132-" in status
+    assert "ALERT undeployed builds-api tools: 2 releases merged but not deployed" in status
+    # and !status shows live vs pinned per environment, then a count of the rest
+    assert "builds-api toolsbeta: live 0.0.132-" in status and "pinned 0.0.133-" in status
+    assert "1 more need attention · 1 healthy" in status
+    assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()
+
+
+def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "demo"),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        input="!deploy builds-api latest T123\n!status builds-api toolsbeta\n!sal builds-api 1\n",
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    replies = [line for line in res.stdout.splitlines()[1:] if not line.startswith("[#")]
+    newest = replies[0].split(" -> ")[1].split()[0]  # the version !deploy pinned
+    assert newest.startswith("0.0.134-")
+    assert any("demo: nothing was deployed to a cluster" in line for line in replies)
+    status = next(line for line in replies if line.startswith("builds-api toolsbeta:"))
+    assert status.startswith(f"builds-api toolsbeta: live {newest}, as pinned")
+    assert "[auto-apply builds-api toolsbeta]" in replies[-1]
+    log_url = next(w for line in replies for w in line.split() if "/deploys/" in w)
+    assert log_url.endswith("/deploys/1/log")

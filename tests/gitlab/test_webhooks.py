@@ -1,0 +1,190 @@
+"""POST /webhooks/gitlab on the real app: verification, limits, dedupe, durability, metrics.
+
+The bot runs in-process with the console adapter (its stdout is what reaches chat) and the
+tests speak HTTP to its real port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.core.config import Config
+from bot.core.store import Store
+from tests.support.webhookbot import SECRET, RunningBot, config_with, fixture, metric
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DEPLOYBOT_TEST_WEBHOOK_SECRET", SECRET)
+    return "DEPLOYBOT_TEST_WEBHOOK_SECRET"
+
+
+@pytest.fixture
+def config(demo_config_path: Path, secret_env: str) -> Config:
+    # a GitLab URL nobody listens on: these tests never need the API
+    return config_with(
+        demo_config_path,
+        gitlab={"url": "http://127.0.0.1:9", "webhook_secret_env": secret_env},
+    )
+
+
+async def test_forged_or_missing_token_gets_401_and_nothing_is_stored(config: Config) -> None:
+    async with RunningBot(config) as bot:
+        assert (await bot.post(fixture("pipeline_created.json"), token="forged"))[0] == 401
+        assert (await bot.post(fixture("pipeline_created.json"), token=None))[0] == 401
+        assert await bot.events() == []
+        status, _ = await bot.post(fixture("pipeline_created.json"))
+        assert status == 200
+        assert len(await bot.events()) == 1
+        await bot.settle()
+    assert len([line for line in bot.lines() if "731205" in line]) == 1
+
+
+async def raw_post(config: Config, body: bytes, chunked: bool) -> int:
+    """POST over a plain socket, like GitLab's client: send everything, read the status, close."""
+    host, port = config.http.host, config.http.port
+    reader, writer = await asyncio.open_connection(host, port)
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+    writer.write(
+        f"POST /webhooks/gitlab HTTP/1.1\r\nHost: {host}\r\nX-Gitlab-Event: Pipeline Hook\r\n"
+        f"X-Gitlab-Token: {SECRET}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
+    )
+    try:
+        if chunked:
+            for start in range(0, len(body), 1 << 20):
+                chunk = body[start : start + (1 << 20)]
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(body)
+        await writer.drain()
+    except ConnectionError:
+        pass  # the server may answer and close before the whole body went out
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_ten_megabyte_body_gets_413(config: Config, chunked: bool) -> None:
+    body = b"{" + b" " * (10 * 1024 * 1024) + b"}"
+    async with RunningBot(config) as bot:
+        assert await raw_post(config, body, chunked) == 413
+        assert await bot.events() == []
+        assert metric(await bot.metrics(), "deploybot_webhook_rejected_total",
+                      reason="too_large") == 1  # fmt: skip
+
+
+async def test_garbage_gets_400(config: Config) -> None:
+    async with RunningBot(config) as bot:
+        assert (await bot.post(b"\x00\xffnot json {"))[0] == 400
+        assert (await bot.post(b'{"object_kind": "pipeline"'))[0] == 400
+        assert await bot.events() == []
+        assert (
+            metric(await bot.metrics(), "deploybot_webhook_rejected_total", reason="bad_json") == 2
+        )
+
+
+async def test_unknown_kind_is_answered_200_counted_and_ignored(config: Config) -> None:
+    async with RunningBot(config) as bot:
+        status, _ = await bot.post({"object_kind": "note", "note": "hi"}, kind="Note Hook")
+        assert status == 200
+        assert await bot.events() == []
+        text = await bot.metrics()
+        assert metric(text, "deploybot_webhook_events_received_total", kind="unknown") == 1
+        assert metric(text, "deploybot_webhook_events_processed_total",
+                      kind="unknown", result="ignored") == 1  # fmt: skip
+
+
+async def test_duplicate_delivery_is_stored_and_announced_once(config: Config) -> None:
+    body = fixture("pipeline_running_stage2.json")
+    async with RunningBot(config) as bot:
+        for _ in range(3):
+            status, _ = await bot.post(body, X_Gitlab_Event_UUID="7d5c1f0e-uuid-1")
+            assert status == 200
+        # Idempotency-Key wins over the event UUID: a retry may carry a new UUID
+        for uuid in ("a", "b"):
+            status, _ = await bot.post(
+                fixture("pipeline_failed.json"), Idempotency_Key="retry-1", X_Gitlab_Event_UUID=uuid
+            )
+            assert status == 200
+        await bot.settle()
+        assert len(await bot.events()) == 2
+        text = await bot.metrics()
+    stage = [line for line in bot.lines() if "stage 2/3 test" in line]
+    failed = [line for line in bot.lines() if "731205" in line and "failed" in line]
+    assert len(stage) == 1 and len(failed) == 1, bot.lines()
+    assert metric(text, "deploybot_webhook_events_deduped_total") == 3
+    assert metric(text, "deploybot_webhook_events_received_total", kind="pipeline") == 2
+    assert metric(text, "deploybot_webhook_events_processed_total",
+                  kind="pipeline", result="handled") == 2  # fmt: skip
+
+
+async def test_pipeline_without_stages_is_stored_marked_malformed_and_harmless(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="deploybot.events")
+    async with RunningBot(config) as bot:
+        status, _ = await bot.post(fixture("pipeline_no_stages.json"))
+        assert status == 200
+        await bot.settle()
+        rows = await bot.events()
+        assert [(r["status"], r["error"]) for r in rows] == [
+            ("malformed", "object_attributes.stages: missing")
+        ]
+        # the bot keeps working: the next event is announced
+        assert (await bot.post(fixture("pipeline_running_stage2.json")))[0] == 200
+        await bot.wait_line(r"builds-api: pipeline 731205 .*stage 2/3 test")
+        text = await bot.metrics()
+    assert metric(text, "deploybot_webhook_events_processed_total",
+                  kind="pipeline", result="malformed") == 1  # fmt: skip
+    logged = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(logged) == 1
+
+
+async def test_event_left_pending_by_a_crash_is_processed_on_start(config: Config) -> None:
+    store = Store(config.bot.state_dir / "deploybot.sqlite3")
+    await store.open()
+    body = json.dumps(fixture("pipeline_running_stage2.json")).encode()
+    await store.execute(
+        "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)",
+        ("uuid-before-crash", "Pipeline Hook", body, time.time()),
+    )
+    await store.close()
+    async with RunningBot(config) as bot:
+        await bot.wait_line(r"pipeline 731205 .*stage 2/3 test")
+        await bot.settle()
+        assert [r["status"] for r in await bot.events()] == ["processed"]
+        # the dedupe key survived the restart too
+        await bot.post(
+            fixture("pipeline_running_stage2.json"), X_Gitlab_Event_UUID="uuid-before-crash"
+        )
+        assert metric(await bot.metrics(), "deploybot_webhook_events_deduped_total") == 1
+
+
+async def test_secret_named_but_missing_refuses_everything(
+    demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEPLOYBOT_TEST_UNSET_SECRET", raising=False)
+    cfg = config_with(
+        demo_config_path,
+        gitlab={"url": "http://127.0.0.1:9", "webhook_secret_env": "DEPLOYBOT_TEST_UNSET_SECRET"},
+    )
+    async with RunningBot(cfg) as bot:
+        assert (await bot.post(fixture("pipeline_created.json"), token=None))[0] == 401
+        assert (await bot.post(fixture("pipeline_created.json"), token=""))[0] == 401
+        assert await bot.events() == []
+
+
+async def test_without_a_secret_configured_deliveries_are_accepted(demo_config_path: Path) -> None:
+    cfg = config_with(demo_config_path)  # the demo: no gitlab section at all
+    async with RunningBot(cfg) as bot:
+        assert (await bot.post(fixture("pipeline_tag_success.json"), token=None))[0] == 200
+        await bot.wait_line(r"pipeline 731230 on tag 0\.0\.131-20240222212602-322f874b: success")

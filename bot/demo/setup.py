@@ -28,7 +28,7 @@ EPOCH = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 
 def demo_source() -> Path:
     """`config/demo` of this checkout (the current directory first, then the source tree)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         candidate = base / "config" / "demo"
         if (candidate / "deploybot.yaml").exists():
             return candidate

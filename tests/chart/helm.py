@@ -78,7 +78,7 @@ class Helm:
             [str(self.binary), *map(str, args)], capture_output=True, text=True, env=env, timeout=60
         )
 
-    def _values_file(self, values: dict[str, Any] | None) -> list[str]:
+    def values_args(self, values: dict[str, Any] | None) -> list[str]:
         if not values:
             return []
         with tempfile.NamedTemporaryFile(
@@ -91,7 +91,7 @@ class Helm:
         self, values: dict[str, Any] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return self.run(
-            "template", RELEASE, CHART, "--namespace", NAMESPACE, *self._values_file(values)
+            "template", RELEASE, CHART, "--namespace", NAMESPACE, *self.values_args(values)
         )
 
     def template(self, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ class Helm:
 
     def lint(self, values: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
         return self.run(
-            "lint", "--strict", CHART, "--namespace", NAMESPACE, *self._values_file(values)
+            "lint", "--strict", CHART, "--namespace", NAMESPACE, *self.values_args(values)
         )
 
 

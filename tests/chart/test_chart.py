@@ -6,8 +6,10 @@ parsed objects; the rendered bot config also goes through the real `deploybot ch
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +474,59 @@ def test_service_selects_the_pods_on_the_http_port(helm: Helm) -> None:
     pod_labels = deployment(docs)["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     assert deployment(docs)["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
+    # webhooks keep arriving while chat is down (/ready 503)
+    assert svc["spec"]["publishNotReadyAddresses"] is True
+    docs = helm.template({"service": {"publishNotReadyAddresses": False}})
+    assert one(docs, "Service")["spec"]["publishNotReadyAddresses"] is False
+
+
+def test_app_version_is_the_package_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == pyproject["project"]["version"]
+
+
+def render_notes(helm: Helm, tmp_path: Path, values: dict[str, Any] | None) -> str:
+    """NOTES.txt is not rendered by `helm template` (and `helm install --dry-run` wants a
+    cluster): render it through `tpl` in a copy of the chart, with the chart's helpers."""
+    chart = tmp_path / "deploybot"
+    shutil.copytree(CHART, chart)
+    (chart / "notes.txt").write_text((chart / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "notes-probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n'
+    )
+    args = [
+        "template",
+        RELEASE,
+        chart,
+        "--namespace",
+        NAMESPACE,
+        "--show-only",
+        "templates/notes-probe.yaml",
+    ]
+    result = helm.run(*args, *helm.values_args(values))
+    assert result.returncode == 0, result.stderr
+    return str(yaml.safe_load(result.stdout)["data"]["notes"])
+
+
+def test_notes_render_and_say_what_is_missing(helm: Helm, tmp_path: Path) -> None:
+    notes = render_notes(helm, tmp_path / "a", None)
+    assert f"http://{FULLNAME}.{NAMESPACE}.svc:8080/webhooks/gitlab" in notes
+    assert "No secretEnv" in notes and "rbac.managedNamespaces is empty" in notes
+    notes = render_notes(
+        helm,
+        tmp_path / "b",
+        {
+            "secretEnv": [{"name": "DEPLOYBOT_GITLAB_TOKEN", "secretName": "bot", "key": "gl"}],
+            "rbac": {"managedNamespaces": ["builds-api", "jobs-api"]},
+            **STORE,
+        },
+    )
+    assert "DEPLOYBOT_GITLAB_TOKEN <- secret bot, key gl" in notes
+    assert "Managed namespaces (read + deploy Roles): builds-api, jobs-api" in notes
+    assert "an emptyDir (the store is postgresql://" in notes
 
 
 def test_servicemonitor_toggle(helm: Helm) -> None:

@@ -6,6 +6,7 @@ parsed objects; the rendered bot config also goes through the real `deploybot ch
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import config as k8s_config
 
-from tests.chart.helm import CHART, NAMESPACE, RELEASE, ROOT, Helm, by_kind, one
+from tests.chart.helm import CHART, NAMESPACE, RELEASE, ROOT, Helm, by_kind, one, require
 
 FULLNAME = f"{RELEASE}-deploybot"
 READ_RULES = {("apps", "deployments", verb) for verb in ("get", "list", "watch")} | {
@@ -569,3 +570,42 @@ def test_config_change_rolls_the_pods(helm: Helm) -> None:
 
     assert checksum(None) == checksum(None)
     assert checksum(None) != checksum({"config": {"bot": {"nick": "otherbot"}}})
+
+
+def test_helmfile_deploys_the_chart_gitops_style(helm: Helm, tmp_path: Path) -> None:
+    """The pinned helmfile drives the pinned helm over this chart, as the bot deploys its
+    components (`helmfile ... template`: no cluster needed; diff/sync would need one)."""
+    helmfile = require("helmfile")
+    (tmp_path / "helmfile.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "releases": [
+                    {
+                        "name": "deploybot",
+                        "namespace": "bots",
+                        "chart": str(CHART),
+                        "values": [{"rbac": {"managedNamespaces": ["builds-api"]}}],
+                    }
+                ]
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(helm.home / "cache"),
+        "HELM_CONFIG_HOME": str(helm.home / "config"),
+        "HELM_DATA_HOME": str(helm.home / "data"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+    result = subprocess.run(
+        [str(helmfile), "--helm-binary", str(helm.binary), "-f", "helmfile.yaml", "template"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert one(docs, "Deployment", "deploybot")["spec"]["replicas"] == 1
+    assert one(docs, "Role", "deploybot-read")["metadata"]["namespace"] == "builds-api"

@@ -126,7 +126,7 @@ def test_schema_rejects_bad_values_in_lint_and_template(
     assert complaint in template.stderr
 
 
-def test_schema_documents_every_value(helm: Helm) -> None:
+def test_schema_documents_every_value() -> None:
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
 
     def walk(values: dict[str, Any], node: dict[str, Any], path: str) -> None:

@@ -192,9 +192,7 @@ class App:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._log_filter = RedactingFilter(self.redactor)
-        outbox = Outbox(
-            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc
-        )
+        outbox = Outbox(self.store, self.adapters, config.flood, on_sent=self.metrics.sent)
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")

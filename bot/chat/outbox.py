@@ -31,7 +31,7 @@ class Outbox:
         adapters: Sequence[ChatAdapter],
         flood: FloodConfig,
         clock: Callable[[], float] = time.monotonic,
-        on_sent: Callable[[int], None] | None = None,
+        on_sent: Callable[[list[float]], None] | None = None,
     ):
         self.store = store
         self.adapters = list(adapters)
@@ -95,7 +95,8 @@ class Outbox:
     async def drain_once(self) -> float | None:
         """Send at most one line per room; return seconds until more can go (None: idle)."""
         rows = await self.store.fetchall(
-            "SELECT id, adapter, room, text, short, priority FROM outbox WHERE sent_at IS NULL"
+            "SELECT id, adapter, room, text, short, priority, created_at FROM outbox"
+            " WHERE sent_at IS NULL"
             " ORDER BY id LIMIT 2000"
         )
         if not rows:
@@ -103,6 +104,7 @@ class Outbox:
         by_target: dict[tuple[str, str], list[Pending]] = {}
         adapters: dict[str, ChatAdapter] = {}
         orphans: list[int] = []
+        queued_at = {r["id"]: r["created_at"] for r in rows}
         for r in rows:
             found = self.pick_adapter(r["adapter"], r["room"])
             if found is None:
@@ -138,8 +140,9 @@ class Outbox:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             await self._mark_sent(ids)
-            if self.on_sent:
-                self.on_sent(1)
+            if self.on_sent:  # each line's time in the queue, from when it was queued
+                now = time.time()
+                self.on_sent([now - float(queued_at[i] or now) for i in ids])
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0

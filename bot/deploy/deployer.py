@@ -292,7 +292,8 @@ class Deployer:
 
     async def _finish(self, d: Deploy, state: str, detail: str) -> DeployOutcome:
         req = d.req
-        took = format_duration(time.monotonic() - d.started)
+        seconds = time.monotonic() - d.started
+        took = format_duration(seconds)
         if state == "done" and req.action == "rollback-emergency":
             detail += "; " + await self._repin(d)
         await self.records.set_state(d.id, state, result=detail, version=d.version,
@@ -304,6 +305,9 @@ class Deployer:
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
+        self.services.metrics.deploy_duration.labels(req.component, req.env, state).observe(
+            seconds
+        )
         self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,

@@ -10,6 +10,9 @@ from bot.core.config import Config, load_config
 from bot.demo.setup import prepare
 from tests.support.session import free_port
 
+# real PostgreSQL and OCI registry fixtures (`postgres`, `oci_registry`)
+pytest_plugins = ["tests.support.pytest_plugin"]
+
 
 @pytest.fixture
 async def demo_config_path(tmp_path: Path) -> Path:

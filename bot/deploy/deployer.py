@@ -305,9 +305,7 @@ class Deployer:
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
-        self.services.metrics.deploy_duration.labels(req.component, req.env, state).observe(
-            seconds
-        )
+        self.services.metrics.deploy_duration.labels(req.component, req.env, state).observe(seconds)
         self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,

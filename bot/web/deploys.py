@@ -40,7 +40,7 @@ def steps_of(log: str) -> list[StepView]:
     steps: list[StepView] = []
     for line in log.splitlines():
         if line.startswith("$ "):
-            steps.append(StepView(line[2:][:200], "running", ""))
+            steps.append(StepView(line[2:][:500], "running", ""))
             continue
         m = _EXIT_RE.match(line)
         if m and steps and steps[-1].status == "running":

@@ -217,10 +217,9 @@ class Pages:
         target = safe_next(str(form.get("next") or ""))
         value = self.access.login_ok(str(form.get("token") or ""))
         if value is None:
-            resp = self._page(request, "login.html", title="log in", next=target,
+            # the form again, with the reason (200: a page for a person, not an API answer)
+            return self._page(request, "login.html", title="log in", next=target,
                               error="wrong token")  # fmt: skip
-            resp.set_status(401)
-            return resp
         resp = web.HTTPSeeOther(target)
         resp.set_cookie(COOKIE, value, httponly=True, samesite="Strict", path="/",
                         secure=request.secure, max_age=12 * 3600)  # fmt: skip

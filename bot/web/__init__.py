@@ -25,6 +25,19 @@ from bot.web.templating import filters
 HERE = Path(__file__).parent
 
 
+def setup_templates(app: web.Application, task_url: str) -> jinja2.Environment:
+    """The pages' Jinja environment on `app` (autoescaped; unknown names are errors)."""
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(filters(task_url))
+    env.globals["static"] = lambda name: f"/static/{name}?v={__version__}"
+    return env
+
+
 def add_pages(
     app: web.Application, services: Services, board: StatusBoard, deployer: Deployer,
     text_views: dict[str, Handler],
@@ -33,14 +46,7 @@ def add_pages(
     access = Access(services.config)
     feed = Feed()
     pages = Pages(services, board, deployer, feed, access, text_views)
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters.update(filters(services.config.http.task_url))
-    env.globals["static"] = lambda name: f"/static/{name}?v={__version__}"
+    setup_templates(app, services.config.http.task_url)
     app.middlewares.append(access.middleware)
     pages.routes(app)
     app.router.add_static("/static/", HERE / "static")

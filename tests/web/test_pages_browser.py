@@ -35,7 +35,9 @@ sys.exit(subprocess.call(sys.argv[2:]))
 """
 
 
-async def demo_bot(tmp_path: Path, **http: Any) -> tuple[BotProcess, Path]:
+async def demo_bot(
+    tmp_path: Path, env: dict[str, str] | None = None, **http: Any
+) -> tuple[BotProcess, Path]:
     """The demo's data and config (no console: the bot runs headless), its `apply` held at
     a gate file the test opens; returns the bot (not started) and the gate path."""
     demo = tmp_path / "demo"
@@ -46,7 +48,7 @@ async def demo_bot(tmp_path: Path, **http: Any) -> tuple[BotProcess, Path]:
     data["deploy"]["apply"] = [sys.executable, str(tmp_path / "gate.py"), str(gate),
                                *data["deploy"]["apply"]]  # fmt: skip
     data["http"].update(http)
-    return BotProcess(tmp_path / "bot", data), gate
+    return BotProcess(tmp_path / "bot", data, env), gate
 
 
 def expected(demo: Path) -> dict[tuple[str, str], tuple[str, str]]:
@@ -152,8 +154,10 @@ async def test_with_a_token_pages_refuse_strangers_and_webhooks_still_work(
     tmp_path: Path,
 ) -> None:
     require_chromium()
-    bot, _ = await demo_bot(tmp_path, auth={"token_env": "DEPLOYBOT_TEST_HTTP_TOKEN"})
-    bot._env["DEPLOYBOT_TEST_HTTP_TOKEN"] = "s3cret-page-token"
+    bot, _ = await demo_bot(
+        tmp_path, {"DEPLOYBOT_TEST_HTTP_TOKEN": "s3cret-page-token"},
+        auth={"token_env": "DEPLOYBOT_TEST_HTTP_TOKEN"},
+    )  # fmt: skip
     await bot.start()
     try:
         async with aiohttp.ClientSession() as http:

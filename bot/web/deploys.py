@@ -24,7 +24,6 @@ from bot.core.text import format_duration
 from bot.deploy.records import ACTIVE_STATES, deploy_rows
 
 POLL = 0.25
-STATES = ("requested", "applying", "verifying")
 _EXIT_RE = re.compile(r"^\[deploybot\] (exit (-?\d+) after [\d.]+s|killed after .*)$")
 
 

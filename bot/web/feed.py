@@ -69,6 +69,15 @@ class Feed:
                 out[said.component] = said
         return out
 
+    def subscribe(self) -> asyncio.Queue[FeedEvent | None]:
+        """A new page's queue (`None` in it means: the server is closing)."""
+        queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue(QUEUE_SIZE)
+        self._queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[FeedEvent | None]) -> None:
+        self._queues.discard(queue)
+
     def close(self) -> None:
         """End every stream (the server is shutting down)."""
         self.closed = True
@@ -76,7 +85,8 @@ class Feed:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
-    def _missed(self, last_id: str | None) -> list[FeedEvent]:
+    def missed(self, last_id: str | None) -> list[FeedEvent]:
+        """What a page reconnecting with `Last-Event-ID` missed (if still in the ring)."""
         if not last_id or not last_id.isdigit():
             return []
         return [e for e in self.recent if e.id > int(last_id)]
@@ -91,11 +101,10 @@ class Feed:
             }
         )
         await resp.prepare(request)
-        queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue(QUEUE_SIZE)
-        self._queues.add(queue)
+        queue = self.subscribe()
         try:
             await resp.write(b"retry: 2000\n\n")
-            for event in self._missed(request.headers.get("Last-Event-ID")):
+            for event in self.missed(request.headers.get("Last-Event-ID")):
                 await resp.write(event.frame())
             while not self.closed:
                 try:
@@ -109,5 +118,5 @@ class Feed:
         except ConnectionResetError:  # the page went away
             pass
         finally:
-            self._queues.discard(queue)
+            self.unsubscribe(queue)
         return resp

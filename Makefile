@@ -5,9 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry
+DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry chromium
 
-.PHONY: demo test lint typecheck unit bench venv test-deps debs helm-bins clean
+.PHONY: demo test lint typecheck unit bench venv test-deps debs helm-bins screenshots clean
 
 $(BIN)/deploybot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ unit: test-deps debs helm-bins
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# refresh the README's screenshots of the board and a deploy page (real Chromium)
+screenshots: test-deps debs
+	DEPLOYBOT_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/web/test_pages_browser.py
 
 bench: test-deps debs
 	$(BIN)/python -m bench

@@ -1,5 +1,7 @@
 """The bot's HTTP server: health, readiness, metrics, SAL/status pages, deploy logs, webhooks.
 
+The HTML pages, the live feed and the access check are in `bot.web`.
+
 Routes are thin: each reads from or hands off to a service. The webhook route
 (`POST /webhooks/gitlab`) is added by the composition root with bot.webhooks.add_webhook_route.
 """
@@ -16,6 +18,7 @@ from bot.gitlab.inbox import EventWorker
 from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
+from bot.web import add_pages
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 ChatState = Callable[[], dict[str, bool]]
@@ -85,8 +88,7 @@ def build_http_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ready", ready_)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/sal", sal)
-    app.router.add_get("/status", status)
-    app.router.add_get("/diffs/{id}", diff)
     app.router.add_get("/deploys/{id}/log", deploy_log)
+    # the pages; these text views still answer curl and `Accept: text/plain`
+    add_pages(app, services, board, deployer, {"/sal": sal, "/status": status, "/diffs/{id}": diff})
     return app

@@ -6,6 +6,7 @@ Secrets are never inline: only `*_env` (an environment variable name) or `*_file
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -65,9 +66,45 @@ class BotConfig(Model):
     reply_timeout: float = Field(0.8, gt=0, description="seconds before 'working on it'")
 
 
+class HttpAuthConfig(Model):
+    """Who may read the pages: a bearer token (or the login form's cookie), or an identity
+    an authenticating proxy puts in a header, checked against `auth.rules`."""
+
+    token_env: str | None = None
+    token_file: str | None = None
+    trusted_header: str | None = None  # e.g. X-Forwarded-User; identity `http:<value>`
+
+    @model_validator(mode="after")
+    def _one_way(self) -> HttpAuthConfig:
+        if [bool(self.token_env or self.token_file), bool(self.trusted_header)].count(True) != 1:
+            raise ValueError("give token_env (or token_file) or trusted_header, or say none")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = 1_048_576
+    auth: Literal["none"] | HttpAuthConfig = "none"
+    # where a SAL task id (T123) links to; {task} is replaced by the id
+    task_url: str = "https://phabricator.wikimedia.org/{task}"
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> HttpConfig:
+        if self.auth == "none" and not is_loopback(self.host):
+            raise ValueError(
+                f"auth: none is only allowed when listen is on loopback, not {self.host};"
+                " set http.auth.token_env or http.auth.trusted_header"
+            )
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -245,9 +282,9 @@ class AuthRule(Model):
     def _hostmask_needs_trust(self) -> AuthRule:
         for who in self.who:
             kind, sep, _ = who.partition(":")
-            if not sep or kind not in ("irc", "irc-host", "xmpp", "console"):
+            if not sep or kind not in ("irc", "irc-host", "xmpp", "console", "http"):
                 raise ValueError(
-                    f"identity '{who}' must start with irc:, irc-host:, xmpp: or console:"
+                    f"identity '{who}' must start with irc:, irc-host:, xmpp:, console: or http:"
                 )
             if kind == "irc-host" and self.trust != "hostmask":
                 raise ValueError(

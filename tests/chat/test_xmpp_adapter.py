@@ -19,6 +19,11 @@ from tests.support.xmppserver import ProsodyServer, TestClient, running_prosody,
 ROOM = "ops@conference.localhost"
 
 
+def in_rooms(adapter: XmppAdapter) -> bool:
+    """Connected and in every configured room (a session can be up with rooms still out)."""
+    return adapter.connected and all(adapter.room_states().values())
+
+
 class Inbox:
     """The on_message callback: records every Message the adapter hands over."""
 
@@ -67,7 +72,7 @@ async def inbox() -> Inbox:
 async def bot(prosody: ProsodyServer, inbox: Inbox) -> AsyncIterator[XmppAdapter]:
     adapter = make_adapter(prosody)
     await adapter.start(inbox)
-    await wait_for(lambda: adapter.connected, what="adapter connected")
+    await wait_for(lambda: in_rooms(adapter), what="adapter connected")
     yield adapter
     await adapter.stop()
 
@@ -149,7 +154,7 @@ async def test_own_messages_history_and_subject_are_not_delivered(
     adapter = make_adapter(prosody)
     await adapter.start(inbox)
     try:
-        await wait_for(lambda: adapter.connected, what="adapter connected")
+        await wait_for(lambda: in_rooms(adapter), what="adapter connected")
         await adapter.send(ROOM, "!status from the bot itself")
         await wait_for(lambda: alice.bodies("groupchat")[-1:] == ["!status from the bot itself"])
 
@@ -170,7 +175,7 @@ async def test_reconnects_and_rejoins_after_server_restart(
         await bot.send(ROOM, "lost")
 
     await prosody.start()
-    await wait_for(lambda: bot.connected, timeout=20, what="adapter reconnected")
+    await wait_for(lambda: in_rooms(bot), timeout=20, what="adapter reconnected")
     alice = TestClient(prosody, "alice")
     await alice.connect()
     try:
@@ -188,7 +193,7 @@ async def test_crash_of_server_is_survived(prosody: ProsodyServer, bot: XmppAdap
     await prosody.restart()  # SIGKILL, then start again on the same port
 
     await wait_for(lambda: not bot.connected, what="adapter noticed the crash")
-    await wait_for(lambda: bot.connected, timeout=20, what="adapter reconnected")
+    await wait_for(lambda: in_rooms(bot), timeout=20, what="adapter reconnected")
     alice = TestClient(prosody, "alice")
     await alice.connect()
     try:
@@ -212,16 +217,17 @@ async def test_silent_server_is_detected_by_ping_and_reconnected(
         reconnect_max=1.0,
         timeout=2.0,
         ping_interval=0.5,
+        ping_timeout=2.0,
     )
     await adapter.start(inbox)
     try:
-        await wait_for(lambda: adapter.connected, what="adapter connected")
+        await wait_for(lambda: in_rooms(adapter), what="adapter connected")
         prosody.pause()
         try:
             await wait_for(lambda: not adapter.connected, what="ping timeout noticed")
         finally:
             prosody.pause(False)
-        await wait_for(lambda: adapter.connected, timeout=20, what="adapter reconnected")
+        await wait_for(lambda: in_rooms(adapter), timeout=20, what="adapter reconnected")
     finally:
         await asyncio.wait_for(adapter.stop(), timeout=5)
 
@@ -291,7 +297,7 @@ async def test_stop_while_server_is_down_returns_and_leaves_no_tasks(
     before = asyncio.all_tasks()
     adapter = make_adapter(prosody)
     await adapter.start(inbox)
-    await wait_for(lambda: adapter.connected, what="adapter connected")
+    await wait_for(lambda: in_rooms(adapter), what="adapter connected")
     await prosody.stop()
     await wait_for(lambda: not adapter.connected, what="adapter noticed the outage")
 

@@ -92,7 +92,16 @@ class SaslConfig(Model):
     password_file: str | None = None
 
 
-class IrcConfig(Model):
+class KeepaliveConfig(Model):
+    """Dead-link detection and (re)join pacing, the same keys on every chat connection."""
+
+    ping_interval: float = Field(30.0, gt=0, description="idle seconds before a ping")
+    ping_timeout: float = Field(10.0, gt=0, description="seconds a ping may go unanswered")
+    join_retry: float = Field(5.0, gt=0, description="first retry of a failed join (doubles)")
+    join_retry_max: float = Field(60.0, gt=0, description="longest wait between join retries")
+
+
+class IrcConfig(KeepaliveConfig):
     host: str
     port: int = 6697
     tls: bool = True
@@ -102,7 +111,7 @@ class IrcConfig(Model):
     sasl: SaslConfig | None = None
 
 
-class XmppConfig(Model):
+class XmppConfig(KeepaliveConfig):
     jid: str
     password_env: str | None = None
     password_file: str | None = None
@@ -381,9 +390,38 @@ def parse_config(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping"])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
+    if errors := unserved_rooms(config):
+        raise ConfigError(errors)
+    return config
+
+
+def unserved_rooms(config: Config) -> list[str]:
+    """`path: ...` for each room the bot would speak in that no chat connection serves.
+
+    A console serves every room; otherwise an IRC channel must be in `chat.irc.channels` and
+    an XMPP room in `chat.xmpp.rooms`. A config without any chat connection is not checked.
+    """
+    chat = config.chat
+    if chat.console is not None or (chat.irc is None and chat.xmpp is None):
+        return []
+    served = {c.lower() for c in (chat.irc.channels if chat.irc else [])}
+    served |= {r.lower() for r in (chat.xmpp.rooms if chat.xmpp else [])}
+    wanted = [("chat.default_room", chat.default_room)]
+    wanted += [(f"components.{n}.room", c.room) for n, c in config.components.items() if c.room]
+    wanted += [
+        (f"sal.sinks[{i}].irc_channel", s.irc_channel)
+        for i, s in enumerate(config.sal.sinks)
+        if s.irc_channel
+    ]
+    return [
+        f"{path}: {room!r} is not served by any chat connection"
+        " (list it in chat.irc.channels or chat.xmpp.rooms)"
+        for path, room in wanted
+        if room.lower() not in served
+    ]
 
 
 def load_config(path: str | Path) -> Config:

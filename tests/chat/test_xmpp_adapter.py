@@ -327,3 +327,32 @@ def test_runaway_output_is_truncated_not_flooded() -> None:
     assert parts[-1].endswith("… (truncated)")
     assert all(len(p.encode()) <= 3000 for p in parts)
     assert parts[0].startswith("deploy log line 0\ndeploy log line 1\n")
+
+
+async def test_banned_from_the_room_is_retried_until_let_in(
+    prosody: ProsodyServer, alice: TestClient, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    await alice.join(ROOM, "alice")  # the first occupant owns the room
+    muc = alice.xmpp.plugin["xep_0045"]
+    await muc.set_affiliation(JID(ROOM), "outcast", jid=JID(prosody.jid("bot")))
+    adapter = XmppAdapter(
+        prosody.jid("bot"), prosody.password("bot"), [ROOM], host="127.0.0.1",
+        port=prosody.port, tls=False, join_retry=0.5, join_retry_max=1.0,
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, "bot.chat.xmpp")
+    await adapter.start(inbox)
+    try:
+        await wait_for(lambda: "forbidden" in caplog.text, what="the ban logged as the reason")
+        assert adapter.connected and adapter.room_states() == {ROOM: False}
+        with pytest.raises(ConnectionError):
+            await adapter.send(ROOM, "nobody hears this")
+        retries = caplog.text.count("not in ops@conference.localhost: deploybot: forbidden")
+        await wait_for(
+            lambda: caplog.text.count("deploybot: forbidden") > retries, what="another try"
+        )
+        await muc.set_affiliation(JID(ROOM), "none", jid=JID(prosody.jid("bot")))
+        await wait_for(lambda: in_rooms(adapter), what="in once the ban is lifted")
+        await adapter.send(ROOM, "back in")
+        await wait_for(lambda: "back in" in alice.bodies("groupchat"), what="heard in the room")
+    finally:
+        await adapter.stop()

@@ -163,7 +163,10 @@ async def test_a_line_for_a_room_nobody_serves_goes_to_the_default_room(tmp_path
         await outbox.enqueue("ops@conference.example.org", "deploy #7 done", final=True)
         await _drain(outbox)
         assert chat.lines == [
-            ("#ops", "deploy #7 done (for ops@conference.example.org: no chat connection serves it)")
+            (
+                "#ops",
+                "deploy #7 done (for ops@conference.example.org: no chat connection serves it)",
+            )
         ]
         # with no served default room either, the line waits instead of vanishing
         lost = Outbox(store, [chat], flood, clock=clock, default_room="ops@elsewhere.org")

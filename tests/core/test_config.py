@@ -98,5 +98,7 @@ def test_check_config_refuses_rooms_no_chat_connection_serves(tmp_path: Path) ->
         " (list it in chat.irc.channels or chat.xmpp.rooms)"
     ]
     # served once a connection lists it (room JIDs compare case-insensitively)
-    config.write_text(config.read_text().replace("'#toolforge-deploy'", "OPS@conference.example.org"))
+    config.write_text(
+        config.read_text().replace("'#toolforge-deploy'", "OPS@conference.example.org")
+    )
     assert _check_config(config).returncode == 0

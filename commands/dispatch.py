@@ -59,7 +59,7 @@ class Dispatcher:
             return
         task = asyncio.ensure_future(self._run(ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
-        if not done:
+        if not done and not ctx.replied:  # a handler that spoke already is visibly at work
             await ctx.reply(f"{spec.name}: working on it…")
         text, result = await task
         self.services.metrics.commands.labels(spec.name, result).inc()

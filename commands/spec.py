@@ -127,6 +127,7 @@ class Context:
     message: Message
     commands: CommandSet
     spec: CommandSpec
+    replied: bool = False  # the handler already said something (no "working on it" needed)
 
     @property
     def deployer(self) -> Deployer:
@@ -172,6 +173,7 @@ class Context:
 
     async def reply(self, text: str) -> None:
         """Send a line now (before the handler returns), e.g. "working on it"."""
+        self.replied = True
         await self.services.outbox.enqueue(
             self.message.room,
             self.services.redactor(text),

@@ -102,3 +102,19 @@ def test_check_config_refuses_rooms_no_chat_connection_serves(tmp_path: Path) ->
         config.read_text().replace("'#toolforge-deploy'", "OPS@conference.example.org")
     )
     assert _check_config(config).returncode == 0
+
+
+def test_chat_keepalive_defaults_notice_a_frozen_server_within_40s() -> None:
+    cfg = parse_config(
+        {
+            "chat": {
+                "default_room": "#ops",
+                "irc": {"host": "irc.example.org", "channels": ["#ops"]},
+                "xmpp": {"jid": "bot@example.org", "password_env": "X"},
+            }
+        }
+    )
+    for chat in (cfg.chat.irc, cfg.chat.xmpp):
+        assert chat is not None
+        assert (chat.ping_interval, chat.ping_timeout) == (30.0, 10.0)
+        assert chat.ping_interval + chat.ping_timeout <= 40

@@ -303,7 +303,11 @@ async def test_stop_while_server_is_down_returns_and_leaves_no_tasks(
 
     await asyncio.wait_for(adapter.stop(), timeout=5)
 
-    await wait_for(lambda: not (asyncio.all_tasks() - before), timeout=2, what="tasks gone")
+    try:
+        await wait_for(lambda: not (asyncio.all_tasks() - before), timeout=2, what="tasks gone")
+    except pytest.fail.Exception:
+        left = [t.get_coro() for t in asyncio.all_tasks() - before]
+        pytest.fail(f"tasks left after stop(): {left}")
 
 
 def test_owns_rooms_and_jids_but_not_irc_channels() -> None:

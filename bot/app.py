@@ -128,6 +128,10 @@ def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatA
                     read_secret(irc.sasl.password_env, irc.sasl.password_file) if irc.sasl else None
                 ),
                 realname=irc.realname,
+                ping_interval=irc.ping_interval,
+                ping_timeout=irc.ping_timeout,
+                join_retry=irc.join_retry,
+                join_retry_max=irc.join_retry_max,
             )
         )
     xmpp = config.chat.xmpp
@@ -141,6 +145,10 @@ def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatA
                 port=xmpp.port,
                 nick=xmpp.nick or config.bot.nick,
                 tls=xmpp.tls,
+                ping_interval=xmpp.ping_interval,
+                ping_timeout=xmpp.ping_timeout,
+                join_retry=xmpp.join_retry,
+                join_retry_max=xmpp.join_retry_max,
             )
         )
     if config.chat.console is not None:
@@ -192,7 +200,10 @@ class App:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._log_filter = RedactingFilter(self.redactor)
-        outbox = Outbox(self.store, self.adapters, config.flood, on_sent=self.metrics.sent)
+        outbox = Outbox(
+            self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
+            default_room=config.chat.default_room,
+        )  # fmt: skip
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
@@ -244,6 +255,7 @@ class App:
         app = build_http_app(
             self.services, self.board, self.deployer, self.events, self.ready,
             lambda: {a.name: a.connected for a in self.adapters},
+            lambda: {a.name: a.room_states() for a in self.adapters},
         )  # fmt: skip
         add_webhook_route(app, self.webhooks)
         return app
@@ -270,6 +282,11 @@ class App:
         down = [a.name for a in self.adapters if not a.connected]
         if down:
             return False, "chat not connected: " + ", ".join(down)
+        missing = [
+            f"{a.name} {r}" for a in self.adapters for r, ok in a.room_states().items() if not ok
+        ]
+        if missing:
+            return False, "not joined: " + ", ".join(missing)
         return True, "ready"
 
     async def on_message(self, msg: Message) -> None:

@@ -22,11 +22,12 @@ from bot.web import add_pages
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 ChatState = Callable[[], dict[str, bool]]
+RoomStates = Callable[[], dict[str, dict[str, bool]]]  # adapter -> configured room -> joined
 
 
 def build_http_app(
     services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
-    ready: ReadyCheck, chat_state: ChatState,
+    ready: ReadyCheck, chat_state: ChatState, room_states: RoomStates = dict,
 ) -> web.Application:  # fmt: skip
     app = web.Application(client_max_size=services.config.http.max_body_bytes)
 
@@ -42,6 +43,8 @@ def build_http_app(
         services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
         for adapter_name, up in chat_state().items():
             services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
+        for adapter_name, rooms in room_states().items():
+            services.metrics.rooms_joined.labels(adapter_name).set(sum(rooms.values()))
         return web.Response(
             body=services.metrics.render(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

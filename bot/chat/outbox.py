@@ -32,12 +32,16 @@ class Outbox:
         flood: FloodConfig,
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[list[float]], None] | None = None,
+        default_room: str | None = None,
     ):
+        """`default_room` takes the lines for rooms no adapter serves (with a note)."""
         self.store = store
         self.adapters = list(adapters)
         self.flood = flood
         self.clock = clock
         self.on_sent = on_sent
+        self.default_room = default_room
+        self._stuck_rooms: set[str] = set()  # rooms already reported as unserved
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -103,21 +107,20 @@ class Outbox:
             return None
         by_target: dict[tuple[str, str], list[Pending]] = {}
         adapters: dict[str, ChatAdapter] = {}
-        orphans: list[int] = []
+        orphans: list[sqlite3.Row] = []
         queued_at = {r["id"]: r["created_at"] for r in rows}
         for r in rows:
             found = self.pick_adapter(r["adapter"], r["room"])
             if found is None:
-                log.warning("no chat adapter for room %s; dropping a line", r["room"])
-                orphans.append(r["id"])
+                orphans.append(r)
                 continue
             adapters[found.name] = found
             by_target.setdefault((found.name, r["room"]), []).append(
                 Pending(r["id"], r["text"], r["priority"], r["short"])
             )
-        if orphans:
-            await self._mark_sent(orphans)
         next_wait: float | None = None
+        if orphans and not await self._reroute(orphans):
+            next_wait = 30.0  # nowhere to send them yet: they wait, and the error is logged
         for (adapter_name, room), items in by_target.items():
             adapter = adapters[adapter_name]
             if not adapter.connected:
@@ -146,6 +149,35 @@ class Outbox:
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
+
+    async def _reroute(self, rows: list[sqlite3.Row]) -> bool:
+        """Move lines for unserved rooms to the default room, noting where they were for.
+
+        False when the default room is not served either: the lines stay queued.
+        """
+        fallback = self.default_room
+        if fallback is None or self.pick_adapter(None, fallback) is None:
+            for room in {r["room"] for r in rows} - self._stuck_rooms:
+                self._stuck_rooms.add(room)
+                log.error(
+                    "no chat connection serves %s nor the default room %s; its lines stay queued",
+                    room, fallback,
+                )  # fmt: skip
+            return False
+        for room in {r["room"] for r in rows} - self._stuck_rooms:
+            self._stuck_rooms.add(room)
+            log.warning("no chat connection serves %s; its lines go to %s", room, fallback)
+
+        def move(conn: sqlite3.Connection) -> None:
+            for r in rows:
+                conn.execute(
+                    "UPDATE outbox SET room=?, adapter=NULL, text=?, short=NULL WHERE id=?",
+                    (fallback, f"{r['text']} (for {r['room']}: no chat connection serves it)",
+                     r["id"]),
+                )  # fmt: skip
+
+        await self.store.transaction(move)
+        return True
 
     async def _mark_sent(self, ids: list[int]) -> None:
         marks = ",".join("?" for _ in ids)

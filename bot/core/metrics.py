@@ -68,6 +68,10 @@ class Metrics:
             "deploybot_chat_connected", "1 while a chat adapter is connected", ["adapter"],
             registry=r,
         )  # fmt: skip
+        self.rooms_joined = Gauge(
+            "deploybot_chat_rooms_joined", "Configured chat rooms the bot is in now", ["adapter"],
+            registry=r,
+        )  # fmt: skip
         self.alerts = Gauge(
             "deploybot_monitor_alerts", "Active monitor alerts", ["kind"], registry=r
         )

@@ -32,6 +32,9 @@ def test_piped_demo_session(tmp_path: Path) -> None:
     assert "builds-api toolsbeta: live 0.0.132-" in status and "pinned 0.0.133-" in status
     assert "1 more need attention · 1 healthy" in status
     assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()
+    # the generated config's header comment reads as written (no placeholder filled into it)
+    header = (tmp_path / "demo" / "deploybot.yaml").read_text().split("\nbot:")[0]
+    assert header.startswith("# The demo's config.") and str(tmp_path) not in header
 
 
 def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:

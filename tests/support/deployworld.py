@@ -194,3 +194,21 @@ async def bed(
 ) -> AsyncIterator[DeployBed]:
     async for b in make_bed(tmp_path, demo_config_path, monkeypatch):
         yield b
+
+
+async def deploy_latest(bed: DeployBed) -> tuple[str, str]:
+    """`!deploy builds-api latest to toolsbeta` (auto-applied there): previous -> latest."""
+    previous, latest = bed.pins["toolsbeta"], bed.releases[-1]
+    bed.push(previous)
+    bed.push(latest)
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=previous)
+    bed.script({"helmfile sync": {"ack": True}, "helm rollback": {"ack": True}})
+    rollout = asyncio.create_task(
+        bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=latest))
+    )
+    s = await bed.run(["!deploy builds-api latest to toolsbeta"])
+    await rollout
+    assert [x for x in s.out if not x.startswith("[#")][-1].startswith(
+        f"deploy #1 done: builds-api {latest} to toolsbeta"
+    )
+    return previous, latest

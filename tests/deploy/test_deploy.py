@@ -1,5 +1,5 @@
 """`!apply` end to end: the real App, real git, the recording helmfile on PATH, FakeKube
-behind a kubeconfig (the real kubernetes client), FakeRegistry (the real OCI client)."""
+behind a kubeconfig (the real kubernetes client), a real OCI registry (docker-registry)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -241,9 +242,11 @@ async def test_a_dropped_watch_resumes_from_its_resource_version(
     assert cluster.last_watch["deployments"].lists == 1  # resumed, not listed again
 
 
+@pytest.mark.parametrize("expired_as", ["event", "status"])
 async def test_an_expired_resource_version_lists_again(
-    kube: FakeKube, cluster: KubeCluster
+    kube: FakeKube, cluster: KubeCluster, expired_as: Literal["event", "status"]
 ) -> None:
+    kube.expired_as = expired_as  # an ERROR event in the stream, or an HTTP 410 answer
     kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
     kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
     task = await rollout_in_background(cluster)

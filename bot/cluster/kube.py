@@ -107,7 +107,6 @@ class KubeCluster:
         self._attempts = attempts
         self._backoff = backoff
         self._watch_seconds = watch_seconds
-        self.last_watch: dict[str, Follower] = {}  # the newest rollout watch (for tests)
 
     @classmethod
     def from_kubeconfig(
@@ -258,7 +257,7 @@ class KubeCluster:
             return Follower(kind, lister, namespace, changed, list_once,
                             watch_seconds=self._watch_seconds, backoff=self._backoff)  # fmt: skip
 
-        self.last_watch = followers = {kind: follower(kind) for kind in KINDS}
+        followers = {kind: follower(kind) for kind in KINDS}
         outcome = await watch_rollout(followers, changed, timeout)
         if outcome.judgement is not None:
             j = outcome.judgement

@@ -51,8 +51,6 @@ class Follower:
     resource_version: str | None = None
     synced: bool = False
     error: str | None = None
-    lists: int = 0
-    watches: int = 0
 
     async def run(self) -> None:
         failures = 0
@@ -73,7 +71,6 @@ class Follower:
                 await asyncio.sleep(min(self.backoff * 2 ** min(failures - 1, 5), 10.0))
 
     async def _list(self) -> None:
-        self.lists += 1
         result = await self.list_once()
         self.objects = {o.metadata.name: o for o in result.items or []}
         self.resource_version = result.metadata.resource_version
@@ -81,7 +78,6 @@ class Follower:
         self.changed.set()
 
     async def _watch(self) -> None:
-        self.watches += 1
         async with Watch() as watch:
             stream = watch.stream(
                 self.lister,

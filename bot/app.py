@@ -171,8 +171,8 @@ def build_clusters(config: Config) -> dict[str, KubeCluster]:
 
 
 def use_io_threads(max_workers: int = 32) -> None:
-    """Size the running loop's default executor for blocking API clients (kubernetes,
-    python-gitlab run in `asyncio.to_thread`): the default, cores + 4, would let `!status`
+    """Size the running loop's default executor for blocking API clients (python-gitlab
+    runs in `asyncio.to_thread`): the default, cores + 4, would let `!status`
     wait on a handful of calls at a time."""
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="io")
@@ -353,7 +353,7 @@ class App:
         if self.services.registry is not None:
             await self.services.registry.close()
         for cluster in self.services.clusters.values():
-            cluster.close()
+            await cluster.close()
         await self.store.close()
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._log_filter)

@@ -1,8 +1,8 @@
 """The deployer: `!apply`, auto-apply and rollbacks, from preflight to verified live version.
 
-One deploy per component+environment at a time. Preflight (lock, window, requires,
-registry) refuses before anything runs; then the deploy's row is created and its state
-written before each step (`bot.deploy.records`), the configured argv run in a checkout at the exact
+One deploy per component+environment at a time. Preflight (lock, window, requires, Helm
+release state, registry) refuses before anything runs; then the deploy's row is created and
+its state written before each step (`bot.deploy.records`), the configured argv run in a checkout at the exact
 commit (`bot.deploy.steps`), the rollout watched and the live version verified. Start and end
 go to the SAL, the component's room (one coalescing key per deploy) and, for a bump MR, the
 MR (`bot.deploy.followup`). After a crash or `kill -9`, `recover()` marks what was in flight as
@@ -180,6 +180,8 @@ class Deployer:
             await preflight.check_requires(
                 s, self.bumper, req.component, req.env, version, req.force, checked
             )
+        if req.action != "rollback-emergency":  # the way out of a failed or pending release
+            await preflight.check_helm_release(s, req.component, req.env, req.force, checked)
         await preflight.check_registry(s, req.component, version, req.force, checked)
 
     async def _prepare(self, req: DeployRequest) -> Deploy:

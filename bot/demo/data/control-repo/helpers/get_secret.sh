@@ -1,6 +1,7 @@
 #!/bin/bash
 # Print one deployment secret by name; used from .yaml.gotmpl values files via
-#   {{ exec "../../helpers/get_secret.sh" (list "<name>") }}
+#   {{ exec "../../../helpers/get_secret.sh" (list "<name>") }}
+# (helmfile runs it from the values file's directory: components/<component>/values)
 set -o errexit
 set -o nounset
 set -o pipefail

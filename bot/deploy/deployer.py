@@ -27,6 +27,7 @@ from bot.core.git import GitError, git
 from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import format_duration
 from bot.deploy import preflight
+from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.model import (
     Checked,
@@ -295,6 +296,10 @@ class Deployer:
         took = format_duration(time.monotonic() - d.started)
         if state == "done" and req.action == "rollback-emergency":
             detail += "; " + await self._repin(d)
+        if state == "failed":
+            prefix = str(self.config.bot.prefix)
+            if advice := hint(detail, req.component, req.env, prefix):
+                detail += f" · {advice}"
         await self.records.set_state(d.id, state, result=detail, version=d.version,
                                      error=None if state == "done" else detail)  # fmt: skip
         await self._record(d, state, f"{self._base(d)}: {req.action} {state} in {took}: {detail}")

@@ -14,7 +14,7 @@ from bot.chat.base import Message
 from bot.core.errors import Refused, UserError
 from bot.services import Services
 from commands.parse import Invocation, ParseError, parse_line
-from commands.spec import Capabilities, CommandSet, Context
+from commands.spec import Capabilities, CommandSet, Context, did_you_mean
 
 log = logging.getLogger("deploybot.commands")
 
@@ -50,7 +50,13 @@ class Dispatcher:
         ctx = Context(self.services, self.caps, msg, self.commands, spec)
         unknown_flags = inv.flags - spec.flags
         if unknown_flags:
-            await ctx.reply(f"{spec.name}: unknown option --{sorted(unknown_flags)[0]}")
+            bad = sorted(unknown_flags)[0]
+            hint = did_you_mean(bad, spec.flags)
+            known = f"; usage: {spec.syntax(cfg.bot.prefix)}"
+            await ctx.reply(
+                f"{spec.name}: unknown option --{bad}"
+                + (hint.replace("mean ", "mean --") if hint else known)
+            )
             return
         task = asyncio.ensure_future(self._run(ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)

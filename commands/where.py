@@ -64,14 +64,14 @@ async def where(ctx: Context, inv: Invocation) -> str:
     if version is not None and version.is_release:
         sha = next((t.commit for t in tags if t.name == version.raw), version.sha8)
     merged_url: str | None = None
-    merged = False
+    merged = exists = False
     if sha is not None:
         try:
             found = await bumper.source.merged(component, sha)
         except SourceError as exc:
             raise UserError(str(exc)) from None
-        merged = found is not None
-        if found is not None:
+        exists, merged = found is not None, found is not None and found.on_branch
+        if found is not None and found.on_branch:
             sha = found.sha
             merged_url = found.url
     seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
@@ -98,10 +98,16 @@ async def where(ctx: Context, inv: Invocation) -> str:
         bump_label="bump MR open" if bumper.forge.kind == "gitlab" else "bump committed",
     )
     name = version.raw if version else sha or ref
+    branch = ctx.config.components[component].default_branch
+    if version is None and not exists:
+        return (
+            f"{component} {ref}: no such commit or build in its repository; "
+            f"check the sha, or try {ctx.prefix}where {component} latest"
+        )
     if version is not None and not version.is_release:
         head = f"{component} {name} is a dev build (not on the path to production)"
     elif not merged and sha is not None:
-        head = f"{component} {name}: not on {ctx.config.components[component].default_branch}"
+        head = f"{component} {name}: not on {branch}"
         head += f" (yet) · {path.describe()}"
     else:
         head = f"{component} {name}: {path.describe()}"

@@ -300,13 +300,21 @@ class KubeCluster:
 
     async def helm_release(self, namespace: str, release: str) -> HelmRelease | None:
         """The newest deployed revision of `release`, from Helm's release Secrets."""
+        deployed = [
+            r for r in await self.helm_history(namespace, release) if r.status == "deployed"
+        ]
+        return deployed[-1] if deployed else None
+
+    async def helm_history(self, namespace: str, release: str) -> list[HelmRelease]:
+        """Every revision of `release` Helm keeps (`sh.helm.release.v1.<release>.v<N>`
+        Secrets), oldest first: what `helm history` shows, read without helm."""
         result = await self._call(
             f"list helm releases in {namespace}",
             self._core.list_namespaced_secret,
             namespace,
             label_selector=f"owner=helm,name={release}",
         )
-        best: HelmRelease | None = None
+        found: dict[int, HelmRelease] = {}
         for secret in result.items:
             data = (secret.data or {}).get("release")
             if secret.type not in (None, "helm.sh/release.v1") or not isinstance(data, str):
@@ -316,20 +324,18 @@ class KubeCluster:
             except (ValueError, OSError, EOFError):
                 continue  # not a Helm record we can read; never fatal
             meta = record.get("chart", {}).get("metadata", {})
-            status = record.get("info", {}).get("status", "")
-            if record.get("name") != release or status != "deployed":
+            if record.get("name") != release:
                 continue
-            candidate = HelmRelease(
+            revision = int(record.get("version", 0))
+            found[revision] = HelmRelease(
                 name=release,
-                revision=int(record.get("version", 0)),
+                revision=revision,
                 chart=meta.get("name", ""),
                 chart_version=meta.get("version", ""),
                 app_version=meta.get("appVersion", "") or "",
-                status=status,
+                status=record.get("info", {}).get("status", ""),
             )
-            if best is None or candidate.revision > best.revision:
-                best = candidate
-        return best
+        return [found[k] for k in sorted(found)]
 
     async def live_version(self, namespace: str, release: str, chart_name: str) -> str | None:
         """The chart version running: from Deployments' `helm.sh/chart`, else the Helm record.

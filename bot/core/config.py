@@ -228,7 +228,11 @@ class DeployConfig(Model):
         "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
         "sync", "--wait",
     ]  # fmt: skip
-    rollback: list[str] = ["helm", "rollback", "{release}", "0", "-n", "{namespace}", "--wait"]
+    # {revision}: the Helm revision the bot chose from the cluster's history, else 0 (helm's
+    # "the one before the current")
+    rollback: list[str] = [
+        "helm", "rollback", "{release}", "{revision}", "-n", "{namespace}", "--wait",
+    ]  # fmt: skip
     test: list[str] | None = None
     timeout: float = 900
     rollout_timeout: float = 300

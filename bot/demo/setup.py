@@ -112,6 +112,7 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
     gitdir.mkdir(parents=True, exist_ok=True)
     pins: dict[str, dict[str, str]] = {}
     live: dict[str, dict[str, str]] = {}
+    history: dict[str, dict[str, list[str]]] = {}  # simulated Helm history per env
     for name, spec in seed["components"].items():
         versions = await _component_repo(
             gitdir / f"{name}.git", name, spec["commits"], spec["releases"]
@@ -119,10 +120,12 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
         pins[name] = {env: versions[-idx] for env, idx in spec["pins"].items()}
         for env, idx in spec.get("live", {}).items():  # simulated live state (live_file)
             live.setdefault(env, {})[name] = versions[-idx]
+            history.setdefault(env, {})[name] = versions[-idx - 1 : len(versions) - idx + 1]
     await _control_repo(src / "control-repo", gitdir / "toolforge-deploy.git", pins)
     (demo_dir / "live").mkdir(exist_ok=True)
     for env, running in live.items():
         (demo_dir / "live" / f"{env}.yaml").write_text(yaml.safe_dump(running))
+        (demo_dir / "live" / f"{env}.history.yaml").write_text(yaml.safe_dump(history[env]))
     text = (src / "deploybot.yaml").read_text().replace("@DEMO_DIR@", str(demo_dir))
     text = text.replace("@PYTHON@", sys.executable)  # the demo deploy command's interpreter
     if listen:

@@ -52,6 +52,7 @@ class Steps:
             "component": req.component, "env": req.env, "version": d.version,
             "kube_context": (env_cfg.kube_context if env_cfg else None) or "",
             "release": target.release, "namespace": target.namespace,
+            "revision": str(d.revision or 0),
         }  # fmt: skip
         try:
             argv = fill(template, values)

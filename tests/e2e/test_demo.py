@@ -43,7 +43,8 @@ def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     replies = [line for line in res.stdout.splitlines()[1:] if not line.startswith("[#")]
-    newest = replies[0].split(" -> ")[1].split()[0]  # the version !deploy pinned
+    pinned = next(line for line in replies if " -> " in line)  # !deploy's first line
+    newest = pinned.split(" -> ")[1].split()[0]  # the version !deploy pinned
     assert newest.startswith("0.0.134-")
     assert any("demo: nothing was deployed to a cluster" in line for line in replies)
     status = next(line for line in replies if line.startswith("builds-api toolsbeta:"))

@@ -16,7 +16,7 @@ from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version
 from bot.deploy.model import DeployRequest
-from bot.deploy.running import live_version
+from bot.deploy.running import live_of, live_version
 from commands.parse import Invocation
 from commands.spec import Context, command
 
@@ -79,6 +79,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
         built=True,
         bump_open=published.mr is not None,
         pinned={env: env in pinned_now for env in envs},
+        live=await live_of(ctx.services, plan.component, plan.version, envs),
         bump_label="bump MR open" if published.mr else "bump committed",
     )
     first = plan.summary() + _already(plan)
@@ -88,7 +89,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
         where = f"MR !{published.mr.iid} {published.action}: {published.mr.url}"
     else:
         where = f"pushed {published.commit_sha[:8]} to {ctx.bumper.forge.branch}"
-    return f"{first}\n{where} · {path.describe()}"
+    return f"{first}\n{where} · {path.describe(f'{ctx.prefix}apply {plan.component}')}"
 
 
 @command(
@@ -110,7 +111,8 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
-    return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
+    applied = await _auto_apply(ctx, outcome, inv.tasks)  # first, so the step is what runs now
+    return await _reply(ctx, outcome) + applied
 
 
 @command(
@@ -146,7 +148,8 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     outcome = await bumper.bump(
         component, values[0], [target], actor=ctx.actor, tasks=inv.tasks, action="promote"
     )
-    return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
+    applied = await _auto_apply(ctx, outcome, inv.tasks)  # first, so the step is what runs now
+    return await _reply(ctx, outcome) + applied
 
 
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:

@@ -16,6 +16,7 @@ from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Tag, Version, check_ref
+from bot.deploy.running import live_of
 from bot.gitlab.pipelines import newest_pipeline
 from commands.parse import Invocation
 from commands.spec import Context, command
@@ -90,6 +91,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         built=built,
         bump_open=in_bump,
         pinned={env: version is not None and version.raw in pins[env] for env in envs},
+        live=await live_of(ctx.services, component, version.raw, envs) if version else None,
         links={
             "merged": merged_url,
             "built": seen.url if seen else None,
@@ -98,6 +100,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         bump_label="bump MR open" if bumper.forge.kind == "gitlab" else "bump committed",
     )
     name = version.raw if version else sha or ref
+    apply_cmd = f"{ctx.prefix}apply {component}"
     branch = ctx.config.components[component].default_branch
     if version is None and not exists:
         return (
@@ -108,9 +111,9 @@ async def where(ctx: Context, inv: Invocation) -> str:
         head = f"{component} {name} is a dev build (not on the path to production)"
     elif not merged and sha is not None:
         head = f"{component} {name}: not on {branch}"
-        head += f" (yet) · {path.describe()}"
+        head += f" (yet) · {path.describe(apply_cmd)}"
     else:
-        head = f"{component} {name}: {path.describe()}"
+        head = f"{component} {name}: {path.describe(apply_cmd)}"
     links = [f"{s.label} {s.link}" for s in path.steps if s.link]
     if bump is not None and not in_bump:
         links.append(f"open bump MR !{bump.iid} is for another version")

@@ -58,10 +58,14 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
         parts.append(f"deploy #{deploy_id} {state} ({version})")
     if cell.lock is not None:
         parts.append(f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 60)}")
-    if cell.alerts:
-        ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in cell.alerts]
+    # a drift alert the monitors have not cleared yet is not shown once live matches the pin
+    alerts = [
+        a for a in cell.alerts if not (a.kind == "drift" and cell.live.ok and not cell.drifted)
+    ]
+    if alerts:
+        ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in alerts]
         parts.append(
-            "ALERT: " + ", ".join(a.kind + age for a, age in zip(cell.alerts, ages, strict=True))
+            "ALERT: " + ", ".join(a.kind + age for a, age in zip(alerts, ages, strict=True))
         )
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
 

@@ -14,7 +14,7 @@ from bot.chat.base import Message
 from bot.core.errors import Refused, UserError
 from bot.services import Services
 from commands.parse import Invocation, ParseError, parse_line
-from commands.spec import Capabilities, CommandSet, Context, did_you_mean
+from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_mean
 
 log = logging.getLogger("deploybot.commands")
 
@@ -29,7 +29,7 @@ class Dispatcher:
         """Answer one chat line (ignores lines that are not for the bot)."""
         cfg = self.services.config
         try:
-            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick)
+            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick, msg.private)
         except ParseError as exc:
             self.services.metrics.commands.labels("(invalid)", "refused").inc()
             await self._reply(msg, str(exc))
@@ -70,7 +70,7 @@ class Dispatcher:
 
     async def _reply(self, msg: Message, text: str) -> None:
         await self.services.outbox.enqueue(
-            msg.room, self.services.redactor(text), adapter=msg.adapter, priority=1
+            msg.room, self.services.redactor(addressed(msg, text)), adapter=msg.adapter, priority=1
         )
 
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:

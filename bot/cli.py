@@ -13,6 +13,7 @@ from bot import __version__
 from bot.core.config import Config, ConfigError, load_config
 from bot.core.redact import Redactor
 from bot.core.sal import Sal
+from bot.core.secretcheck import sasl_problems, unreadable_secrets
 from bot.core.store import Store
 
 
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.cmd == "check-config":
         config = _load(args.config)
+        if problems := unreadable_secrets(config):
+            for line in problems:
+                print(line, file=sys.stderr)
+            return 2
         print(
             f"{args.config}: ok ({len(config.components)} components,"
             f" {len(config.environments)} environments)"
@@ -94,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "sal":
         return asyncio.run(_sal(_load(args.config), args))
     if args.cmd == "run":
-        return asyncio.run(_run(_load(args.config)))
+        config = _load(args.config)
+        if problems := sasl_problems(config):
+            for line in problems:
+                print(line, file=sys.stderr)
+            return 2
+        return asyncio.run(_run(config))
     if args.cmd == "demo":
         from bot.demo.setup import run_demo
 

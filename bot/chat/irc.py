@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from bot.chat.base import Message, OnMessage
 from bot.chat.flood import TokenBucket
+from bot.chat.ircerrors import describe
 from bot.chat.ircproto import (
     DEFAULT_PREFIX_LEN,
     AccountTracker,
@@ -166,7 +167,8 @@ class IrcAdapter:
             try:
                 await self._session()
             except (OSError, TimeoutError, ValueError) as exc:  # ConnectionError is an OSError
-                self._log.warning("IRC connection to %s:%s lost: %s", self._host, self._port, exc)
+                why = describe(exc, self._host, self._port, self._tls, self._registered)
+                self._log.warning("IRC: %s", why)
             except Exception:
                 self._log.exception("IRC session failed unexpectedly; reconnecting")
             if self._registered:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.core.configerrors import format_errors, nearest
 from bot.core.windows import parse_windows
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -67,7 +68,7 @@ class BotConfig(Model):
 
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = Field(1_048_576, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -203,7 +204,7 @@ class EnvironmentConfig(Model):
 
 class PinConfig(Model):
     file: str = "components/{component}/values/{env}.yaml"
-    key: str = "chartVersion"
+    key: str = Field(min_length=1)  # required in every pin given (the default pin has one)
 
 
 class ComponentConfig(Model):
@@ -216,7 +217,9 @@ class ComponentConfig(Model):
     namespace: str | None = None
     release: str | None = None
     default_branch: str = "main"
-    pins: list[PinConfig] = Field(default_factory=lambda: [PinConfig()])
+    pins: list[PinConfig] = Field(
+        default_factory=lambda: [PinConfig(key="chartVersion")], min_length=1
+    )
 
 
 class DeployConfig(Model):
@@ -234,8 +237,8 @@ class DeployConfig(Model):
         "helm", "rollback", "{release}", "{revision}", "-n", "{namespace}", "--wait",
     ]  # fmt: skip
     test: list[str] | None = None
-    timeout: float = 900
-    rollout_timeout: float = 300
+    timeout: float = Field(900, gt=0)
+    rollout_timeout: float = Field(300, gt=0)
 
 
 class AuthRule(Model):
@@ -297,7 +300,7 @@ class SalSink(Model):
 
 class SalConfig(Model):
     sinks: list[SalSink] = [SalSink(store=True)]
-    retry_every: float = 30.0
+    retry_every: float = Field(30.0, gt=0)
 
 
 class FloodConfig(Model):
@@ -307,10 +310,10 @@ class FloodConfig(Model):
 
 class MonitorsConfig(Model):
     enabled: bool = True  # false: no periodic checks or alerts (`!status` still works)
-    interval: float = 300
-    undeployed_after: float = 86400
-    remind_every: float = 86400
-    drift_grace: float = 900
+    interval: float = Field(300, gt=0)
+    undeployed_after: float = Field(86400, ge=0)
+    remind_every: float = Field(86400, gt=0)
+    drift_grace: float = Field(900, ge=0)
     source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
     status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
 
@@ -331,20 +334,22 @@ class Config(Model):
     monitors: MonitorsConfig = MonitorsConfig()
     demo: bool = False
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
+    def reference_errors(self) -> list[str]:
+        """What refers to something that does not exist, each at its YAML path."""
+        errors = []
         names = [e.name for e in self.environments]
-        if len(set(names)) != len(names):
-            raise ValueError("environments: names must be unique")
-        for env in self.environments:
+        for i, env in enumerate(self.environments):
+            if names.index(env.name) != i:
+                errors.append(f"environments[{i}].name: {env.name!r} is used twice")
             if env.requires and env.requires not in names:
-                raise ValueError(
-                    f"environment {env.name}: requires unknown environment {env.requires!r}"
+                errors.append(
+                    f"environments[{i}].requires: unknown environment {env.requires!r}"
+                    + nearest(env.requires, names)
                 )
         for comp in self.components:
             if not NAME_RE.match(comp):
-                raise ValueError(f"component name {comp!r}: lowercase letters, digits, . _ -")
-        return self
+                errors.append(f"components.{comp}: lowercase letters, digits, . _ - only")
+        return errors
 
     def env(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)
@@ -354,30 +359,6 @@ class Config(Model):
         return [e.name for e in self.environments]
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith(("function-after", "function-before", "literal[", "json-or")):
-            continue
-        else:
-            out += ("." if out else "") + part
-    return out or "(top level)"
-
-
-def _format_errors(exc: ValidationError) -> list[str]:
-    lines: list[str] = []
-    for err in exc.errors():
-        msg = err["msg"]
-        msg = msg.removeprefix("Value error, ")
-        msg = msg[:1].lower() + msg[1:]
-        line = f"{_format_loc(err['loc'])}: {msg}"
-        if line not in lines:
-            lines.append(line)
-    return lines
-
-
 def parse_config(data: Any) -> Config:
     """Validate a parsed YAML document; raise ConfigError listing every problem."""
     if data is None:
@@ -385,9 +366,12 @@ def parse_config(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping"])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
+        raise ConfigError(format_errors(exc, Config)) from None
+    if errors := config.reference_errors():
+        raise ConfigError(errors)
+    return config
 
 
 def load_config(path: str | Path) -> Config:
@@ -402,4 +386,6 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError([f"{path}: not valid YAML{where}"]) from None
+    if data is None:
+        raise ConfigError([f"{path}: the file is empty; start from config/deploybot.example.yaml"])
     return parse_config(data)

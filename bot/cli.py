@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from bot import __version__
 from bot.core.config import Config, ConfigError, load_config
+from bot.core.errors import StartupError
 from bot.core.redact import Redactor
-from bot.core.sal import Sal
+from bot.core.sal import Sal, parse_since
 from bot.core.secretcheck import sasl_problems, unreadable_secrets
 from bot.core.store import Store
 
@@ -33,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     sal.add_argument("-c", "--config", required=True)
     sal.add_argument("--component")
     sal.add_argument("--env")
-    sal.add_argument("--since", help="ISO timestamp, e.g. 2026-11-01 or 2026-11-01T12:00:00Z")
+    sal.add_argument(
+        "--since", help="ISO time (2026-11-01, 2026-11-01T12:00:00Z) or an age (30m, 1h, 2d, 1w)"
+    )
     sal.add_argument("--limit", type=int, default=50)
     sal.add_argument("--json", action="store_true")
     return p
@@ -49,6 +53,11 @@ def _load(path: str) -> Config:
 
 
 async def _sal(config: Config, args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"deploybot sal: {exc}", file=sys.stderr)
+        return 2
     db = config.bot.state_dir / "deploybot.sqlite3"
     if not db.exists():
         print(f"no store at {db}", file=sys.stderr)
@@ -58,7 +67,7 @@ async def _sal(config: Config, args: argparse.Namespace) -> int:
     try:
         sal = Sal(store, [], Redactor())
         entries = await sal.query(
-            component=args.component, env=args.env, since=args.since, limit=args.limit
+            component=args.component, env=args.env, since=since, limit=args.limit
         )
     finally:
         await store.close()
@@ -79,6 +88,18 @@ async def _run(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except StartupError as exc:
+        print(f"deploybot: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `deploybot sal | head`: the reader left; exit quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

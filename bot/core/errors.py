@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class Refused(UserError):
     """The user lacks the role for this action."""
+
+
+class StartupError(Exception):
+    """The bot cannot start (e.g. its HTTP port is taken); str(self) is the one line."""

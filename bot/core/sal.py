@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.core.config import SalSink
@@ -241,3 +242,27 @@ class Sal:
             )  # fmt: skip
             for r in rows
         ]
+
+
+_AGE_RE = re.compile(r"^(\d{1,6})([smhdw])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """`--since` as the store's timestamp format: an ISO date or time (UTC unless it says
+    otherwise) or an age (`30m`, `1h`, `2d`, `1w`); ValueError names what is accepted."""
+    now = now or datetime.now(UTC)
+    m = _AGE_RE.match(text.strip())
+    if m is not None:
+        when = now - timedelta(seconds=int(m.group(1)) * _AGE_UNITS[m.group(2)])
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"--since {text[:40]!r}: give an ISO time (2026-11-01, 2026-11-01T12:00:00Z)"
+                " or an age (30m, 1h, 2d, 1w)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -105,6 +106,8 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
     demo_dir = demo_dir.resolve()
     config_path = demo_dir / "deploybot.yaml"
     if config_path.exists():
+        if listen:  # --listen always wins, also over a demo directory made before
+            config_path.write_text(_listen_on(config_path.read_text(), listen))
         return config_path
     src = demo_source()
     seed: dict[str, Any] = yaml.safe_load((src / "seed.yaml").read_text())
@@ -129,10 +132,17 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
     text = (src / "deploybot.yaml").read_text().replace("@DEMO_DIR@", str(demo_dir))
     text = text.replace("@PYTHON@", sys.executable)  # the demo deploy command's interpreter
     if listen:
-        text = text.replace("listen: 127.0.0.1:8080", f"listen: {listen}")
-        text = text.replace("public_url: http://127.0.0.1:8080", f"public_url: http://{listen}")
+        text = _listen_on(text, listen)
     config_path.write_text(text)
     return config_path
+
+
+def _listen_on(text: str, listen: str) -> str:
+    """The demo config with its webhook server (and the links it posts) on `listen`."""
+    text = re.sub(r"(?m)^(\s+listen: )\S+", lambda m: m.group(1) + listen, text, count=1)
+    return re.sub(
+        r"(?m)^(\s+public_url: )\S+", lambda m: f"{m.group(1)}http://{listen}", text, count=1
+    )
 
 
 async def run_demo(demo_dir: Path, listen: str | None = None) -> int:

@@ -26,7 +26,8 @@ async def authorize(ctx: Context, req: DeployRequest, needed: Role = Role.deploy
             except Refused as exc:
                 raise Refused(f"--force: {exc}") from None
     except Refused as exc:
-        await deployer.refuse(req, str(exc))
+        await deployer.refuse(req, str(exc))  # with the precise action (rollback-emergency)
+        exc.logged = True
         raise
 
 

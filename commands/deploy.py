@@ -33,11 +33,15 @@ def _target(ctx: Context, words: Sequence[str]) -> list[str]:
 
 
 async def _authorize(ctx: Context, component: str, envs: Sequence[str]) -> None:
+    """The role in every env, and no lock held by someone else (its owner may go through
+    their own lock); a lock refusal is logged like every refusal of a mutating command."""
     for env in envs:
         ctx.require(Role.deployer, component, env)
         lock = await ctx.services.locks.get(component, env)
         if lock is not None and lock.owner != ctx.actor:
-            raise UserError(f"{lock.describe()}; nothing changed")
+            req = DeployRequest(component, env, ctx.actor, ctx.spec.name)
+            refused = await ctx.deployer.refuse(req, f"{lock.describe()}; nothing changed")
+            raise UserError(refused.line)
 
 
 async def _resolve(bumper: Bumper, component: str, ref: str, envs: Sequence[str]) -> Version:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from bot.chat.base import Message
+from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
+from bot.core.sal import SalEntry, actor_name, current_action
 from bot.services import Services
 from commands.parse import Invocation, ParseError, parse_line
 from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_mean
@@ -68,6 +71,21 @@ class Dispatcher:
             if line.strip():
                 await ctx.reply(line)
 
+    async def _log_refusal(self, ctx: Context, inv: Invocation, reason: str) -> None:
+        """Every refusal of a mutating command is one SAL entry, whoever asked."""
+        cfg = self.services.config
+        component = next((a for a in inv.args if a in cfg.components), None)
+        env = next((a for a in inv.args if a in cfg.env_names), None)
+        env_cfg = cfg.env(env) if env else None
+        await self.services.sal.record(
+            SalEntry(
+                actor=ctx.actor, action=ctx.spec.name, component=component, env=env,
+                message=f"{actor_name(ctx.actor)}: {ctx.spec.name} refused: {reason}",
+                tasks=list(inv.tasks), result="refused",
+                sal_project=env_cfg.sal_project if env_cfg else None,
+            )
+        )  # fmt: skip
+
     async def _reply(self, msg: Message, text: str) -> None:
         await self.services.outbox.enqueue(
             msg.room, self.services.redactor(addressed(msg, text)), adapter=msg.adapter, priority=1
@@ -75,10 +93,13 @@ class Dispatcher:
 
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
         spec = ctx.spec
+        current_action.set(uuid.uuid4().hex[:12])  # every SAL entry of this command shares it
         try:
             ctx.require(spec.role)
             return await spec.handler(ctx, inv), "ok"
         except Refused as exc:
+            if spec.role >= Role.deployer and not exc.logged:
+                await self._log_refusal(ctx, inv, str(exc))
             return f"{spec.name}: refused: {exc}", "refused"
         except UserError as exc:
             return f"{spec.name}: {exc}", "error"

@@ -6,7 +6,9 @@ class UserError(Exception):
 
 
 class Refused(UserError):
-    """The user lacks the role for this action."""
+    """The user lacks the role for this action (`logged`: already in the SAL)."""
+
+    logged = False
 
 
 class StartupError(Exception):

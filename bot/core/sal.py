@@ -13,6 +13,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,9 +42,15 @@ class SalEntry:
     sal_project: str | None = None
     ts: str = ""
     id: int | None = None
+    action_id: str | None = None  # shared by every entry of one action (one chat command)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+# The action being handled (set by the command dispatcher; copied into the tasks it starts,
+# so a deploy running in the background still writes its entries under the same action).
+current_action: ContextVar[str | None] = ContextVar("current_action", default=None)
 
 
 def utcnow() -> str:
@@ -132,18 +139,21 @@ class Sal:
         entry.message = self.redactor(entry.message)
         entry.ts = entry.ts or utcnow()
         entry.sal_project = entry.sal_project or self.default_project
-        sinks = list(self._senders)
+        entry.action_id = entry.action_id or current_action.get()
+        # a refusal changed nothing: it stays in the store (`!sal`, /sal, `deploybot sal`)
+        # and is not broadcast to the IRC/JSONL sinks
+        sinks = [] if entry.result == "refused" else list(self._senders)
 
         def write(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "INSERT INTO sal (ts, actor, component, env, action, from_version, to_version,"
-                " commit_sha, mr_url, tasks, result, log_url, message, sal_project)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " commit_sha, mr_url, tasks, result, log_url, message, sal_project, action_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     entry.ts, entry.actor, entry.component, entry.env, entry.action,
                     entry.from_version, entry.to_version, entry.commit_sha, entry.mr_url,
                     ",".join(entry.tasks), entry.result, entry.log_url, entry.message,
-                    entry.sal_project,
+                    entry.sal_project, entry.action_id,
                 ),
             )  # fmt: skip
             entry_id = int(cur.lastrowid or 0)
@@ -234,6 +244,7 @@ class Sal:
                 commit_sha=r["commit_sha"],
                 mr_url=r["mr_url"],
                 tasks=[t for t in r["tasks"].split(",") if t],
+                action_id=r["action_id"],
                 result=r["result"],
                 log_url=r["log_url"],
                 sal_project=r["sal_project"],

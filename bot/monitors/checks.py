@@ -23,7 +23,7 @@ from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
 from bot.control.bumper import Bumper
-from bot.core.alerts import KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
+from bot.core.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
 from bot.core.versions import newer_than, parse_version, release_versions
 from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
@@ -67,7 +67,7 @@ def undeployed_finding(
         f"{base.raw})"
     )
     if rolled_back is not None:
-        text += f"; {rolled_back.describe()}: kept back deliberately until the next deploy"
+        text += f"; {rolled_back.describe()}: {DELIBERATE}"
     else:
         text += f"; next: !deploy {status.component} latest"
     return Finding("undeployed", status.component, prod, "", text)

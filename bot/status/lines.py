@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.core.alerts import DELIBERATE
 from bot.core.pathway import Pathway
 from bot.core.text import format_age, one_line
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
@@ -64,9 +65,10 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
     ]
     if alerts:
         ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in alerts]
-        parts.append(
-            "ALERT: " + ", ".join(a.kind + age for a, age in zip(alerts, ages, strict=True))
-        )
+        kinds = [
+            a.kind + (" (rolled back on purpose)" if DELIBERATE in a.text else "") for a in alerts
+        ]
+        parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
 
 

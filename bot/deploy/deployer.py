@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.cluster.kube import ClusterError
-from bot.cluster.livestate import target_of
 from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.core.errors import UserError
@@ -28,7 +27,7 @@ from bot.core.git import GitError, git
 from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import format_duration
 from bot.deploy import preflight
-from bot.deploy.emergency import NoTarget, choose, is_older
+from bot.deploy.emergency import emergency_target, is_older
 from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.model import (
@@ -199,7 +198,7 @@ class Deployer:
         from_version: str | None = None
         if req.action == "rollback-emergency":
             commit, mr = None, None
-            version, source, from_version, revisions = await self._emergency_target(req)
+            version, source, from_version, revisions = await emergency_target(s, req)
         else:
             commit, source, mr = await self._source(req.component, req.env)
             pins = await self._bumper().pinned(req.component, req.env, commit)
@@ -218,34 +217,6 @@ class Deployer:
         d = Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
         d.revision, d.from_revision = revisions
         return d
-
-    async def _emergency_target(
-        self, req: DeployRequest
-    ) -> tuple[str, str, str | None, tuple[int | None, int | None]]:
-        """(version, source, from version, (revision, from revision)) from the cluster's
-        Helm history alone; without a cluster helm picks the revision (version "")."""
-        cluster = self.services.clusters.get(req.env)
-        target = target_of(self.config, req.component)
-        if cluster is None:
-            if req.ref is not None:
-                raise Refusal(
-                    f"--emergency to {req.ref} needs the Helm history, and {req.env} has no "
-                    f"cluster configured; use !rollback {req.component} {req.env} to {req.ref}"
-                )
-            return "", "helm rollback (helm picks the previous revision: no cluster "\
-                "configured to read its history)", None, (None, None)  # fmt: skip
-        try:
-            history = await cluster.helm_history(target.namespace, target.release)
-            chosen = choose(history, target.release, req.ref)
-        except ClusterError as exc:
-            raise Refusal(f"cannot read the Helm history: {exc}; nothing run") from None
-        except NoTarget as exc:
-            raise Refusal(f"{exc}; nothing run") from None
-        now, back = chosen.current, chosen.target
-        source = f"helm rollback to revision {back.revision}" + (
-            " (forward, as asked with to)" if chosen.forward else ""
-        )
-        return back.chart_version, source, now.chart_version, (back.revision, now.revision)
 
     def _bumper(self) -> Bumper:
         if self.bumper is None:

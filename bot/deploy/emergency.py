@@ -13,8 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.cluster.kube import HelmRelease
+from bot.cluster.kube import ClusterError, HelmRelease
+from bot.cluster.livestate import target_of
 from bot.core.versions import parse_version
+from bot.deploy.model import DeployRequest, Refusal
+from bot.services import Services
 
 
 class NoTarget(ValueError):
@@ -73,3 +76,35 @@ def choose(history: Sequence[HelmRelease], release: str, ref: str | None = None)
             f"{current.chart_version} (revision {current.revision}); say which one with to <ref>"
         )
     return EmergencyTarget(current, older[-1])
+
+
+async def emergency_target(
+    services: Services, req: DeployRequest
+) -> tuple[str, str, str | None, tuple[int | None, int | None]]:
+    """(version, source, from version, (revision, from revision)) from the cluster's
+    Helm history alone; without a cluster helm picks the revision (version "")."""
+    cluster = services.clusters.get(req.env)
+    target = target_of(services.config, req.component)
+    if cluster is None:
+        if req.ref is not None:
+            raise Refusal(
+                f"--emergency to {req.ref} needs the Helm history, and {req.env} has no "
+                f"cluster configured; use !rollback {req.component} {req.env} to {req.ref}"
+            )
+        source = (
+            "helm rollback (helm picks the previous revision: no cluster configured to"
+            " read its history)"
+        )
+        return "", source, None, (None, None)
+    try:
+        history = await cluster.helm_history(target.namespace, target.release)
+        chosen = choose(history, target.release, req.ref)
+    except ClusterError as exc:
+        raise Refusal(f"cannot read the Helm history: {exc}; nothing run") from None
+    except NoTarget as exc:
+        raise Refusal(f"{exc}; nothing run") from None
+    now, back = chosen.current, chosen.target
+    source = f"helm rollback to revision {back.revision}" + (
+        " (forward, as asked with to)" if chosen.forward else ""
+    )
+    return back.chart_version, source, now.chart_version, (back.revision, now.revision)

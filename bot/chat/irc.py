@@ -186,7 +186,10 @@ class IrcAdapter:
     async def _session(self) -> None:
         ctx = ssl.create_default_context() if self._tls else None
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self._host, self._port, ssl=ctx), timeout=30
+            asyncio.open_connection(
+                self._host, self._port, ssl=ctx, ssl_handshake_timeout=15 if ctx else None
+            ),
+            timeout=30,
         )
         loop = asyncio.get_running_loop()
         self._writer = writer

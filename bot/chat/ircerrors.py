@@ -22,7 +22,11 @@ def describe(exc: BaseException, host: str, port: int, tls: bool, registered: bo
         )
     handshake = tls and not registered
     if isinstance(exc, ssl.SSLError) or (
-        handshake and isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | EOFError)
+        handshake
+        and isinstance(
+            exc,
+            ConnectionResetError | ConnectionAbortedError | asyncio.IncompleteReadError | EOFError,
+        )
     ):
         return (
             f"TLS handshake with {where} failed ({detail}) — is port {port} plaintext? "

@@ -1,5 +1,5 @@
 """IRC errors name their cause: `deploybot run` with `tls: true` against a real plaintext
-ngircd port says the TLS handshake failed and asks whether the port is plaintext (instead of
+InspIRCd port says the TLS handshake failed and asks whether the port is plaintext (instead of
 "connection lost: " with an empty reason); an unset SASL password stops the start with one
 line naming the variable, instead of silently connecting without SASL."""
 
@@ -10,16 +10,23 @@ import sys
 from pathlib import Path
 
 from tests.support.botproc import BotProcess
-from tests.support.ircservers import Ngircd, ngircd_fixture, unique  # noqa: F401  (fixtures)
+from tests.support.ircservers import (  # noqa: F401  (fixtures)
+    InspircdAtheme,
+    inspircd_atheme_fixture,
+    unique,
+)
 
 
-async def test_tls_against_a_plaintext_port_names_the_cause(ngircd: Ngircd, tmp_path: Path) -> None:
+async def test_tls_against_a_plaintext_port_names_the_cause(
+    inspircd_atheme: InspircdAtheme, tmp_path: Path
+) -> None:
+    server = inspircd_atheme  # greets in plaintext at once, as IRC servers do
     channel = unique("#tls")
     config = {
         "bot": {"nick": unique("tlsbot")},
         "chat": {
             "default_room": channel,
-            "irc": {"host": "127.0.0.1", "port": ngircd.port, "channels": [channel]},
+            "irc": {"host": "127.0.0.1", "port": server.port, "channels": [channel]},
         },
     }  # fmt: skip  (tls left at its default: true)
     bot = BotProcess(tmp_path, config)
@@ -28,9 +35,9 @@ async def test_tls_against_a_plaintext_port_names_the_cause(ngircd: Ngircd, tmp_
             await bot.start(within=1)
         except TimeoutError:
             pass  # never ready: it cannot connect
-        found = await bot.wait_log(r"IRC: (.*)", within=20)
-        assert found.group(1).startswith(f"TLS handshake with 127.0.0.1:{ngircd.port} failed (")
-        assert f"— is port {ngircd.port} plaintext? (then set chat.irc.tls: false)" in found[1]
+        found = await bot.wait_log(r"IRC: (.*)", within=40)  # the handshake timeout: 15 s
+        assert found.group(1).startswith(f"TLS handshake with 127.0.0.1:{server.port} failed (")
+        assert f"— is port {server.port} plaintext? (then set chat.irc.tls: false)" in found[1]
         assert "lost: \n" not in bot.log_text()
         assert await bot.ready_status() == 503
     finally:

@@ -18,7 +18,9 @@ def _versions(got: Got[list[str]]) -> str:
     return (",".join(got.value or []) or "none") if got.ok else got.unknown()
 
 
-def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: float) -> str:
+def cell_line(
+    status: ComponentStatus, cell: Cell, step: Pathway | None, now: float, prefix: str = "!"
+) -> str:
     """`builds-api tools: live X (seen 3h), as pinned · latest Y step 4/5 · 2/2 ready · ...`;
     no live part where the environment has no cluster."""
     parts = []
@@ -69,19 +71,22 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
             a.kind + (" (rolled back on purpose)" if DELIBERATE in a.text else "") for a in alerts
         ]
         parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
+    if cell.drifted and cell.deploying is None:  # pinned but not what runs: say how to apply
+        parts.append(f"to run the pin: {prefix}apply {cell.component} {cell.env}")
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
 
 
 def cell_lines(
-    statuses: Sequence[ComponentStatus], envs: Sequence[str], all_envs: Sequence[str], now: float
-) -> list[tuple[Cell, str]]:
+    statuses: Sequence[ComponentStatus], envs: Sequence[str], all_envs: Sequence[str], now: float,
+    prefix: str = "!",
+) -> list[tuple[Cell, str]]:  # fmt: skip
     """Each cell in `envs` with its line (the step counts every environment in `all_envs`)."""
     out = []
     for status in statuses:
         step = status.path(all_envs)
         for env in envs:
             cell = status.cells[env]
-            out.append((cell, cell_line(status, cell, step, now)))
+            out.append((cell, cell_line(status, cell, step, now, prefix)))
     return out
 
 
@@ -89,5 +94,6 @@ async def status_lines(board: StatusBoard, components: list[str], envs: list[str
     """One line per component+environment (what `GET /status` shows)."""
     all_envs = board.services.config.env_names
     statuses = await board.gather(components, all_envs)
-    lines = cell_lines(statuses, envs, all_envs, board.clock())
+    prefix = str(board.services.config.bot.prefix)
+    lines = cell_lines(statuses, envs, all_envs, board.clock(), prefix)
     return [board.services.redactor(line) for _, line in lines]

@@ -38,6 +38,7 @@ async def test_pin_in_manual_env_is_not_progress_and_names_apply(demo_config: Co
     assert where.endswith("pinned in tools, not applied — !apply builds-api tools")
     status = lines[4]
     assert status.startswith("builds-api tools: live 0.0.132-")
+    assert status.endswith("to run the pin: !apply builds-api tools")
     assert step_of(pinned) == step_of(where) == step_of(status) == "3/5"
 
 

@@ -17,8 +17,9 @@ $(BIN)/deploybot: pyproject.toml
 
 venv: $(BIN)/deploybot
 
+# PORT=8081 or LISTEN=0.0.0.0:8081 moves the demo's webhook server (default 127.0.0.1:8080)
 demo: venv
-	$(BIN)/deploybot demo
+	$(BIN)/deploybot demo $(if $(LISTEN),--listen $(LISTEN),$(if $(PORT),--listen 127.0.0.1:$(PORT)))
 
 $(VENV)/.test-deps: pyproject.toml | venv
 	$(BIN)/pip install --quiet -e '.[test]'

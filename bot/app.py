@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
 from bot.control.repo import control_repo_from_config
 from bot.core.config import Config, read_secret
+from bot.core.errors import StartupError
 from bot.core.locks import Locks
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
@@ -305,8 +307,15 @@ class App:
             log.warning("%s", warning)
         self._runner = web.AppRunner(http_app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
-        await site.start()
+        http = self.config.http
+        try:
+            await web.TCPSite(self._runner, http.host, http.port).start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {http.listen}: {os.strerror(exc.errno) if exc.errno else exc}"
+                f" (port {http.port} is"
+                " taken? choose another with http.listen, or --listen for the demo)"
+            ) from None
         self.supervisor.start("outbox", self.services.outbox.run)
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
@@ -363,8 +372,8 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        await self.start()
         try:
+            await self.start()
             await self.wait()
         finally:
             await self.stop()

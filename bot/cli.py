@@ -11,9 +11,11 @@ from pathlib import Path
 
 from bot import __version__
 from bot.core.config import Config, ConfigError, load_config
+from bot.core.errors import StartupError
 from bot.core.logs import FORMATS, setup_logging
 from bot.core.redact import Redactor
-from bot.core.sal import Sal
+from bot.core.sal import Sal, parse_since
+from bot.core.secretcheck import sasl_problems, unreadable_secrets
 from bot.core.store import Store
 
 
@@ -53,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sal)
     sal.add_argument("--component", help="only entries about this component")
     sal.add_argument("--env", help="only entries about this environment")
-    sal.add_argument("--since", help="ISO timestamp, e.g. 2026-11-01 or 2026-11-01T12:00:00Z")
+    sal.add_argument(
+        "--since", help="ISO time (2026-11-01, 2026-11-01T12:00:00Z) or an age (30m, 1h, 2d, 1w)"
+    )
     sal.add_argument("--limit", type=int, default=50, help="at most this many entries (50)")
     sal.add_argument("--json", action="store_true", help="one JSON object per entry")
     return p
@@ -69,6 +73,11 @@ def _load(path: str) -> Config:
 
 
 async def _sal(config: Config, args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"deploybot sal: {exc}", file=sys.stderr)
+        return 2
     db = config.bot.state_dir / "deploybot.sqlite3"
     if not db.exists():
         print(f"no store at {db}", file=sys.stderr)
@@ -78,7 +87,7 @@ async def _sal(config: Config, args: argparse.Namespace) -> int:
     try:
         sal = Sal(store, [], Redactor())
         entries = await sal.query(
-            component=args.component, env=args.env, since=args.since, limit=args.limit
+            component=args.component, env=args.env, since=since, limit=args.limit
         )
     finally:
         await store.close()
@@ -99,6 +108,18 @@ async def _run(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except StartupError as exc:
+        print(f"deploybot: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `deploybot sal | head`: the reader left; exit quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     log_format = getattr(args, "log_format", None) or os.environ.get("DEPLOYBOT_LOG_FORMAT")
     if (log_format or "text") not in FORMATS:
@@ -110,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "check-config":
         config = _load(args.config)
+        if problems := unreadable_secrets(config):
+            for line in problems:
+                print(line, file=sys.stderr)
+            return 2
         print(
             f"{args.config}: ok ({len(config.components)} components,"
             f" {len(config.environments)} environments)"
@@ -118,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "sal":
         return asyncio.run(_sal(_load(args.config), args))
     if args.cmd == "run":
-        return asyncio.run(_run(_load(args.config)))
+        config = _load(args.config)
+        if problems := sasl_problems(config):
+            for line in problems:
+                print(line, file=sys.stderr)
+            return 2
+        return asyncio.run(_run(config))
     if args.cmd == "demo":
         from bot.demo.setup import run_demo
 

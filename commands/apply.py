@@ -26,7 +26,8 @@ async def authorize(ctx: Context, req: DeployRequest, needed: Role = Role.deploy
             except Refused as exc:
                 raise Refused(f"--force: {exc}") from None
     except Refused as exc:
-        await deployer.refuse(req, str(exc))
+        await deployer.refuse(req, str(exc))  # with the precise action (rollback-emergency)
+        exc.logged = True
         raise
 
 
@@ -61,7 +62,8 @@ async def apply(ctx: Context, inv: Invocation) -> str | None:
     role=Role.deployer,
     usage="<component> <env> [to <ref>] [--emergency] [--force] [T123]",
     summary="re-pin <env> to the previous version (or <ref>) and apply it; refuses if its "
-    "image or chart is gone; --emergency (admin): helm rollback now, then re-pin",
+    "image or chart is gone; --emergency (admin): helm rollback now to the newest older "
+    "revision in the cluster's Helm history (or the one running <ref>), then re-pin",
     examples=[("!rollback builds-api toolsbeta", r"deploy #\d+|no previous version")],
     flags=["emergency", "force"],
 )
@@ -75,8 +77,9 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
     req = DeployRequest(component, env, ctx.actor, action, tuple(inv.tasks), "force" in inv.flags)
     await authorize(ctx, req, Role.admin if emergency else Role.deployer)
     deployer = ctx.deployer
-    if emergency and len(args) == 4:
-        raise UserError("--emergency rolls back to the previous Helm revision; drop 'to <ref>'")
+    if emergency:  # the cluster's Helm history alone: no store, forge or registry needed
+        req.ref = args[3] if len(args) == 4 else None
+        return reply(ctx, component, await deployer.apply(req))
     bumper = ctx.bumper
     try:
         target = (
@@ -85,8 +88,6 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
     except RefError as exc:
         raise UserError(f"{exc}; nothing changed") from None
     req.version = target
-    if emergency:
-        return reply(ctx, component, await deployer.apply(req))
     refusal = await deployer.precheck(req, target)
     if refusal is not None:
         raise UserError(refusal.line)

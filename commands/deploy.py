@@ -16,7 +16,7 @@ from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version
 from bot.deploy.model import DeployRequest
-from bot.deploy.running import live_version
+from bot.deploy.running import live_of, live_version
 from commands.parse import Invocation
 from commands.spec import Context, command
 
@@ -33,11 +33,15 @@ def _target(ctx: Context, words: Sequence[str]) -> list[str]:
 
 
 async def _authorize(ctx: Context, component: str, envs: Sequence[str]) -> None:
+    """The role in every env, and no lock held by someone else (its owner may go through
+    their own lock); a lock refusal is logged like every refusal of a mutating command."""
     for env in envs:
         ctx.require(Role.deployer, component, env)
         lock = await ctx.services.locks.get(component, env)
         if lock is not None and lock.owner != ctx.actor:
-            raise UserError(f"{lock.describe()}; nothing changed")
+            req = DeployRequest(component, env, ctx.actor, ctx.spec.name)
+            refused = await ctx.deployer.refuse(req, f"{lock.describe()}; nothing changed")
+            raise UserError(refused.line)
 
 
 async def _resolve(bumper: Bumper, component: str, ref: str, envs: Sequence[str]) -> Version:
@@ -79,6 +83,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
         built=True,
         bump_open=published.mr is not None,
         pinned={env: env in pinned_now for env in envs},
+        live=await live_of(ctx.services, plan.component, plan.version, envs),
         bump_label="bump MR open" if published.mr else "bump committed",
     )
     first = plan.summary() + _already(plan)
@@ -88,7 +93,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
         where = f"MR !{published.mr.iid} {published.action}: {published.mr.url}"
     else:
         where = f"pushed {published.commit_sha[:8]} to {ctx.bumper.forge.branch}"
-    return f"{first}\n{where} · {path.describe()}"
+    return f"{first}\n{where} · {path.describe(f'{ctx.prefix}apply {plan.component}')}"
 
 
 @command(
@@ -110,7 +115,7 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
-    return await _auto_apply(ctx, outcome, inv.tasks, await _reply(ctx, outcome))
+    return await _auto_apply(ctx, outcome, inv.tasks)
 
 
 @command(
@@ -146,7 +151,7 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     outcome = await bumper.bump(
         component, values[0], [target], actor=ctx.actor, tasks=inv.tasks, action="promote"
     )
-    return await _auto_apply(ctx, outcome, inv.tasks, await _reply(ctx, outcome))
+    return await _auto_apply(ctx, outcome, inv.tasks)
 
 
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
@@ -162,25 +167,26 @@ async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
     return [live]
 
 
-async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str], said: str) -> str:
-    """`auto_apply` environments deploy a bump right away: `said` (the bump's reply), then
-    one line with the results. In the component's own room, which sees every deploy state
-    announced, `said` goes out first and only refusals follow (no state twice, in order)."""
+async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) -> str:
+    """The bump's reply, and `auto_apply` environments deploy it right away (one more line
+    with the results). Elsewhere the reply is worked out after the auto-apply, so its step
+    is what runs now; in the component's own room, which sees every deploy state announced,
+    the reply goes out first and only refusals follow (no state twice, in order)."""
     deployer, published = ctx.deployer, outcome.published
     if published is None or published.action == "unchanged":
-        return said
+        return await _reply(ctx, outcome)
     plan = outcome.plan
     here = ctx.sees_announcements(plan.component)
     if here:
-        for line in said.splitlines():
+        for line in (await _reply(ctx, outcome)).splitlines():
             await ctx.reply(line)
-        said = ""
     results = await deployer.auto_apply(plan.component, plan.changed_envs, ctx.actor, list(tasks))
     lines = [
         ("auto-apply " if r.state == "refused" else "") + r.line
         for r in results
         if r.state == "refused" or not here
     ]
+    said = "" if here else await _reply(ctx, outcome)
     return "\n".join(x for x in (said, " · ".join(lines)) if x)
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from bot.chat.base import Message
+from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
+from bot.core.sal import SalEntry, actor_name, current_action
 from bot.services import Services
 from commands.parse import Invocation, ParseError, parse_line
-from commands.spec import Capabilities, CommandSet, Context
+from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_mean
 
 log = logging.getLogger("deploybot.commands")
 EDIT_NOT_RUN = "edits are not run; send the command again"
@@ -34,7 +37,7 @@ class Dispatcher:
             await self._not_run(msg)
             return
         try:
-            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick)
+            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick, msg.private)
         except ParseError as exc:
             self.services.metrics.commands.labels("(invalid)", "refused").inc()
             await self._reply(msg, str(exc))
@@ -55,7 +58,13 @@ class Dispatcher:
         ctx = Context(self.services, self.caps, msg, self.commands, spec)
         unknown_flags = inv.flags - spec.flags
         if unknown_flags:
-            await ctx.reply(f"{spec.name}: unknown option --{sorted(unknown_flags)[0]}")
+            bad = sorted(unknown_flags)[0]
+            hint = did_you_mean(bad, spec.flags)
+            known = f"; usage: {spec.syntax(cfg.bot.prefix)}"
+            await ctx.reply(
+                f"{spec.name}: unknown option --{bad}"
+                + (hint.replace("mean ", "mean --") if hint else known)
+            )
             return
         task = asyncio.ensure_future(self._run(ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
@@ -88,17 +97,35 @@ class Dispatcher:
         self.services.metrics.commands.labels("(edit)", "refused").inc()
         await self._reply(msg, EDIT_NOT_RUN)
 
+    async def _log_refusal(self, ctx: Context, inv: Invocation, reason: str) -> None:
+        """Every refusal of a mutating command is one SAL entry, whoever asked."""
+        cfg = self.services.config
+        component = next((a for a in inv.args if a in cfg.components), None)
+        env = next((a for a in inv.args if a in cfg.env_names), None)
+        env_cfg = cfg.env(env) if env else None
+        await self.services.sal.record(
+            SalEntry(
+                actor=ctx.actor, action=ctx.spec.name, component=component, env=env,
+                message=f"{actor_name(ctx.actor)}: {ctx.spec.name} refused: {reason}",
+                tasks=list(inv.tasks), result="refused",
+                sal_project=env_cfg.sal_project if env_cfg else None,
+            )
+        )  # fmt: skip
+
     async def _reply(self, msg: Message, text: str) -> None:
         await self.services.outbox.enqueue(
-            msg.room, self.services.redactor(text), adapter=msg.adapter, priority=1
+            msg.room, self.services.redactor(addressed(msg, text)), adapter=msg.adapter, priority=1
         )
 
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
         spec = ctx.spec
+        current_action.set(uuid.uuid4().hex[:12])  # every SAL entry of this command shares it
         try:
             ctx.require(spec.role)
             return await spec.handler(ctx, inv), "ok"
         except Refused as exc:
+            if spec.role >= Role.deployer and not exc.logged:
+                await self._log_refusal(ctx, inv, str(exc))
             return f"{spec.name}: refused: {exc}", "refused"
         except UserError as exc:
             return f"{spec.name}: {exc}", "error"

@@ -12,7 +12,10 @@ from commands.spec import Context, command
     role=Role.anyone,
     usage="[command]",
     summary="list the commands, or show one command's syntax and an example",
-    examples=[("!help", r"commands: .*help"), ("!help sal", r"!sal \[component\|nick\] \[N\]")],
+    examples=[
+        ("!help", r"commands: .*help"),
+        ("!help sal", r"!sal \[component\|nick\] \[env\] \[N\]"),
+    ],
 )
 async def help_(ctx: Context, inv: Invocation) -> str:
     p = ctx.prefix
@@ -21,7 +24,9 @@ async def help_(ctx: Context, inv: Invocation) -> str:
         spec = ctx.commands.get(name)
         if spec is None:
             hint = ctx.commands.suggest(name)
-            return f"no command {name[:30]!r}" + (f"; did you mean {hint}?" if hint else "")
+            if hint:
+                return f"no command {name[:30]!r}; did you mean {p}help {hint}?"
+            return f"no command {name[:30]!r}; commands: {' '.join(sorted(ctx.commands.specs))}"
         example = f"; e.g. {spec.examples[0].text}" if spec.examples else ""
         return f"{spec.syntax(p)} — {spec.summary} (role: {spec.role}){example}"
     names = " ".join(sorted(ctx.commands.specs))

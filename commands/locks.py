@@ -93,9 +93,16 @@ async def unlock(ctx: Context, inv: Invocation) -> str:
     where = env or "all environments"
     existing = await _exact(ctx, component, env)
     if existing is None:
-        blocking = await ctx.services.locks.get(component, env)
-        hint = f" ({blocking.describe()})" if blocking is not None else ""
-        return f"{component} is not locked in {where}{hint}"
+        held = [lk for lk in await ctx.services.locks.all() if lk.component == component]
+        if not held:
+            return f"{component} is not locked " + (f"in {env}" if env else "anywhere")
+        hints = " · ".join(
+            f"{lk.describe()} ({ctx.prefix}unlock {component}"
+            + ("" if lk.env == ALL_ENVS else f" {lk.env}")
+            + ")"
+            for lk in held
+        )
+        return f"{component} is not locked in {where}; {hints}"
     _require_everywhere(ctx, Role.deployer, component, env)
     if existing.owner != ctx.actor:
         try:

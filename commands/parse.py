@@ -1,7 +1,9 @@
 """Turning a chat line into a command invocation: pure, no I/O.
 
-A line is for the bot when it starts with the prefix (`!status`) or addresses the bot by
-nick (`deploybot: status`, `deploybot, status`). Arguments are whitespace-separated, with
+A line is for the bot when it starts with the prefix (`!status`), addresses the bot by
+nick (`deploybot: status`, `deploybot, status`), or comes in a private query (`status`).
+IRC formatting codes (bold, colours, italics, ...) are stripped first, so a pasted bold
+command works. Arguments are whitespace-separated, with
 shell-like quotes allowed; `T\\d+` anywhere attaches a Phabricator task; `--word` is a flag.
 """
 
@@ -14,6 +16,12 @@ from dataclasses import dataclass, field
 TASK_RE = re.compile(r"^T\d{1,9}$")
 FLAG_RE = re.compile(r"^--[a-z][a-z-]{0,30}$")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is whitespace
+# mIRC formatting: colour \x03[fg[,bg]], hex colour \x04[rrggbb[,rrggbb]], bold, reset,
+# monospace, reverse, italics, strikethrough, underline
+FORMAT_RE = re.compile(
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
 MAX_LINE = 1000
 MAX_ARG = 200
 
@@ -31,7 +39,11 @@ class Invocation:
     flags: set[str] = field(default_factory=set)
 
 
-def addressed_text(line: str, prefix: str, nick: str) -> str | None:
+def strip_formatting(line: str) -> str:
+    return FORMAT_RE.sub("", line)
+
+
+def addressed_text(line: str, prefix: str, nick: str, private: bool = False) -> str | None:
     """The command part of `line` if it is meant for the bot, else None."""
     text = line.strip()
     if prefix and text.startswith(prefix):
@@ -42,12 +54,15 @@ def addressed_text(line: str, prefix: str, nick: str) -> str | None:
         head = nick.lower() + sep
         if lowered.startswith(head):
             return text[len(head) :].strip()
+    if private and text[:1].isalpha():
+        return text  # a private query needs no prefix
     return None
 
 
-def parse_line(line: str, prefix: str, nick: str) -> Invocation | None:
+def parse_line(line: str, prefix: str, nick: str, private: bool = False) -> Invocation | None:
     """Parse a chat line; None when it is not for the bot. Raises ParseError."""
-    text = addressed_text(line, prefix, nick)
+    line = strip_formatting(line)
+    text = addressed_text(line, prefix, nick, private)
     if text is None:
         return None
     if CONTROL_RE.search(line.rstrip("\r\n")):

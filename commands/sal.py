@@ -6,7 +6,7 @@ from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.sal import SalEntry, actor_name
 from commands.parse import Invocation
-from commands.spec import Context, command
+from commands.spec import Context, command, did_you_mean
 
 MAX_LOG = 400
 
@@ -46,29 +46,56 @@ def _line(e: SalEntry) -> str:
 @command(
     "sal",
     role=Role.anyone,
-    usage="[component|nick] [N]",
-    summary="the last N Server Admin Log entries (default 5), for a component or a person",
-    examples=[("!sal", r"#\d+ |no SAL entries"), ("!sal builds-api 3", r"#\d+ |no SAL entries")],
+    usage="[component|nick] [env] [N]",
+    summary="the last N Server Admin Log entries (default 5), for a component, an "
+    "environment or a person",
+    examples=[
+        ("!sal", r"#\d+ |no SAL entries"),
+        ("!sal builds-api tools 3", r"#\d+ |no SAL entries"),
+        ("!sal builds-api -1", r"N must be a whole number from 1 to 20"),
+    ],
 )
 async def sal(ctx: Context, inv: Invocation) -> str:
-    component = actor = None
+    component = env = actor = None
     limit = 5
+    usage = f"usage: {ctx.spec.syntax(ctx.prefix)}"
     for arg in inv.args:
-        if arg.isdigit():
-            limit = max(1, min(int(arg), 20))
-        elif arg in ctx.config.components:
+        if arg.lstrip("+-").isdigit() or arg.startswith("-"):
+            if not arg.isdigit() or not 1 <= int(arg) <= 20:
+                raise UserError(f"N must be a whole number from 1 to 20, not {arg[:20]!r}; {usage}")
+            limit = int(arg)
+        elif arg in ctx.config.components and component is None:
             component = arg
-        elif len(arg) <= 64 and arg.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        elif arg in ctx.config.env_names and env is None:
+            env = arg
+        elif (
+            actor is None
+            and len(arg) <= 64
+            and arg.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
             actor = arg
         else:
-            raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
-    entries = await ctx.services.sal.query(component=component, actor=actor, limit=limit)
+            raise UserError(usage)
+    entries = await ctx.services.sal.query(component=component, env=env, actor=actor, limit=limit)
     if not entries:
-        return "no SAL entries" + (f" for {component or actor}" if component or actor else "")
+        scope = " ".join(x for x in (component, env) if x)
+        text = (
+            "no SAL entries"
+            + (f" for {scope}" if scope else "")
+            + (f" by {actor}" if actor else "")
+        )
+        if actor is not None:
+            names = [*ctx.config.components, *ctx.config.env_names]
+            hint = did_you_mean(actor, names)
+            text += (
+                hint or f" ({actor!r} is not a component or environment, so it was read as a nick)"
+            )
+        return text
     lines = [_line(e) for e in entries]
     if len(lines) > 3:
         # chat replies stay short: the newest two, then a link to the full list
-        query = f"component={component}" if component else f"actor={actor}" if actor else ""
-        url = f"{ctx.config.bot.public_url}/sal?{query}&limit={limit}".replace("?&", "?")
+        params = {"component": component, "env": env, "actor": actor, "limit": str(limit)}
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v)
+        url = f"{ctx.config.bot.public_url}/sal?{query}"
         return "\n".join(lines[:2]) + f"\n… {len(lines) - 2} more: {url}"
     return "\n".join(lines)

@@ -104,6 +104,14 @@ class CommandSet:
         return match[0] if match else None
 
 
+def addressed(msg: Message, text: str) -> str:
+    """A reply in an IRC channel names the asker (`alice: ...`), as Sopel and Limnoria do,
+    so it stands out for them among other people's lines; private replies do not."""
+    if msg.private or msg.adapter != "irc" or not msg.nick:
+        return text
+    return f"{msg.nick}: {text}"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`; did you mean X?` or an empty string."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -176,7 +184,7 @@ class Context:
         self.replied = True
         await self.services.outbox.enqueue(
             self.message.room,
-            self.services.redactor(text),
+            self.services.redactor(addressed(self.message, text)),
             adapter=self.message.adapter,
             priority=1,
         )

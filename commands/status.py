@@ -44,7 +44,7 @@ async def status(ctx: Context, inv: Invocation) -> str:
     await ctx.monitors.wait_first_check(FIRST_CHECK_WAIT)
     board = ctx.board
     statuses = await board.gather(components, cfg.env_names)
-    cells = cell_lines(statuses, envs, cfg.env_names, board.clock())
+    cells = cell_lines(statuses, envs, cfg.env_names, board.clock(), ctx.prefix)
     more_at = f"{cfg.bot.public_url.rstrip('/')}/status"
     if inv.args:
         lines = [line for _, line in cells]

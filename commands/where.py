@@ -16,6 +16,7 @@ from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Tag, Version, check_ref
+from bot.deploy.running import live_of
 from bot.gitlab.pipelines import newest_pipeline
 from commands.parse import Invocation
 from commands.spec import Context, command
@@ -64,14 +65,14 @@ async def where(ctx: Context, inv: Invocation) -> str:
     if version is not None and version.is_release:
         sha = next((t.commit for t in tags if t.name == version.raw), version.sha8)
     merged_url: str | None = None
-    merged = False
+    merged = exists = False
     if sha is not None:
         try:
             found = await bumper.source.merged(component, sha)
         except SourceError as exc:
             raise UserError(str(exc)) from None
-        merged = found is not None
-        if found is not None:
+        exists, merged = found is not None, found is not None and found.on_branch
+        if found is not None and found.on_branch:
             sha = found.sha
             merged_url = found.url
     seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
@@ -90,6 +91,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         built=built,
         bump_open=in_bump,
         pinned={env: version is not None and version.raw in pins[env] for env in envs},
+        live=await live_of(ctx.services, component, version.raw, envs) if version else None,
         links={
             "merged": merged_url,
             "built": seen.url if seen else None,
@@ -98,13 +100,20 @@ async def where(ctx: Context, inv: Invocation) -> str:
         bump_label="bump MR open" if bumper.forge.kind == "gitlab" else "bump committed",
     )
     name = version.raw if version else sha or ref
+    apply_cmd = f"{ctx.prefix}apply {component}"
+    branch = ctx.config.components[component].default_branch
+    if version is None and not exists:
+        return (
+            f"{component} {ref}: no such commit or build in its repository; "
+            f"check the sha, or try {ctx.prefix}where {component} latest"
+        )
     if version is not None and not version.is_release:
         head = f"{component} {name} is a dev build (not on the path to production)"
     elif not merged and sha is not None:
-        head = f"{component} {name}: not on {ctx.config.components[component].default_branch}"
-        head += f" (yet) · {path.describe()}"
+        head = f"{component} {name}: not on {branch}"
+        head += f" (yet) · {path.describe(apply_cmd)}"
     else:
-        head = f"{component} {name}: {path.describe()}"
+        head = f"{component} {name}: {path.describe(apply_cmd)}"
     links = [f"{s.label} {s.link}" for s in path.steps if s.link]
     if bump is not None and not in_bump:
         links.append(f"open bump MR !{bump.iid} is for another version")

@@ -8,6 +8,7 @@ lines while every item's latest text (final states included) is still delivered.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SEPARATOR = " | "
@@ -45,6 +46,9 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.per_second
 
 
+_FAILING_RE = re.compile(r"\b(failed|failure|canceled|cancelled|error|ALERT|refused)\b", re.I)
+
+
 @dataclass(frozen=True)
 class Pending:
     id: int
@@ -56,14 +60,19 @@ class Pending:
     def packed(self) -> str:
         return self.short or self.text
 
+    @property
+    def failing(self) -> bool:
+        """A failure, an alert or a cancellation: what people scan a summary line for."""
+        return _FAILING_RE.search(self.packed) is not None
+
 
 def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[int]]:
     """The next line to send for one room and the ids it delivers.
 
     Replies (priority > 0) go out alone and first. A lone announcement goes out in full.
     Announcements waiting together are packed into one line, each in its short form when it
-    has one, joined by " | " up to `max_bytes`; an item too long to share a line goes alone
-    (the adapter splits it at the protocol limit).
+    has one, joined by " | " up to `max_bytes`, failures first (then oldest first); an item
+    too long to share a line goes alone (the adapter splits it at the protocol limit).
     """
     if not pending:
         raise ValueError("nothing pending")
@@ -71,6 +80,8 @@ def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[i
     first = ordered[0]
     if first.priority > 0 or len(ordered) == 1 or ordered[1].priority > 0:
         return first.text, [first.id]
+    ordered = sorted(ordered, key=lambda p: (not p.failing, p.id))
+    first = ordered[0]
     text, ids = first.packed, [first.id]
     size = len(text.encode())
     for item in ordered[1:]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from bot.chat.base import Message, OnMessage
 from bot.chat.flood import TokenBucket
 from bot.chat.ircchannels import JOIN_ERRORS, ChannelKeeper
+from bot.chat.ircerrors import describe
 from bot.chat.ircproto import (
     DEFAULT_PREFIX_LEN,
     AccountTracker,
@@ -178,7 +179,8 @@ class IrcAdapter:
             try:
                 await self._session()
             except (OSError, TimeoutError, ValueError) as exc:  # ConnectionError is an OSError
-                self._log.warning("IRC connection to %s:%s lost: %s", self._host, self._port, exc)
+                why = describe(exc, self._host, self._port, self._tls, self._registered)
+                self._log.warning("IRC: %s", why)
             except Exception:
                 self._log.exception("IRC session failed unexpectedly; reconnecting")
             if self._registered:
@@ -196,7 +198,10 @@ class IrcAdapter:
     async def _session(self) -> None:
         ctx = ssl.create_default_context() if self._tls else None
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self._host, self._port, ssl=ctx), timeout=30
+            asyncio.open_connection(
+                self._host, self._port, ssl=ctx, ssl_handshake_timeout=15 if ctx else None
+            ),
+            timeout=30,
         )
         loop = asyncio.get_running_loop()
         self._writer = writer

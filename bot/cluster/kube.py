@@ -206,6 +206,8 @@ class KubeCluster:
         )
         return release_records(result.items, release)
 
+    helm_history = helm_records  # what `helm history` shows, read without helm
+
     async def helm_release(self, namespace: str, release: str) -> HelmRelease | None:
         """The newest deployed revision of `release`."""
         return last_deployed(await self.helm_records(namespace, release))

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PLACEHOLDERS = ("component", "env", "version", "kube_context", "release", "namespace")
+PLACEHOLDERS = ("component", "env", "version", "kube_context", "release", "namespace", "revision")
 _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
 _SAFE_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:@/-]{0,200}$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -30,10 +30,11 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class MergedCommit:
-    """A commit found on the component's default branch."""
+    """A commit found in the component's repository (`on_branch`: on its default branch)."""
 
     sha: str
     url: str | None
+    on_branch: bool = True
 
 
 class ComponentSource(Protocol):
@@ -42,7 +43,8 @@ class ComponentSource(Protocol):
         ...
 
     async def merged(self, component: str, sha: str) -> MergedCommit | None:
-        """The commit (full sha) if `sha` names a commit on the default branch, else None."""
+        """The commit `sha` names (`on_branch` says whether it is on the default branch);
+        None when the repository has no such commit."""
         ...
 
 
@@ -111,7 +113,7 @@ class GitLabSource:
                     return MergedCommit(full, url)
         except GitLabError as exc:
             raise SourceError(str(exc)) from None
-        return None
+        return MergedCommit(full, url, on_branch=False)
 
 
 class GitSource:
@@ -173,7 +175,7 @@ class GitSource:
         try:
             await git("merge-base", "--is-ancestor", full, f"refs/heads/{branch}", cwd=path)
         except GitError:
-            return None
+            return MergedCommit(full, None, on_branch=False)
         return MergedCommit(full, None)
 
     @staticmethod

@@ -23,6 +23,10 @@ Key = tuple[str, str, str, str]  # kind, component, env, detail
 Scope = tuple[str, str, str]  # kind, component, env
 
 
+# in an undeployed alert's text while a deliberate rollback holds the environment back
+DELIBERATE = "kept back deliberately until the next deploy"
+
+
 @dataclass(frozen=True)
 class Finding:
     """Something wrong now. `detail` is part of the identity ("" for one alert per scope);

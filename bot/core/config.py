@@ -23,6 +23,7 @@ from bot.core.chatconfig import (
     XmppConfig,
 )
 from bot.core.configbase import NAME_RE, SECRET_WORDS, ConfigError, Model, read_secret
+from bot.core.configerrors import format_errors, nearest
 from bot.core.windows import parse_windows
 
 __all__ = [
@@ -65,7 +66,7 @@ def is_loopback(host: str) -> bool:
 
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = Field(1_048_576, gt=0)
     auth: Literal["none"] | HttpAuthConfig = "none"
     # where a SAL task id (T123) links to; {task} is replaced by the id
     task_url: str = "https://phabricator.wikimedia.org/{task}"
@@ -175,7 +176,7 @@ class EnvironmentConfig(Model):
 
 class PinConfig(Model):
     file: str = "components/{component}/values/{env}.yaml"
-    key: str = "chartVersion"
+    key: str = Field(min_length=1)  # required in every pin given (the default pin has one)
 
 
 class ComponentConfig(Model):
@@ -188,7 +189,9 @@ class ComponentConfig(Model):
     namespace: str | None = None
     release: str | None = None
     default_branch: str = "main"
-    pins: list[PinConfig] = Field(default_factory=lambda: [PinConfig()])
+    pins: list[PinConfig] = Field(
+        default_factory=lambda: [PinConfig(key="chartVersion")], min_length=1
+    )
 
 
 class DeployConfig(Model):
@@ -200,10 +203,14 @@ class DeployConfig(Model):
         "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
         "sync", "--wait",
     ]  # fmt: skip
-    rollback: list[str] = ["helm", "rollback", "{release}", "0", "-n", "{namespace}", "--wait"]
+    # {revision}: the Helm revision the bot chose from the cluster's history, else 0 (helm's
+    # "the one before the current")
+    rollback: list[str] = [
+        "helm", "rollback", "{release}", "{revision}", "-n", "{namespace}", "--wait",
+    ]  # fmt: skip
     test: list[str] | None = None
-    timeout: float = 900
-    rollout_timeout: float = 300
+    timeout: float = Field(900, gt=0)
+    rollout_timeout: float = Field(300, gt=0)
 
 
 class AuthRule(Model):
@@ -265,7 +272,7 @@ class SalSink(Model):
 
 class SalConfig(Model):
     sinks: list[SalSink] = [SalSink(store=True)]
-    retry_every: float = 30.0
+    retry_every: float = Field(30.0, gt=0)
 
 
 class FloodConfig(Model):
@@ -275,10 +282,10 @@ class FloodConfig(Model):
 
 class MonitorsConfig(Model):
     enabled: bool = True  # false: no periodic checks or alerts (`!status` still works)
-    interval: float = 300
-    undeployed_after: float = 86400
-    remind_every: float = 86400
-    drift_grace: float = 900
+    interval: float = Field(300, gt=0)
+    undeployed_after: float = Field(86400, ge=0)
+    remind_every: float = Field(86400, gt=0)
+    drift_grace: float = Field(900, ge=0)
     source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
     status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
 
@@ -299,20 +306,22 @@ class Config(Model):
     monitors: MonitorsConfig = MonitorsConfig()
     demo: bool = False
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
+    def reference_errors(self) -> list[str]:
+        """What refers to something that does not exist, each at its YAML path."""
+        errors = []
         names = [e.name for e in self.environments]
-        if len(set(names)) != len(names):
-            raise ValueError("environments: names must be unique")
-        for env in self.environments:
+        for i, env in enumerate(self.environments):
+            if names.index(env.name) != i:
+                errors.append(f"environments[{i}].name: {env.name!r} is used twice")
             if env.requires and env.requires not in names:
-                raise ValueError(
-                    f"environment {env.name}: requires unknown environment {env.requires!r}"
+                errors.append(
+                    f"environments[{i}].requires: unknown environment {env.requires!r}"
+                    + nearest(env.requires, names)
                 )
         for comp in self.components:
             if not NAME_RE.match(comp):
-                raise ValueError(f"component name {comp!r}: lowercase letters, digits, . _ -")
-        return self
+                errors.append(f"components.{comp}: lowercase letters, digits, . _ - only")
+        return errors
 
     def env(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)
@@ -320,30 +329,6 @@ class Config(Model):
     @property
     def env_names(self) -> list[str]:
         return [e.name for e in self.environments]
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith(("function-after", "function-before", "literal[", "json-or")):
-            continue
-        else:
-            out += ("." if out else "") + part
-    return out or "(top level)"
-
-
-def _format_errors(exc: ValidationError) -> list[str]:
-    lines: list[str] = []
-    for err in exc.errors():
-        msg = err["msg"]
-        msg = msg.removeprefix("Value error, ")
-        msg = msg[:1].lower() + msg[1:]
-        line = f"{_format_loc(err['loc'])}: {msg}"
-        if line not in lines:
-            lines.append(line)
-    return lines
 
 
 def parse_config(data: Any) -> Config:
@@ -355,8 +340,8 @@ def parse_config(data: Any) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
-    if errors := unserved_rooms(config):
+        raise ConfigError(format_errors(exc, Config)) from None
+    if errors := config.reference_errors() + unserved_rooms(config):
         raise ConfigError(errors)
     return config
 
@@ -399,4 +384,6 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError([f"{path}: not valid YAML{where}"]) from None
+    if data is None:
+        raise ConfigError([f"{path}: the file is empty; start from config/deploybot.example.yaml"])
     return parse_config(data)

@@ -6,4 +6,10 @@ class UserError(Exception):
 
 
 class Refused(UserError):
-    """The user lacks the role for this action."""
+    """The user lacks the role for this action (`logged`: already in the SAL)."""
+
+    logged = False
+
+
+class StartupError(Exception):
+    """The bot cannot start (e.g. its HTTP port is taken); str(self) is the one line."""

@@ -4,7 +4,9 @@ Steps: 1 merged · 2 pipeline built image+chart · 3 control-repo bump open (an 
 plain git forge the bump commit) · then one step per configured environment, in order: the
 version is live there (or, while nothing reports live state, pinned there). k is the last
 step reached with every step before it reached too, so a version pinned in production but
-not built is still at step 1.
+not built is still at step 1. A version pinned where live state is known but not running
+there has not reached that step: it is "pinned in tools, not applied", and says how to
+apply it. `!deploy`, `!promote`, `!where` and `!status` all count with this one function.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class Step:
     label: str  # what this step means, e.g. "merged", "live in tools"
     reached: bool
     link: str | None = None
+    env: str | None = None
+    pending: bool = False  # pinned in env but not running there (live state known)
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,19 @@ class Pathway:
     def next(self) -> Step | None:
         return self.steps[self.k] if self.k < self.n else None
 
-    def describe(self) -> str:
-        """`step 3 of 5 (bump MR open); next: live in toolsbeta`."""
+    def describe(self, apply_cmd: str | None = None) -> str:
+        """`step 3 of 5 (bump MR open); next: live in toolsbeta`, then for each environment
+        where the version is pinned but not running: `pinned in tools, not applied —
+        !apply builds-api tools` (`apply_cmd` is `!apply builds-api`)."""
         current = self.current
         text = f"step {self.k} of {self.n}" + (f" ({current.label})" if current else "")
         nxt = self.next
-        return text + (f"; next: {nxt.label}" if nxt else "")
+        text += f"; next: {nxt.label}" if nxt else ""
+        for step in self.steps:
+            if step.pending and step.env:
+                text += f" · pinned in {step.env}, not applied"
+                text += f" — {apply_cmd} {step.env}" if apply_cmd else ""
+        return text
 
 
 def step_count(envs: Sequence[str]) -> int:
@@ -80,12 +91,14 @@ def pathway(
     env_steps = []
     for i, env in enumerate(envs):
         state = live.get(env)
+        pending = False
         if state is None:
             reached, label = bool(pinned.get(env)), f"pinned in {env}"
         else:
             reached, label = state, f"live in {env}"
-        env_steps.append(Step(4 + i, label, reached, links.get(env)))
-    landed = any(s.reached for s in env_steps)
+            pending = bool(pinned.get(env)) and not state
+        env_steps.append(Step(4 + i, label, reached, links.get(env), env, pending))
+    landed = any(s.reached or s.pending for s in env_steps)
     steps = (
         Step(1, "merged", merged, links.get("merged")),
         Step(2, "built image+chart", built, links.get("built")),

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.core.config import SalSink
@@ -40,9 +42,15 @@ class SalEntry:
     sal_project: str | None = None
     ts: str = ""
     id: int | None = None
+    action_id: str | None = None  # shared by every entry of one action (one chat command)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+# The action being handled (set by the command dispatcher; copied into the tasks it starts,
+# so a deploy running in the background still writes its entries under the same action).
+current_action: ContextVar[str | None] = ContextVar("current_action", default=None)
 
 
 def utcnow() -> str:
@@ -131,18 +139,21 @@ class Sal:
         entry.message = self.redactor(entry.message)
         entry.ts = entry.ts or utcnow()
         entry.sal_project = entry.sal_project or self.default_project
-        sinks = list(self._senders)
+        entry.action_id = entry.action_id or current_action.get()
+        # a refusal changed nothing: it stays in the store (`!sal`, /sal, `deploybot sal`)
+        # and is not broadcast to the IRC/JSONL sinks
+        sinks = [] if entry.result == "refused" else list(self._senders)
 
         def write(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "INSERT INTO sal (ts, actor, component, env, action, from_version, to_version,"
-                " commit_sha, mr_url, tasks, result, log_url, message, sal_project)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " commit_sha, mr_url, tasks, result, log_url, message, sal_project, action_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     entry.ts, entry.actor, entry.component, entry.env, entry.action,
                     entry.from_version, entry.to_version, entry.commit_sha, entry.mr_url,
                     ",".join(entry.tasks), entry.result, entry.log_url, entry.message,
-                    entry.sal_project,
+                    entry.sal_project, entry.action_id,
                 ),
             )  # fmt: skip
             entry_id = int(cur.lastrowid or 0)
@@ -233,6 +244,7 @@ class Sal:
                 commit_sha=r["commit_sha"],
                 mr_url=r["mr_url"],
                 tasks=[t for t in r["tasks"].split(",") if t],
+                action_id=r["action_id"],
                 result=r["result"],
                 log_url=r["log_url"],
                 sal_project=r["sal_project"],
@@ -241,3 +253,27 @@ class Sal:
             )  # fmt: skip
             for r in rows
         ]
+
+
+_AGE_RE = re.compile(r"^(\d{1,6})([smhdw])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """`--since` as the store's timestamp format: an ISO date or time (UTC unless it says
+    otherwise) or an age (`30m`, `1h`, `2d`, `1w`); ValueError names what is accepted."""
+    now = now or datetime.now(UTC)
+    m = _AGE_RE.match(text.strip())
+    if m is not None:
+        when = now - timedelta(seconds=int(m.group(1)) * _AGE_UNITS[m.group(2)])
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"--since {text[:40]!r}: give an ISO time (2026-11-01, 2026-11-01T12:00:00Z)"
+                " or an age (30m, 1h, 2d, 1w)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

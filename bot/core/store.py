@@ -156,6 +156,8 @@ MIGRATIONS: list[str] = [
     """,
     # 7: a short form of an announcement, used when a backlog is packed into summary lines
     "ALTER TABLE outbox ADD COLUMN short TEXT",
+    # 8: the action a SAL entry belongs to (one chat command: its entries share the id)
+    "ALTER TABLE sal ADD COLUMN action_id TEXT",
 ]
 
 

@@ -46,16 +46,45 @@ def record_live(live_file: Path, component: str, version: str) -> None:
     live_file.write_text(yaml.safe_dump(running))
 
 
+def history_file(live_file: Path) -> Path:
+    return live_file.with_name(live_file.stem + ".history.yaml")
+
+
+def record_history(live_file: Path, component: str, version: str) -> None:
+    """Append a revision to the simulated Helm history (one list of versions per release)."""
+    path = history_file(live_file)
+    data = yaml.safe_load(path.read_text()) if path.exists() else None
+    data = data if isinstance(data, dict) else {}
+    data.setdefault(component, []).append(version)
+    path.write_text(yaml.safe_dump(data))
+
+
+def helm_previous(live_file: Path, component: str) -> str | None:
+    """What `helm rollback <release> 0` returns to: the revision before the current one."""
+    path = history_file(live_file)
+    data = yaml.safe_load(path.read_text()) if path.exists() else None
+    revisions = data.get(component, []) if isinstance(data, dict) else []
+    return str(revisions[-2]) if len(revisions) >= 2 else None
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) not in (4, 5) or argv[0] not in REAL:
+    if len(argv) not in (4, 5) or argv[0] not in REAL or (not argv[3] and argv[0] != "rollback"):
         print(
             "usage: python -m bot.demo.deploycmd diff|apply|rollback <component> <env> <version>"
             " [<live file>]"
         )
         return 64
     step, component, env, version = argv[:4]
+    if step == "rollback" and not version and len(argv) == 5:  # helm picks the revision
+        picked = helm_previous(Path(argv[4]), component)
+        if picked is None:
+            print(f"Error: release: {component} has no previous revision")
+            return 1
+        print(f"helm picked the previous revision: {component} {picked}")
+        version = picked
     if step != "diff" and len(argv) == 5:
         record_live(Path(argv[4]), component, version)
+        record_history(Path(argv[4]), component, version)
     print(f"demo deploy step {step!r}: argv {argv}")
     print("a real deploy would run: " + REAL[step].format(component=component, env=env))
     if step == "diff":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -104,6 +105,8 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
     demo_dir = demo_dir.resolve()
     config_path = demo_dir / "deploybot.yaml"
     if config_path.exists():
+        if listen:  # --listen always wins, also over a demo directory made before
+            config_path.write_text(_listen_on(config_path.read_text(), listen))
         return config_path
     src = demo_source()
     seed: dict[str, Any] = yaml.safe_load((src / "seed.yaml").read_text())
@@ -111,6 +114,7 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
     gitdir.mkdir(parents=True, exist_ok=True)
     pins: dict[str, dict[str, str]] = {}
     live: dict[str, dict[str, str]] = {}
+    history: dict[str, dict[str, list[str]]] = {}  # simulated Helm history per env
     for name, spec in seed["components"].items():
         versions = await _component_repo(
             gitdir / f"{name}.git", name, spec["commits"], spec["releases"]
@@ -118,17 +122,26 @@ async def prepare(demo_dir: Path, listen: str | None = None) -> Path:
         pins[name] = {env: versions[-idx] for env, idx in spec["pins"].items()}
         for env, idx in spec.get("live", {}).items():  # simulated live state (live_file)
             live.setdefault(env, {})[name] = versions[-idx]
+            history.setdefault(env, {})[name] = versions[-idx - 1 : len(versions) - idx + 1]
     await _control_repo(src / "control-repo", gitdir / "toolforge-deploy.git", pins)
     (demo_dir / "live").mkdir(exist_ok=True)
     for env, running in live.items():
         (demo_dir / "live" / f"{env}.yaml").write_text(yaml.safe_dump(running))
+        (demo_dir / "live" / f"{env}.history.yaml").write_text(yaml.safe_dump(history[env]))
     text = (src / "deploybot.yaml").read_text().replace("@DEMO_DIR@", str(demo_dir))
     text = text.replace("@PYTHON@", sys.executable)  # the demo deploy command's interpreter
     if listen:
-        text = text.replace("listen: 127.0.0.1:8080", f"listen: {listen}")
-        text = text.replace("public_url: http://127.0.0.1:8080", f"public_url: http://{listen}")
+        text = _listen_on(text, listen)
     config_path.write_text(text)
     return config_path
+
+
+def _listen_on(text: str, listen: str) -> str:
+    """The demo config with its webhook server (and the links it posts) on `listen`."""
+    text = re.sub(r"(?m)^(\s+listen: )\S+", lambda m: m.group(1) + listen, text, count=1)
+    return re.sub(
+        r"(?m)^(\s+public_url: )\S+", lambda m: f"{m.group(1)}http://{listen}", text, count=1
+    )
 
 
 async def run_demo(demo_dir: Path, listen: str | None = None) -> int:

@@ -27,6 +27,8 @@ from bot.core.git import GitError, git
 from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import format_duration
 from bot.deploy import preflight
+from bot.deploy.emergency import emergency_target, is_older
+from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.model import (
     Checked,
@@ -180,16 +182,25 @@ class Deployer:
             await preflight.check_requires(
                 s, self.bumper, req.component, req.env, version, req.force, checked
             )
-        if req.action != "rollback-emergency":  # the way out of a failed or pending release
+        emergency = req.action == "rollback-emergency"
+        if not emergency:  # the emergency rollback is the way out of a failed or pending release
             await preflight.check_helm_release(s, req.component, req.env, req.force, checked)
-        await preflight.check_registry(s, req.component, version, req.force, checked)
+        if emergency and not version:
+            checked.notes.append("artifacts not checked: helm picks the revision")
+            return
+        await preflight.check_registry(
+            s, req.component, version, req.force, checked, emergency=emergency
+        )
 
     async def _prepare(self, req: DeployRequest) -> Deploy:
         s = self.services
         checked = Checked()
         await preflight.check_lock(s, req.component, req.env, req.actor)
+        revisions: tuple[int | None, int | None] = (None, None)
+        from_version: str | None = None
         if req.action == "rollback-emergency":
-            commit, source, mr, version = None, "helm rollback", None, req.version or ""
+            commit, mr = None, None
+            version, source, from_version, revisions = await emergency_target(s, req)
         else:
             commit, source, mr = await self._source(req.component, req.env)
             pins = await self._bumper().pinned(req.component, req.env, commit)
@@ -199,12 +210,15 @@ class Deployer:
             if req.version is not None and version != req.version:
                 raise Refusal(f"{source} pins {version}, not {req.version}; nothing run")
         await self._checks(req, version, checked)
-        try:
-            from_version = await running_version(s, req.component, req.env)
-        except ClusterError:
-            from_version = None
+        if from_version is None:
+            try:
+                from_version = await running_version(s, req.component, req.env)
+            except ClusterError:
+                from_version = None
         deploy_id = await self.records.insert(req, version, from_version, commit, mr)
-        return Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
+        d = Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
+        d.revision, d.from_revision = revisions
+        return d
 
     def _bumper(self) -> Bumper:
         if self.bumper is None:
@@ -248,7 +262,8 @@ class Deployer:
 
     def _base(self, d: Deploy) -> str:
         req = d.req
-        return deploy_message(req.actor, req.component, d.from_version, d.version, req.env, d.refs)
+        to = d.version or "(the previous Helm revision, helm picks it)"
+        return deploy_message(req.actor, req.component, d.from_version, to, req.env, d.refs)
 
     async def _execute(self, d: Deploy) -> DeployOutcome:
         req = d.req
@@ -256,9 +271,10 @@ class Deployer:
         shown = f" ({'; '.join(notes)})" if notes else ""
         await self._record(d, "started", f"{self._base(d)}: {req.action} started{shown}")
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
+        via = "via" if d.is_rollback else "from"
         await self._say(d, self._demo(
-            f"{verb.get(req.action, 'deploying')} {req.component} {d.version} to {req.env}"
-            f" (deploy #{d.id}) from {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
+            f"{verb.get(req.action, 'deploying')} {d.what()} (deploy #{d.id}) {via} {d.source}"
+            + (f" · {'; '.join(notes)}" if notes else "")
         ))  # fmt: skip
         workdir = self.dir / str(d.id)
         try:
@@ -287,6 +303,14 @@ class Deployer:
             await steps.run(d, "apply", deploy.apply, workdir)
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d)
+        if d.req.action == "rollback-emergency" and not d.version:
+            d.version = await self._now_running(d)
+            verified += f"; runs {d.version or 'an unknown version'} now"
+            if d.from_version and d.version and is_older(d.from_version, d.version):
+                verified += (
+                    "; helm's previous revision was the newer one, so this moved forward"
+                    f" (to go back further: !rollback {d.req.component} {d.req.env} to <ref>)"
+                )
         if deploy.test:
             await steps.run(d, "test", deploy.test, workdir if d.commit else self.dir)
             verified += "; tests passed"
@@ -298,12 +322,16 @@ class Deployer:
         took = format_duration(seconds)
         if state == "done" and req.action == "rollback-emergency":
             detail += "; " + await self._repin(d)
+        if state == "failed":
+            prefix = str(self.config.bot.prefix)
+            if advice := hint(detail, req.component, req.env, prefix):
+                detail += f" · {advice}"
         await self.records.set_state(d.id, state, result=detail, version=d.version,
                                      error=None if state == "done" else detail)  # fmt: skip
         await self._record(d, state, f"{self._base(d)}: {req.action} {state} in {took}: {detail}")
+        what = f"rollback of {d.what()}" if d.is_rollback else d.what()
         line = self._demo(
-            f"deploy #{d.id} {state}: {req.component} {d.version} to {req.env} in {took}: "
-            f"{detail} · log: {self.log_url(d.id)}"
+            f"deploy #{d.id} {state}: {what} in {took}: {detail} · log: {self.log_url(d.id)}"
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
@@ -315,8 +343,20 @@ class Deployer:
             await follow_up(self.services, self.bumper, d.mr, done)
         return DeployOutcome(d.id, state, line, d.version)
 
+    async def _now_running(self, d: Deploy) -> str:
+        """What runs after helm picked the revision (a live file says, in the demo)."""
+        try:
+            return await live_version(self.services, d.req.component, d.req.env) or ""
+        except ClusterError:
+            return ""
+
     async def _repin(self, d: Deploy) -> str:
         """After an emergency rollback: pin what is live, so git matches the cluster."""
+        if not d.version:
+            return (
+                f"not re-pinned: the version helm returned to is unknown; check "
+                f"!status {d.req.component} {d.req.env}, then pin it with !deploy"
+            )
         try:
             out = await self._bumper().bump(
                 d.req.component, d.version, [d.req.env], actor=d.req.actor,

@@ -37,6 +37,7 @@ class DeployRequest:
     tasks: tuple[str, ...] = ()
     force: bool = False  # admin override of windows / requires (the caller checks the role)
     version: str | None = None  # rollbacks: the version the deploy must end up at
+    ref: str | None = None  # emergency rollbacks: `to <ref>` as typed (matched to Helm history)
 
 
 @dataclass
@@ -50,6 +51,26 @@ class Deploy:
     mr: OpenBump | None
     checked: Checked
     started: float = field(default_factory=time.monotonic)
+    revision: int | None = None  # emergency rollbacks: the Helm revision returned to
+    from_revision: int | None = None
+
+    @property
+    def is_rollback(self) -> bool:
+        return self.req.action.startswith("rollback")
+
+    def what(self) -> str:
+        """`builds-api 0.0.134 to tools`, or for a rollback both versions:
+        `builds-api in tools from 0.0.134 (revision 7) to 0.0.132 (revision 5)`."""
+        c, env = self.req.component, self.req.env
+        if not self.is_rollback:
+            return f"{c} {self.version} to {env}"
+        old = self.from_version or "an unknown version"
+        if self.from_revision is not None:
+            old += f" (revision {self.from_revision})"
+        new = self.version or "the previous Helm revision"
+        if self.revision is not None:
+            new += f" (revision {self.revision})"
+        return f"{c} in {env} from {old} to {new}"
 
     @property
     def refs(self) -> list[str]:

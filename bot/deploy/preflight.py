@@ -97,9 +97,11 @@ async def check_helm_release(
 
 
 async def check_registry(
-    services: Services, component: str, version: str, force: bool, out: Checked
-) -> None:
-    """Image and chart must exist; missing -> Refusal naming them."""
+    services: Services, component: str, version: str, force: bool, out: Checked,
+    *, emergency: bool = False,
+) -> None:  # fmt: skip
+    """Image and chart must exist; missing -> Refusal naming them. An emergency rollback
+    does not wait for an unreachable registry (it depends on the cluster alone)."""
     registry = services.registry
     if registry is None:
         out.notes.append("artifacts not checked: no registry configured")
@@ -115,6 +117,9 @@ async def check_registry(
             if not await registry.manifest_exists(repo, version):
                 missing.append(f"{kind} {registry.repository_path(repo)}:{version}")
     except RegistryError as exc:
+        if emergency:
+            out.notes.append(f"artifacts not checked ({exc}); an emergency does not wait")
+            return
         if not force:
             raise Refusal(f"cannot check artifacts: {exc}; nothing run") from None
         out.forced.append(f"artifacts not checked ({exc}), overridden with --force")

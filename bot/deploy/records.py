@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,36 @@ async def last_deployed(store: Store, component: str, env: str) -> str | None:
         (component, env),
     )
     return str(row["version"]) if row and row["version"] else None
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """The newest finished deploy of a component+env was a deliberate rollback."""
+
+    actor: str
+    at: float
+    from_version: str | None
+    version: str | None
+
+    def describe(self) -> str:
+        when = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        who = self.actor.split(":", 1)[-1]
+        old = f" from {self.from_version}" if self.from_version else ""
+        return f"rolled back on purpose by {who} at {when}{old} to {self.version or 'unknown'}"
+
+
+async def deliberate_rollback(store: Store, component: str, env: str) -> RolledBack | None:
+    """The rollback that is still in force in env (None once anyone deployed again)."""
+    row = await store.fetchone(
+        "SELECT action, actor, finished_at, from_version, version FROM deploys WHERE"
+        " component=? AND env=? AND state='done' ORDER BY id DESC LIMIT 1",
+        (component, env),
+    )
+    if row is None or not str(row["action"]).startswith("rollback"):
+        return None
+    return RolledBack(
+        str(row["actor"]), float(row["finished_at"] or 0), row["from_version"], row["version"]
+    )
 
 
 async def active_deploys(store: Store) -> list[InFlight]:

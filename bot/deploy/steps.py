@@ -18,6 +18,7 @@ from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, fill, run
 from bot.core.git import GitError, git
+from bot.deploy.failures import meaningful_line
 from bot.deploy.model import Deploy, DeployFailed
 from bot.deploy.running import live_version
 from bot.services import Services
@@ -51,6 +52,7 @@ class Steps:
             "component": req.component, "env": req.env, "version": d.version,
             "kube_context": (env_cfg.kube_context if env_cfg else None) or "",
             "release": target.release, "namespace": target.namespace,
+            "revision": str(d.revision or 0),
         }  # fmt: skip
         try:
             argv = fill(template, values)
@@ -70,7 +72,7 @@ class Steps:
         if result.timed_out:
             raise DeployFailed(f"{step} killed after {result.duration:.0f}s (deploy.timeout)")
         if result.returncode not in ok:
-            last = redact(result.last_line())[:160]
+            last = redact(meaningful_line(result.tail))[:200]
             raise DeployFailed(f"{step} exited {result.returncode}" + (f": {last}" if last else ""))
         return result
 

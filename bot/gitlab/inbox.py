@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.core.metrics import Metrics
+from bot.core.sal import current_action
 from bot.core.store import Store
 from bot.gitlab.events import Event, parse_event
 from bot.gitlab.fields import MalformedEvent
@@ -145,6 +146,7 @@ class EventWorker:
         if event is None:
             self.metrics.events_processed.labels(kind, "ignored").inc()
             return "ignored", None
+        current_action.set(f"webhook-{event_id}")  # what it sets off shares one SAL action id
         try:
             handled = await self.router.dispatch(event)
         except asyncio.CancelledError:

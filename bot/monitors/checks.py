@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from bot.cluster.helmrecords import PENDING
@@ -25,8 +24,9 @@ from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
 from bot.control.bumper import Bumper
-from bot.core.alerts import KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
-from bot.core.versions import Version, newer_than, parse_version, release_versions
+from bot.core.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
+from bot.core.versions import newer_than, parse_version, release_versions
+from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
 from bot.services import Services
@@ -36,12 +36,6 @@ log = logging.getLogger("deploybot.monitors")
 
 T = TypeVar("T")
 WEBHOOK_KINDS = ("pipeline", "merge_request", "tag_push", "push", "deployment")
-
-
-def _epoch(version: Version) -> float | None:
-    if version.timestamp is None:
-        return None
-    return datetime.strptime(version.timestamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
 
 
 def drift_finding(cell: Cell) -> Finding | None:
@@ -54,8 +48,12 @@ def drift_finding(cell: Cell) -> Finding | None:
     )
 
 
-def undeployed_finding(status: ComponentStatus, prod: str) -> Finding | None:
-    """Release tags newer than the production pin (since: the oldest one's build time)."""
+def undeployed_finding(
+    status: ComponentStatus, prod: str, rolled_back: RolledBack | None = None
+) -> Finding | None:
+    """Release tags newer than the production pin. Its age counts from when the bot first
+    saw it (not the tag's build time); after a deliberate rollback, until anyone deploys
+    again, it says so instead of advising to redeploy what was rolled back."""
     pins = [v for v in map(parse_version, status.cells[prod].pinned.value or []) if v]
     releases = release_versions(status.tags.value or [])
     if not pins or not releases:
@@ -67,9 +65,13 @@ def undeployed_finding(status: ComponentStatus, prod: str) -> Finding | None:
     count = f"{len(newer)} release{'s' if len(newer) > 1 else ''}"
     text = (
         f"{count} merged but not deployed to {prod} (newest {newer[-1].raw}, {prod} pins "
-        f"{base.raw}); next: !deploy {status.component} latest"
+        f"{base.raw})"
     )
-    return Finding("undeployed", status.component, prod, "", text, _epoch(newer[0]))
+    if rolled_back is not None:
+        text += f"; {rolled_back.describe()}: {DELIBERATE}"
+    else:
+        text += f"; next: !deploy {status.component} latest"
+    return Finding("undeployed", status.component, prod, "", text)
 
 
 def helm_release_finding(cell: Cell) -> Finding | None:
@@ -226,7 +228,8 @@ class Monitors:
                     self._add(check, unhealthy_finding(cell, problems))
             if prod is not None and status.tags.ok and status.cells[prod].pinned.ok:
                 check.checked.add(("undeployed", status.component, prod))
-                self._add(check, undeployed_finding(status, prod))
+                back = await deliberate_rollback(self.services.store, status.component, prod)
+                self._add(check, undeployed_finding(status, prod, back))
         await self._artifacts(statuses, check)
         return check
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.core.alerts import DELIBERATE
 from bot.core.pathway import Pathway
 from bot.core.text import format_age, one_line
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
@@ -17,7 +18,9 @@ def _versions(got: Got[list[str]]) -> str:
     return (",".join(got.value or []) or "none") if got.ok else got.unknown()
 
 
-def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: float) -> str:
+def cell_line(
+    status: ComponentStatus, cell: Cell, step: Pathway | None, now: float, prefix: str = "!"
+) -> str:
     """`builds-api tools: live X (seen 3h), as pinned · latest Y step 4/5 · 2/2 ready · ...`;
     no live part where the environment has no cluster."""
     parts = []
@@ -58,11 +61,18 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
         parts.append(f"deploy #{deploy_id} {state} ({version})")
     if cell.lock is not None:
         parts.append(f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 60)}")
-    if cell.alerts:
-        ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in cell.alerts]
-        parts.append(
-            "ALERT: " + ", ".join(a.kind + age for a, age in zip(cell.alerts, ages, strict=True))
-        )
+    # a drift alert the monitors have not cleared yet is not shown once live matches the pin
+    alerts = [
+        a for a in cell.alerts if not (a.kind == "drift" and cell.live.ok and not cell.drifted)
+    ]
+    if alerts:
+        ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in alerts]
+        kinds = [
+            a.kind + (" (rolled back on purpose)" if DELIBERATE in a.text else "") for a in alerts
+        ]
+        parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
+    if cell.drifted and cell.deploying is None:  # pinned but not what runs: say how to apply
+        parts.append(f"to run the pin: {prefix}apply {cell.component} {cell.env}")
     trouble = cell.release_trouble
     if trouble is not None:  # last: it ends with the next command
         parts.append(f"{trouble.describe()}; next: {trouble.next_step(cell.component, cell.env)}")
@@ -70,15 +80,16 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
 
 
 def cell_lines(
-    statuses: Sequence[ComponentStatus], envs: Sequence[str], all_envs: Sequence[str], now: float
-) -> list[tuple[Cell, str]]:
+    statuses: Sequence[ComponentStatus], envs: Sequence[str], all_envs: Sequence[str], now: float,
+    prefix: str = "!",
+) -> list[tuple[Cell, str]]:  # fmt: skip
     """Each cell in `envs` with its line (the step counts every environment in `all_envs`)."""
     out = []
     for status in statuses:
         step = status.path(all_envs)
         for env in envs:
             cell = status.cells[env]
-            out.append((cell, cell_line(status, cell, step, now)))
+            out.append((cell, cell_line(status, cell, step, now, prefix)))
     return out
 
 
@@ -86,5 +97,6 @@ async def status_lines(board: StatusBoard, components: list[str], envs: list[str
     """One line per component+environment (what `GET /status` shows)."""
     all_envs = board.services.config.env_names
     statuses = await board.gather(components, all_envs)
-    lines = cell_lines(statuses, envs, all_envs, board.clock())
+    prefix = str(board.services.config.bot.prefix)
+    lines = cell_lines(statuses, envs, all_envs, board.clock(), prefix)
     return [board.services.redactor(line) for _, line in lines]

@@ -198,6 +198,16 @@ def test_pod_and_container_are_hardened(helm: Helm) -> None:
     assert f"USER {pod['securityContext']['runAsUser']}:" in dockerfile
 
 
+def _env_names(node: object) -> set[str]:
+    """Every environment variable a config names in a `*_env` key."""
+    if isinstance(node, dict):
+        found = {v for k, v in node.items() if str(k).endswith("_env") and isinstance(v, str)}
+        return found.union(*(_env_names(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_env_names(v) for v in node))
+    return set()
+
+
 def test_rendered_config_is_a_valid_bot_config_with_the_pod_layout(
     helm: Helm, tmp_path: Path
 ) -> None:
@@ -210,11 +220,14 @@ def test_rendered_config_is_a_valid_bot_config_with_the_pod_layout(
         assert "store" not in config and "leader_election" not in config
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
+        # the pod gets every secret the config names through secretEnv
+        secrets = {name: "from-a-secret" for name in _env_names(config)}
         check = subprocess.run(
             [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
             capture_output=True,
             text=True,
             cwd=ROOT,
+            env={**os.environ, **secrets},
         )
         assert check.returncode == 0, check.stdout + check.stderr
     # the user's settings survive the merge

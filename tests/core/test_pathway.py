@@ -47,7 +47,25 @@ def test_live_state_overrides_pinned_when_known() -> None:
         ENVS, merged=True, built=True, bump_open=False,
         pinned={"toolsbeta": True, "tools": True}, live={"toolsbeta": True, "tools": False},
     )  # fmt: skip
-    assert p.describe() == "step 4 of 5 (live in toolsbeta); next: live in tools"
+    assert p.describe() == (
+        "step 4 of 5 (live in toolsbeta); next: live in tools · pinned in tools, not applied"
+    )
+    assert p.describe("!apply builds-api").endswith(
+        "pinned in tools, not applied — !apply builds-api tools"
+    )
+
+
+def test_pinned_but_not_running_is_past_the_bump_but_not_reached() -> None:
+    """Pinned on main in tools (the bump landed), running nowhere yet: step 3, and the pin
+    is named with the command that applies it."""
+    p = pathway(
+        ENVS, merged=True, built=True, bump_open=False,
+        pinned={"tools": True}, live={"toolsbeta": False, "tools": False},
+    )  # fmt: skip
+    assert p.describe("!apply builds-api") == (
+        "step 3 of 5 (bump MR open); next: live in toolsbeta · pinned in tools, not applied"
+        " — !apply builds-api tools"
+    )
 
 
 def test_links_and_labels_are_kept() -> None:

@@ -146,7 +146,7 @@ async def test_apply_that_exits_non_zero_fails_in_one_line(bed: DeployBed) -> No
 
     assert re.fullmatch(
         r"deploy #1 failed: builds-api \S+ to toolsbeta in \d+s: apply exited 1: Error: UPGRADE"
-        r" FAILED: another operation is in progress · log: http://\S+/deploys/1/log",
+        r" FAILED: another operation is in progress · hint: .* · log: http://\S+/deploys/1/log",
         replies(s.out)[-1],
     )
     assert [e.result for e in s.sal] == ["started", "failed"]
@@ -178,6 +178,8 @@ async def test_image_pull_backoff_fails_fast_quoting_the_reason(bed: DeployBed) 
 
     assert "rollout failed: pod builds-api-" in replies(s.out)[-1]
     assert f": ImagePullBackOff: {reason}" in replies(s.out)[-1]
+    assert "hint: the image cannot be pulled" in replies(s.out)[-1]
+    assert ": !rollback builds-api toolsbeta · log: " in replies(s.out)[-1]
     assert re.search(r" in [0-9]s: ", replies(s.out)[-1])  # fast, not the 60 s rollout timeout
     assert [e.result for e in s.sal] == ["started", "failed"]
 

@@ -40,6 +40,7 @@ async def test_a_lock_blocks_everyone_else_and_only_owner_or_admin_unlocks(bed: 
     assert [(e.actor, e.action, e.result) for e in owner.sal] == [
         ("console:carol", "lock", "locked"),
         ("console:alice", "apply", "refused"),
+        ("console:bob", "unlock", "refused"),  # every refusal of a mutating command
         ("console:carol", "unlock", "unlocked"),
     ]
     assert owner.sal[0].tasks == [] and "db migration T42" in owner.sal[0].message

@@ -168,6 +168,8 @@ async def test_merged_bump_mr_auto_applies_once_in_auto_apply_envs_only(
     ]
     for e in applies:
         assert (e.from_version, e.to_version, e.commit_sha, e.log_url) == (old, new, head, url)
+    assert len({e.action_id for e in applies}) == 1  # one action: the merge webhook's
+    assert (applies[0].action_id or "").startswith("webhook-")
     assert [(d["env"], d["state"], d["version"]) for d in deploys] == [("toolsbeta", "done", new)]
     assert events == [("uuid-other-mr", "processed"), ("uuid-bump-1", "processed")]
     assert deduped == 2

@@ -31,8 +31,15 @@ async def test_rollback_repins_previous_and_applies_it(bed: DeployBed) -> None:
     s = await bed.run(["!rollback builds-api toolsbeta T99"])
     await rollout
 
-    assert replies(s.out)[-1].startswith(f"deploy #2 done: builds-api {previous} to toolsbeta")
+    assert replies(s.out)[-1].startswith(
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} to {previous} in "
+    )
     assert "live version verified" in replies(s.out)[-1]
+    start = [x for x in s.out if "(deploy #2)" in x]
+    assert start[0].endswith(
+        f"rolling back builds-api in toolsbeta from {latest} to {previous} (deploy #2)"
+        f" via main@{(await bed.main_head())[:8]} · artifacts present"
+    )
     assert await pinned_on_main(bed) == previous
     syncs = [c for c in bed.records() if c["sub"] == "sync"]
     assert [c["chartVersion"] for c in syncs] == [latest, previous]
@@ -67,6 +74,8 @@ async def test_rollback_to_a_pruned_image_is_refused_before_anything_changes(
 
 async def test_emergency_rollback_runs_helm_rollback_then_repins(bed: DeployBed) -> None:
     previous, latest = await deploy_latest(bed)
+    bed.kube.add_helm_release(NS, "builds-api", 1, "builds-api", previous, "superseded")
+    bed.kube.add_helm_release(NS, "builds-api", 2, "builds-api", latest)
     rollout = asyncio.create_task(
         bed.on_sync(
             lambda: bed.kube.start_rollout(NS, "builds-api", version=previous), sub="rollback"
@@ -82,11 +91,14 @@ async def test_emergency_rollback_runs_helm_rollback_then_repins(bed: DeployBed)
     ]
     helm = [c for c in bed.records() if c["tool"] == "helm"]
     assert [c["argv"] for c in helm] == [
-        ["rollback", "builds-api", "0", "-n", "builds-api", "--wait"]
+        ["rollback", "builds-api", "1", "-n", "builds-api", "--wait"]
     ]
     assert helm[0]["env"]["HELM_KUBECONTEXT"] == "toolsbeta"
     done = replies(alice.out)[-1]
-    assert done.startswith(f"deploy #2 done: builds-api {previous} to toolsbeta")
+    assert done.startswith(
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} (revision 2) to"
+        f" {previous} (revision 1) in "
+    )
     assert f"live version {previous} verified; re-pinned in " in done
     assert await pinned_on_main(bed) == previous
     actions = [(e.actor, e.action, e.result) for e in alice.sal]
@@ -96,3 +108,56 @@ async def test_emergency_rollback_runs_helm_rollback_then_repins(bed: DeployBed)
         ("console:alice", "rollback-emergency", "pushed"),
         ("console:alice", "rollback-emergency", "done"),
     ]
+    assert (alice.sal[-1].from_version, alice.sal[-1].to_version) == (latest, previous)
+
+
+async def test_emergency_after_a_rollback_never_moves_forward_unless_told(
+    bed: DeployBed,
+) -> None:
+    """Helm's previous revision is the newer release after a rollback: `helm rollback 0`
+    would move forward. The bot reads the history and goes back to the older one, or
+    refuses; `to <ref>` may move forward on purpose. The bot has no store and no registry."""
+    old, previous, latest = bed.releases[-3], bed.pins["toolsbeta"], bed.releases[-1]
+    bed.data["registry"]["url"] = "http://127.0.0.1:9"  # unreachable
+    bed.data["bot"]["state_dir"] = str(bed.tmp / "fresh-state")  # an empty store
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=previous)
+    for rev, (version, status) in enumerate(
+        [(latest, "superseded"), (previous, "deployed")], start=2
+    ):
+        bed.kube.add_helm_release(NS, "builds-api", rev, "builds-api", version, status)
+    bed.script({"helm rollback": {"ack": True}})
+
+    refused = await bed.run(["!rollback builds-api toolsbeta --emergency"])
+    assert replies(refused.out) == [
+        f"rollback: refused: no earlier Helm revision of builds-api runs an older version than"
+        f" {previous} (revision 3); say which one with to <ref>; nothing run"
+    ]
+    assert [c for c in bed.records() if c["tool"] == "helm"] == []
+
+    bed.kube.add_helm_release(NS, "builds-api", 1, "builds-api", old, "superseded")
+    rollout = asyncio.create_task(
+        bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=old), sub="rollback")
+    )
+    bed.data["bot"]["state_dir"] = str(bed.tmp / "fresh-state-2")  # empty again
+    back = await bed.run(["!rollback builds-api toolsbeta --emergency"])
+    await rollout
+    assert [c["argv"][2] for c in bed.records() if c["tool"] == "helm"] == ["1"]
+    assert replies(back.out)[-1].startswith(
+        f"deploy #1 done: rollback of builds-api in toolsbeta from {previous} (revision 3)"
+        f" to {old} (revision 1) in "
+    )
+    start = next(x for x in back.out if "(deploy #1)" in x)
+    assert "artifacts not checked (" in start and "an emergency does not wait" in start
+
+    bed.kube.add_helm_release(NS, "builds-api", 4, "builds-api", old)  # what helm wrote
+    bed.kube.add_helm_release(NS, "builds-api", 3, "builds-api", previous, "superseded")
+    rollout = asyncio.create_task(
+        bed.on_sync(
+            lambda: bed.kube.start_rollout(NS, "builds-api", version=latest), sub="rollback", nth=2
+        )
+    )
+    forward = await bed.run([f"!rollback builds-api toolsbeta to {latest[-8:]} --emergency"])
+    await rollout
+    assert [c["argv"][2] for c in bed.records() if c["tool"] == "helm"] == ["1", "2"]
+    assert f"from {old} (revision 4) to {latest} (revision 2) in " in replies(forward.out)[-1]
+    assert "helm rollback to revision 2 (forward, as asked with to)" in " ".join(forward.out)

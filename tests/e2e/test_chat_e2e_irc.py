@@ -123,11 +123,26 @@ async def said(
 async def ask(
     client: RawIrcClient, bot_nick: str, to: str, text: str, pattern: str, within: float = 20
 ) -> str:
-    """Say `text` to `to` (channel or the bot's nick); return the bot's answer matching pattern."""
+    """Say `text` to `to` (channel or the bot's nick); return the bot's answer matching pattern.
+
+    In a channel the answer must be addressed to the asker (`alice: ...`); that address is
+    checked and removed before matching. A private answer is not addressed."""
     mark = len(client.lines)
     await client.privmsg(to, text)
-    reply_to = client.nick if to.lower() == bot_nick.lower() else to
-    return await said(client, bot_nick, reply_to, pattern, mark, within)
+    private = to.lower() == bot_nick.lower()
+    reply_to = client.nick if private else to
+    address = "" if private else f"{client.nick}: "
+
+    def answer(ln: Line) -> bool:
+        said = ln.param(1)
+        return (
+            from_bot(ln, bot_nick, reply_to)
+            and said.startswith(address)
+            and re.search(pattern, said.removeprefix(address)) is not None
+        )
+
+    line = await client.wait_for(answer, within, mark)
+    return line.param(1).removeprefix(address)
 
 
 @pytest.mark.parametrize("server_name", ["ngircd", "inspircd_atheme"])
@@ -197,7 +212,8 @@ async def test_roles_come_from_the_services_account_not_the_nick(
         refused = await ask(impostor, nick, CHANNEL, "!log x", r"^log")
         assert refused == "log: refused: you need the deployer role; see !whoami"
         await impostor.close()
-    assert len([e for e in await bot.sal_entries() if e["action"] == "log"]) == 1
+    logs = [e for e in await bot.sal_entries() if e["action"] == "log"]
+    assert [e["result"] for e in logs] == ["ok", "refused", "refused"]  # refusals: store only
     assert bot_lines(watcher, nick, SAL_CHANNEL, mark) == [sink]
     assert PASSWORD not in bot.log_text()
 
@@ -227,8 +243,8 @@ async def test_hostile_lines_change_nothing_and_get_one_refusal(
         mark = len(op.lines)
         await op.privmsg(CHANNEL, text)
         await op.privmsg(CHANNEL, "!whoami")
-        await said(op, nick, CHANNEL, r"^you are irc:op2", mark)
-        answers = bot_lines(op, nick, CHANNEL, mark)
+        await said(op, nick, CHANNEL, rf"^{op.nick}: you are irc:op2", mark)
+        answers = [a.removeprefix(f"{op.nick}: ") for a in bot_lines(op, nick, CHANNEL, mark)]
         assert len(answers) == 2, answers
         assert re.search(refusal, answers[0]), answers[0]
 
@@ -239,7 +255,7 @@ async def test_hostile_lines_change_nothing_and_get_one_refusal(
     line = await said(op, nick, CHANNEL, r"pipeline 9101", mark)
     assert "QUIT :pwned JOIN #evil PRIVMSG #ops :injected" in line
     await op.privmsg(CHANNEL, "!whoami")
-    await said(op, nick, CHANNEL, r"^you are irc:op2", mark)
+    await said(op, nick, CHANNEL, rf"^{op.nick}: you are irc:op2", mark)
 
     assert bot_lines(op, nick, CHANNEL, mark) == [line, bot_lines(op, nick, CHANNEL, mark)[-1]]
     assert not [ln for ln in op.lines if ln.nick == nick and ln.command in ("QUIT", "PART")]

@@ -72,9 +72,14 @@ def irc_config(port: int, nick: str, channel: str, **irc: Any) -> dict[str, Any]
     }
 
 
+def unaddressed(text: str) -> str:
+    """A channel reply without the `asker: ` the bot puts in front of it."""
+    return re.sub(r"^[^\s:]+: ", "", text, count=1)
+
+
 def said_by(client: RawIrcClient, nick: str, channel: str, since: int) -> list[str]:
     return [
-        ln.param(1)
+        unaddressed(ln.param(1))
         for ln in client.lines[since:]
         if ln.command == "PRIVMSG" and ln.nick == nick and ln.param(0).lower() == channel.lower()
     ]
@@ -85,7 +90,7 @@ async def answer(client: RawIrcClient, nick: str, channel: str, pattern: str, si
         return (
             ln.command == "PRIVMSG"
             and ln.nick == nick
-            and re.search(pattern, ln.param(1)) is not None
+            and re.search(pattern, unaddressed(ln.param(1))) is not None
         )
 
     return await client.wait_for(match, 20, since)

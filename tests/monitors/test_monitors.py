@@ -24,6 +24,11 @@ def _timings(data: dict[str, Any]) -> None:
     data["monitors"].update(drift_grace=900, remind_every=REMIND, undeployed_after=86400)
 
 
+def _undeployed_at_once(data: dict[str, Any]) -> None:
+    _timings(data)
+    data["monitors"]["undeployed_after"] = 0
+
+
 def _verbs(lines: list[str]) -> list[tuple[str, str, str, str]]:
     """(verb, kind, component, env) of each alert line."""
     out = []
@@ -49,7 +54,7 @@ def _gauge(app: Any, kind: str) -> float:
 
 
 async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) -> None:
-    async with world(tmp_path, _timings) as w:
+    async with world(tmp_path, _undeployed_at_once) as w:
         beta = w.kubes["toolsbeta"]
         jobs_tools = w.pins[("jobs-api", "tools")]
         # builds-api in toolsbeta still runs the release before its pin: drift
@@ -74,6 +79,7 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         assert _verbs(first) == [
             ("ALERT", "missing-artifact", "jobs-api", "tools"),
             ("ALERT", "undeployed", "builds-api", "tools"),
+            ("ALERT", "undeployed", "jobs-api", "tools"),
             ("ALERT", "unhealthy", "jobs-api", "toolsbeta"),
         ]
         missing = next(x for x in first if "missing-artifact" in x)
@@ -98,9 +104,10 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         assert _verbs(await _new_lines(w, app, seen)) == [
             ("REMIND", "missing-artifact", "jobs-api", "tools"),
             ("REMIND", "undeployed", "builds-api", "tools"),
+            ("REMIND", "undeployed", "jobs-api", "tools"),
             ("REMIND", "unhealthy", "jobs-api", "toolsbeta"),
         ]
-        assert [_gauge(app, k) for k in ("drift", "undeployed", "unhealthy")] == [1, 1, 1]
+        assert [_gauge(app, k) for k in ("drift", "undeployed", "unhealthy")] == [1, 2, 1]
         assert _gauge(app, "missing-artifact") == 1
 
         beta.fault = "error"  # toolsbeta unreachable: its alerts are unknown, not resolved
@@ -127,7 +134,7 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
             ("RESOLVED", "unhealthy", "jobs-api", "toolsbeta"),
         ]
         assert [_gauge(app, k) for k in ("drift", "unhealthy", "missing-artifact")] == [0, 0, 0]
-        assert _gauge(app, "undeployed") == 1
+        assert _gauge(app, "undeployed") == 2
 
         # the state is stored: a restarted bot neither repeats nor forgets
         again = Monitors(app.services, app.bumper, clock=clock)
@@ -136,17 +143,24 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         assert await _new_lines(w, app, seen) == []
 
 
-async def test_undeployed_release_alerts_only_after_the_threshold(tmp_path: Path) -> None:
+async def test_undeployed_release_alerts_after_the_bot_saw_it_for_the_threshold(
+    tmp_path: Path,
+) -> None:
+    """The age counts from when the bot first saw the release merged, not from the tag's
+    build time: a bot started 18 days after the tag does not say "for 18d"."""
     async with world(tmp_path, _timings) as w:
         app = await w.app()
         newest = w.releases["jobs-api"][-1]
-        clock = Clock(w.release_time(newest) + 86400 - 60)
+        start = w.release_time(newest) + 18 * 86400
+        clock = Clock(start)
         monitors = Monitors(app.services, app.bumper, clock=clock)
         await monitors.check_now()
+        clock.now = start + 86400 - 60
+        await monitors.check_now()
         lines = await w.outbox(app)
-        assert not any("jobs-api" in line for line in lines)  # 23h59m: not yet
+        assert not any("jobs-api" in line for line in lines)  # seen for 23h59m: not yet
 
-        clock.now += 120
+        clock.now = start + 86400 + 60
         await monitors.check_now()
         jobs = [line for line in await w.outbox(app) if "jobs-api" in line]
         assert len(jobs) == 1

@@ -82,7 +82,7 @@ async def _session(config: Config, lines: list[str]) -> tuple[list[str], str, st
 
 
 def _drift_now(data: dict[str, Any]) -> None:
-    data["monitors"].update(drift_grace=0)
+    data["monitors"].update(drift_grace=0, undeployed_after=0)
 
 
 async def test_status_shows_what_needs_attention_and_metrics_count_alerts(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""One meaning of "step k of n": an environment counts only when it runs the version (live
+state when known). `!deploy`/`!promote` into a manual environment name `!apply`, and
+`!where` and `!status` give the same step for the same version (console, demo repos)."""
+
+from __future__ import annotations
+
+import re
+
+from bot.core.config import Config
+from tests.support.session import console_session
+
+
+def answers(lines: list[str]) -> list[str]:
+    return [line for line in lines if not line.startswith("[#")]
+
+
+def step_of(line: str) -> str:
+    m = re.search(r"step (\d)(?: of |/)(\d)", line)
+    assert m is not None, line
+    return f"{m.group(1)}/{m.group(2)}"
+
+
+async def test_pin_in_manual_env_is_not_progress_and_names_apply(demo_config: Config) -> None:
+    lines = answers(
+        await console_session(
+            demo_config,
+            [
+                "!deploy builds-api latest to tools",
+                "!where builds-api latest",
+                "!status builds-api tools",
+            ],
+        )  # fmt: skip
+    )
+    pinned = lines[1]
+    assert pinned.startswith("pushed ") and "step 3 of 5 (bump committed)" in pinned
+    assert pinned.endswith("pinned in tools, not applied — !apply builds-api tools")
+    where = lines[2]
+    assert where.endswith("pinned in tools, not applied — !apply builds-api tools")
+    status = lines[4]
+    assert status.startswith("builds-api tools: live 0.0.132-")
+    assert status.endswith("to run the pin: !apply builds-api tools")
+    assert step_of(pinned) == step_of(where) == step_of(status) == "3/5"
+
+
+async def test_promote_into_manual_env_names_apply_and_counts_what_runs(
+    demo_config: Config,
+) -> None:
+    lines = answers(
+        await console_session(
+            demo_config,
+            [
+                "!deploy builds-api latest to toolsbeta",
+                "!promote builds-api",
+                "!where builds-api latest",
+                "!status builds-api toolsbeta",
+            ],
+        )  # fmt: skip
+    )
+    promoted = [x for x in lines if x.startswith("pushed ")][-1]
+    assert "step 4 of 5 (live in toolsbeta); next: live in tools" in promoted
+    assert promoted.endswith("pinned in tools, not applied — !apply builds-api tools")
+    where = next(x for x in lines if x.startswith("builds-api 0.0.134-"))
+    status = next(x for x in lines if x.startswith("builds-api toolsbeta: "))
+    assert step_of(where) == step_of(status) == "4/5"
+    assert "ALERT: drift" not in status  # toolsbeta runs its pin now

@@ -1,0 +1,68 @@
+"""A failed deploy quotes the meaningful line of helm's recorded output (not the caret under
+a traceback) and, for known helm and Kubernetes failures, a hint ending in the next command."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.deployworld import DeployBed, bed
+
+__all__ = ["bed"]
+
+# What helm/helmfile really print in these failures (recorded), noise after the error line.
+NO_DEPLOYED = (
+    "Building dependency release=builds-api, chart=tools/builds-api\n"
+    'Error: UPGRADE FAILED: "builds-api" has no deployed releases\n'
+    "\n"
+    'in ./helmfile.yaml: command "/usr/local/bin/helm" exited with non-zero status:\n'
+    "    ^\n"
+)
+IN_PROGRESS = (
+    "Upgrading release=builds-api, chart=tools/builds-api\n"
+    "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress\n"
+    "  ^~~~~\n"
+    "exit status 1\n"
+)
+TIMED_OUT = (
+    "Upgrading release=builds-api, chart=tools/builds-api\n"
+    "Error: UPGRADE FAILED: timed out waiting for the condition\n"
+    "    ^\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "quoted", "advice"),
+    [
+        (
+            NO_DEPLOYED,
+            'apply exited 1: Error: UPGRADE FAILED: "builds-api" has no deployed releases',
+            "!rollback builds-api toolsbeta --emergency",
+        ),
+        (
+            IN_PROGRESS,
+            "apply exited 1: Error: UPGRADE FAILED: another operation (install/upgrade/rollback)"
+            " is in progress",
+            "check !status builds-api toolsbeta, then !rollback builds-api toolsbeta --emergency",
+        ),
+        (
+            TIMED_OUT,
+            "apply exited 1: Error: UPGRADE FAILED: timed out waiting for the condition",
+            "check !status builds-api toolsbeta, read the log, then !rollback builds-api toolsbeta",
+        ),
+    ],
+)
+async def test_failed_apply_quotes_the_error_line_and_a_hint(
+    bed: DeployBed, output: str, quoted: str, advice: str
+) -> None:
+    bed.push(bed.pins["toolsbeta"])
+    bed.script({"helmfile sync": {"exit": 1, "output": output}})
+
+    s = await bed.run(["!apply builds-api toolsbeta"])
+
+    line = [x for x in s.out if not x.startswith("[#")][-1]
+    assert line.startswith("deploy #1 failed: builds-api ")
+    assert quoted in line
+    assert "^" not in line
+    hint = line.split(" · hint: ", 1)[1]
+    assert advice in hint and hint.endswith("/deploys/1/log")
+    assert s.sal[-1].result == "failed" and quoted in s.sal[-1].message

@@ -138,7 +138,7 @@ class EventWorker:
             body = json.loads(raw)
             kind = event_kind(header, body) or "unknown"
             event = parse_event(header, body)
-        except (MalformedEvent, ValueError) as exc:
+        except (MalformedEvent, ValueError, RecursionError) as exc:
             log.warning("webhook event %d (%s) is malformed: %s", event_id, header, exc)
             self.metrics.events_processed.labels(kind, "malformed").inc()
             return "malformed", str(exc)[:500]

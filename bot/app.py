@@ -275,7 +275,10 @@ class App:
         return True, "ready"
 
     async def on_message(self, msg: Message) -> None:
-        try:
+        if msg.adapter != "console":  # chat networks: concurrent (commands.lanes orders)
+            await self.dispatcher.submit(msg)
+            return
+        try:  # a console session (often a script) runs its lines one after the other
             await self.dispatcher.handle(msg)
         except Exception:  # nothing a user types may take the bot down
             log.exception("handling a chat line failed")
@@ -324,6 +327,7 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.dispatcher.stop(timeout=5.0)
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut

@@ -1,6 +1,7 @@
 """From a chat Message to a reply: parse, find the command, check the role, run the handler.
 
-Every command answers within `bot.reply_timeout` seconds: with its result, or with
+`submit` runs each line in its own task (bounded), ordered only where it matters
+(`commands.lanes`), so a deploy never makes another user's `!whoami` wait. Every command answers within `bot.reply_timeout` seconds: with its result, or with
 "working on it" followed later by the result. Errors a user caused are one line; anything
 unexpected is logged with its traceback and reported as one line without details.
 """
@@ -13,10 +14,13 @@ import logging
 from bot.chat.base import Message
 from bot.core.errors import Refused, UserError
 from bot.services import Services
+from commands.lanes import Lanes, lane_keys
 from commands.parse import Invocation, ParseError, parse_line
 from commands.spec import Capabilities, CommandSet, Context
 
 log = logging.getLogger("deploybot.commands")
+
+MAX_RUNNING = 64  # chat lines handled at once; more get one "busy" line
 
 
 class Dispatcher:
@@ -24,6 +28,30 @@ class Dispatcher:
         self.services = services
         self.caps = caps
         self.commands = commands
+        self.lanes = Lanes()
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, msg: Message) -> None:
+        """Handle `msg` in its own task and return at once (the chat adapters' entry)."""
+        if len(self._running) >= MAX_RUNNING:
+            await self._reply(msg, "too many commands in progress; try again in a minute")
+            return
+        task = asyncio.create_task(self._handle_logged(msg), name="command")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _handle_logged(self, msg: Message) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:  # nothing a user types may take the bot down
+            log.exception("handling a chat line failed")
+
+    async def stop(self, timeout: float) -> None:
+        """Let running commands finish for up to `timeout` s, then cancel the rest."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+        for task in list(self._running):
+            task.cancel()
 
     async def handle(self, msg: Message) -> None:
         """Answer one chat line (ignores lines that are not for the bot)."""
@@ -52,7 +80,8 @@ class Dispatcher:
         if unknown_flags:
             await ctx.reply(f"{spec.name}: unknown option --{sorted(unknown_flags)[0]}")
             return
-        task = asyncio.ensure_future(self._run(ctx, inv))
+        keys = lane_keys(msg, spec.role, inv.flags)
+        task = asyncio.ensure_future(self._in_lane(keys, ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
         if not done:
             await ctx.reply(f"{spec.name}: working on it…")
@@ -66,6 +95,12 @@ class Dispatcher:
         await self.services.outbox.enqueue(
             msg.room, self.services.redactor(text), adapter=msg.adapter, priority=1
         )
+
+    async def _in_lane(
+        self, keys: tuple[str, ...], ctx: Context, inv: Invocation
+    ) -> tuple[str | None, str]:
+        async with self.lanes.hold(keys):
+            return await self._run(ctx, inv)
 
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
         spec = ctx.spec

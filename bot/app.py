@@ -231,7 +231,8 @@ class App:
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
         self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
         router = Router()
-        PipelineAnnouncer(config, self.store, gitlab, self.services.announcer).register(router)
+        self.pipelines = PipelineAnnouncer(config, self.store, gitlab, self.services.announcer)
+        self.pipelines.register(router)
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
@@ -330,6 +331,7 @@ class App:
         await self.dispatcher.stop(timeout=5.0)
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
+        await self.pipelines.stop()
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
         if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")

@@ -148,6 +148,9 @@ class GitlabConfig(Model):
     mr_notes: bool = True
     announce_mr_pipelines: bool = False
     announce_branches: list[str] = []
+    lookup_timeout: float = Field(
+        30.0, gt=0, description="seconds an artifact/MR look-up after a pipeline may take"
+    )
     # the CI job log line that names the pushed image; groups registry, repo, version
     job_log_pattern: str = r"Pushed: (?P<registry>[^/\s]+)/(?P<repo>\S+):(?P<version>\S+)"
 

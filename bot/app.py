@@ -37,6 +37,7 @@ from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
 from bot.control.repo import control_repo_from_config
 from bot.core.config import Config, read_secret
+from bot.core.health import StoreHealth
 from bot.core.locks import Locks
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
@@ -193,8 +194,9 @@ class App:
         self._runner: web.AppRunner | None = None
         self._log_filter = RedactingFilter(self.redactor)
         outbox = Outbox(
-            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc
-        )
+            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc,
+            health=StoreHealth(),
+        )  # fmt: skip
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
@@ -267,12 +269,21 @@ class App:
     def console(self) -> ConsoleAdapter | None:
         return next((a for a in self.adapters if isinstance(a, ConsoleAdapter)), None)
 
-    def ready(self) -> tuple[bool, str]:
+    async def ready(self) -> tuple[bool, str]:
+        """200 only when the store is open and writing, chat is connected and webhook events
+        are being handled in time; else the first reason it is not."""
         if not self.store.is_open:
             return False, "store not open"
+        health = self.services.outbox.health
+        if not health.writable:
+            return False, f"store cannot write: {health.error}"
         down = [a.name for a in self.adapters if not a.connected]
         if down:
             return False, "chat not connected: " + ", ".join(down)
+        age = await self.events.oldest_pending_age()
+        limit = self.config.http.ready_max_event_age
+        if age > limit:
+            return False, f"oldest webhook event waits {age:.0f}s (over {limit:g}s)"
         return True, "ready"
 
     async def on_message(self, msg: Message) -> None:

@@ -13,6 +13,7 @@ import logging
 
 from bot.chat.base import Message
 from bot.core.errors import Refused, UserError
+from bot.core.health import is_store_failure
 from bot.services import Services
 from commands.lanes import Lanes, lane_keys
 from commands.parse import Invocation, ParseError, parse_line
@@ -111,6 +112,14 @@ class Dispatcher:
             return f"{spec.name}: refused: {exc}", "refused"
         except UserError as exc:
             return f"{spec.name}: {exc}", "error"
-        except Exception:
+        except Exception as exc:
+            if is_store_failure(exc):
+                self.services.outbox.health.failed(exc)
+                log.error("command %s: the store cannot write: %s", spec.name, exc)
+                return (
+                    f"{spec.name}: failed: the bot's store cannot write ({exc}); this reply"
+                    " is not saved; tell the bot's operator (see /ready)",
+                    "store_failed",
+                )
             log.exception("command %s failed", spec.name)
             return f"{spec.name}: internal error (see the bot log); check !status", "crashed"

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.core.config import FloodConfig
-from bot.core.store import Store
+from bot.core.health import StoreHealth, is_store_failure
+from bot.core.store import Store, StoreClosed
 
 log = logging.getLogger("deploybot.outbox")
 
@@ -32,6 +33,7 @@ class Outbox:
         flood: FloodConfig,
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[int], None] | None = None,
+        health: StoreHealth | None = None,
     ):
         self.store = store
         self.adapters = list(adapters)
@@ -42,6 +44,8 @@ class Outbox:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
+        self.health = health or StoreHealth()
+        self._unmarked: set[int] = set()  # sent, but the store could not mark them yet
 
     async def enqueue(
         self,
@@ -76,9 +80,37 @@ class Outbox:
                 (adapter, room, text, short, key, int(final), priority, now),
             )
 
-        await self.store.transaction(write)
+        try:
+            await self.store.transaction(write)
+        except StoreClosed:
+            raise
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self.health.failed(exc)
+            await self._send_unpersisted(room, text, adapter, exc)
+            return
+        self.health.ok()
         self._idle.clear()
         self._wake.set()
+
+    async def _send_unpersisted(
+        self, room: str, text: str, adapter: str | None, exc: BaseException
+    ) -> None:
+        """The store cannot write: say the line now, straight to chat (lost if chat is down)."""
+        target = self.pick_adapter(adapter, room)
+        if target is None or not target.connected:
+            log.warning(
+                "store cannot write (%s) and chat is down: a line for %s is lost", exc, room
+            )
+            return
+        try:
+            await target.send(room, text)
+        except ConnectionError:
+            log.warning("store cannot write (%s); a direct line to %s failed too", exc, room)
+            return
+        if self.on_sent:
+            self.on_sent(1)
 
     def pick_adapter(self, adapter: str | None, room: str) -> ChatAdapter | None:
         if adapter is not None:
@@ -94,10 +126,13 @@ class Outbox:
 
     async def drain_once(self) -> float | None:
         """Send at most one line per room; return seconds until more can go (None: idle)."""
+        if self._unmarked:
+            await self._mark_sent(sorted(self._unmarked))
         rows = await self.store.fetchall(
             "SELECT id, adapter, room, text, short, priority FROM outbox WHERE sent_at IS NULL"
             " ORDER BY id LIMIT 2000"
         )
+        rows = [r for r in rows if r["id"] not in self._unmarked]
         if not rows:
             return None
         by_target: dict[tuple[str, str], list[Pending]] = {}
@@ -145,11 +180,24 @@ class Outbox:
         return next_wait if next_wait is not None else 0.0
 
     async def _mark_sent(self, ids: list[int]) -> None:
+        """Mark lines sent; if the store cannot write, remember them so they are not sent
+        again, and mark them when it can."""
         marks = ",".join("?" for _ in ids)
-        await self.store.execute(
-            f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
-            (time.time(), *ids),
-        )
+        try:
+            await self.store.execute(
+                f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+                (time.time(), *ids),
+            )
+        except StoreClosed:
+            raise
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self.health.failed(exc)
+            self._unmarked.update(ids)
+            return
+        self.health.ok()
+        self._unmarked.difference_update(ids)
 
     async def run(self) -> None:
         """Deliver forever (owned by the app's supervisor)."""

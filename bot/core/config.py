@@ -83,6 +83,9 @@ class BotConfig(Model):
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = 1_048_576
+    ready_max_event_age: float = Field(
+        120.0, gt=0, description="/ready is 503 while a webhook event waits longer than this"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -68,7 +68,7 @@ async def test_reads_answer_while_another_users_deploy_is_running(
     await app.start()
     syncs: list[dict[str, object]] = []
     try:
-        await until(lambda: app.ready()[0], "the bot on IRC")
+        await until(lambda: all(a.connected for a in app.adapters), "the bot on IRC")
         for client in (alice, bob):
             await client.connect()
             await client.join(channel)

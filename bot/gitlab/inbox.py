@@ -169,9 +169,12 @@ class EventWorker:
             " ORDER BY id LIMIT ?",
             (self._high, room),
         )
+        busy = {item[0] for lane in self._lanes.values() for item in lane}
         for row in rows:
             raw = bytes(row["body"])
             self._high = max(self._high, row["id"])
+            if row["id"] in busy:  # taken again after a lane gave back (store failure)
+                continue
             key = order_key(row["kind"], raw)
             lane = self._lanes.get(key)
             self._queued += 1
@@ -190,7 +193,17 @@ class EventWorker:
             async with self._slots:
                 while lane:
                     event_id, header, raw = lane[0]
-                    await self._handle(event_id, header, raw)
+                    try:
+                        await self._handle(event_id, header, raw)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # the store failed: retry this lane later
+                        log.warning("webhook event %d stays pending: %s", event_id, exc)
+                        self._queued -= len(lane)
+                        self._high = min(self._high, lane[0][0] - 1)
+                        lane.clear()
+                        await asyncio.sleep(1.0)  # back off before the store is asked again
+                        break
                     lane.popleft()
                     self._queued -= 1
         finally:

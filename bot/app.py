@@ -37,8 +37,10 @@ from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
 from bot.control.repo import control_repo_from_config
 from bot.core.config import Config, read_secret
+from bot.core.connguard import Guard
 from bot.core.health import StoreHealth
 from bot.core.locks import Locks
+from bot.core.logbudget import LogBudget
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
@@ -192,7 +194,9 @@ class App:
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._log_filter = RedactingFilter(self.redactor)
+        self._http_server: asyncio.Server | None = None
+        self.http_guard: Guard | None = None
+        self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
         outbox = Outbox(
             self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc,
             health=StoreHealth(),
@@ -241,7 +245,7 @@ class App:
         self.webhook_policy = SecretPolicy(config)
         self.webhooks = WebhookIngest(
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
-            on_stored=self.events.wake,
+            on_stored=self.events.wake, body_timeout=config.http.body_timeout,
         )  # fmt: skip
 
     def http_app(self) -> web.Application:
@@ -297,16 +301,22 @@ class App:
 
     async def start(self) -> None:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(self._log_filter)
+            for log_filter in self._log_filters:  # the budget first: it groups by template
+                handler.addFilter(log_filter)
         use_io_threads()
         await self.store.open()
         http_app = self.http_app()
         if (warning := self.webhook_policy.warning()) is not None:
             log.warning("%s", warning)
-        self._runner = web.AppRunner(http_app, access_log=None)
+        self._runner = web.AppRunner(http_app, access_log=None, keepalive_timeout=15)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
-        await site.start()
+        http = self.config.http
+        self.http_guard = Guard(http.max_connections, http.header_timeout)
+        assert self._runner.server is not None  # set by setup()
+        self._http_server = await asyncio.get_running_loop().create_server(
+            self.http_guard.factory(self._runner.server), http.host, http.port,
+            reuse_address=True,
+        )  # fmt: skip
         self.supervisor.start("outbox", self.services.outbox.run)
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
@@ -336,6 +346,9 @@ class App:
 
     async def stop(self) -> None:
         """Stop accepting, flush the outbox, close adapters, close the store."""
+        if self._http_server is not None:
+            self._http_server.close()
+            self._http_server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -358,7 +371,8 @@ class App:
             cluster.close()
         await self.store.close()
         for handler in logging.getLogger().handlers:
-            handler.removeFilter(self._log_filter)
+            for log_filter in self._log_filters:
+                handler.removeFilter(log_filter)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -83,6 +83,9 @@ class BotConfig(Model):
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = 1_048_576
+    max_connections: int = Field(256, ge=8, description="more get an immediate 503")
+    header_timeout: float = Field(10.0, gt=0, description="seconds to send a request head")
+    body_timeout: float = Field(30.0, gt=0, description="seconds to send a webhook body")
     ready_max_event_age: float = Field(
         120.0, gt=0, description="/ready is 503 while a webhook event waits longer than this"
     )

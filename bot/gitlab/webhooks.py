@@ -92,12 +92,14 @@ class WebhookIngest:
         policy: SecretPolicy,
         max_body_bytes: int,
         on_stored: Callable[[], None],
+        body_timeout: float = 30.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.policy = policy
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
+        self.body_timeout = body_timeout
         self._batch: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -110,7 +112,11 @@ class WebhookIngest:
             return self._reject(401, "token", "invalid or missing X-Gitlab-Token")
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
-        raw = await self._read_body(request)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                raw = await self._read_body(request)
+        except TimeoutError:
+            return self._reject(408, "slow_body", f"body not sent within {self.body_timeout:g}s")
         if raw is None:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
         try:

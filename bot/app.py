@@ -200,6 +200,7 @@ class App:
         outbox = Outbox(
             self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc,
             health=StoreHealth(),
+            networks={"irc": config.chat.irc.flood} if config.chat.irc else None,
         )  # fmt: skip
 
         async def irc_send(channel: str, text: str) -> None:

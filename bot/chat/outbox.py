@@ -3,7 +3,11 @@
 Every line the bot sends (replies and unasked announcements) is written here first, so a
 crash or a chat outage loses nothing: rows stay pending until an adapter accepted them.
 Updates carrying the same `key` (one pipeline, one deploy) replace the still-unsent text,
-so a backlog shows the latest state; a final state is never replaced.
+so a backlog shows the latest state; a final state is never replaced. On rate-limited
+networks a fresh announcement is held for `flood.coalesce` seconds first, so a burst spends
+its first lines on states that are still current, and every line takes a token from its
+room's budget and from the network's (`chat.irc.flood`: what the server tolerates from one
+connection). When the store cannot write, a line goes straight to chat, unpersisted.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
-from bot.core.config import FloodConfig
+from bot.core.config import FloodConfig, NetworkFlood
 from bot.core.health import StoreHealth, is_store_failure
 from bot.core.store import Store, StoreClosed
 
@@ -34,6 +38,7 @@ class Outbox:
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[int], None] | None = None,
         health: StoreHealth | None = None,
+        networks: Mapping[str, NetworkFlood] | None = None,
     ):
         self.store = store
         self.adapters = list(adapters)
@@ -45,7 +50,9 @@ class Outbox:
         self._idle = asyncio.Event()
         self._stopping = False
         self.health = health or StoreHealth()
+        self.networks = dict(networks or {})  # adapter name -> budget of the whole connection
         self._unmarked: set[int] = set()  # sent, but the store could not mark them yet
+        self._fresh: dict[int, float] = {}  # announcement id -> when queued (coalescing)
 
     async def enqueue(
         self,
@@ -64,7 +71,7 @@ class Outbox:
         """
         now = time.time()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> int | None:
             if key is not None:
                 cur = conn.execute(
                     "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"
@@ -73,15 +80,16 @@ class Outbox:
                     (text, short, int(final), room, key),
                 )
                 if cur.rowcount:
-                    return
-            conn.execute(
+                    return None
+            cur = conn.execute(
                 "INSERT INTO outbox (adapter, room, text, short, key, final, priority, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (adapter, room, text, short, key, int(final), priority, now),
             )
+            return cur.lastrowid
 
         try:
-            await self.store.transaction(write)
+            new_id = await self.store.transaction(write)
         except StoreClosed:
             raise
         except Exception as exc:
@@ -91,6 +99,8 @@ class Outbox:
             await self._send_unpersisted(room, text, adapter, exc)
             return
         self.health.ok()
+        if new_id is not None and priority == 0 and self.flood.coalesce > 0:
+            self._fresh[new_id] = self.clock()
         self._idle.clear()
         self._wake.set()
 
@@ -111,6 +121,14 @@ class Outbox:
             return
         if self.on_sent:
             self.on_sent(1)
+
+    def _network_bucket(self, adapter: str) -> TokenBucket | None:
+        budget = self.networks.get(adapter)
+        if budget is None:
+            return None
+        return self._buckets.setdefault(
+            (adapter, ""), TokenBucket(budget.burst, budget.per_second, self.clock())
+        )
 
     def pick_adapter(self, adapter: str | None, room: str) -> ChatAdapter | None:
         if adapter is not None:
@@ -138,11 +156,19 @@ class Outbox:
         by_target: dict[tuple[str, str], list[Pending]] = {}
         adapters: dict[str, ChatAdapter] = {}
         orphans: list[int] = []
+        held: float | None = None  # seconds until the youngest held announcement may go
+        now = self.clock()
         for r in rows:
             found = self.pick_adapter(r["adapter"], r["room"])
             if found is None:
                 log.warning("no chat adapter for room %s; dropping a line", r["room"])
                 orphans.append(r["id"])
+                continue
+            queued = self._fresh.get(r["id"])
+            young = 0.0 if queued is None else self.flood.coalesce - (now - queued)
+            if found.rate_limited and young > 0:
+                # hold a fresh announcement briefly: a burst's later states replace it
+                held = young if held is None else min(held, young)
                 continue
             adapters[found.name] = found
             by_target.setdefault((found.name, r["room"]), []).append(
@@ -150,7 +176,7 @@ class Outbox:
             )
         if orphans:
             await self._mark_sent(orphans)
-        next_wait: float | None = None
+        next_wait: float | None = held
         for (adapter_name, room), items in by_target.items():
             adapter = adapters[adapter_name]
             if not adapter.connected:
@@ -161,7 +187,14 @@ class Outbox:
                 (adapter.name, room),
                 TokenBucket(self.flood.burst, self.flood.per_second, self.clock()),
             )
+            network = self._network_bucket(adapter.name)
+            if limited and network is not None and not network.take(self.clock()):
+                wait = network.wait_time(self.clock())
+                next_wait = wait if next_wait is None else min(next_wait, wait)
+                continue
             if limited and not bucket.take(self.clock()):
+                if network is not None:
+                    network.refund()
                 wait = bucket.wait_time(self.clock())
                 next_wait = wait if next_wait is None else min(next_wait, wait)
                 continue
@@ -170,6 +203,8 @@ class Outbox:
                 await adapter.send(room, text)
             except ConnectionError:
                 bucket.refund()
+                if network is not None:
+                    network.refund()
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             await self._mark_sent(ids)
@@ -198,6 +233,8 @@ class Outbox:
             return
         self.health.ok()
         self._unmarked.difference_update(ids)
+        for sent in ids:
+            self._fresh.pop(sent, None)
 
     async def run(self) -> None:
         """Deliver forever (owned by the app's supervisor)."""

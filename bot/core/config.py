@@ -113,6 +113,14 @@ class SaslConfig(Model):
     password_file: str | None = None
 
 
+class NetworkFlood(Model):
+    """What one IRC server tolerates from a connection, across all its channels. The
+    default fits InspIRCd's default class (burst 8, then 1 line/s; ngircd allows 3 lines/s)."""
+
+    burst: int = Field(5, ge=1)
+    per_second: float = Field(1.0, gt=0)
+
+
 class IrcConfig(Model):
     host: str
     port: int = 6697
@@ -121,6 +129,7 @@ class IrcConfig(Model):
     realname: str = "deploybot"
     channels: list[str] = []
     sasl: SaslConfig | None = None
+    flood: NetworkFlood = NetworkFlood()
 
 
 class XmppConfig(Model):
@@ -323,6 +332,9 @@ class SalConfig(Model):
 class FloodConfig(Model):
     burst: int = Field(4, ge=1)
     per_second: float = Field(0.5, gt=0)
+    coalesce: float = Field(
+        0.3, ge=0, description="seconds a fresh announcement waits for newer states"
+    )
 
 
 class MonitorsConfig(Model):

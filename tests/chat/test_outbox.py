@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.chat.outbox import Outbox
 from bot.core.config import FloodConfig
@@ -55,7 +57,8 @@ async def _drain(outbox: Outbox) -> None:
 async def _outbox(tmp_path: Path, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
     store = Store(tmp_path / "s.sqlite3")
     await store.open()
-    return store, Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
+    flood = FloodConfig(burst=4, per_second=0.5, coalesce=0)  # the window has its own test
+    return store, Outbox(store, [chat], flood, clock=clock)
 
 
 def test_token_bucket_burst_then_rate() -> None:
@@ -151,3 +154,26 @@ def test_a_backlog_is_packed_in_short_forms_and_a_lone_item_in_full() -> None:
     )
     text, ids = plan_line(items[:1])
     assert text == items[0].text and ids == [1]  # alone: the full line with its URL
+
+
+async def test_fresh_announcements_wait_the_coalescing_window_replies_do_not(
+    tmp_path: Path,
+) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    outbox = Outbox(store, [chat], FloodConfig(burst=4, coalesce=0.3), clock=clock)
+    try:
+        await outbox.enqueue("#ops", "builds-api #1 started", key="p1", short="#1 started")
+        await outbox.enqueue("#ops", "a reply", priority=1)
+        assert await outbox.drain_once() == pytest.approx(0.3)
+        assert chat.lines == [("#ops", "a reply")]  # the reply did not wait
+        clock.now += 0.2
+        await outbox.enqueue("#ops", "builds-api #1 success", key="p1", final=True, short="#1 ok")
+        assert await outbox.drain_once() == pytest.approx(0.1)
+        clock.now += 0.1
+        await _drain(outbox)
+        # the burst's line shows the state that is current, not the stale "started"
+        assert chat.lines[1:] == [("#ops", "builds-api #1 success")]
+    finally:
+        await store.close()

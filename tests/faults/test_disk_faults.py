@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,33 @@ async def test_full_disk_gives_direct_replies_and_ready_503(
         assert [e.message.split(": ", 1)[1] for e in reversed(entries)] == [
             "before the disk filled", "after the disk was freed",
         ]  # fmt: skip
+
+
+def test_read_only_state_dir_is_one_line_naming_the_path(
+    demo_config_path: Path, tmp_path: Path
+) -> None:
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs (run as root): {done.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs (run as root): {done.stderr.strip()}")
+    try:
+        data = yaml.safe_load(demo_config_path.read_text())
+        data["bot"]["state_dir"] = str(readonly / "var")
+        config = tmp_path / "deploybot.yaml"
+        config.write_text(yaml.safe_dump(data))
+        res = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "run", "-c", str(config)],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["umount", "-l", str(readonly)], check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"deploybot: state directory {readonly / 'var'} is not writable: Read-only file system"
+    ]

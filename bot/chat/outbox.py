@@ -207,22 +207,35 @@ class Outbox:
                     network.refund()
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
-            await self._mark_sent(ids)
+            await self._mark_sent(ids, {p.id: p.text for p in items if p.id in set(ids)})
             if self.on_sent:
                 self.on_sent(1)
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
 
-    async def _mark_sent(self, ids: list[int]) -> None:
+    async def _mark_sent(self, ids: list[int], texts: dict[int, str] | None = None) -> None:
         """Mark lines sent; if the store cannot write, remember them so they are not sent
-        again, and mark them when it can."""
-        marks = ",".join("?" for _ in ids)
-        try:
-            await self.store.execute(
-                f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
-                (time.time(), *ids),
+        again, and mark them when it can. With `texts` (what was sent, by id), a row whose
+        text was replaced meanwhile (a newer state coalesced into it while the line was on
+        its way) stays pending, so that newer state (a final) is sent too."""
+        now = time.time()
+
+        def mark(conn: sqlite3.Connection) -> None:
+            if texts is None:
+                marks = ",".join("?" for _ in ids)
+                conn.execute(
+                    f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+                    (now, *ids),
+                )
+                return
+            conn.executemany(
+                "UPDATE outbox SET sent_at=? WHERE id=? AND text=?",
+                [(now, i, texts[i]) for i in ids],
             )
+
+        try:
+            await self.store.transaction(mark)
         except StoreClosed:
             raise
         except Exception as exc:

@@ -177,3 +177,25 @@ async def test_fresh_announcements_wait_the_coalescing_window_replies_do_not(
         assert chat.lines[1:] == [("#ops", "builds-api #1 success")]
     finally:
         await store.close()
+
+
+async def test_a_final_coalesced_while_its_row_is_being_sent_is_not_lost(tmp_path: Path) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    sent = chat.send
+
+    async def send_while_the_final_arrives(room: str, text: str) -> None:
+        await sent(room, text)
+        if text.endswith("started"):  # the pipeline finishes while its line is on the wire
+            await outbox.enqueue("#ops", "builds-api #1 success", key="p1", final=True)
+
+    chat.send = send_while_the_final_arrives  # type: ignore[method-assign]
+    try:
+        await outbox.enqueue("#ops", "builds-api #1 started", key="p1")
+        await _drain(outbox)
+        assert [text for _, text in chat.lines] == [
+            "builds-api #1 started",
+            "builds-api #1 success",
+        ]
+    finally:
+        await store.close()

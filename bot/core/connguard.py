@@ -3,8 +3,10 @@
 aiohttp reads request headers for as long as a client cares to send them, and accepts
 connections until the process runs out of file descriptors; a few thousand half-sent
 requests then starve `/healthz` and the webhooks. `GuardedProtocol` wraps each aiohttp
-connection: above `max_connections` it answers 503 at once and closes; a connection that
-has not sent a complete request head within `header_timeout` seconds is closed. Body read
+connection. At `max_connections`, a new connection takes the place of the oldest one still
+sending its request head (so half-sent requests cannot lock out `/healthz`); when every
+slot is serving a real request, it gets 503 at once. A connection that has not sent a
+complete request head within `header_timeout` seconds is closed. Body read
 timeouts are the routes' business (the webhook route reads under `body_timeout`).
 """
 
@@ -42,6 +44,19 @@ class Guard:
         self.open = 0
         self.refused = 0
         self.timed_out = 0
+        self.evicted = 0
+        self.heads: dict[GuardedProtocol, None] = {}  # still sending the head, oldest first
+
+    def make_room(self) -> bool:
+        """True if a new connection may be admitted (evicting the oldest slow head)."""
+        if self.open < self.max_connections:
+            return True
+        oldest = next(iter(self.heads), None)
+        if oldest is None:
+            return False
+        self.evicted += 1
+        oldest.drop()
+        return True
 
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: GuardedProtocol(inner, self)
@@ -61,22 +76,37 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        if self._guard.open >= self._guard.max_connections:
+        if not self._guard.make_room():
             self._guard.refused += 1
             transport.write(BUSY)
             transport.close()
             return
         self._guard.open += 1
+        self._guard.heads[self] = None
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._guard.header_timeout, self._head_too_slow)
         self._inner = self._make_inner()
         self._inner.connection_made(transport)
 
     def _head_too_slow(self) -> None:
-        self._timer = None
         self._guard.timed_out += 1
-        if self._transport is not None:
-            self._transport.abort()
+        self.drop()
+
+    def drop(self) -> None:
+        """Close now; the slot is free at once (connection_lost comes later)."""
+        self._head_done()
+        if self._inner is not None:
+            self._guard.open -= 1
+            inner, self._inner = self._inner, None
+            if self._transport is not None:
+                self._transport.abort()
+            inner.connection_lost(None)
+
+    def _head_done(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._guard.heads.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
@@ -84,8 +114,7 @@ class GuardedProtocol(asyncio.Protocol):
         if self._timer is not None:
             seen = self._tail + data
             if b"\r\n\r\n" in seen or b"\n\n" in seen:
-                self._timer.cancel()
-                self._timer = None
+                self._head_done()
             self._tail = seen[-3:]
         self._inner.data_received(data)
 
@@ -93,9 +122,7 @@ class GuardedProtocol(asyncio.Protocol):
         return self._inner.eof_received() if self._inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._head_done()
         if self._inner is not None:
             self._guard.open -= 1
             self._inner.connection_lost(exc)

@@ -323,6 +323,9 @@ class App:
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
         await self.deployer.recover()
+        if self.bumper is not None:  # bumps pushed just before a crash get their SAL entries
+            for component, line in await self.bumper.reconcile():
+                await self.services.announcer.announce(line, component=component)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
         log.info("deploybot started; http on %s", self.config.http.listen)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from bot.chat.base import Message
+from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure
 from bot.services import Services
@@ -105,9 +106,20 @@ class Dispatcher:
 
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
         spec = ctx.spec
+        limit = self.services.config.bot.read_timeout
         try:
             ctx.require(spec.role)
-            return await spec.handler(ctx, inv), "ok"
+            if spec.role != Role.anyone:  # a change is never cut off halfway
+                return await spec.handler(ctx, inv), "ok"
+            try:
+                async with asyncio.timeout(limit):
+                    return await spec.handler(ctx, inv), "ok"
+            except TimeoutError:
+                return (
+                    f"{spec.name}: no answer within {limit:g}s (GitLab, the cluster or the"
+                    " registry is slow); nothing changed; try again later",
+                    "timeout",
+                )
         except Refused as exc:
             return f"{spec.name}: refused: {exc}", "refused"
         except UserError as exc:

@@ -78,6 +78,9 @@ class BotConfig(Model):
     state_dir: Path = Path("./var")
     public_url: str = "http://127.0.0.1:8080"
     reply_timeout: float = Field(0.8, gt=0, description="seconds before 'working on it'")
+    read_timeout: float = Field(
+        30.0, gt=0, description="seconds a read command (!where, !status...) may take in all"
+    )
 
 
 class HttpConfig(Model):

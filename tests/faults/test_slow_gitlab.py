@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -104,3 +105,18 @@ async def test_a_lookup_past_its_deadline_says_why(
         )
         final = await bot.wait_line(r"pipeline 800001 .*: success")
         assert bot.lines().index(final) < bot.lines().index(line)
+
+
+async def test_a_read_command_waiting_on_a_silent_gitlab_gives_up_in_one_line(
+    demo_config_path: Path, silent: SilentGitLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(demo_config_path, silent.url, 300.0, monkeypatch)
+    cfg = cfg.model_copy(update={"bot": cfg.bot.model_copy(update={"read_timeout": 1.0})})
+    async with RunningBot(cfg) as bot:
+        os.write(bot._write_fd, b"!where builds-api 322f874b\n!whoami\n")
+        line = await bot.wait_line(r"^where: no answer", timeout=20)
+        assert line == (
+            "where: no answer within 1s (GitLab, the cluster or the registry is slow);"
+            " nothing changed; try again later"
+        )
+        await bot.wait_line(r"^you are console:tester")

@@ -38,8 +38,11 @@ from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
 from bot.control.repo import control_repo_from_config
 from bot.core.config import Config, read_secret
+from bot.core.connguard import Guard
 from bot.core.errors import StartupError
+from bot.core.health import StoreHealth
 from bot.core.locks import Locks
+from bot.core.logbudget import LogBudget
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
@@ -201,10 +204,14 @@ class App:
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._log_filter = RedactingFilter(self.redactor)
+        self._http_server: asyncio.Server | None = None
+        self.http_guard: Guard | None = None
+        self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
         outbox = Outbox(
             self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
             default_room=config.chat.default_room,
+            health=StoreHealth(),
+            networks={"irc": config.chat.irc.flood} if config.chat.irc else None,
         )  # fmt: skip
 
         async def irc_send(channel: str, text: str) -> None:
@@ -242,14 +249,15 @@ class App:
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
         self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
         router = Router()
-        PipelineAnnouncer(config, self.store, gitlab, self.services.announcer).register(router)
+        self.pipelines = PipelineAnnouncer(config, self.store, gitlab, self.services.announcer)
+        self.pipelines.register(router)
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
         self.webhook_policy = SecretPolicy(config)
         self.webhooks = WebhookIngest(
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
-            on_stored=self.events.wake,
+            on_stored=self.events.wake, body_timeout=config.http.body_timeout,
         )  # fmt: skip
 
     def http_app(self) -> web.Application:
@@ -278,9 +286,14 @@ class App:
     def console(self) -> ConsoleAdapter | None:
         return next((a for a in self.adapters if isinstance(a, ConsoleAdapter)), None)
 
-    def ready(self) -> tuple[bool, str]:
+    async def ready(self) -> tuple[bool, str]:
+        """200 only when the store is open and writing, chat is connected and webhook events
+        are being handled in time; else the first reason it is not."""
         if not self.store.is_open:
             return False, "store not open"
+        health = self.services.outbox.health
+        if not health.writable:
+            return False, f"store cannot write: {health.error}"
         down = [a.name for a in self.adapters if not a.connected]
         if down:
             return False, "chat not connected: " + ", ".join(down)
@@ -289,27 +302,40 @@ class App:
         ]
         if missing:
             return False, "not joined: " + ", ".join(missing)
+        age = await self.events.oldest_pending_age()
+        limit = self.config.http.ready_max_event_age
+        if age > limit:
+            return False, f"oldest webhook event waits {age:.0f}s (over {limit:g}s)"
         return True, "ready"
 
     async def on_message(self, msg: Message) -> None:
-        try:
+        if msg.adapter != "console":  # chat networks: concurrent (commands.lanes orders)
+            await self.dispatcher.submit(msg)
+            return
+        try:  # a console session (often a script) runs its lines one after the other
             await self.dispatcher.handle(msg)
         except Exception:  # nothing a user types may take the bot down
             log.exception("handling a chat line failed")
 
     async def start(self) -> None:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(self._log_filter)
+            for log_filter in self._log_filters:  # the budget first: it groups by template
+                handler.addFilter(log_filter)
         use_io_threads()
         await self.store.open()
         http_app = self.http_app()
         if (warning := self.webhook_policy.warning()) is not None:
             log.warning("%s", warning)
-        self._runner = web.AppRunner(http_app, access_log=None)
+        self._runner = web.AppRunner(http_app, access_log=None, keepalive_timeout=15)
         await self._runner.setup()
         http = self.config.http
+        self.http_guard = Guard(http.max_connections, http.header_timeout)
+        assert self._runner.server is not None  # set by setup()
         try:
-            await web.TCPSite(self._runner, http.host, http.port).start()
+            self._http_server = await asyncio.get_running_loop().create_server(
+                self.http_guard.factory(self._runner.server), http.host, http.port,
+                reuse_address=True,
+            )  # fmt: skip
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {http.listen}: {os.strerror(exc.errno) if exc.errno else exc}"
@@ -321,6 +347,9 @@ class App:
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
         await self.deployer.recover()
+        if self.bumper is not None:  # bumps pushed just before a crash get their SAL entries
+            for component, line in await self.bumper.reconcile():
+                await self.services.announcer.announce(line, component=component)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
         log.info("deploybot started; http on %s", self.config.http.listen)
@@ -345,11 +374,16 @@ class App:
 
     async def stop(self) -> None:
         """Stop accepting, flush the outbox, close adapters, close the store."""
+        if self._http_server is not None:
+            self._http_server.close()
+            self._http_server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.dispatcher.stop(timeout=5.0)
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
+        await self.pipelines.stop()
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
         if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")
@@ -365,7 +399,8 @@ class App:
             await cluster.close()
         await self.store.close()
         for handler in logging.getLogger().handlers:
-            handler.removeFilter(self._log_filter)
+            for log_filter in self._log_filters:
+                handler.removeFilter(log_filter)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -100,9 +100,25 @@ async def _sal(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def state_dir_problem(state_dir: Path) -> str | None:
+    """One line if the bot cannot write its state directory (read-only, missing rights)."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe = state_dir / f".deploybot-write-check-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return f"deploybot: state directory {state_dir} is not writable: {exc.strerror or exc}"
+    return None
+
+
 async def _run(config: Config) -> int:
     from bot.app import App
 
+    problem = state_dir_problem(config.bot.state_dir)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     await App(config).run()
     return 0
 

@@ -9,7 +9,7 @@ Routes are thin: each reads from or hands off to a service. The webhook route
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -20,7 +20,7 @@ from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
 from bot.web import add_pages
 
-ReadyCheck = Callable[[], tuple[bool, str]]
+ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 ChatState = Callable[[], dict[str, bool]]
 RoomStates = Callable[[], dict[str, dict[str, bool]]]  # adapter -> configured room -> joined
 
@@ -35,12 +35,13 @@ def build_http_app(
         return web.Response(text="ok\n")
 
     async def ready_(request: web.Request) -> web.Response:
-        ok, why = ready()
+        ok, why = await ready()
         return web.Response(text=why + "\n", status=200 if ok else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
         services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
+        services.metrics.oldest_event_age.set(await events.oldest_pending_age())
         for adapter_name, up in chat_state().items():
             services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
         for adapter_name, rooms in room_states().items():

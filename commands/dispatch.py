@@ -1,6 +1,7 @@
 """From a chat Message to a reply: parse, find the command, check the role, run the handler.
 
-Every command answers within `bot.reply_timeout` seconds: with its result, or with
+`submit` runs each line in its own task (bounded), ordered only where it matters
+(`commands.lanes`), so a deploy never makes another user's `!whoami` wait. Every command answers within `bot.reply_timeout` seconds: with its result, or with
 "working on it" followed later by the result. Errors a user caused are one line; anything
 unexpected is logged with its traceback and reported as one line without details.
 """
@@ -14,13 +15,17 @@ import uuid
 from bot.chat.base import Message
 from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
+from bot.core.health import is_store_failure
 from bot.core.sal import SalEntry, actor_name, current_action
 from bot.services import Services
+from commands.lanes import Lanes, lane_keys
 from commands.parse import Invocation, ParseError, parse_line
 from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_mean
 
 log = logging.getLogger("deploybot.commands")
 EDIT_NOT_RUN = "edits are not run; send the command again"
+
+MAX_RUNNING = 64  # chat lines handled at once; more get one "busy" line
 
 
 class Dispatcher:
@@ -29,6 +34,30 @@ class Dispatcher:
         self.caps = caps
         self.commands = commands
         self._edits_answered: dict[tuple[str, str, str], None] = {}  # bounded, oldest first
+        self.lanes = Lanes()
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, msg: Message) -> None:
+        """Handle `msg` in its own task and return at once (the chat adapters' entry)."""
+        if len(self._running) >= MAX_RUNNING:
+            await self._reply(msg, "too many commands in progress; try again in a minute")
+            return
+        task = asyncio.create_task(self._handle_logged(msg), name="command")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _handle_logged(self, msg: Message) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:  # nothing a user types may take the bot down
+            log.exception("handling a chat line failed")
+
+    async def stop(self, timeout: float) -> None:
+        """Let running commands finish for up to `timeout` s, then cancel the rest."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+        for task in list(self._running):
+            task.cancel()
 
     async def handle(self, msg: Message) -> None:
         """Answer one chat line (ignores lines that are not for the bot)."""
@@ -66,7 +95,8 @@ class Dispatcher:
                 + (hint.replace("mean ", "mean --") if hint else known)
             )
             return
-        task = asyncio.ensure_future(self._run(ctx, inv))
+        keys = lane_keys(msg, spec.role, inv.flags)
+        task = asyncio.ensure_future(self._in_lane(keys, ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
         if not done and not ctx.replied:  # a handler that spoke already is visibly at work
             await ctx.reply(f"{spec.name}: working on it…")
@@ -117,18 +147,43 @@ class Dispatcher:
             msg.room, self.services.redactor(addressed(msg, text)), adapter=msg.adapter, priority=1
         )
 
+    async def _in_lane(
+        self, keys: tuple[str, ...], ctx: Context, inv: Invocation
+    ) -> tuple[str | None, str]:
+        async with self.lanes.hold(keys):
+            return await self._run(ctx, inv)
+
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
         spec = ctx.spec
         current_action.set(uuid.uuid4().hex[:12])  # every SAL entry of this command shares it
+        limit = self.services.config.bot.read_timeout
         try:
             ctx.require(spec.role)
-            return await spec.handler(ctx, inv), "ok"
+            if spec.role != Role.anyone:  # a change is never cut off halfway
+                return await spec.handler(ctx, inv), "ok"
+            try:
+                async with asyncio.timeout(limit):
+                    return await spec.handler(ctx, inv), "ok"
+            except TimeoutError:
+                return (
+                    f"{spec.name}: no answer within {limit:g}s (GitLab, the cluster or the"
+                    " registry is slow); nothing changed; try again later",
+                    "timeout",
+                )
         except Refused as exc:
             if spec.role >= Role.deployer and not exc.logged:
                 await self._log_refusal(ctx, inv, str(exc))
             return f"{spec.name}: refused: {exc}", "refused"
         except UserError as exc:
             return f"{spec.name}: {exc}", "error"
-        except Exception:
+        except Exception as exc:
+            if is_store_failure(exc):
+                self.services.outbox.health.failed(exc)
+                log.error("command %s: the store cannot write: %s", spec.name, exc)
+                return (
+                    f"{spec.name}: failed: the bot's store cannot write ({exc}); this reply"
+                    " is not saved; tell the bot's operator (see /ready)",
+                    "store_failed",
+                )
             log.exception("command %s failed", spec.name)
             return f"{spec.name}: internal error (see the bot log); check !status", "crashed"

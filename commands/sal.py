@@ -25,6 +25,8 @@ async def log_(ctx: Context, inv: Invocation) -> str:
     if len(text) > MAX_LOG:
         raise UserError(f"message longer than {MAX_LOG} characters; put details in a task")
     component = next((a for a in inv.args if a in ctx.config.components), None)
+    if component is not None:  # an entry filed under a component needs the role there
+        ctx.require(Role.deployer, component)
     entry = await ctx.services.sal.record(
         SalEntry(
             actor=ctx.actor,

@@ -1,6 +1,7 @@
 """The console chat adapter: stdin lines in, stdout lines out, identity `console:<os user>`.
 
-Interactive on a terminal. With piped stdin, each line is handled to completion (a deploy
+Interactive on a terminal. stdin is read as bytes and decoded as UTF-8 with invalid
+sequences replaced (U+FFFD), so a stray Latin-1 byte is text, never an error. With piped stdin, each line is handled to completion (a deploy
 included) before the next is read; at EOF `finished` is set so the app can flush the
 outbox and exit.
 """
@@ -16,6 +17,11 @@ from typing import TextIO
 from bot.chat.base import Message, OnMessage
 
 ROOM = "console"
+
+
+def valid_text(line: str) -> str:
+    """`line` with lone surrogates (undecodable bytes kept by surrogateescape) as U+FFFD."""
+    return line.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 class ConsoleAdapter:
@@ -48,8 +54,13 @@ class ConsoleAdapter:
 
     def _reader(self, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str]) -> None:
         # a daemon thread: a blocked readline must never keep the process from exiting
-        for line in iter(self.stdin.readline, ""):
-            loop.call_soon_threadsafe(lines.put_nowait, line)
+        raw = getattr(self.stdin, "buffer", None)  # bytes, so invalid UTF-8 cannot kill it
+        if raw is not None:
+            for data in iter(raw.readline, b""):
+                loop.call_soon_threadsafe(lines.put_nowait, data.decode("utf-8", "replace"))
+        else:
+            for line in iter(self.stdin.readline, ""):
+                loop.call_soon_threadsafe(lines.put_nowait, valid_text(line))
         loop.call_soon_threadsafe(lines.put_nowait, "")
 
     async def _read_loop(self) -> None:
@@ -84,7 +95,11 @@ class ConsoleAdapter:
     async def send(self, room: str, text: str) -> None:
         clean = "".join(ch if ch.isprintable() else " " for ch in text)
         prefix = "" if room == ROOM else f"[{room}] "
-        self.stdout.write(prefix + clean + "\n")
+        line = prefix + clean + "\n"
+        encoding = getattr(self.stdout, "encoding", None)
+        if encoding:  # a terminal that cannot show a character gets "?", not an exception
+            line = line.encode(encoding, "replace").decode(encoding)
+        self.stdout.write(line)
         self.stdout.flush()
 
     async def stop(self) -> None:

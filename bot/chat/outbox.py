@@ -3,7 +3,11 @@
 Every line the bot sends (replies and unasked announcements) is written here first, so a
 crash or a chat outage loses nothing: rows stay pending until an adapter accepted them.
 Updates carrying the same `key` (one pipeline, one deploy) replace the still-unsent text,
-so a backlog shows the latest state; a final state is never replaced.
+so a backlog shows the latest state; a final state is never replaced. On rate-limited
+networks a fresh announcement is held for `flood.coalesce` seconds first, so a burst spends
+its first lines on states that are still current, and every line takes a token from its
+room's budget and from the network's (`chat.irc.flood`: what the server tolerates from one
+connection). When the store cannot write, a line goes straight to chat, unpersisted.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
-from bot.core.config import FloodConfig
-from bot.core.store import Store
+from bot.core.config import FloodConfig, NetworkFlood
+from bot.core.health import StoreHealth, is_store_failure
+from bot.core.store import Store, StoreClosed
 
 log = logging.getLogger("deploybot.outbox")
 
@@ -32,20 +37,25 @@ class Outbox:
         flood: FloodConfig,
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[list[float]], None] | None = None,
+        health: StoreHealth | None = None,
+        networks: Mapping[str, NetworkFlood] | None = None,
         default_room: str | None = None,
     ):
-        """`default_room` takes the lines for rooms no adapter serves (with a note)."""
         self.store = store
         self.adapters = list(adapters)
         self.flood = flood
         self.clock = clock
         self.on_sent = on_sent
-        self.default_room = default_room
-        self._stuck_rooms: set[str] = set()  # rooms already reported as unserved
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
+        self.health = health or StoreHealth()
+        self.networks = dict(networks or {})  # adapter name -> budget of the whole connection
+        self.default_room = default_room  # takes lines for rooms no adapter serves (with a note)
+        self._stuck_rooms: set[str] = set()  # rooms already reported as unserved
+        self._unmarked: set[int] = set()  # sent, but the store could not mark them yet
+        self._fresh: dict[int, float] = {}  # announcement id -> when queued (coalescing)
 
     async def enqueue(
         self,
@@ -64,7 +74,7 @@ class Outbox:
         """
         now = time.time()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> int | None:
             if key is not None:
                 cur = conn.execute(
                     "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"
@@ -73,16 +83,55 @@ class Outbox:
                     (text, short, int(final), room, key),
                 )
                 if cur.rowcount:
-                    return
-            conn.execute(
+                    return None
+            cur = conn.execute(
                 "INSERT INTO outbox (adapter, room, text, short, key, final, priority, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (adapter, room, text, short, key, int(final), priority, now),
             )
+            return cur.lastrowid
 
-        await self.store.transaction(write)
+        try:
+            new_id = await self.store.transaction(write)
+        except StoreClosed:
+            raise
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self.health.failed(exc)
+            await self._send_unpersisted(room, text, adapter, exc)
+            return
+        self.health.ok()
+        if new_id is not None and priority == 0 and self.flood.coalesce > 0:
+            self._fresh[new_id] = self.clock()
         self._idle.clear()
         self._wake.set()
+
+    async def _send_unpersisted(
+        self, room: str, text: str, adapter: str | None, exc: BaseException
+    ) -> None:
+        """The store cannot write: say the line now, straight to chat (lost if chat is down)."""
+        target = self.pick_adapter(adapter, room)
+        if target is None or not target.connected:
+            log.warning(
+                "store cannot write (%s) and chat is down: a line for %s is lost", exc, room
+            )
+            return
+        try:
+            await target.send(room, text)
+        except ConnectionError:
+            log.warning("store cannot write (%s); a direct line to %s failed too", exc, room)
+            return
+        if self.on_sent:
+            self.on_sent([0.0])
+
+    def _network_bucket(self, adapter: str) -> TokenBucket | None:
+        budget = self.networks.get(adapter)
+        if budget is None:
+            return None
+        return self._buckets.setdefault(
+            (adapter, ""), TokenBucket(budget.burst, budget.per_second, self.clock())
+        )
 
     def pick_adapter(self, adapter: str | None, room: str) -> ChatAdapter | None:
         if adapter is not None:
@@ -98,27 +147,38 @@ class Outbox:
 
     async def drain_once(self) -> float | None:
         """Send at most one line per room; return seconds until more can go (None: idle)."""
+        if self._unmarked:
+            await self._mark_sent(sorted(self._unmarked))
         rows = await self.store.fetchall(
             "SELECT id, adapter, room, text, short, priority, created_at FROM outbox"
             " WHERE sent_at IS NULL"
             " ORDER BY id LIMIT 2000"
         )
+        rows = [r for r in rows if r["id"] not in self._unmarked]
         if not rows:
             return None
         by_target: dict[tuple[str, str], list[Pending]] = {}
         adapters: dict[str, ChatAdapter] = {}
         orphans: list[sqlite3.Row] = []
         queued_at = {r["id"]: r["created_at"] for r in rows}
+        held: float | None = None  # seconds until the youngest held announcement may go
+        now = self.clock()
         for r in rows:
             found = self.pick_adapter(r["adapter"], r["room"])
             if found is None:
                 orphans.append(r)
                 continue
+            queued = self._fresh.get(r["id"])
+            young = 0.0 if queued is None else self.flood.coalesce - (now - queued)
+            if found.rate_limited and young > 0:
+                # hold a fresh announcement briefly: a burst's later states replace it
+                held = young if held is None else min(held, young)
+                continue
             adapters[found.name] = found
             by_target.setdefault((found.name, r["room"]), []).append(
                 Pending(r["id"], r["text"], r["priority"], r["short"])
             )
-        next_wait: float | None = None
+        next_wait: float | None = held
         if orphans and not await self._reroute(orphans):
             next_wait = 30.0  # nowhere to send them yet: they wait, and the error is logged
         for (adapter_name, room), items in by_target.items():
@@ -131,7 +191,14 @@ class Outbox:
                 (adapter.name, room),
                 TokenBucket(self.flood.burst, self.flood.per_second, self.clock()),
             )
+            network = self._network_bucket(adapter.name)
+            if limited and network is not None and not network.take(self.clock()):
+                wait = network.wait_time(self.clock())
+                next_wait = wait if next_wait is None else min(next_wait, wait)
+                continue
             if limited and not bucket.take(self.clock()):
+                if network is not None:
+                    network.refund()
                 wait = bucket.wait_time(self.clock())
                 next_wait = wait if next_wait is None else min(next_wait, wait)
                 continue
@@ -140,12 +207,14 @@ class Outbox:
                 await adapter.send(room, text)
             except ConnectionError:
                 bucket.refund()
+                if network is not None:
+                    network.refund()
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
-            await self._mark_sent(ids)
+            await self._mark_sent(ids, {p.id: p.text for p in items if p.id in set(ids)})
             if self.on_sent:  # each line's time in the queue, from when it was queued
-                now = time.time()
-                self.on_sent([now - float(queued_at[i] or now) for i in ids])
+                sent_at = time.time()
+                self.on_sent([sent_at - float(queued_at[i] or sent_at) for i in ids])
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
@@ -179,12 +248,40 @@ class Outbox:
         await self.store.transaction(move)
         return True
 
-    async def _mark_sent(self, ids: list[int]) -> None:
-        marks = ",".join("?" for _ in ids)
-        await self.store.execute(
-            f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
-            (time.time(), *ids),
-        )
+    async def _mark_sent(self, ids: list[int], texts: dict[int, str] | None = None) -> None:
+        """Mark lines sent; if the store cannot write, remember them so they are not sent
+        again, and mark them when it can. With `texts` (what was sent, by id), a row whose
+        text was replaced meanwhile (a newer state coalesced into it while the line was on
+        its way) stays pending, so that newer state (a final) is sent too."""
+        now = time.time()
+
+        def mark(conn: sqlite3.Connection) -> None:
+            if texts is None:
+                marks = ",".join("?" for _ in ids)
+                conn.execute(
+                    f"UPDATE outbox SET sent_at=? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+                    (now, *ids),
+                )
+                return
+            conn.executemany(
+                "UPDATE outbox SET sent_at=? WHERE id=? AND text=?",
+                [(now, i, texts[i]) for i in ids],
+            )
+
+        try:
+            await self.store.transaction(mark)
+        except StoreClosed:
+            raise
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self.health.failed(exc)
+            self._unmarked.update(ids)
+            return
+        self.health.ok()
+        self._unmarked.difference_update(ids)
+        for sent in ids:
+            self._fresh.pop(sent, None)
 
     async def run(self) -> None:
         """Deliver forever (owned by the app's supervisor)."""

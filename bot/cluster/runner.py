@@ -1,7 +1,9 @@
 """Running one deploy command: an argv (never a shell) with a timeout and a captured log.
 
 The child runs in its own process group (`start_new_session=True`), so a timeout or a
-cancelled deploy kills the whole group (helmfile's helm children included). stdout and
+cancelled deploy kills the whole group (helmfile's helm children included), and it dies
+with the bot (`PR_SET_PDEATHSIG`); the group id is written to `pgid_path` while it runs, so
+a restarted bot can find what survived (bot.deploy.orphans). stdout and
 stderr are streamed, interleaved, into the deploy's log file as they come, so the log URL
 shows progress while the command runs and everything up to a crash. Also here: filling
 `{placeholders}` into configured argv, and reading `helmfile diff --detailed-exitcode`.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -87,6 +90,16 @@ def changed_resources(output: str) -> list[str]:
     return found
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec: the child gets SIGKILL when the bot dies, even by `kill -9` (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -99,6 +112,7 @@ async def run(
     env: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109 - the deploy timeout is the product's setting
     log_path: Path,
+    pgid_path: Path | None = None,
 ) -> RunResult:
     """Run argv to completion (or kill its process group after `timeout` s), appending its
     output to `log_path`. Cancelling the caller kills the group too."""
@@ -117,11 +131,14 @@ async def run(
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, no locks
             )
         except OSError as exc:
             message = f"cannot run {argv[0]}: {exc.strerror or exc}"
             log.write(message + "\n")
             return RunResult(tuple(argv), 127, 0.0, (message,), message)
+        if pgid_path is not None:  # found again after a crash (bot.deploy.orphans)
+            pgid_path.write_text(f"{proc.pid}\n")
 
         async def pump() -> None:
             assert proc.stdout is not None
@@ -146,6 +163,9 @@ async def run(
             raise
         finally:
             log.flush()
+            if pgid_path is not None:
+                with contextlib.suppress(OSError):
+                    pgid_path.unlink()
         duration = time.monotonic() - started
         if returncode is not None:
             log.write(f"[deploybot] exit {returncode} after {duration:.1f}s\n\n")

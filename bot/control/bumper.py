@@ -11,8 +11,9 @@ makes gets one SAL entry per environment it changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.control.forge import (
@@ -23,6 +24,7 @@ from bot.control.forge import (
     PushRace,
     control_forge_from_config,
 )
+from bot.control.intents import Intent, Intents
 from bot.control.pins import PinError, pin_diff, pin_file_candidates, read_pin, replace_pin
 from bot.control.releases import ComponentSource, ConfiguredSource, SourceError
 from bot.control.repo import ControlRepo
@@ -191,6 +193,8 @@ class Bumper:
         self.forge = forge
         self.source = source
         self._locks: dict[str, asyncio.Lock] = {}
+        self.intents = Intents(config.bot.state_dir / "intents")
+        self._writing: set[str] = set()
 
     def releases_url(self, component: str) -> str:
         comp = self.config.components[component]
@@ -284,33 +288,80 @@ class Bumper:
                     return BumpOutcome(plan, None)
                 message = commit_message(component, plan, self.releases_url(component), tasks)
                 description = _description(message, actor)
+                olds = {c.env: c.old for c in plan.changes}
+                intent = functools.partial(self._intend, plan.component, plan.version, olds,
+                                           actor, list(tasks), action)  # fmt: skip
                 try:
                     published = await self.forge.publish(
-                        component, list(plan.files), message, description
+                        component, list(plan.files), message, description, intent
                     )
                 except PushRace:
+                    self._clear_intents()
                     continue
+                except BumpError:
+                    self._clear_intents()
+                    raise
                 if published.action != "unchanged":
-                    await self._record(plan, published, actor, tasks, action)
+                    await self._record(plan.component, plan.version, olds, published, actor,
+                                       tasks, action)  # fmt: skip
+                self.intents.clear(published.commit_sha)
                 return BumpOutcome(plan, published)
         raise BumpError(
             f"nothing changed: {self.forge.branch} kept moving during {PUSH_ATTEMPTS} attempts"
         )
 
+    async def _intend(
+        self, component: str, version: str, olds: Mapping[str, str | None], actor: str,
+        tasks: list[str], action: str, sha: str,
+    ) -> None:  # fmt: skip
+        """Before a push: write down what it is, so a crash cannot lose its SAL entries."""
+        intent = Intent(sha, component, version, dict(olds), actor, tasks, action)
+        await asyncio.to_thread(self.intents.write, intent)
+        self._writing.add(sha)
+
+    def _clear_intents(self) -> None:
+        for sha in self._writing:
+            self.intents.clear(sha)
+        self._writing.clear()
+
+    async def reconcile(self) -> list[tuple[str, str]]:
+        """After a restart: complete the SAL entries of bumps pushed just before a crash;
+        forget the intents of pushes that never happened. Returns (component, line) pairs
+        to announce."""
+        pushed_check = getattr(self.forge, "pushed", None)
+        said: list[tuple[str, str]] = []
+        for it in await asyncio.to_thread(self.intents.pending):
+            if pushed_check is None or not await pushed_check(it.sha):
+                self.intents.clear(it.sha)
+                continue
+            published = Published("pushed", it.sha)
+            await self._record(it.component, it.version, it.olds, published, it.actor,
+                               it.tasks, it.action, note=" (recorded after a restart)")  # fmt: skip
+            self.intents.clear(it.sha)
+            envs = ", ".join(it.olds)
+            said.append((it.component, (
+                f"{it.component} {it.version} was pushed to {self.forge.branch} in"
+                f" {it.sha[:8]} ({envs}) just before the bot restarted; its SAL entry is now"
+                f" written; nothing was applied by it — !status {it.component} to check"
+            )))  # fmt: skip
+        return said
+
     async def _record(
         self,
-        plan: BumpPlan,
+        component: str,
+        version: str,
+        olds: Mapping[str, str | None],
         published: Published,
         actor: str,
         tasks: Sequence[str],
         action: str,
+        note: str = "",
     ) -> None:
         refs = [f"!{published.mr.iid}"] if published.mr else [published.commit_sha[:8]]
         refs += list(tasks)
-        olds = {c.env: c.old for c in plan.changes}
         for env, old in olds.items():
             env_cfg = self.config.env(env)
-            message = deploy_message(actor, plan.component, old, plan.version, env, refs)
+            message = deploy_message(actor, component, old, version, env, refs) + note
             if published.mr is not None:
                 message += f" (bump MR {published.action}, not merged yet)"
             await self.sal.record(
@@ -318,10 +369,10 @@ class Bumper:
                     actor=actor,
                     action=action,
                     message=message,
-                    component=plan.component,
+                    component=component,
                     env=env,
                     from_version=old,
-                    to_version=plan.version,
+                    to_version=version,
                     commit_sha=published.commit_sha,
                     mr_url=published.mr.url if published.mr else None,
                     tasks=list(tasks),

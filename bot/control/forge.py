@@ -11,6 +11,7 @@ re-plans on a fresh checkout.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,6 +54,7 @@ class Published:
     mr: OpenBump | None = None
 
 
+BeforePush = Callable[[str], Awaitable[None]]  # called with the commit id about to be pushed
 _HISTORY_READS = 4  # concurrent file reads while walking a pin's history on GitLab
 
 
@@ -79,7 +81,12 @@ class ControlForge(Protocol):
     async def open_bump(self, component: str) -> OpenBump | None: ...
 
     async def publish(
-        self, component: str, files: list[FileEdit], message: str, description: str
+        self,
+        component: str,
+        files: list[FileEdit],
+        message: str,
+        description: str,
+        before_push: BeforePush | None = None,
     ) -> Published: ...
 
 
@@ -136,7 +143,12 @@ class GitLabControl:
         return None if mr is None else _open_bump(mr)
 
     async def publish(
-        self, component: str, files: list[FileEdit], message: str, description: str
+        self,
+        component: str,
+        files: list[FileEdit],
+        message: str,
+        description: str,
+        before_push: BeforePush | None = None,
     ) -> Published:
         branch = bump_branch(component)
         title = message.split("\n", 1)[0]
@@ -259,12 +271,29 @@ class GitControl:
         return None
 
     async def publish(
-        self, component: str, files: list[FileEdit], message: str, description: str
+        self,
+        component: str,
+        files: list[FileEdit],
+        message: str,
+        description: str,
+        before_push: BeforePush | None = None,
     ) -> Published:
         async with self._write:
-            return await self._commit_and_push(files, message)
+            return await self._commit_and_push(files, message, before_push)
 
-    async def _commit_and_push(self, files: list[FileEdit], message: str) -> Published:
+    async def pushed(self, sha: str) -> bool:
+        """True if `sha` is on the remote branch (after a fresh fetch)."""
+        await self._control.sync()
+        try:
+            await git("merge-base", "--is-ancestor", sha, self._control.tracking,
+                      cwd=self.workdir)  # fmt: skip
+        except GitError:
+            return False
+        return True
+
+    async def _commit_and_push(
+        self, files: list[FileEdit], message: str, before_push: BeforePush | None = None
+    ) -> Published:
         tracking = self._control.tracking
         try:
             await git("reset", "--quiet", "--hard", tracking, cwd=self.workdir)
@@ -290,6 +319,8 @@ class GitControl:
         except GitError as exc:
             await self._discard(tracking)
             raise BumpError(f"nothing changed: commit failed: {exc}") from None
+        if before_push is not None:
+            await before_push(sha)
         try:
             await git(
                 "push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}", cwd=self.workdir

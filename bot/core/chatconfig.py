@@ -22,6 +22,14 @@ class KeepaliveConfig(Model):
     join_retry_max: float = Field(60.0, gt=0, description="longest wait between join retries")
 
 
+class NetworkFlood(Model):
+    """What one IRC server tolerates from a connection, across all its channels. The
+    default fits InspIRCd's default class (burst 8, then 1 line/s; ngircd allows 3 lines/s)."""
+
+    burst: int = Field(5, ge=1)
+    per_second: float = Field(1.0, gt=0)
+
+
 class IrcConfig(KeepaliveConfig):
     host: str
     port: int = 6697
@@ -30,6 +38,7 @@ class IrcConfig(KeepaliveConfig):
     realname: str = "deploybot"
     channels: list[str] = []
     sasl: SaslConfig | None = None
+    flood: NetworkFlood = NetworkFlood()
 
 
 class XmppConfig(KeepaliveConfig):

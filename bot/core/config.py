@@ -19,6 +19,7 @@ from bot.core.chatconfig import (
     ConsoleConfig,
     IrcConfig,
     KeepaliveConfig,
+    NetworkFlood,
     SaslConfig,
     XmppConfig,
 )
@@ -28,7 +29,7 @@ from bot.core.windows import parse_windows
 
 __all__ = [
     "NAME_RE", "SECRET_WORDS", "ChatConfig", "ConfigError", "ConsoleConfig", "IrcConfig",
-    "KeepaliveConfig", "Model", "SaslConfig", "XmppConfig", "read_secret",
+    "KeepaliveConfig", "Model", "NetworkFlood", "SaslConfig", "XmppConfig", "read_secret",
 ]  # fmt: skip
 
 
@@ -38,6 +39,9 @@ class BotConfig(Model):
     state_dir: Path = Path("./var")
     public_url: str = "http://127.0.0.1:8080"
     reply_timeout: float = Field(0.8, gt=0, description="seconds before 'working on it'")
+    read_timeout: float = Field(
+        30.0, gt=0, description="seconds a read command (!where, !status...) may take in all"
+    )
 
 
 class HttpAuthConfig(Model):
@@ -67,6 +71,12 @@ def is_loopback(host: str) -> bool:
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(1_048_576, gt=0)
+    max_connections: int = Field(256, ge=8, description="more get an immediate 503")
+    header_timeout: float = Field(10.0, gt=0, description="seconds to send a request head")
+    body_timeout: float = Field(30.0, gt=0, description="seconds to send a webhook body")
+    ready_max_event_age: float = Field(
+        120.0, gt=0, description="/ready is 503 while a webhook event waits longer than this"
+    )
     auth: Literal["none"] | HttpAuthConfig = "none"
     # where a SAL task id (T123) links to; {task} is replaced by the id
     task_url: str = "https://phabricator.wikimedia.org/{task}"
@@ -106,6 +116,9 @@ class GitlabConfig(Model):
     mr_notes: bool = True
     announce_mr_pipelines: bool = False
     announce_branches: list[str] = []
+    lookup_timeout: float = Field(
+        30.0, gt=0, description="seconds an artifact/MR look-up after a pipeline may take"
+    )
     # the CI job log line that names the pushed image; groups registry, repo, version
     job_log_pattern: str = r"Pushed: (?P<registry>[^/\s]+)/(?P<repo>\S+):(?P<version>\S+)"
 
@@ -278,6 +291,9 @@ class SalConfig(Model):
 class FloodConfig(Model):
     burst: int = Field(4, ge=1)
     per_second: float = Field(0.5, gt=0)
+    coalesce: float = Field(
+        0.3, ge=0, description="seconds a fresh announcement waits for newer states"
+    )
 
 
 class MonitorsConfig(Model):

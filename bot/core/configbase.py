@@ -3,6 +3,7 @@ secret named by `*_env`/`*_file` is read."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -38,14 +39,28 @@ class Model(BaseModel):
 
 
 def read_secret(env: str | None, file: str | None) -> str | None:
-    """Resolve a secret named in the config; None when neither is set or it is empty."""
+    """Resolve a secret named in the config; None when neither is set or it is empty.
+
+    Surrounding whitespace (a Kubernetes Secret's trailing newline) is stripped, with a
+    warning naming where it came from, before the value is used or registered for redaction.
+    """
     if env:
         value = os.environ.get(env)
-        if value:
-            return value
+        if value and value.strip():
+            return _normalised(value, f"environment variable {env}")
     if file:
         try:
-            return Path(file).expanduser().read_text().strip() or None
+            text = Path(file).expanduser().read_text()
         except OSError:
             return None
+        return _normalised(text, f"file {file}") if text.strip() else None
     return None
+
+
+def _normalised(value: str, source: str) -> str:
+    clean = value.strip()
+    if clean != value and not (source.startswith("file ") and value == clean + "\n"):
+        logging.getLogger("deploybot.config").warning(
+            "secret from %s has surrounding whitespace; using it stripped", source
+        )
+    return clean

@@ -64,6 +64,10 @@ class Metrics:
         self.deploys = Counter("deploybot_deploys", "Deploys by result", ["result"], registry=r)
         self.lines_sent = Counter("deploybot_chat_lines_sent", "Chat lines sent", registry=r)
         self.queue_depth = Gauge("deploybot_queue_depth", "Items waiting", ["queue"], registry=r)
+        self.oldest_event_age = Gauge(
+            "deploybot_oldest_pending_event_age_seconds",
+            "Seconds the oldest unprocessed webhook event has waited", registry=r,
+        )  # fmt: skip
         self.chat_connected = Gauge(
             "deploybot_chat_connected", "1 while a chat adapter is connected", ["adapter"],
             registry=r,

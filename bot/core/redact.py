@@ -1,4 +1,8 @@
-"""Keeps secrets out of chat, logs and the SAL by replacing known secret values."""
+"""Keeps secrets out of chat, logs and the SAL by replacing known secret values.
+
+Values are registered as the bot uses them (already stripped of surrounding whitespace by
+`read_secret`), so a token echoed back by a server without its trailing newline is still
+found; log records are redacted including their tracebacks."""
 
 from __future__ import annotations
 
@@ -27,15 +31,24 @@ class Redactor:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that redacts the rendered message of every record."""
+    """A logging filter that redacts every record: its rendered message, and the traceback
+    and stack it carries (exception messages often quote a request, headers included)."""
 
     def __init__(self, redactor: Redactor):
         super().__init__()
         self.redactor = redactor
+        self._render = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         rendered = record.getMessage()
         clean = self.redactor(rendered)
         if clean != rendered:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            # formatters print exc_text when it is set: render the traceback once, redacted
+            record.exc_text = self._render.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
         return True

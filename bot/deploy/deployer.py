@@ -38,6 +38,7 @@ from bot.deploy.model import (
     DeployRequest,
     Refusal,
 )
+from bot.deploy.orphans import orphan_group, wait_gone
 from bot.deploy.records import DeployRecords
 from bot.deploy.running import live_version, running_version
 from bot.deploy.steps import Steps
@@ -381,10 +382,19 @@ class Deployer:
             d = Deploy(row["id"], req, row["version"], row["from_version"], row["commit_sha"],
                        "", None, Checked())  # fmt: skip
             live = await self._live_now(req.component, req.env, live_timeout)
-            detail = (
-                f"interrupted: the bot restarted while {row['state']}; nothing was re-applied;"
-                f" {live}; check, then !apply {req.component} {req.env} to retry"
-            )
+            pgid = orphan_group(self.dir, d.id)
+            if pgid is not None:
+                detail = (
+                    f"interrupted: the bot restarted while {row['state']}; its deploy process"
+                    f" group {pgid} still runs, so applies of {req.component} to {req.env} wait"
+                    f" until it exits; {live}"
+                )
+                self._watch_orphan(d, pgid)
+            else:
+                detail = (
+                    f"interrupted: the bot restarted while {row['state']}; nothing was"
+                    f" re-applied; {live}; check, then !apply {req.component} {req.env} to retry"
+                )
             await self.records.set_state(d.id, "interrupted", result=detail,
                                          error=f"bot restarted while {row['state']}")  # fmt: skip
             await self._record(d, "interrupted", f"{self._base(d)}: {req.action} {detail}")
@@ -395,6 +405,24 @@ class Deployer:
             )  # fmt: skip
             await asyncio.to_thread(shutil.rmtree, self.dir / str(d.id), True)
         return [int(r["id"]) for r in rows]
+
+    def _watch_orphan(self, d: Deploy, pgid: int) -> None:
+        """Refuse applies of that component+env until the orphaned group is gone."""
+        key = (d.req.component, d.req.env)
+        self._busy[key] = (
+            f"deploy #{d.id}'s process group {pgid} from before the bot restarted still runs"
+        )
+
+        async def gone() -> None:
+            self._busy.pop(key, None)
+            await self._say(
+                d, f"deploy #{d.id}'s leftover process group {pgid} has exited; check, then"
+                f" !apply {d.req.component} {d.req.env} to retry", final=True,
+            )  # fmt: skip
+
+        task = asyncio.create_task(wait_gone(self.dir, d.id, pgid, gone), name=f"orphan-{d.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _live_now(self, component: str, env: str, limit: float) -> str:
         if env not in self.services.clusters:

@@ -20,6 +20,7 @@ from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_o
 from bot.core.git import GitError, git
 from bot.deploy.failures import meaningful_line
 from bot.deploy.model import Deploy, DeployFailed
+from bot.deploy.orphans import pgid_path
 from bot.deploy.running import live_version
 from bot.services import Services
 
@@ -67,7 +68,8 @@ class Steps:
         child.update(DEPLOYBOT_DEPLOY_ID=str(d.id), DEPLOYBOT_COMPONENT=req.component,
                      DEPLOYBOT_ENV=req.env, DEPLOYBOT_VERSION=d.version)  # fmt: skip
         result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
-                           log_path=self.logs / f"{d.id}.log")  # fmt: skip
+                           log_path=self.logs / f"{d.id}.log",
+                           pgid_path=pgid_path(self.logs, d.id))  # fmt: skip
         ok = (0, 2) if step == "diff" else (0,)
         if result.timed_out:
             raise DeployFailed(f"{step} killed after {result.duration:.0f}s (deploy.timeout)")

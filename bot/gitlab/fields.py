@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 
 class MalformedEvent(ValueError):
     """The body claims to be a known event kind but a required field is missing or mistyped."""
@@ -50,11 +52,19 @@ class Fields:
 
     def req_int(self, key: str) -> int:
         result: int = self._typed(key, int, True, "an integer")
+        self._in_range(key, result)
         return result
 
     def opt_int(self, key: str) -> int | None:
-        result: int | None = self._typed(key, int, False, "an integer")
+        result: int | None = self._in_range(key, self._typed(key, int, False, "an integer"))
         return result
+
+    def _in_range(self, key: str, value: int | None) -> int | None:
+        """GitLab ids and counts fit 64 bits; anything larger is no real event (and the
+        store could not hold it)."""
+        if value is not None and not INT64_MIN <= value <= INT64_MAX:
+            raise MalformedEvent(f"{self._where(key)}: integer out of range")
+        return value
 
     def opt_number(self, key: str) -> float | None:
         value = self._typed(key, (int, float), False, "a number")

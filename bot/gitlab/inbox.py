@@ -1,7 +1,8 @@
 """Route stored webhook events to their handlers, after the HTTP answer went out.
 
 The webhook route only verifies and persists; this worker takes the
-pending rows from the store in arrival order, parses each with the pure
+pending rows from the store in arrival order into lanes (one per pipeline commit, merge
+request or project: `order_key`), runs lanes concurrently and each lane in order, parses each with the pure
 `bot.gitlab_events.parse_event`, dispatches the typed event through a `Router` (by kind,
 and optionally one attribute such as a merge request's `action`, like gidgethub's router),
 and marks the row processed, malformed or failed. Rows still pending at start-up (the
@@ -15,6 +16,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,8 +77,31 @@ class Router:
         return len(handlers)
 
 
+def order_key(header: str, raw: bytes) -> str:
+    """Which events must be handled in arrival order: those of one pipeline commit (its
+    branch and tag pipelines share a release), one merge request, else one project. Events of
+    different keys run concurrently. Unparseable bodies share one lane (they only fail)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "malformed"
+    if not isinstance(body, dict):
+        return "malformed"
+    project = body.get("project")
+    pid = project.get("id") if isinstance(project, dict) else body.get("project_id")
+    attrs = body.get("object_attributes")
+    attrs = attrs if isinstance(attrs, dict) else {}
+    kind = event_kind(header, body)
+    if kind == "pipeline":
+        return f"pipeline:{pid}:{attrs.get('sha') or attrs.get('id')}"
+    if kind == "merge_request":
+        return f"mr:{pid}:{attrs.get('iid')}"
+    return f"project:{pid}"
+
+
 class EventWorker:
-    """Processes stored events one at a time, in arrival order (owned by the supervisor)."""
+    """Processes stored events concurrently (at most `concurrency` lanes at once), each lane
+    (`order_key`) in arrival order, so one slow event holds up only its own lane."""
 
     def __init__(
         self,
@@ -86,15 +111,23 @@ class EventWorker:
         *,
         keep_seconds: float = 7 * 86400,
         prune_every: float = 3600,
+        concurrency: int = 16,
+        max_queued: int = 1000,
     ) -> None:
         self.store = store
         self.router = router
         self.metrics = metrics
         self.keep_seconds = keep_seconds
         self.prune_every = prune_every
+        self.max_queued = max_queued
+        self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._last_prune = 0.0
+        self._high = 0  # the highest event id taken from the store
+        self._lanes: dict[str, deque[tuple[int, str, bytes]]] = {}
+        self._queued = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """Called by the webhook route after it stored an event."""
@@ -102,15 +135,22 @@ class EventWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            while await self.process_pending():
-                pass
-            await self._prune()
-            if self._wake.is_set():  # an event arrived after the last fetch
-                continue
-            self._idle.set()
-            await self._wake.wait()
+        try:
+            while True:
+                self._wake.clear()
+                taken = await self._take()
+                await self._prune()
+                if taken or self._wake.is_set():
+                    continue
+                if not self._lanes:
+                    self._idle.set()
+                await self._wake.wait()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            self._lanes.clear()
+            self._queued = 0
+            self._high = 0  # what was not finished is still pending in the store
 
     async def wait_idle(self, timeout: float) -> bool:
         """Until everything stored so far was processed; False on timeout."""
@@ -120,18 +160,82 @@ class EventWorker:
             return False
         return True
 
+    async def _take(self, limit: int = 200) -> int:
+        """Queue pending events not taken yet into their lanes; start idle lanes."""
+        room = min(limit, self.max_queued - self._queued)
+        if room <= 0:
+            return 0
+        rows = await self.store.fetchall(
+            "SELECT id, kind, body FROM events WHERE status='pending' AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (self._high, room),
+        )
+        busy = {item[0] for lane in self._lanes.values() for item in lane}
+        for row in rows:
+            raw = bytes(row["body"])
+            self._high = max(self._high, row["id"])
+            if row["id"] in busy:  # taken again after a lane gave back (store failure)
+                continue
+            key = order_key(row["kind"], raw)
+            lane = self._lanes.get(key)
+            self._queued += 1
+            if lane is not None:
+                lane.append((row["id"], row["kind"], raw))
+                continue
+            self._lanes[key] = deque([(row["id"], row["kind"], raw)])
+            task = asyncio.create_task(self._drain(key), name=f"events-{key}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(rows)
+
+    async def _drain(self, key: str) -> None:
+        lane = self._lanes[key]
+        try:
+            async with self._slots:
+                while lane:
+                    event_id, header, raw = lane[0]
+                    try:
+                        await self._handle(event_id, header, raw)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # the store failed: retry this lane later
+                        log.warning("webhook event %d stays pending: %s", event_id, exc)
+                        self._queued -= len(lane)
+                        self._high = min(self._high, lane[0][0] - 1)
+                        lane.clear()
+                        await asyncio.sleep(1.0)  # back off before the store is asked again
+                        break
+                    lane.popleft()
+                    self._queued -= 1
+        finally:
+            if self._lanes.get(key) is lane and not lane:
+                del self._lanes[key]
+            self._wake.set()  # room for more, or idle now
+
+    async def _handle(self, event_id: int, header: str, raw: bytes) -> None:
+        status, error = await self._process(event_id, header, raw)
+        await self.store.execute(
+            "UPDATE events SET status=?, error=? WHERE id=?", (status, error, event_id)
+        )
+
     async def process_pending(self, limit: int = 100) -> int:
-        """Handle up to `limit` pending events, oldest first; return how many."""
+        """Handle up to `limit` pending events one by one, oldest first (no lanes); return
+        how many. For tools and tests that drive the worker by hand."""
         rows = await self.store.fetchall(
             "SELECT id, kind, body FROM events WHERE status='pending' ORDER BY id LIMIT ?",
             (limit,),
         )
         for row in rows:
-            status, error = await self._process(row["id"], row["kind"], bytes(row["body"]))
-            await self.store.execute(
-                "UPDATE events SET status=?, error=? WHERE id=?", (status, error, row["id"])
-            )
+            await self._handle(row["id"], row["kind"], bytes(row["body"]))
         return len(rows)
+
+    async def oldest_pending_age(self) -> float:
+        """Seconds the oldest unprocessed event has waited (0 when none)."""
+        row = await self.store.fetchone(
+            "SELECT min(received_at) FROM events WHERE status='pending'"
+        )
+        oldest = row[0] if row else None
+        return max(0.0, time.time() - float(oldest)) if oldest is not None else 0.0
 
     async def _process(self, event_id: int, header: str, raw: bytes) -> tuple[str, str | None]:
         kind = "unknown"
@@ -139,7 +243,7 @@ class EventWorker:
             body = json.loads(raw)
             kind = event_kind(header, body) or "unknown"
             event = parse_event(header, body)
-        except (MalformedEvent, ValueError) as exc:
+        except (MalformedEvent, ValueError, RecursionError) as exc:
             log.warning("webhook event %d (%s) is malformed: %s", event_id, header, exc)
             self.metrics.events_processed.labels(kind, "malformed").inc()
             return "malformed", str(exc)[:500]

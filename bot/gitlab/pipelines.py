@@ -6,11 +6,15 @@ state in the `pipelines` table, which also feeds `!where`/`!status`. When a defa
 or tag pipeline succeeds, the version built for the commit is resolved (tag pipeline ref,
 release tag on the commit, or the CI job log's `Pushed: <registry>/<repo>:<version>` line)
 and the image, the chart and the next step are announced, and posted as a note on the MR
-that introduced the commit. This module owns the `pipelines` table.
+that introduced the commit. Those look-ups run in the background, after the final state was
+announced, each under `gitlab.lookup_timeout`: a slow GitLab delays the artifacts line (or
+makes it say why it is missing), never the next pipeline. This module owns the `pipelines`
+table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import re
@@ -36,6 +40,7 @@ from bot.gitlab.inbox import Router
 log = logging.getLogger("deploybot.pipelines")
 
 MAX_TRACES = 5
+MAX_LOOKUPS = 8  # artifact look-ups running at once
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,11 @@ class PipelineAnnouncer:
         self.announcer = announcer
         self.gitlab_config = config.gitlab or GitlabConfig(url="")
         self._log_pattern = re.compile(self.gitlab_config.job_log_pattern)
+        self._slots = asyncio.Semaphore(MAX_LOOKUPS)
+        self._lookups: set[asyncio.Task[None]] = set()
+        self._looking: set[tuple[str, str]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def register(self, router: Router) -> None:
         router.register("pipeline", self.on_pipeline)
@@ -137,7 +147,7 @@ class PipelineAnnouncer:
             return
         component = self.component_for(ev.project_id, ev.project_path)
         comp = self.config.components.get(component or "")
-        version = None
+        look_up = False
         if component and comp and self._announced(ev, comp):
             await self.announcer.announce(
                 self._progress_line(component, ev, new),
@@ -146,9 +156,70 @@ class PipelineAnnouncer:
                 final=new.final,
                 short=self._short_line(component, ev, new),
             )
-            if ev.status == "success" and self._releases_artifacts(ev, comp):
-                version = await self._announce_artifacts(component, comp, ev)
-        await self._record(ev, component, new, version)
+            look_up = ev.status == "success" and self._releases_artifacts(ev, comp)
+        await self._record(ev, component, new, None)
+        if look_up and component and comp:
+            self._start_lookup(component, comp, ev)
+
+    def _start_lookup(self, component: str, comp: ComponentConfig, ev: PipelineEvent) -> None:
+        """Look the artifacts up off the announcement path (the final state is out already),
+        one look-up per commit at a time, each under `gitlab.lookup_timeout`."""
+        key = (ev.project_path, ev.sha)
+        if key in self._looking:
+            return  # the branch and the tag pipeline of one release: one look-up
+        self._looking.add(key)
+        task = asyncio.create_task(self._lookup(component, comp, ev), name=f"lookup-{ev.sha[:8]}")
+        self._lookups.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._lookups.discard(t)
+            self._looking.discard(key)
+            if not self._lookups:
+                self._idle.set()
+
+        self._idle.clear()
+        task.add_done_callback(done)
+
+    async def _lookup(self, component: str, comp: ComponentConfig, ev: PipelineEvent) -> None:
+        limit = self.gitlab_config.lookup_timeout
+        try:
+            async with self._slots:
+                async with asyncio.timeout(limit):
+                    version = await self._announce_artifacts(component, comp, ev)
+        except TimeoutError:
+            await self.announcer.announce(
+                f"{component} {ev.sha[:8]}: artifacts could not be looked up within {limit:g}s"
+                f" (GitLab slow or unreachable); try !where {component} {ev.sha[:8]}",
+                component=component,
+            )
+            return
+        except Exception as exc:  # a look-up must never take the lane or the bot down
+            log.exception("artifact look-up for %s %s failed", component, ev.sha[:8])
+            await self.announcer.announce(
+                f"{component} {ev.sha[:8]}: artifacts could not be looked up"
+                f" ({type(exc).__name__}); try !where {component} {ev.sha[:8]}",
+                component=component,
+            )
+            return
+        if version is not None:
+            await self.store.execute(
+                "UPDATE pipelines SET version=? WHERE project=? AND pipeline_id=?",
+                (version, ev.project_path, ev.pipeline_id),
+            )
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Until no look-up runs; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        for task in list(self._lookups):
+            task.cancel()
+        if self._lookups:
+            await asyncio.wait(set(self._lookups))
 
     @staticmethod
     def _progress_line(component: str, ev: PipelineEvent, phase: Phase) -> str:

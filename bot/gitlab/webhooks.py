@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -28,7 +29,15 @@ from bot.gitlab.inbox import event_kind, insert_events
 log = logging.getLogger("deploybot.webhooks")
 
 PATH = "/webhooks/gitlab"
-MAX_KEY_LENGTH = 200
+MAX_KEY_LENGTH = 200  # longer dedupe keys are stored as their SHA-256, never cut
+
+
+def dedupe_key(raw: str | None) -> str | None:
+    """The stored dedupe key: the header itself when short, else a hash of all of it (two
+    long keys sharing a prefix must not collide)."""
+    if raw is None or len(raw) <= MAX_KEY_LENGTH:
+        return raw
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class SecretPolicy:
@@ -58,7 +67,11 @@ class SecretPolicy:
             return not self.named
         if token is None:
             return False
-        return hmac.compare_digest(token.encode(), self._secret)
+        try:
+            given = token.encode("utf-8")
+        except UnicodeEncodeError:  # no configured secret is undecodable: 401, not 500
+            return False
+        return hmac.compare_digest(given, self._secret)
 
 
 @dataclass
@@ -79,12 +92,14 @@ class WebhookIngest:
         policy: SecretPolicy,
         max_body_bytes: int,
         on_stored: Callable[[], None],
+        body_timeout: float = 30.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.policy = policy
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
+        self.body_timeout = body_timeout
         self._batch: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -101,22 +116,28 @@ class WebhookIngest:
             return self._reject(401, "token", "invalid or missing X-Gitlab-Token")
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
-        raw = await self._read_body(request)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                raw = await self._read_body(request)
+        except TimeoutError:
+            return self._reject(408, "slow_body", f"body not sent within {self.body_timeout:g}s")
         if raw is None:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
         try:
             body = json.loads(raw)
         except ValueError:
             return self._reject(400, "bad_json", "body is not JSON")
+        except RecursionError:
+            return self._reject(400, "too_deep", "JSON nested too deeply")
         header = request.headers.get("X-Gitlab-Event", "")
         kind = event_kind(header, body)
         if kind is None:
             self.metrics.events_received.labels("unknown").inc()
             self.metrics.events_processed.labels("unknown", "ignored").inc()
             return web.Response(text="ignored: not an event kind this bot handles\n")
-        key = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID")
-        if key is not None:
-            key = key[:MAX_KEY_LENGTH]
+        key = dedupe_key(
+            request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID")
+        )
         try:
             stored = await self._store(key, header or kind, raw)
         except Exception:  # not stored: GitLab retries on 5xx

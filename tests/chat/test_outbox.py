@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.chat.outbox import Outbox
 from bot.core.config import FloodConfig
@@ -55,7 +57,8 @@ async def _drain(outbox: Outbox) -> None:
 async def _outbox(tmp_path: Path, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
     store = Store(tmp_path / "s.sqlite3")
     await store.open()
-    return store, Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
+    flood = FloodConfig(burst=4, per_second=0.5, coalesce=0)  # the window has its own test
+    return store, Outbox(store, [chat], flood, clock=clock)
 
 
 def test_token_bucket_burst_then_rate() -> None:
@@ -157,7 +160,7 @@ async def test_a_line_for_a_room_nobody_serves_goes_to_the_default_room(tmp_path
     chat, clock = RecordingChat(), Clock()
     store = Store(tmp_path / "s.sqlite3")
     await store.open()
-    flood = FloodConfig(burst=4, per_second=0.5)
+    flood = FloodConfig(burst=4, per_second=0.5, coalesce=0)  # the window has its own test
     outbox = Outbox(store, [chat], flood, clock=clock, default_room="#ops")
     try:
         await outbox.enqueue("ops@conference.example.org", "deploy #7 done", final=True)
@@ -173,5 +176,50 @@ async def test_a_line_for_a_room_nobody_serves_goes_to_the_default_room(tmp_path
         await lost.enqueue("ops@conference.example.org", "deploy #8 done", final=True)
         assert await lost.drain_once() == 30.0
         assert await lost.pending_count() == 1
+    finally:
+        await store.close()
+
+
+async def test_fresh_announcements_wait_the_coalescing_window_replies_do_not(
+    tmp_path: Path,
+) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    outbox = Outbox(store, [chat], FloodConfig(burst=4, coalesce=0.3), clock=clock)
+    try:
+        await outbox.enqueue("#ops", "builds-api #1 started", key="p1", short="#1 started")
+        await outbox.enqueue("#ops", "a reply", priority=1)
+        assert await outbox.drain_once() == pytest.approx(0.3)
+        assert chat.lines == [("#ops", "a reply")]  # the reply did not wait
+        clock.now += 0.2
+        await outbox.enqueue("#ops", "builds-api #1 success", key="p1", final=True, short="#1 ok")
+        assert await outbox.drain_once() == pytest.approx(0.1)
+        clock.now += 0.1
+        await _drain(outbox)
+        # the burst's line shows the state that is current, not the stale "started"
+        assert chat.lines[1:] == [("#ops", "builds-api #1 success")]
+    finally:
+        await store.close()
+
+
+async def test_a_final_coalesced_while_its_row_is_being_sent_is_not_lost(tmp_path: Path) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, outbox = await _outbox(tmp_path, chat, clock)
+    sent = chat.send
+
+    async def send_while_the_final_arrives(room: str, text: str) -> None:
+        await sent(room, text)
+        if text.endswith("started"):  # the pipeline finishes while its line is on the wire
+            await outbox.enqueue("#ops", "builds-api #1 success", key="p1", final=True)
+
+    chat.send = send_while_the_final_arrives  # type: ignore[method-assign]
+    try:
+        await outbox.enqueue("#ops", "builds-api #1 started", key="p1")
+        await _drain(outbox)
+        assert [text for _, text in chat.lines] == [
+            "builds-api #1 started",
+            "builds-api #1 success",
+        ]
     finally:
         await store.close()

@@ -1,5 +1,6 @@
 """Config validation: every error with its YAML path; the example config is valid."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,7 @@ def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "X": "a-secret"},  # the secrets the test configs name are set
     )
 
 

@@ -84,6 +84,7 @@ class RunningBot:
     async def settle(self) -> None:
         """Until every stored event was processed and every queued line printed."""
         assert await self.app.events.wait_idle(10), "event worker did not finish"
+        assert await self.app.pipelines.wait_idle(20), "artifact look-ups did not finish"
         assert await self.app.services.outbox.flush(10), "outbox did not drain"
 
     def lines(self) -> list[str]:

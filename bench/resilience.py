@@ -1,0 +1,205 @@
+"""Benchmark: a 500-event burst for 50 pipelines on a stock ngircd, with and without a slow
+GitLab behind the artifact look-ups (issue "Resilience").
+
+`deploybot run` (a subprocess) sits in one channel on ngircd. Each pipeline gets 10
+deliveries (pending, stage updates, success) on its own commit, interleaved, posted as fast
+as 32 concurrent clients manage. A raw client in the channel records what the bot says
+until every pipeline's final state was seen. Figures: seconds from the last webhook ack
+until every final is visible, lines sent, and whether ngircd disconnected the bot.
+
+Runs:
+- `slow_gitlab`: pipelines on `main`, so each success triggers an artifact look-up, against
+  a GitLab that answers every request after 2 s (target: all finals within 15 s).
+- `no_lookups`: the same burst on a branch without look-ups (target: within 5 s).
+Both with a flood budget matching stock ngircd (3 lines/s, per room and per network); the
+`no_lookups_defaults` run uses the product's default budget (burst 4, then 1 line per 2 s)
+to show what the floor is then. Prints one JSON object per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.support.botproc import BotProcess, pipeline_hook
+from tests.support.ircservers import Ngircd, RawIrcClient, free_port
+
+PIPELINES = 50
+STAGES = ("build", "test", "publish")
+SEQUENCE = [("pending", 0)] + [("running", s) for s in (1, 1, 1, 2, 2, 2, 3, 3)]
+SEQUENCE += [("success", 3)]
+IN_FLIGHT = 32
+DEADLINE_S = 120.0
+CHANNEL = "#burst"
+BOT_NICK = "burstbot"
+SECRET_ENV = "DEPLOYBOT_BENCH_WEBHOOK_SECRET"
+SECRET = "bench-webhook-secret"
+NGIRCD_FLOOD = {"burst": 5, "per_second": 3.0}
+ITEM_RE = re.compile(r"(?:pipeline (\d+) on .*?: |^\S+ #(\d+) )(\w+)")
+
+
+def schedule(ref: str, seed: int = 14) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    ids = [810000 + n for n in range(PIPELINES)]
+    out = []
+    for status, stage in SEQUENCE:
+        rng.shuffle(ids)
+        for pid in ids:
+            body = pipeline_hook(pid, status, stage, stages=STAGES, ref=ref)
+            body["object_attributes"]["sha"] = body["commit"]["id"] = f"{pid:040x}"
+            out.append(body)
+    return out
+
+
+@asynccontextmanager
+async def slow_gitlab(delay: float) -> AsyncIterator[str]:
+    """Every request answered after `delay` s: empty lists, no job logs."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        if request.path.endswith("/trace"):
+            return web.Response(status=404, text='{"message": "404 Not found"}')
+        headers = {"X-Total": "0", "X-Total-Pages": "1", "X-Page": "1", "X-Per-Page": "100"}
+        return web.json_response([], headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def post_all(bot: BotProcess, bodies: list[dict[str, Any]]) -> int:
+    limit = asyncio.Semaphore(IN_FLIGHT)
+    failures = 0
+
+    async def post(index: int, body: dict[str, Any]) -> None:
+        nonlocal failures
+        async with limit:
+            headers = {"X-Gitlab-Token": SECRET, "X-Gitlab-Event-UUID": f"res-{index}"}
+            if await bot.post_webhook(body, headers=headers) != 200:
+                failures += 1
+
+    await asyncio.gather(*(post(i, b) for i, b in enumerate(bodies)))
+    return failures
+
+
+async def one_run(workdir: Path, name: str, ref: str, flood: dict[str, Any] | None,
+                  gitlab_url: str) -> dict[str, Any]:  # fmt: skip
+    server = Ngircd(workdir / "ngircd")
+    server.dir.mkdir(parents=True)
+    await asyncio.to_thread(server.start)
+    irc: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "tls": False,
+                           "channels": [CHANNEL]}  # fmt: skip
+    if flood:
+        irc["flood"] = flood
+    config: dict[str, Any] = {
+        "bot": {"nick": BOT_NICK},
+        "chat": {"default_room": CHANNEL, "irc": irc},
+        "monitors": {"enabled": False},
+        "components": {"builds-api": {"project": "repos/cloud/toolforge/builds-api",
+                                      "room": CHANNEL}},
+        "gitlab": {"url": gitlab_url, "webhook_secret_env": SECRET_ENV, "mr_notes": False,
+                   "announce_branches": ["wip/*"], "lookup_timeout": 60},
+    }  # fmt: skip
+    if flood:
+        config["flood"] = flood
+    bot = BotProcess(workdir / "bot", config, {SECRET_ENV: SECRET})
+    watcher = RawIrcClient(server.port, "watcher")
+    last: dict[int, str] = {}
+    lines: list[str] = []
+
+    def feed(line: Any) -> bool:
+        if line.command == "PRIVMSG" and line.nick == BOT_NICK:
+            lines.append(line.param(1))
+            for item in line.param(1).split(" | "):
+                found = ITEM_RE.search(item)
+                if found:
+                    last[int(found[1] or found[2])] = found[3]
+        return sum(1 for s in last.values() if s == "success") == PIPELINES
+
+    try:
+        await bot.start()
+        await watcher.connect()
+        await watcher.join(CHANNEL)
+        started = time.monotonic()
+        failures = await post_all(bot, schedule(ref))
+        acked = time.monotonic()
+        complete = True
+        try:
+            await watcher.wait_for(feed, within=DEADLINE_S)
+        except TimeoutError:
+            complete = False
+        done = time.monotonic()
+        kills = [ln for ln in watcher.lines if ln.nick == BOT_NICK and ln.command == "QUIT"]
+    finally:
+        await watcher.close()
+        await bot.stop()
+        server.kill()
+    return {
+        "bench": f"resilience.{name}",
+        "events": PIPELINES * len(SEQUENCE),
+        "pipelines": PIPELINES,
+        "http_not_200": failures,
+        "post_seconds": round(acked - started, 2),
+        "seconds_after_last_ack_to_all_finals": round(done - acked, 2) if complete else None,
+        "finals_seen": sum(1 for s in last.values() if s == "success"),
+        "lines_sent": len(lines),
+        "bot_disconnected": len(kills),
+        "flood": flood or "defaults",
+        **(
+            {
+                "missing": sorted(
+                    set(range(810000, 810000 + PIPELINES))
+                    - {p for p, s in last.items() if s == "success"}
+                ),
+                "lines": lines,
+            }
+            if not complete
+            else {}
+        ),
+    }
+
+
+async def run_all(workdir: Path) -> list[dict[str, Any]]:
+    results = []
+    async with slow_gitlab(2.0) as url:
+        results.append(await one_run(workdir / "a", "slow_gitlab", "main", NGIRCD_FLOOD, url))
+    results.append(
+        await one_run(workdir / "b", "no_lookups", "wip/burst", NGIRCD_FLOOD, "http://127.0.0.1:9")
+    )
+    results.append(
+        await one_run(workdir / "c", "no_lookups_defaults", "wip/burst", None, "http://127.0.0.1:9")
+    )
+    results[0]["target_s"], results[1]["target_s"] = 15, 5
+    return results
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-resilience-") as tmp:
+        try:
+            results = asyncio.run(run_all(Path(tmp)))
+        except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+            results = [{"bench": "resilience", "skipped": str(exc)}]
+    for result in results:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -199,9 +199,7 @@ class App:
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
 
-        default_project = next(
-            (e.sal_project for e in config.environments if e.sal_project), "deploybot"
-        )
+        default_project = (config.sal_projects or ["deploybot"])[0]
         sal = Sal(
             self.store, config.sal.sinks, self.redactor,
             irc_send if config.chat.irc else None, default_project,

@@ -216,6 +216,7 @@ class ComponentConfig(Model):
     namespace: str | None = None
     release: str | None = None
     default_branch: str = "main"
+    sal_project: str | None = None  # `!log` naming this component defaults to this project
     pins: list[PinConfig] = Field(default_factory=lambda: [PinConfig()])
 
 
@@ -265,6 +266,9 @@ class SalSink(Model):
 
     store: bool = False
     irc_channel: str | None = None
+    # stashbot's relay form `!log <actor> <project> <message>` (as from logmsgbot); false:
+    # `!log <project> <actor>: <message>`
+    relay: bool = True
     jsonl: Path | None = None
 
     @model_validator(mode="before")
@@ -294,6 +298,8 @@ class SalSink(Model):
 class SalConfig(Model):
     sinks: list[SalSink] = [SalSink(store=True)]
     retry_every: float = 30.0
+    projects: list[str] = []  # SAL projects `!log <project>` accepts besides the configured ones
+    rooms: dict[str, str] = {}  # room -> the project `!log` without one uses there
 
 
 class FloodConfig(Model):
@@ -340,7 +346,20 @@ class Config(Model):
         for comp in self.components:
             if not NAME_RE.match(comp):
                 raise ValueError(f"component name {comp!r}: lowercase letters, digits, . _ -")
+        if any(s.irc_channel for s in self.sal.sinks) and not self.sal_projects:
+            raise ValueError(
+                "sal.sinks: stashbot rejects unknown projects; set sal_project on an"
+                " environment or list sal.projects"
+            )
         return self
+
+    @property
+    def sal_projects(self) -> list[str]:
+        """Every SAL project this bot may log to (`!log <project>` accepts these)."""
+        found = [e.sal_project for e in self.environments]
+        found += [c.sal_project for c in self.components.values()]
+        found += [*self.sal.projects, *self.sal.rooms.values()]
+        return list(dict.fromkeys(p for p in found if p))
 
     def env(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)

@@ -153,7 +153,8 @@ class Deployer:
         await self.services.sal.record(
             SalEntry(
                 actor=req.actor, action=req.action, component=req.component, env=req.env,
-                message=f"{who}: {req.action} {req.component} in {req.env} refused: {reason}",
+                message=f"{who}: {req.action} {req.component} in {req.env} refused: {reason}"
+                + "".join(f" {t}" for t in req.tasks),
                 to_version=req.version, tasks=list(req.tasks), result="refused",
                 sal_project=env_cfg.sal_project if env_cfg else None,
             )
@@ -194,6 +195,10 @@ class Deployer:
             if not pins:
                 raise Refusal(f"{req.component} has no pin in {req.env}; nothing run")
             version = pins[0]
+            if s.control is not None and commit is not None:  # the bump's tasks come along
+                comp = self.config.components[req.component]
+                found = await s.control.tasks_at(commit, req.component, comp, req.env)
+                req.tasks = tuple(dict.fromkeys([*req.tasks, *found]))
             if req.version is not None and version != req.version:
                 raise Refusal(f"{source} pins {version}, not {req.version}; nothing run")
         await self._checks(req, version, checked)
@@ -256,7 +261,7 @@ class Deployer:
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
         await self._say(d, self._demo(
             f"{verb.get(req.action, 'deploying')} {req.component} {d.version} to {req.env}"
-            f" (deploy #{d.id}) from {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
+            f" (deploy #{d.id}{d.for_tasks}) from {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
         ))  # fmt: skip
         workdir = self.dir / str(d.id)
         try:
@@ -299,7 +304,8 @@ class Deployer:
                                      error=None if state == "done" else detail)  # fmt: skip
         await self._record(d, state, f"{self._base(d)}: {req.action} {state} in {took}: {detail}")
         line = self._demo(
-            f"deploy #{d.id} {state}: {req.component} {d.version} to {req.env} in {took}: "
+            f"deploy #{d.id} {state}: {req.component} {d.version} to {req.env}"
+            f"{' (' + ', '.join(req.tasks) + ')' if req.tasks else ''} in {took}: "
             f"{detail} · log: {self.log_url(d.id)}"
         )
         await self._say(d, line, final=True)

@@ -53,10 +53,15 @@ class Deploy:
 
     @property
     def refs(self) -> list[str]:
-        """What the SAL line cites: the MR, else the commit."""
+        """What the SAL line cites: the MR, else the commit; then the tasks."""
         if self.mr is not None:
-            return [f"!{self.mr.iid}"]
-        return [self.commit[:8]] if self.commit else []
+            return [f"!{self.mr.iid}", *self.req.tasks]
+        return ([self.commit[:8]] if self.commit else []) + list(self.req.tasks)
+
+    @property
+    def for_tasks(self) -> str:
+        """`, T123` for announcements (stashbot and readers find the task), or ""."""
+        return "".join(f", {t}" for t in self.req.tasks)
 
 
 @dataclass(frozen=True)

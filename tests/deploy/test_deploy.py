@@ -92,7 +92,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
     start, diff, done = announced(s.out)
     assert start == (
-        f"deploying builds-api {new} to toolsbeta (deploy #1) from main@{head[:8]}"
+        f"deploying builds-api {new} to toolsbeta (deploy #1, T123) from main@{head[:8]}"
         " · artifacts present"
     )
     assert diff == (
@@ -100,7 +100,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         " builds-api/ConfigMap (v1)/builds-api-config"
     )
     assert re.fullmatch(
-        rf"deploy #1 done: builds-api {re.escape(new)} to toolsbeta in \d+s: live version"
+        rf"deploy #1 done: builds-api {re.escape(new)} to toolsbeta \(T123\) in \d+s: live version"
         rf" verified · log: {re.escape(url)}",
         done,
     )
@@ -118,7 +118,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         )
     assert (
         s.sal[0].message
-        == f"alice: builds-api {old} -> {new} in toolsbeta ({head[:8]}): apply started (artifacts present)"
+        == f"alice: builds-api {old} -> {new} in toolsbeta ({head[:8]}, T123): apply started (artifacts present)"
     )
     assert [(d["state"], d["commit_sha"], d["version"]) for d in s.deploys] == [("done", head, new)]
 

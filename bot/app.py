@@ -31,6 +31,7 @@ from bot.chat.console import ConsoleAdapter
 from bot.chat.irc import IrcAdapter
 from bot.chat.outbox import Outbox
 from bot.chat.xmpp import XmppAdapter
+from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import ClusterError, KubeCluster
 from bot.cluster.registry import Registry
 from bot.control.bumper import build_bumper
@@ -222,7 +223,8 @@ class App:
             registry=build_registry(config),
         )
         # capabilities, each given what it needs; they tell each other things through hooks
-        self.bumper = build_bumper(config, self.store, sal, control, gitlab)
+        charts = ChartRepos(config, self.services.registry)
+        self.bumper = build_bumper(config, self.store, sal, control, gitlab, charts)
         self.board = StatusBoard(self.services, self.bumper)
         self.monitors = Monitors(self.services, self.bumper, self.board)
         self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)

@@ -195,6 +195,7 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     text = f"{component}: would change {n} file{'s' if n > 1 else ''}: " + " · ".join(
         per_env.values()
     )
+    text += plan.shared_note
     diffs = ctx.services.diffs
     if diffs is not None:
         text += f"\nfull diff: {await diffs.save(plan.diff())}"

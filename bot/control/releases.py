@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.core.config import ComponentConfig, Config
+from bot.core.errors import UserError
 from bot.core.git import GitError, git
 from bot.core.versions import Tag
 from bot.gitlab.api import GitLabAPI, GitLabError
@@ -203,16 +204,24 @@ def parse_ls_remote(out: str) -> list[Tag]:
 
 
 class ConfiguredSource:
-    """Per component, the GitLab source when it has a project and GitLab is configured,
-    else the git source (its `repo_url`)."""
+    """Per component, the chart repository when it has `helm_repo` (upstream charts), the
+    GitLab source when it has a project and GitLab is configured, else the git source (its
+    `repo_url`)."""
 
-    def __init__(self, config: Config, gitlab: GitLabAPI | None) -> None:
+    def __init__(
+        self, config: Config, gitlab: GitLabAPI | None, charts: ComponentSource | None = None
+    ) -> None:
         self._config = config
         self._gitlab = GitLabSource(config, gitlab) if gitlab is not None else None
         self._git = GitSource(config)
+        self._charts = charts
 
     def _for(self, component: str) -> ComponentSource:
         comp = self._config.components[component]
+        if comp.helm_repo:
+            if self._charts is None:
+                raise SourceError(f"{component}: chart repositories are not available here")
+            return _OneLine(self._charts)
         if comp.project and self._gitlab is not None:
             return self._gitlab
         if comp.repo_url:
@@ -224,3 +233,19 @@ class ConfiguredSource:
 
     async def merged(self, component: str, sha: str) -> MergedCommit | None:
         return await self._for(component).merged(component, sha)
+
+
+class _OneLine:
+    """A source whose one-line errors (`UserError`) become `SourceError`s."""
+
+    def __init__(self, inner: ComponentSource) -> None:
+        self._inner = inner
+
+    async def tags(self, component: str) -> list[Tag]:
+        try:
+            return await self._inner.tags(component)
+        except UserError as exc:
+            raise SourceError(str(exc)) from None
+
+    async def merged(self, component: str, sha: str) -> MergedCommit | None:
+        return await self._inner.merged(component, sha)

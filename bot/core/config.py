@@ -217,6 +217,8 @@ class ComponentConfig(Model):
     release: str | None = None
     default_branch: str = "main"
     sal_project: str | None = None  # `!log` naming this component defaults to this project
+    # an upstream chart: versions from this Helm repository's index.yaml, or oci://host/path
+    helm_repo: str | None = Field(None, pattern=r"^(https?|oci)://[^\s]+$")
     pins: list[PinConfig] = Field(default_factory=lambda: [PinConfig()])
 
 

@@ -76,6 +76,9 @@ async def check_registry(
         out.notes.append("artifacts not checked: no registry configured")
         return
     comp = services.config.components[component]
+    if comp.helm_repo:
+        out.notes.append(f"upstream chart: artifacts are {comp.helm_repo}'s, not checked")
+        return
     wanted = [(kind, repo) for kind, repo in (("image", comp.image), ("chart", comp.chart)) if repo]
     if not wanted:
         out.notes.append(f"artifacts not checked: no image or chart configured for {component}")

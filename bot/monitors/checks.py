@@ -60,7 +60,7 @@ def undeployed_finding(status: ComponentStatus, prod: str) -> Finding | None:
     if not pins or not releases:
         return None
     base = max(pins, key=lambda v: v.sort_key)
-    newer = newer_than(status.tags.value or [], base)
+    newer = [v for v in newer_than(status.tags.value or [], base) if not v.is_prerelease]
     if not newer:
         return None
     count = f"{len(newer)} release{'s' if len(newer) > 1 else ''}"
@@ -314,7 +314,7 @@ class Monitors:
             answered = complete
             for version, used_as in roles.items():
                 for kind, repo in (("image", comp.image), ("chart", comp.chart)):
-                    if not repo:
+                    if not repo or comp.helm_repo:  # upstream charts are not in our registry
                         continue
                     got = exists[(repo, version)]
                     answered = answered and got.ok

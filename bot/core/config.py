@@ -20,6 +20,14 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SECRET_WORDS = ("password", "token", "secret")
 
 
+def duration_seconds(text: str) -> float:
+    """`15m`, `90s`, `1h`, `900` -> seconds; ValueError for anything else."""
+    m = re.fullmatch(r"([0-9]{1,6})([smh]?)", text.strip())
+    if m is None or int(m.group(1)) == 0:
+        raise ValueError(f"expected a duration like 15m, 90s or 1h, not {text[:40]!r}")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
 class ConfigError(Exception):
     """A config that cannot be used; `errors` holds one `path: message` line each."""
 
@@ -186,6 +194,21 @@ class EnvironmentConfig(Model):
     # for demos and tests: live state read from this YAML file (release name -> chart
     # version) instead of a cluster; ignored when kubeconfig or kube_context is set
     live_file: str | None = None
+    # reviewed applies: `!apply` runs only deploy.diff; `!apply <c> <env> confirm` applies it
+    review: bool = False
+    review_by: Literal["other", "self"] = "other"
+    review_timeout: str = "15m"
+    require_mr_approval: bool = False  # applies of an open bump MR need GitLab's approval
+
+    @field_validator("review_timeout")
+    @classmethod
+    def _timeout(cls, v: str) -> str:
+        duration_seconds(v)
+        return v
+
+    @property
+    def review_seconds(self) -> float:
+        return duration_seconds(self.review_timeout)
 
     @field_validator("name")
     @classmethod

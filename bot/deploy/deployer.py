@@ -186,15 +186,27 @@ class Deployer:
     async def _prepare(self, req: DeployRequest) -> Deploy:
         s = self.services
         checked = Checked()
+        env_cfg = self.config.env(req.env)
+        if env_cfg and env_cfg.review and req.commit is None and req.action != "review":
+            if not req.action.startswith("rollback"):  # going back is never held up
+                raise Refusal(f"{req.env} applies only after a review: !apply {req.component}"
+                              f" {req.env} runs the diff; nothing run")  # fmt: skip
         await preflight.check_lock(s, req.component, req.env, req.actor)
         if req.action == "rollback-emergency":
             commit, source, mr, version = None, "helm rollback", None, req.version or ""
         else:
             commit, source, mr = await self._source(req.component, req.env)
+            await preflight.check_approval(s, req.env, mr)
             pins = await self._bumper().pinned(req.component, req.env, commit)
             if not pins:
                 raise Refusal(f"{req.component} has no pin in {req.env}; nothing run")
             version = pins[0]
+            if req.commit is not None and commit != req.commit:
+                raise Refusal(
+                    f"the pin moved since the review: {source} is not the reviewed"
+                    f" {req.commit[:8]}; !apply {req.component} {req.env} for a new review;"
+                    " nothing run"
+                )
             if s.control is not None and commit is not None:  # the bump's tasks come along
                 comp = self.config.components[req.component]
                 found = await s.control.tasks_at(commit, req.component, comp, req.env)
@@ -208,6 +220,10 @@ class Deployer:
             from_version = None
         deploy_id = await self.records.insert(req, version, from_version, commit, mr)
         return Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
+
+    async def prepare(self, req: DeployRequest) -> Deploy:
+        """Preflight and the deploy's row, without running anything (a review runs the diff)."""
+        return await self._prepare(req)
 
     def _bumper(self) -> Bumper:
         if self.bumper is None:

@@ -37,6 +37,7 @@ class DeployRequest:
     tasks: tuple[str, ...] = ()
     force: bool = False  # admin override of windows / requires (the caller checks the role)
     version: str | None = None  # rollbacks: the version the deploy must end up at
+    commit: str | None = None  # a confirmed review: the control-repo commit that was reviewed
 
 
 @dataclass

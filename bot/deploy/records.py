@@ -83,3 +83,25 @@ async def active_deploys(store: Store) -> list[InFlight]:
         ACTIVE_STATES,
     )
     return [InFlight(r["id"], r["component"], r["env"], r["version"], r["state"]) for r in rows]
+
+
+async def latest_review(store: Store, component: str, env: str) -> sqlite3.Row | None:
+    """The newest review (`!apply` on a `review: true` environment) of component in env."""
+    return await store.fetchone(
+        "SELECT * FROM deploys WHERE component=? AND env=? AND action='review'"
+        " ORDER BY id DESC LIMIT 1",
+        (component, env),
+    )
+
+
+async def claim_review(store: Store, review_id: int, by: str) -> bool:
+    """Mark a waiting review confirmed; False when it was not waiting (confirmed twice)."""
+
+    def claim(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE deploys SET state='confirmed', error=? WHERE id=? AND state='reviewed'",
+            (f"confirmed by {by}", review_id),
+        )
+        return cur.rowcount == 1
+
+    return await store.transaction(claim)

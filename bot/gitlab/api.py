@@ -255,6 +255,18 @@ class GitLabAPI:
 
         return await self._call(f"get MR !{iid} of {project}", self._absent_on_404(run))
 
+    async def mr_approvals(self, project: str | int, iid: int) -> dict[str, Any] | None:
+        """The approvals state of an MR (`approved`, `approvals_left`, `approved_by`)."""
+
+        def run() -> dict[str, Any]:
+            mr = self._project(project).mergerequests.get(iid, lazy=True)
+            result: dict[str, Any] = mr.approvals.get().asdict()
+            return result
+
+        return await self._call(
+            f"get approvals of MR !{iid} of {project}", self._absent_on_404(run)
+        )
+
     async def list_pipelines(
         self, project: str | int, sha: str | None = None, ref: str | None = None
     ) -> list[dict[str, Any]]:

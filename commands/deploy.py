@@ -196,7 +196,14 @@ async def diff(ctx: Context, inv: Invocation) -> str:
         per_env.values()
     )
     text += plan.shared_note
+    first = plan.changes[0]
+    brings = await bumper.source.changes(component, first.old, version.raw)
+    page = plan.diff() + (f"\n{brings.listing()}\n" if brings else "")
     diffs = ctx.services.diffs
-    if diffs is not None:
-        text += f"\nfull diff: {await diffs.save(plan.diff())}"
+    link = await diffs.save(page) if diffs is not None else None
+    if brings is not None:
+        where = f"{first.env}: " if len({c.old for c in plan.changes}) > 1 else ""
+        text += f"\n{where}{brings.line(link)}"
+    if link is not None:
+        text += f"\nfull diff: {link}"
     return text

@@ -88,6 +88,10 @@ class ChartRepos:
         """Upstream charts have no commits of ours."""
         return None
 
+    async def changes(self, component: str, old: str, new: str) -> None:
+        """Nor a repository to compare (their changelog is upstream's)."""
+        return None
+
     async def _index(self, repo: str, chart: str) -> list[str]:
         url = f"{repo}/index.yaml"
         host = urlsplit(repo).hostname or repo

@@ -15,6 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.control.changes import MR_LIST
 from bot.control.forge import (
     BumpError,
     ControlForge,
@@ -301,6 +302,10 @@ class Bumper:
                     return BumpOutcome(plan, None)
                 message = commit_message(component, plan, self.releases_url(component), tasks)
                 description = _description(message, actor)
+                if plan.changes:
+                    brings = await self.source.changes(component, plan.changes[0].old, version)
+                    if brings is not None:
+                        description += "\n\n" + brings.listing(MR_LIST)
                 try:
                     published = await self.forge.publish(
                         component, list(plan.files), message, description

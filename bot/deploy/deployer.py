@@ -279,6 +279,7 @@ class Deployer:
             f"{verb.get(req.action, 'deploying')} {req.component} {d.version} to {req.env}"
             f" (deploy #{d.id}{d.for_tasks}) from {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
         ))  # fmt: skip
+        await self._brings(d)
         workdir = self.dir / str(d.id)
         try:
             verified = await self._run_steps(d, workdir)
@@ -290,6 +291,19 @@ class Deployer:
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         return await self._finish(d, "done", verified)
+
+    async def _brings(self, d: Deploy) -> None:
+        """Announce the commits between what runs and what is deployed (first few inline)."""
+        old, diffs = d.from_version, self.services.diffs
+        if self.bumper is None or old is None or old == d.version:
+            return
+        brings = await self.bumper.source.changes(d.req.component, old, d.version)
+        if brings is not None:
+            link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
+            await self.services.announcer.announce(
+                f"{d.req.component} {old} -> {d.version} in {d.req.env} (deploy #{d.id})"
+                f" {brings.line(link)}", component=d.req.component, key=f"brings:{d.id}",
+            )  # fmt: skip
 
     async def _run_steps(self, d: Deploy, workdir: Path) -> str:
         deploy, steps = self.config.deploy, self.steps

@@ -255,6 +255,15 @@ class GitLabAPI:
 
         return await self._call(f"get MR !{iid} of {project}", self._absent_on_404(run))
 
+    async def compare(self, project: str | int, old: str, new: str) -> list[dict[str, Any]]:
+        """The commits in `old..new` (refs, e.g. two tags), oldest first (compare API)."""
+
+        def run() -> list[dict[str, Any]]:
+            result = self._project(project).repository_compare(old, new)
+            return list(result.get("commits") or [])
+
+        return await self._call(f"compare {old}..{new} of {project}", run)
+
     async def mr_approvals(self, project: str | int, iid: int) -> dict[str, Any] | None:
         """The approvals state of an MR (`approved`, `approvals_left`, `approved_by`)."""
 

@@ -136,6 +136,7 @@ class FakeGitLab:
                 ("GET", "/repository/branches/(?P<name>[^/]+)", self._get_branch),
                 ("DELETE", "/repository/branches/(?P<name>[^/]+)", self._delete_branch),
                 ("GET", "/repository/files/(?P<file>[^/]+)/raw", self._raw_file),
+                ("GET", "/repository/compare", self._compare),
                 ("GET", "/repository/commits", self._list_commits),
                 ("POST", "/repository/commits", self._create_commit),
                 ("GET", "/repository/commits/(?P<sha>[^/]+)", self._get_commit),
@@ -586,6 +587,20 @@ class FakeGitLab:
         p.notes.setdefault(mr["iid"], []).append(note)
         mr["user_notes_count"] += 1
         return web.json_response(note, status=201)
+
+    async def _compare(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
+        """`GET .../repository/compare?from=&to=`: the commits reachable from `to` and not
+        from `from`, oldest first (GitLab's order)."""
+        old, new = p.resolve(r.query.get("from", "")), p.resolve(r.query.get("to", ""))
+        if old is None or new is None:
+            raise _ApiError(404, "404 Ref Not Found")
+        seen = set(p.ancestors(old.id))
+        shas = [c for c in p.ancestors(new.id) if c not in seen]
+        commits = sorted((p.commits[c] for c in shas), key=lambda c: c.created_at)
+        return web.json_response({
+            "commit": new.to_json(p), "commits": [c.to_json(p) for c in commits],
+            "diffs": [], "compare_timeout": False, "compare_same_ref": old.id == new.id,
+        })  # fmt: skip
 
     async def _approvals(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
         """`GET .../merge_requests/:iid/approvals`: one approval required (as a protected

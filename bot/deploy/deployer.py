@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.cluster.kube import ClusterError
+from bot.control import upgrades
 from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.core.errors import UserError
@@ -292,6 +293,22 @@ class Deployer:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         return await self._finish(d, "done", verified)
 
+    async def upgrade_scripts(self, d: Deploy, checkout: Path) -> str:
+        """Name (SAL, room) the upgrade scripts this deploy crosses, before it applies;
+        returns `; upgrade scripts …` for the final line, or ""."""
+        names = upgrades.crossed(
+            upgrades.scripts_in(checkout, d.req.component), d.from_version, d.version
+        )
+        if not names:
+            return ""
+        text = upgrades.describe(d.req.component, names)
+        await self._record(d, "upgrade-scripts", f"{self._base(d)}: {text}")
+        await self.services.announcer.announce(
+            f"deploy #{d.id} of {d.req.component} {d.from_version} -> {d.version} in"
+            f" {d.req.env}: {text}", component=d.req.component, key=f"scripts:{d.id}",
+        )  # fmt: skip
+        return f"; {text}"
+
     async def _brings(self, d: Deploy) -> None:
         """Announce the commits between what runs and what is deployed (first few inline)."""
         old, diffs = d.from_version, self.services.diffs
@@ -306,20 +323,21 @@ class Deployer:
             )  # fmt: skip
 
     async def _run_steps(self, d: Deploy, workdir: Path) -> str:
-        deploy, steps = self.config.deploy, self.steps
+        deploy, steps, scripts = self.config.deploy, self.steps, ""
         if d.req.action == "rollback-emergency":
             self.dir.mkdir(parents=True, exist_ok=True)
             await self.records.set_state(d.id, "applying")
             await steps.run(d, "rollback", deploy.rollback, self.dir)
         else:
             await steps.checkout(d, workdir)
+            scripts = await self.upgrade_scripts(d, workdir)
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
                 result = await steps.run(d, "diff", deploy.diff, workdir)
                 await self._say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
             await steps.run(d, "apply", deploy.apply, workdir)
         await self.records.set_state(d.id, "verifying")
-        verified = await steps.verify(d)
+        verified = await steps.verify(d) + scripts
         if deploy.test:
             await steps.run(d, "test", deploy.test, workdir if d.commit else self.dir)
             verified += "; tests passed"

@@ -53,6 +53,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     workdir = dep.dir / str(d.id)
     try:
         await dep.steps.checkout(d, workdir)
+        scripts = await dep.upgrade_scripts(d, workdir)
         await dep.records.set_state(d.id, "applying")
         summary = dep.steps.diff_summary(
             await dep.steps.run(d, "diff", config.deploy.diff, workdir)
@@ -72,7 +73,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     await _record(dep, d, "reviewed", f"diff reviewed from {d.source}: {summary}; nothing applied")
     line = (
         f"review #{d.id}: {req.component} {d.from_version or '(none)'} -> {d.version} in"
-        f" {req.env} from {d.source}{tasks}: {summary} · diff:"
+        f" {req.env} from {d.source}{tasks}: {summary}{scripts} · diff:"
         f" {dep.log_url(d.id)} · nothing applied; {who} confirms with"
         f" !apply {req.component} {req.env} confirm until {until}"
     )

@@ -14,18 +14,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.core.text import duration_seconds
 from bot.core.windows import parse_windows
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SECRET_WORDS = ("password", "token", "secret")
-
-
-def duration_seconds(text: str) -> float:
-    """`15m`, `90s`, `1h`, `900` -> seconds; ValueError for anything else."""
-    m = re.fullmatch(r"([0-9]{1,6})([smh]?)", text.strip())
-    if m is None or int(m.group(1)) == 0:
-        raise ValueError(f"expected a duration like 15m, 90s or 1h, not {text[:40]!r}")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 class ConfigError(Exception):
@@ -203,12 +196,8 @@ class EnvironmentConfig(Model):
     @field_validator("review_timeout")
     @classmethod
     def _timeout(cls, v: str) -> str:
-        duration_seconds(v)
+        duration_seconds(v)  # a ValueError is reported with its YAML path
         return v
-
-    @property
-    def review_seconds(self) -> float:
-        return duration_seconds(self.review_timeout)
 
     @field_validator("name")
     @classmethod
@@ -245,6 +234,9 @@ class ComponentConfig(Model):
     pins: list[PinConfig] = Field(default_factory=lambda: [PinConfig()])
 
 
+DEPLOY_SH = ["./deploy.sh", "{component}", "{env}", "--wait"]  # toolforge-deploy's entry point
+
+
 class DeployConfig(Model):
     diff: list[str] = [
         "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
@@ -258,6 +250,15 @@ class DeployConfig(Model):
     test: list[str] | None = None
     timeout: float = 900
     rollout_timeout: float = 300
+    # deploy.sh: apply runs the control repo's entry point (honours override-deploy.sh)
+    preset: Literal["helmfile", "deploy.sh"] = "helmfile"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "deploy.sh" and "apply" not in data:
+            return {**data, "apply": DEPLOY_SH}
+        return data
 
 
 class AuthRule(Model):

@@ -27,7 +27,7 @@ from bot.core.errors import UserError
 from bot.core.git import GitError, git
 from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import format_duration
-from bot.deploy import preflight
+from bot.deploy import functests, preflight
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.model import (
     Checked,
@@ -339,8 +339,13 @@ class Deployer:
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts
         if deploy.test:
-            await steps.run(d, "test", deploy.test, workdir if d.commit else self.dir)
-            verified += "; tests passed"
+            report = await functests.run_tests(self.services, steps, d,
+                                               workdir if d.commit else self.dir)  # fmt: skip
+            d.tests, d.tests_tail = report.line(), report.tail
+            if not report.ok:
+                raise DeployFailed(f"{d.tests}; the new version is live: to go back,"
+                                   f" !rollback {d.req.component} {d.req.env}")  # fmt: skip
+            verified += f"; {d.tests}"
         return verified
 
     async def _finish(self, d: Deploy, state: str, detail: str) -> DeployOutcome:
@@ -361,7 +366,7 @@ class Deployer:
         self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,
-                            self.log_url(d.id))  # fmt: skip
+                            self.log_url(d.id), d.tests, d.tests_tail)  # fmt: skip
             await follow_up(self.services, self.bumper, d.mr, done)
         return DeployOutcome(d.id, state, line, d.version)
 

@@ -51,6 +51,8 @@ class Deploy:
     mr: OpenBump | None
     checked: Checked
     started: float = field(default_factory=time.monotonic)
+    tests: str = ""  # the functional tests' line, once they ran
+    tests_tail: str = ""  # their last output lines (for the MR note)
 
     @property
     def refs(self) -> list[str]:

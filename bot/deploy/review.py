@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from bot.core.errors import UserError
 from bot.core.sal import SalEntry, actor_name, deploy_message
-from bot.core.text import format_duration
+from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Deploy, DeployFailed, DeployOutcome, DeployRequest
 from bot.deploy.records import claim_review, latest_review
@@ -66,7 +66,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
     await dep.records.set_state(d.id, "reviewed", result=summary)
-    timeout = env_cfg.review_seconds if env_cfg else 900.0
+    timeout = duration_seconds(env_cfg.review_timeout) if env_cfg else 900.0
     until = datetime.fromtimestamp(time.time() + timeout, UTC).strftime("%H:%M UTC")
     tasks = f" ({', '.join(req.tasks)})" if req.tasks else ""
     who = "another deployer" if env_cfg is None or env_cfg.review_by == "other" else "a deployer"
@@ -91,7 +91,7 @@ async def confirm(dep: Deployer, req: DeployRequest) -> DeployOutcome:
         why = "" if row is None else f" (review #{row['id']} is {row['state']})"
         return await dep.refuse(req, f"no review of {c} in {env} waits{why}; !apply {c} {env}")
     rid = int(row["id"])
-    timeout = env_cfg.review_seconds if env_cfg else 900.0
+    timeout = duration_seconds(env_cfg.review_timeout) if env_cfg else 900.0
     age = time.time() - float(row["finished_at"] or 0)
     if age > timeout:
         return await dep.refuse(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import ConfigError, load_config, parse_config
+from bot.core.text import duration_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,3 +80,15 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     not_yaml.write_text("bot: [unclosed\n")
     res = _check_config(not_yaml)
     assert res.returncode == 2 and "not valid YAML" in res.stderr
+
+
+def test_review_timeout_is_a_duration() -> None:
+    ok = parse_config(
+        {"environments": [{"name": "tools", "review": True, "review_timeout": "15m"}]}
+    )
+    assert duration_seconds(ok.environments[0].review_timeout) == 900
+    with pytest.raises(ConfigError) as err:
+        parse_config({"environments": [{"name": "tools", "review_timeout": "soon"}]})
+    assert err.value.errors == [
+        "environments[0].review_timeout: expected a duration like 15m, 90s or 1h, not 'soon'"
+    ]

@@ -287,8 +287,16 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
                 req = DeployRequest("builds-api", env, "console:tester")
                 deploy_id = await deployer.records.insert(req, new, old[env], "c0ffee", bump)
                 await deployer.records.set_state(deploy_id, "done")
+                tests = (
+                    (
+                        "functional tests 2 passed, 0 failed: http://127.0.0.1:9/diffs/ab12",
+                        "ok 1 jobs\nok 2 builds",
+                    )
+                    if env == "toolsbeta"
+                    else ("", "")
+                )
                 done = Deployed("builds-api", env, new, "console:tester", deploy_id, "done", "9s",
-                                deployer.log_url(deploy_id))  # fmt: skip
+                                deployer.log_url(deploy_id), *tests)  # fmt: skip
                 await follow_up(app.services, app.bumper, bump, done)
                 states.append(gl.merge_requests(control)[0]["state"])
             sal = await app.services.sal.query(limit=5)
@@ -297,7 +305,8 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
     notes = [n["body"] for n in gl.notes(control, mr["iid"])]
     assert notes == [
         f"Deployed builds-api {new} on TOOLSBETA: PASSED (deploy #1 by tester, 9s)."
-        " Log: http://127.0.0.1:9/deploys/1/log",
+        " Log: http://127.0.0.1:9/deploys/1/log\n\nFunctional tests 2 passed, 0 failed:"
+        " http://127.0.0.1:9/diffs/ab12\n\n```\nok 1 jobs\nok 2 builds\n```",
         f"Deployed builds-api {new} on TOOLS: PASSED (deploy #2 by tester, 9s)."
         " Log: http://127.0.0.1:9/deploys/2/log",
     ]

@@ -22,6 +22,8 @@ import commands.apply
 import commands.deploy
 import commands.help
 import commands.locks
+import commands.logs
+import commands.prune
 import commands.sal
 import commands.status
 import commands.where
@@ -60,7 +62,7 @@ log = logging.getLogger("deploybot")
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
-    commands.apply, commands.locks,
+    commands.apply, commands.locks, commands.prune, commands.logs,
 ]  # fmt: skip
 
 

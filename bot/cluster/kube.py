@@ -265,6 +265,14 @@ class KubeCluster:
     def close(self) -> None:
         self._api_client.close()
 
+    @property
+    def api_client(self) -> k8s.ApiClient:
+        return self._api_client
+
+    async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One API call of another API group (`bot.cluster.hygiene`), with the same retries."""
+        return await self._call(what, fn, *args, **kwargs)
+
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one blocking API call in a thread; retry connection errors, timeouts and 5xx."""
         last = ""

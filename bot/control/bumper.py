@@ -302,7 +302,7 @@ class Bumper:
                     return BumpOutcome(plan, None)
                 message = commit_message(component, plan, self.releases_url(component), tasks)
                 description = _description(message, actor)
-                if plan.changes:
+                if plan.changes and self.forge.kind == "gitlab":  # an MR description
                     brings = await self.source.changes(component, plan.changes[0].old, version)
                     if brings is not None:
                         description += "\n\n" + brings.listing(MR_LIST)

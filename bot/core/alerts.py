@@ -17,7 +17,7 @@ from typing import Literal
 from bot.core.store import Store
 from bot.core.text import format_age
 
-KINDS = ("drift", "undeployed", "unhealthy", "missing-artifact")
+KINDS = ("drift", "undeployed", "unhealthy", "missing-artifact", "no-pdb", "cert-expiry")
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail
 Scope = tuple[str, str, str]  # kind, component, env

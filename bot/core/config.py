@@ -341,6 +341,7 @@ class MonitorsConfig(Model):
     drift_grace: float = 900
     source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
     status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
+    cert_warn_days: int = Field(21, ge=1, description="certificates expiring sooner alert")
 
 
 class Config(Model):

@@ -27,6 +27,7 @@ from bot.control.bumper import Bumper
 from bot.core.alerts import KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
 from bot.core.versions import Version, newer_than, parse_version, release_versions
 from bot.gitlab.inbox import Router
+from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
@@ -214,7 +215,24 @@ class Monitors:
                 check.checked.add(("undeployed", status.component, prod))
                 self._add(check, undeployed_finding(status, prod))
         await self._artifacts(statuses, check)
+        found, scopes = await hygiene_findings(self.services, now)
+        check.findings += found
+        check.checked |= scopes
         return check
+
+    async def in_use(self, component: str) -> tuple[dict[str, list[str]], list[str]]:
+        """Version -> roles (`live in tools`, ...) of component in every environment, and the
+        environments where live, pinned or previous could not be read (`!prune plan`)."""
+        [status] = await self.board.gather([component], fresh=True)
+        roles: dict[str, list[str]] = {}
+        unknown = []
+        for cell in status.cells.values():
+            found, complete = await self._roles(cell)
+            if not complete:
+                unknown.append(cell.env)
+            for version, rs in found.items():
+                roles.setdefault(version, []).extend(f"{r} in {cell.env}" for r in rs)
+        return roles, unknown
 
     @staticmethod
     def _add(check: _Check, finding: Finding | None) -> None:

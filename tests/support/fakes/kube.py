@@ -93,9 +93,11 @@ class FakeKube:
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._extras: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (plural, ns)
 
     async def __aenter__(self) -> FakeKube:
         app = web.Application(middlewares=[self._faults])
+        self._incident_routes(app)
         app.router.add_get("/apis/apps/v1/namespaces/{ns}/deployments", self._list("deployments"))
         app.router.add_get(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}", self._get("deployments")
@@ -289,6 +291,82 @@ class FakeKube:
             owned = [p for d in ns.deployments.values() for p in self._pods_of(d)]
             return owned + list(ns.pods.values())
         return list(ns.secrets.values())
+
+    # --- PodDisruptionBudgets, cert-manager Certificates, TLS Secrets (hygiene monitors) ---
+
+    def add_pdb(self, namespace: str, name: str, match_labels: dict[str, str]) -> None:
+        self._extras.setdefault(("poddisruptionbudgets", namespace), {})[name] = {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": match_labels}, "minAvailable": 1},
+        }
+
+    def delete_pdb(self, namespace: str, name: str) -> None:
+        self._extras.get(("poddisruptionbudgets", namespace), {}).pop(name, None)
+
+    def add_certificate(self, namespace: str, name: str, not_after: str) -> None:
+        """A cert-manager Certificate whose `status.notAfter` is `not_after` (RFC 3339)."""
+        self._extras.setdefault(("certificates", namespace), {})[name] = {
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"secretName": f"{name}-tls"},
+            "status": {"notAfter": not_after, "conditions": [{"type": "Ready", "status": "True"}]},
+        }  # fmt: skip
+
+    def add_tls_secret(self, namespace: str, name: str, cert_pem: bytes) -> None:
+        self._ns(namespace).secrets[name] = {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"tls.crt": base64.b64encode(cert_pem).decode(), "tls.key": ""},
+        }  # fmt: skip
+
+    def set_pod_log(self, namespace: str, pod: str, text: str) -> None:
+        """What `GET .../pods/<pod>/log` answers (the last `tailLines` lines of it)."""
+        self._extras.setdefault(("logs", namespace), {})[pod] = {"text": text}
+
+    def add_event(
+        self, namespace: str, kind: str, name: str, reason: str, message: str, *, at: str,
+        type_: str = "Warning",
+    ) -> None:  # fmt: skip
+        """A `v1` Event about `kind/name` last seen `at` (RFC 3339)."""
+        events = self._extras.setdefault(("events", namespace), {})
+        events[f"{name}.{len(events)}"] = {
+            "metadata": {"name": f"{name}.{len(events)}", "namespace": namespace},
+            "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+            "reason": reason, "message": message, "type": type_, "count": 1,
+            "firstTimestamp": at, "lastTimestamp": at,
+        }  # fmt: skip
+
+    def _incident_routes(self, app: web.Application) -> None:
+        for prefix, plural, list_kind in (
+            ("/apis/policy/v1", "poddisruptionbudgets", "PodDisruptionBudgetList"),
+            ("/apis/cert-manager.io/v1", "certificates", "CertificateList"),
+            ("/api/v1", "events", "EventList"),
+        ):
+            route = f"{prefix}/namespaces/{{ns}}/{plural}"
+            app.router.add_get(route, self._list_extra(plural, list_kind))
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self._pod_log)
+
+    async def _pod_log(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        found = self._extras.get(("logs", ns), {}).get(name)
+        if found is None:
+            return _status(404, "NotFound", f'pods "{name}" not found')
+        lines = found["text"].splitlines(keepends=True)
+        tail = int(request.query.get("tailLines", "0") or 0)
+        return web.Response(text="".join(lines[-tail:] if tail else lines))
+
+    def _list_extra(self, plural: str, list_kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            items = self._extras.get((plural, request.match_info["ns"]), {})
+            return web.json_response(
+                {
+                    "kind": list_kind,
+                    "metadata": {"resourceVersion": "1"},
+                    "items": list(items.values()),
+                }
+            )
+
+        return handler
 
     # --- HTTP ------------------------------------------------------------------------------
 

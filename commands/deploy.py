@@ -59,7 +59,7 @@ def _already(plan: BumpPlan) -> str:
     return f" ({', '.join(envs)} already at it)" if envs else ""
 
 
-async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
+async def _reply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = ()) -> str:
     plan, published = outcome.plan, outcome.published
     if published is None:
         return (
@@ -81,7 +81,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
         pinned={env: env in pinned_now for env in envs},
         bump_label="bump MR open" if published.mr else "bump committed",
     )
-    first = plan.summary() + _already(plan)
+    first = plan.summary() + _already(plan) + (f" ({', '.join(tasks)})" if tasks else "")
     if published.mr is not None:
         if published.action == "unchanged":
             return f"MR !{published.mr.iid} already proposes this: {published.mr.url}\n{first}"
@@ -110,7 +110,7 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
-    return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
+    return await _reply(ctx, outcome, inv.tasks) + await _auto_apply(ctx, outcome, inv.tasks)
 
 
 @command(
@@ -146,7 +146,7 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     outcome = await bumper.bump(
         component, values[0], [target], actor=ctx.actor, tasks=inv.tasks, action="promote"
     )
-    return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
+    return await _reply(ctx, outcome, inv.tasks) + await _auto_apply(ctx, outcome, inv.tasks)
 
 
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:

@@ -59,13 +59,13 @@ async def apply(ctx: Context, inv: Invocation) -> str | None:
     component, env = ctx.component(args[0]), ctx.env(args[1])
     req = DeployRequest(component, env, ctx.actor, "apply", tuple(inv.tasks), "force" in inv.flags)
     env_cfg = ctx.config.env(env)
-    reviewed = env_cfg is not None and env_cfg.review
-    if confirm and not reviewed:
-        raise UserError(f"{env} applies without a review: !apply {component} {env}")
     await authorize(ctx, req)
-    if confirm:
+    if confirm:  # a review waits: on a `review: true` env, or production crossing a script
         return reply(ctx, component, await review.confirm(ctx.deployer, req))
-    if reviewed:
+    production = ctx.config.env_names[-1] == env
+    if (env_cfg is not None and env_cfg.review) or (
+        production and await review.crosses_scripts(ctx.deployer, req)
+    ):
         return reply(ctx, component, await review.review(ctx.deployer, req))
     return reply(ctx, component, await ctx.deployer.apply(req))
 

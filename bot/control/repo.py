@@ -67,6 +67,15 @@ class ControlRepo:
     async def rev(self, ref: str | None = None) -> str:
         return (await git("rev-parse", ref or self.tracking, cwd=self.workdir)).strip()
 
+    async def names_at(self, ref: str, folder: str) -> list[str]:
+        """The file names directly in `folder` at `ref` (empty when it does not exist)."""
+        try:
+            out = await git("ls-tree", "--name-only", ref, "--", folder.rstrip("/") + "/",
+                            cwd=self.workdir)  # fmt: skip
+        except GitError:
+            return []
+        return [line.rsplit("/", 1)[-1] for line in out.splitlines() if line]
+
     async def tasks_at(
         self, ref: str, component: str, comp: ComponentConfig, env: str
     ) -> list[str]:

@@ -222,6 +222,11 @@ class Deployer:
         deploy_id = await self.records.insert(req, version, from_version, commit, mr)
         return Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
 
+    async def source_of(self, component: str, env: str) -> tuple[str, str]:
+        """The commit an apply would deploy now, and how to name it (`main@1a2b3c4d`)."""
+        commit, source, _ = await self._source(component, env)
+        return commit, source
+
     async def prepare(self, req: DeployRequest) -> Deploy:
         """Preflight and the deploy's row, without running anything (a review runs the diff)."""
         return await self._prepare(req)

@@ -16,12 +16,15 @@ import shutil
 import time
 from datetime import UTC, datetime
 
+from bot.cluster.kube import ClusterError
+from bot.control import upgrades
 from bot.core.errors import UserError
 from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Deploy, DeployFailed, DeployOutcome, DeployRequest
 from bot.deploy.records import claim_review, latest_review
+from bot.deploy.running import running_version
 
 
 async def _record(dep: Deployer, d: Deploy, result: str, text: str) -> None:
@@ -37,6 +40,22 @@ async def _record(dep: Deployer, d: Deploy, result: str, text: str) -> None:
             sal_project=env_cfg.sal_project if env_cfg else None,
         )
     )  # fmt: skip
+
+
+async def crosses_scripts(dep: Deployer, req: DeployRequest) -> bool:
+    """Would an apply now cross an upgrade script (`bot.control.upgrades`)? Production asks
+    for a confirmed review then, as a `review: true` environment always does."""
+    control, bumper = dep.services.control, dep.bumper
+    if control is None or bumper is None:
+        return False
+    try:
+        commit, _ = await dep.source_of(req.component, req.env)
+        pins = await bumper.pinned(req.component, req.env, commit)
+        running = await running_version(dep.services, req.component, req.env)
+    except (UserError, ClusterError):
+        return False  # the apply itself will say what is wrong
+    names = await control.names_at(commit, f"components/{req.component}")
+    return bool(pins) and bool(upgrades.crossed(names, running, pins[0]))
 
 
 async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:

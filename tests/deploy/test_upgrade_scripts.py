@@ -59,3 +59,32 @@ async def test_a_deploy_names_the_script_it_crosses_before_applying(bed: DeployB
     ]  # fmt: skip
     assert s.sal[1].message.endswith(text)
     assert not marker.exists()
+
+
+async def test_production_crossing_a_script_asks_for_a_confirmed_review(bed: DeployBed) -> None:
+    bed.data["environments"] = [
+        {**e, "auto_apply": False} for e in bed.data["environments"] if e["name"] == "toolsbeta"
+    ]  # toolsbeta is the last environment here: production
+    work = bed.tmp / "work-scripts"
+    await git("clone", "--quiet", str(bed.control_repo), str(work))
+    (work / "components" / "builds-api" / NAMES[1]).write_text("#!/bin/sh\nexit 0\n")
+    await git("add", "-A", cwd=work)
+    await git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "script", cwd=work)
+    await git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    old, new = bed.releases[-3], bed.pins["toolsbeta"]
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
+    bed.push(new)
+    bed.script({"helmfile sync": {"ack": True}})
+
+    first = await bed.run(["!apply builds-api toolsbeta"])
+    said = [line for line in first.out if line.startswith("review #1: ")]
+    assert len(said) == 1 and "upgrade scripts crossed" in said[0] and NAMES[1] in said[0]
+    assert "another deployer confirms with !apply builds-api toolsbeta confirm" in said[0]
+    assert [c["sub"] for c in bed.records()] == ["diff"]  # nothing applied
+
+    sync = asyncio.create_task(
+        bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new))
+    )
+    second = await bed.run(["!apply builds-api toolsbeta confirm"], user="carol")
+    await sync
+    assert re.match(rf"deploy #2 done: builds-api {re.escape(new)} to toolsbeta in", second.out[-1])

@@ -23,7 +23,7 @@ _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE----
 
 @dataclass(frozen=True)
 class Unprotected:
-    kind: str  # Deployment
+    kind: str  # Deployment | StatefulSet
     name: str
     replicas: int
 
@@ -94,7 +94,8 @@ def cert_not_after(pem: bytes) -> datetime | None:
 
 
 async def unprotected_workloads(cluster: KubeCluster, namespace: str) -> list[Unprotected]:
-    """Deployments with >= 2 replicas whose pods no PodDisruptionBudget selects."""
+    """Deployments and StatefulSets with >= 2 replicas whose pods no PodDisruptionBudget
+    selects."""
     apps = k8s.AppsV1Api(cluster.api_client)
     policy = k8s.PolicyV1Api(cluster.api_client)
     deployments = await cluster.call(
@@ -105,16 +106,26 @@ async def unprotected_workloads(cluster: KubeCluster, namespace: str) -> list[Un
         policy.list_namespaced_pod_disruption_budget,
         namespace,
     )
+    try:
+        statefulsets = await cluster.call(
+            f"list statefulsets in {namespace}", apps.list_namespaced_stateful_set, namespace
+        )
+        sets: list[Any] = list(statefulsets.items)
+    except ClusterError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+        sets = []
     selectors = [b.spec.selector for b in budgets.items if b.spec is not None]
     found = []
-    for d in deployments.items:
+    kinds = [("Deployment", d) for d in deployments.items] + [("StatefulSet", s) for s in sets]
+    for kind, d in kinds:
         replicas = (d.spec.replicas if d.spec.replicas is not None else 1) if d.spec else 0
         labels = (
             (d.spec.template.metadata.labels or {}) if d.spec and d.spec.template.metadata else {}
         )
         if replicas >= 2 and not any(selector_matches(s, labels) for s in selectors):
             name = d.metadata.name if d.metadata and d.metadata.name else "?"
-            found.append(Unprotected("Deployment", name, replicas))
+            found.append(Unprotected(kind, name, replicas))
     return found
 
 

@@ -23,6 +23,8 @@ import commands.apply
 import commands.deploy
 import commands.help
 import commands.locks
+import commands.logs
+import commands.prune
 import commands.sal
 import commands.status
 import commands.where
@@ -32,6 +34,7 @@ from bot.chat.console import ConsoleAdapter
 from bot.chat.irc import IrcAdapter
 from bot.chat.outbox import Outbox
 from bot.chat.xmpp import XmppAdapter
+from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import ClusterError, KubeCluster
 from bot.cluster.registry import Registry
 from bot.control.bumper import build_bumper
@@ -64,7 +67,7 @@ log = logging.getLogger("deploybot")
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
-    commands.apply, commands.locks,
+    commands.apply, commands.locks, commands.prune, commands.logs,
 ]  # fmt: skip
 
 
@@ -217,9 +220,7 @@ class App:
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
 
-        default_project = next(
-            (e.sal_project for e in config.environments if e.sal_project), "deploybot"
-        )
+        default_project = (config.sal_projects or ["deploybot"])[0]
         sal = Sal(
             self.store, config.sal.sinks, self.redactor,
             irc_send if config.chat.irc else None, default_project,
@@ -242,7 +243,8 @@ class App:
             registry=build_registry(config),
         )
         # capabilities, each given what it needs; they tell each other things through hooks
-        self.bumper = build_bumper(config, self.store, sal, control, gitlab)
+        charts = ChartRepos(config, self.services.registry)
+        self.bumper = build_bumper(config, self.store, sal, control, gitlab, charts)
         self.board = StatusBoard(self.services, self.bumper)
         self.monitors = Monitors(self.services, self.bumper, self.board)
         self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.versions import RefError
+from bot.deploy import review
 from bot.deploy.model import DeployOutcome, DeployRequest
 from commands.parse import Invocation
 from commands.spec import Context, command
@@ -43,17 +44,29 @@ def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
 @command(
     "apply",
     role=Role.deployer,
-    usage="<component> <env> [--force] [T123]",
-    summary="deploy what is pinned for <env> (bump branch before merge, else the target branch)",
+    usage="<component> <env> [confirm] [--force] [T123]",
+    summary="deploy what is pinned for <env> (bump branch before merge, else the target branch);"
+    " on a `review: true` environment it runs the diff only, and `confirm` (a second deployer)"
+    " applies the reviewed commit",
     examples=[("!apply builds-api toolsbeta", r"deploy #\d+ done: .*nothing was deployed")],
     flags=["force"],
 )
 async def apply(ctx: Context, inv: Invocation) -> str | None:
-    if len(inv.args) != 2:
+    args = inv.args
+    confirm = len(args) == 3 and args[2] == "confirm"
+    if len(args) != 2 and not confirm:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
-    component, env = ctx.component(inv.args[0]), ctx.env(inv.args[1])
+    component, env = ctx.component(args[0]), ctx.env(args[1])
     req = DeployRequest(component, env, ctx.actor, "apply", tuple(inv.tasks), "force" in inv.flags)
+    env_cfg = ctx.config.env(env)
     await authorize(ctx, req)
+    if confirm:  # a review waits: on a `review: true` env, or production crossing a script
+        return reply(ctx, component, await review.confirm(ctx.deployer, req))
+    production = ctx.config.env_names[-1] == env
+    if (env_cfg is not None and env_cfg.review) or (
+        production and await review.crosses_scripts(ctx.deployer, req)
+    ):
+        return reply(ctx, component, await review.review(ctx.deployer, req))
     return reply(ctx, component, await ctx.deployer.apply(req))
 
 

@@ -63,7 +63,7 @@ def _already(plan: BumpPlan) -> str:
     return f" ({', '.join(envs)} already at it)" if envs else ""
 
 
-async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
+async def _reply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = ()) -> str:
     plan, published = outcome.plan, outcome.published
     if published is None:
         return (
@@ -86,7 +86,7 @@ async def _reply(ctx: Context, outcome: BumpOutcome) -> str:
         live=await live_of(ctx.services, plan.component, plan.version, envs),
         bump_label="bump MR open" if published.mr else "bump committed",
     )
-    first = plan.summary() + _already(plan)
+    first = plan.summary() + _already(plan) + (f" ({', '.join(tasks)})" if tasks else "")
     if published.mr is not None:
         if published.action == "unchanged":
             return f"MR !{published.mr.iid} already proposes this: {published.mr.url}\n{first}"
@@ -174,11 +174,11 @@ async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) 
     the reply goes out first and only refusals follow (no state twice, in order)."""
     deployer, published = ctx.deployer, outcome.published
     if published is None or published.action == "unchanged":
-        return await _reply(ctx, outcome)
+        return await _reply(ctx, outcome, tasks)
     plan = outcome.plan
     here = ctx.sees_announcements(plan.component)
     if here:
-        for line in (await _reply(ctx, outcome)).splitlines():
+        for line in (await _reply(ctx, outcome, tasks)).splitlines():
             await ctx.reply(line)
     results = await deployer.auto_apply(plan.component, plan.changed_envs, ctx.actor, list(tasks))
     lines = [
@@ -186,7 +186,7 @@ async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) 
         for r in results
         if r.state == "refused" or not here
     ]
-    said = "" if here else await _reply(ctx, outcome)
+    said = "" if here else await _reply(ctx, outcome, tasks)
     return "\n".join(x for x in (said, " · ".join(lines)) if x)
 
 
@@ -212,7 +212,15 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     text = f"{component}: would change {n} file{'s' if n > 1 else ''}: " + " · ".join(
         per_env.values()
     )
+    text += plan.shared_note
+    first = plan.changes[0]
+    brings = await bumper.source.changes(component, first.old, version.raw)
+    page = plan.diff() + (f"\n{brings.listing()}\n" if brings else "")
     diffs = ctx.services.diffs
-    if diffs is not None:
-        text += f"\nfull diff: {await diffs.save(plan.diff())}"
+    link = await diffs.save(page) if diffs is not None else None
+    if brings is not None:
+        where = f"{first.env}: " if len({c.old for c in plan.changes}) > 1 else ""
+        text += f"\n{where}{brings.line(link)}"
+    if link is not None:
+        text += f"\nfull diff: {link}"
     return text

@@ -1,8 +1,16 @@
-"""`!log` writes a Server Admin Log entry; `!sal` shows the latest ones."""
+"""`!log` writes a Server Admin Log entry; `!sal` shows the latest ones.
+
+`!log [<project>] <message>` takes stashbot's form: a first word naming a configured SAL
+project chooses it; a near miss is refused with a did-you-mean (stashbot would reject it);
+otherwise the room's default project is used and the reply says which and why.
+"""
 
 from __future__ import annotations
 
+import difflib
+
 from bot.core.auth import Role
+from bot.core.config import Config
 from bot.core.errors import UserError
 from bot.core.sal import SalEntry, actor_name
 from commands.parse import Invocation
@@ -11,12 +19,55 @@ from commands.spec import Context, command, did_you_mean
 MAX_LOG = 400
 
 
+def default_project(config: Config, room: str, component: str | None) -> tuple[str, str]:
+    """The SAL project `!log` uses without one, and why: the room's `sal.rooms` entry, the
+    named component's `sal_project`, the one project of the components announcing in this
+    room, else the bot's first configured project."""
+    if room in config.sal.rooms:
+        return config.sal.rooms[room], f"default for {room}"
+    comp = config.components.get(component or "")
+    if comp is not None and comp.sal_project:
+        return comp.sal_project, f"default for {component}"
+    here = {
+        c.sal_project
+        for c in config.components.values()
+        if c.sal_project and (c.room or config.chat.default_room) == room
+    }
+    if len(here) == 1:
+        return here.pop(), f"default for {room}"
+    projects = config.sal_projects
+    return (projects[0] if projects else "deploybot"), "the bot's default"
+
+
+def choose_project(config: Config, text: str) -> tuple[str | None, str]:
+    """(project, message) when the first word names a SAL project, else (None, text);
+    a UserError for a near miss (stashbot rejects unknown projects)."""
+    first, _, rest = text.partition(" ")
+    projects = config.sal_projects
+    if first in projects:
+        if not rest.strip():
+            raise UserError(f"nothing to log for {first}: !log {first} <message>")
+        return first, rest.strip()
+    near = difflib.get_close_matches(first, projects, n=1, cutoff=0.75)
+    if f"tools.{first}" in projects:
+        near = [f"tools.{first}"]
+    if near and first not in config.components:
+        raise UserError(
+            f"unknown SAL project {first[:60]!r}; did you mean {near[0]}?"
+            f" (!log {near[0]} <message>); nothing logged"
+        )
+    return None, text
+
+
 @command(
     "log",
     role=Role.deployer,
-    usage="<message>",
-    summary="write a Server Admin Log entry",
-    examples=[("!log restarted builds-api pods T123", r"logged #\d+")],
+    usage="[project] <message>",
+    summary="write a Server Admin Log entry (to the room's default SAL project, or <project>)",
+    examples=[
+        ("!log restarted builds-api pods T123", r"logged #\d+ to \S+ \(.*default"),
+        ("!log tools restarted builds-api pods T123", r"logged #\d+ to tools:"),
+    ],
 )
 async def log_(ctx: Context, inv: Invocation) -> str:
     text = inv.rest.strip()
@@ -24,9 +75,14 @@ async def log_(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     if len(text) > MAX_LOG:
         raise UserError(f"message longer than {MAX_LOG} characters; put details in a task")
-    component = next((a for a in inv.args if a in ctx.config.components), None)
+    project, text = choose_project(ctx.config, text)
+    component = next((a for a in text.split() if a in ctx.config.components), None)
     if component is not None:  # an entry filed under a component needs the role there
         ctx.require(Role.deployer, component)
+    why = ""
+    if project is None:
+        project, reason = default_project(ctx.config, ctx.message.room, component)
+        why = f" ({reason}; !log <project> <message> to choose)"
     entry = await ctx.services.sal.record(
         SalEntry(
             actor=ctx.actor,
@@ -35,9 +91,10 @@ async def log_(ctx: Context, inv: Invocation) -> str:
             component=component,
             tasks=inv.tasks,
             result="ok",
+            sal_project=project,
         )
     )
-    return f"logged #{entry.id}: {entry.message}"
+    return f"logged #{entry.id} to {project}{why}: {entry.message}"
 
 
 def _line(e: SalEntry) -> str:

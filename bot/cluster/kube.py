@@ -151,6 +151,14 @@ class KubeCluster:
                         raise ClusterError(f"cannot load kubeconfig: {e}") from None
         return self._client
 
+    async def api(self) -> k8s.ApiClient:
+        """The API client, for other API groups (`bot.cluster.hygiene`, `bot.cluster.podlogs`)."""
+        return await self._api()
+
+    async def call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        """One API call of another API group, with the same retries as the cluster's own."""
+        return await self._call(what, fn, *args, **kw)
+
     async def _where(self) -> str:
         parts = urlsplit((await self._api()).configuration.host or "")
         port = f":{parts.port}" if parts.port else ""

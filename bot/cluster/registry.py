@@ -141,28 +141,54 @@ class Registry:
         self._tokens[scope] = (token, time.monotonic() + max(expires - 10, 1))
         return str(token)
 
-    async def manifest_exists(self, repository: str, tag: str) -> bool:
-        """HEAD the manifest; 404 means missing. Follows a Bearer/Basic 401 challenge once."""
-        repo = self.repository_path(repository)
+    async def _pull(
+        self, what: str, method: str, url: URL, repo: str, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        """A pull-scoped request; follows a Bearer/Basic 401 challenge once."""
         scope = f"repository:{repo}:pull"
-        url = URL(f"{self.url}/v2/{quote(repo)}/manifests/{_segment(oci_tag(tag))}", encoded=True)
-        headers = {"Accept": MANIFEST_TYPES}
         cached = self._tokens.get(scope)
         if cached and cached[1] > time.monotonic():
             headers["Authorization"] = f"Bearer {cached[0]}"
-        what = f"manifest {repo}:{tag}"
-        status, resp_headers, _ = await self._request(what, "HEAD", url, headers=headers)
+        status, resp_headers, body = await self._request(what, method, url, headers=headers)
         if status == 401:
             challenge = resp_headers.get("WWW-Authenticate", "")
             if challenge.lower().startswith("bearer"):
                 token = await self._bearer_token(challenge, scope)
                 headers["Authorization"] = f"Bearer {token}"
-                status, _, _ = await self._request(what, "HEAD", url, headers=headers)
+                status, resp_headers, body = await self._request(what, method, url, headers=headers)
             elif challenge.lower().startswith("basic") and self._auth:
                 headers.pop("Authorization", None)
-                status, _, _ = await self._request(
-                    what, "HEAD", url, headers=headers, auth=self._auth
+                status, resp_headers, body = await self._request(
+                    what, method, url, headers=headers, auth=self._auth
                 )
+        return status, resp_headers, body
+
+    async def tags(self, repository: str, limit: int = 20) -> list[str]:
+        """Every tag of a repository (`GET /v2/<name>/tags/list`, following `Link` pages, at
+        most `limit` pages); empty when the repository does not exist."""
+        repo = self.repository_path(repository)
+        url = URL(f"{self.url}/v2/{quote(repo)}/tags/list", encoded=True)
+        found: list[str] = []
+        for _ in range(limit):
+            what = f"tag list of {repo}"
+            status, headers, body = await self._pull(what, "GET", url, repo, {})
+            if status == 404:
+                return found
+            if status != 200 or not isinstance(body, dict):
+                raise RegistryError(f"{what}: registry {self.host} answered HTTP {status}")
+            found += [str(t) for t in body.get("tags") or []]
+            nxt = re.match(r"<([^>]+)>", headers.get("Link", ""))
+            if nxt is None:
+                break
+            url = URL(self.url).join(URL(nxt.group(1)))
+        return found
+
+    async def manifest_exists(self, repository: str, tag: str) -> bool:
+        """HEAD the manifest; 404 means missing. Follows a Bearer/Basic 401 challenge once."""
+        repo = self.repository_path(repository)
+        url = URL(f"{self.url}/v2/{quote(repo)}/manifests/{_segment(oci_tag(tag))}", encoded=True)
+        what = f"manifest {repo}:{tag}"
+        status, _, _ = await self._pull(what, "HEAD", url, repo, {"Accept": MANIFEST_TYPES})
         if status == 200:
             return True
         if status == 404:

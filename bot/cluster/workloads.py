@@ -92,7 +92,7 @@ def chart_label_version(label: str, chart_name: str) -> str | None:
     """`builds-api-0.0.131-20240101-abc` -> `0.0.131-...`; Helm writes `+` as `_` in labels."""
     prefix = f"{chart_name}-"
     rest = label[len(prefix) :] if label.startswith(prefix) else ""
-    if not re.match(r"\d", rest):
+    if not re.match(r"v?\d", rest):  # upstream charts tag `v1.12.0`
         return None
     return rest.replace("_", "+")
 

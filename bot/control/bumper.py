@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.control.changes import MR_LIST
 from bot.control.forge import (
     BumpError,
     ControlForge,
@@ -58,6 +59,7 @@ class BumpPlan:
     changes: tuple[PinChange, ...]  # pins that move to `version`
     already: tuple[PinChange, ...]  # pins already at `version`
     files: tuple[FileEdit, ...]
+    shared: tuple[str, ...] = ()  # pin files without {env}: every environment reads them
 
     @property
     def changed_envs(self) -> list[str]:
@@ -74,7 +76,14 @@ class BumpPlan:
             if c.env not in envs:
                 envs.append(c.env)
         parts = [f"{old} -> {self.version} in {', '.join(envs)}" for old, envs in by_old.items()]
-        return f"{self.component} " + "; ".join(parts)
+        return f"{self.component} " + "; ".join(parts) + self.shared_note
+
+    @property
+    def shared_note(self) -> str:
+        """` (components/x/helmfile.yaml is shared by every environment)` or ""."""
+        changed = {c.path for c in self.changes}
+        shared = sorted(p for p in changed if p.removesuffix(".gotmpl") in self.shared)
+        return f" ({', '.join(shared)} is shared by every environment)" if shared else ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,16 @@ async def read_pins(
 async def plan_bump(
     config: Config, component: str, envs: Sequence[str], version: str, read: Reader
 ) -> BumpPlan:
-    """Read each pin of component in envs and compute the edits; BumpError when one is bad."""
+    """Read each pin of component in envs and compute the edits; BumpError when one is bad.
+    A pin file without `{env}` in its path is every environment's: changing it changes them
+    all, so the plan covers every environment then."""
+    shared = tuple(
+        p.file.replace("{component}", component)
+        for p in config.components[component].pins
+        if "{env}" not in p.file
+    )
+    if shared:
+        envs = list(dict.fromkeys([*config.env_names, *envs]))
     originals: dict[str, str] = {}
     pins = await read_pins(config, component, envs, read, originals)
     texts = dict(originals)
@@ -130,7 +148,7 @@ async def plan_bump(
         for path, text in texts.items()
         if text != originals[path]
     )
-    return BumpPlan(component, version, tuple(envs), tuple(changes), tuple(already), files)
+    return BumpPlan(component, version, tuple(envs), tuple(changes), tuple(already), files, shared)
 
 
 async def _pin_file(
@@ -291,6 +309,10 @@ class Bumper:
                 olds = {c.env: c.old for c in plan.changes}
                 intent = functools.partial(self._intend, plan.component, plan.version, olds,
                                            actor, list(tasks), action)  # fmt: skip
+                if plan.changes and self.forge.kind == "gitlab":  # an MR description
+                    brings = await self.source.changes(component, plan.changes[0].old, version)
+                    if brings is not None:
+                        description += "\n\n" + brings.listing(MR_LIST)
                 try:
                     published = await self.forge.publish(
                         component, list(plan.files), message, description, intent
@@ -393,9 +415,11 @@ def build_bumper(
     sal: Sal,
     control: ControlRepo | None,
     gitlab: GitLabAPI | None,
+    charts: ComponentSource | None = None,
 ) -> Bumper | None:
-    """The bump service for the configured control repo (None when there is none)."""
+    """The bump service for the configured control repo (None when there is none);
+    `charts` reads the versions of upstream charts (`helm_repo`)."""
     forge = control_forge_from_config(config, control, gitlab)
     if forge is None:
         return None
-    return Bumper(config, store, sal, forge, ConfiguredSource(config, gitlab))
+    return Bumper(config, store, sal, forge, ConfiguredSource(config, gitlab, charts))

@@ -1,6 +1,8 @@
 """Line-surgical edits of the version pins in the deployment control repo.
 
-A pin is one scalar in one file, e.g. `chartVersion` or `loki.chartVersion`. Values files may
+A pin is one scalar in one file, e.g. `chartVersion` or `loki.chartVersion`; a list item is
+addressed by one of its fields, e.g. `releases[name=cert-manager].version` in a helmfile
+whose `releases:` list holds several charts. Values files may
 be `.yaml.gotmpl` (Go templates, not valid YAML), and reviewers expect a one-line diff, so
 pins are located by an indentation-aware line scanner rather than a YAML parser, and a bump
 rewrites only the value token: comments, order, quoting, templates, line endings and the
@@ -24,6 +26,9 @@ _KEY_RE = re.compile(
     r"""[ \t]*:(?=[ \t]|$)"""
 )
 _BLOCK_SCALAR_RE = re.compile(r"[|>][0-9+-]*[ \t]*(?:#.*)?")
+_SEGMENT_RE = re.compile(r"([^.\[\]]+)((?:\[[A-Za-z0-9_-]+=[^\[\]=]+\])*)")
+_SELECTOR_RE = re.compile(r"\[([A-Za-z0-9_-]+)=([^\[\]=]+)\]")
+ITEM = "[]"  # path elements of list items start with this (never a real key: it has brackets)
 
 
 class PinError(ValueError):
@@ -78,6 +83,7 @@ def _unquote_key(raw: str) -> str:
 def _scan(text: str) -> Iterator[_KeyLine]:
     """Every mapping-key line with its full key path; list items give unaddressable paths."""
     stack: list[tuple[int, str]] = []  # (indent, key) of the open mappings
+    items = 0  # list items seen; each gets its own path element `[]<n>`
     block_indent: int | None = None  # inside a block scalar owned by a key at this indent
     in_template = False
     for line_no, start, end in _lines(text):
@@ -109,7 +115,8 @@ def _scan(text: str) -> Iterator[_KeyLine]:
         col = indent
         while body.startswith("-") and (len(body) == 1 or body[1] in " \t"):
             # A list item: whatever is nested below it is not addressable by a dotted key.
-            stack.append((col, "[]"))
+            items += 1
+            stack.append((col, f"{ITEM}{items}"))
             rest = body[1:].lstrip(" \t")
             col += len(body) - len(rest)
             body = rest
@@ -127,13 +134,56 @@ def _scan(text: str) -> Iterator[_KeyLine]:
         in_template = value.count("{{") > value.count("}}")
 
 
-def _split_key(key: str) -> tuple[str, ...]:
-    parts = tuple(key.split("."))
-    if not key or any(not p or p != p.strip() for p in parts):
-        raise PinError(
-            f"invalid pin key {key[:60]!r}: expected a dotted path like loki.chartVersion"
-        )
-    return parts
+Segment = str | tuple[str, str]  # a mapping key, or a list item chosen by (field, value)
+
+
+def _split_key(key: str) -> tuple[Segment, ...]:
+    """`releases[name=cert-manager].version` -> ("releases", ("name", "cert-manager"), "version")."""
+    parts: list[Segment] = []
+    pos = 0
+    while key:
+        m = _SEGMENT_RE.match(key, pos)
+        if m is None or m.group(1) != m.group(1).strip():
+            break
+        parts.append(m.group(1))
+        parts += [(f, v) for f, v in _SELECTOR_RE.findall(m.group(2))]
+        pos = m.end()
+        if pos == len(key):
+            return tuple(parts)
+        if key[pos] != ".":
+            break
+        pos += 1
+    raise PinError(
+        f"invalid pin key {key[:60]!r}: expected a dotted path like loki.chartVersion"
+        " or releases[name=cert-manager].version"
+    )
+
+
+def _item_fields(text: str, lines: list[_KeyLine]) -> dict[str, dict[str, str]]:
+    """Each list item's scalar fields (`[]3` -> {"name": "cert-manager", ...})."""
+    fields: dict[str, dict[str, str]] = {}
+    for kl in lines:
+        if len(kl.path) >= 2 and kl.path[-2].startswith(ITEM):
+            try:
+                value = _value_span(text, kl, kl.path[-1]).value
+            except PinError:
+                continue
+            fields.setdefault(kl.path[-2], {})[kl.path[-1]] = value
+    return fields
+
+
+def _matches(
+    path: tuple[str, ...], want: tuple[Segment, ...], items: dict[str, dict[str, str]]
+) -> bool:
+    if len(path) != len(want):
+        return False
+    for have, seg in zip(path, want, strict=True):
+        if isinstance(seg, str):
+            if have != seg or have.startswith(ITEM):
+                return False
+        elif not have.startswith(ITEM) or items.get(have, {}).get(seg[0]) != seg[1]:
+            return False
+    return True
 
 
 def _value_span(text: str, kl: _KeyLine, key: str) -> PinSpan:
@@ -191,21 +241,23 @@ def _closing_quote(text: str, pos: int, end: int) -> int | None:
 def locate_pin(text: str, key: str) -> PinSpan:
     """Find the one scalar value of the dotted `key`; PinError if missing, repeated or not scalar."""
     path = _split_key(key)
-    found = [kl for kl in _scan(text) if kl.path == path]
+    lines = list(_scan(text))
+    items = _item_fields(text, lines) if any(not isinstance(p, str) for p in path) else {}
+    found = [kl for kl in lines if _matches(kl.path, path, items)]
     if not found:
         elsewhere = sorted(
             {
                 ".".join(kl.path)
-                for kl in _scan(text)
-                if kl.path[-1] == path[-1] and "[]" not in kl.path
+                for kl in lines
+                if kl.path[-1] == path[-1] and not any(p.startswith(ITEM) for p in kl.path)
             }
         )
         hint = f" (found {', '.join(elsewhere[:3])})" if elsewhere else ""
         raise PinError(f"pin key {key} not found{hint}")
     if len(found) > 1:
-        lines = ", ".join(str(kl.line_no) for kl in found[:5])
+        where = ", ".join(str(kl.line_no) for kl in found[:5])
         raise PinError(
-            f"pin key {key} appears {len(found)} times (lines {lines}); refusing to guess"
+            f"pin key {key} appears {len(found)} times (lines {where}); refusing to guess"
         )
     return _value_span(text, found[0], key)
 

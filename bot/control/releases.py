@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bot.control.changes import Change, Changes, parse_git_log
 from bot.core.config import ComponentConfig, Config
+from bot.core.errors import UserError
 from bot.core.git import GitError, git
-from bot.core.versions import Tag
+from bot.core.versions import Tag, parse_version
 from bot.gitlab.api import GitLabAPI, GitLabError
 
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
@@ -45,6 +47,10 @@ class ComponentSource(Protocol):
     async def merged(self, component: str, sha: str) -> MergedCommit | None:
         """The commit `sha` names (`on_branch` says whether it is on the default branch);
         None when the repository has no such commit."""
+        ...
+
+    async def changes(self, component: str, old: str, new: str) -> Changes | None:
+        """The commits between two release versions (None when they cannot be read)."""
         ...
 
 
@@ -115,6 +121,20 @@ class GitLabSource:
             raise SourceError(str(exc)) from None
         return MergedCommit(full, url, on_branch=False)
 
+    async def changes(self, component: str, old: str, new: str) -> Changes | None:
+        if not _versions(old, new):
+            return None
+        try:
+            found = await self._gitlab.compare(self._comp(component).project or "", old, new)
+        except GitLabError:
+            return None
+        commits = [
+            Change(str(c.get("id", "")), str(c.get("author_name", "?")), str(c.get("title", "")))
+            for c in reversed(found)
+            if len(c.get("parent_ids") or []) <= 1  # merge commits say nothing new
+        ]
+        return Changes(old, new, tuple(commits))
+
 
 class GitSource:
     """Component repositories reachable by git (`components.<name>.repo_url`)."""
@@ -178,6 +198,26 @@ class GitSource:
             return MergedCommit(full, None, on_branch=False)
         return MergedCommit(full, None)
 
+    async def changes(self, component: str, old: str, new: str) -> Changes | None:
+        if not _versions(old, new):
+            return None
+        argv = [
+            "log",
+            "--no-merges",
+            "--format=%H%x1f%an%x1f%s",
+            f"refs/tags/{old}..refs/tags/{new}",
+        ]
+        try:
+            path = await self._sync_mirror(component)
+            try:
+                out = await git(*argv, "--", cwd=path)
+            except GitError:  # maybe a tag newer than our mirror
+                path = await self._sync_mirror(component, force=True)
+                out = await git(*argv, "--", cwd=path)
+        except GitError:
+            return None
+        return Changes(old, new, tuple(parse_git_log(out)))
+
     @staticmethod
     async def _commit(path: Path, prefix: str) -> str | None:
         try:
@@ -205,16 +245,24 @@ def parse_ls_remote(out: str) -> list[Tag]:
 
 
 class ConfiguredSource:
-    """Per component, the GitLab source when it has a project and GitLab is configured,
-    else the git source (its `repo_url`)."""
+    """Per component, the chart repository when it has `helm_repo` (upstream charts), the
+    GitLab source when it has a project and GitLab is configured, else the git source (its
+    `repo_url`)."""
 
-    def __init__(self, config: Config, gitlab: GitLabAPI | None) -> None:
+    def __init__(
+        self, config: Config, gitlab: GitLabAPI | None, charts: ComponentSource | None = None
+    ) -> None:
         self._config = config
         self._gitlab = GitLabSource(config, gitlab) if gitlab is not None else None
         self._git = GitSource(config)
+        self._charts = charts
 
     def _for(self, component: str) -> ComponentSource:
         comp = self._config.components[component]
+        if comp.helm_repo:
+            if self._charts is None:
+                raise SourceError(f"{component}: chart repositories are not available here")
+            return _OneLine(self._charts)
         if comp.project and self._gitlab is not None:
             return self._gitlab
         if comp.repo_url:
@@ -226,3 +274,33 @@ class ConfiguredSource:
 
     async def merged(self, component: str, sha: str) -> MergedCommit | None:
         return await self._for(component).merged(component, sha)
+
+    async def changes(self, component: str, old: str, new: str) -> Changes | None:
+        try:
+            return await self._for(component).changes(component, old, new)
+        except SourceError:
+            return None
+
+
+class _OneLine:
+    """A source whose one-line errors (`UserError`) become `SourceError`s."""
+
+    def __init__(self, inner: ComponentSource) -> None:
+        self._inner = inner
+
+    async def tags(self, component: str) -> list[Tag]:
+        try:
+            return await self._inner.tags(component)
+        except UserError as exc:
+            raise SourceError(str(exc)) from None
+
+    async def merged(self, component: str, sha: str) -> MergedCommit | None:
+        return await self._inner.merged(component, sha)
+
+    async def changes(self, component: str, old: str, new: str) -> Changes | None:
+        return await self._inner.changes(component, old, new)
+
+
+def _versions(*names: str) -> bool:
+    """Both are release versions (so safe and meaningful as tag names)."""
+    return all((v := parse_version(n)) is not None and v.is_release for n in names)

@@ -9,6 +9,7 @@ work tree can be reset for edits without disturbing readers.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,32 @@ class ControlRepo:
     async def rev(self, ref: str | None = None) -> str:
         return (await git("rev-parse", ref or self.tracking, cwd=self.workdir)).strip()
 
+    async def names_at(self, ref: str, folder: str) -> list[str]:
+        """The file names directly in `folder` at `ref` (empty when it does not exist)."""
+        try:
+            out = await git("ls-tree", "--name-only", ref, "--", folder.rstrip("/") + "/",
+                            cwd=self.workdir)  # fmt: skip
+        except GitError:
+            return []
+        return [line.rsplit("/", 1)[-1] for line in out.splitlines() if line]
+
+    async def tasks_at(
+        self, ref: str, component: str, comp: ComponentConfig, env: str
+    ) -> list[str]:
+        """The `Bug: T123` trailers of the commit that last changed the component's pins in
+        env at `ref` (the bump a deploy applies), so its SAL entries name the tasks."""
+        paths: list[str] = []
+        for pin in comp.pins:
+            try:
+                paths += pin_file_candidates(pin.file, component, env)
+            except PinError:
+                continue
+        try:
+            body = await git("log", "-n", "1", "--format=%B", ref, "--", *paths, cwd=self.workdir)
+        except GitError:
+            return []
+        return list(dict.fromkeys(_TRAILER_RE.findall(body)))
+
     async def pins(
         self, component: str, comp: ComponentConfig, env: str, ref: str | None = None
     ) -> list[PinValue]:
@@ -91,6 +118,9 @@ class ControlRepo:
                     PinValue(component, env, candidates[0], pin.key, None, "pin file not found")
                 )
         return out
+
+
+_TRAILER_RE = re.compile(r"^Bug: (T[0-9]{1,9})\s*$", re.MULTILINE)
 
 
 def control_repo_from_config(config: Config) -> ControlRepo | None:

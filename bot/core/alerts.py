@@ -17,7 +17,10 @@ from typing import Literal
 from bot.core.store import Store
 from bot.core.text import format_age
 
-KINDS = ("drift", "undeployed", "unhealthy", "missing-artifact", "helm-release")
+KINDS = (
+    "drift", "undeployed", "unhealthy", "missing-artifact", "helm-release", "no-pdb",
+    "cert-expiry",
+)  # fmt: skip
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail
 Scope = tuple[str, str, str]  # kind, component, env

@@ -6,7 +6,6 @@ Secrets are never inline: only `*_env` (an environment variable name) or `*_file
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +24,13 @@ from bot.core.chatconfig import (
 )
 from bot.core.configbase import NAME_RE, SECRET_WORDS, ConfigError, Model, read_secret
 from bot.core.configerrors import format_errors, nearest
+from bot.core.httpconfig import HttpAuthConfig, HttpConfig, is_loopback
+from bot.core.text import duration_seconds
 from bot.core.windows import parse_windows
 
 __all__ = [
     "NAME_RE", "SECRET_WORDS", "ChatConfig", "ConfigError", "ConsoleConfig", "IrcConfig",
-    "KeepaliveConfig", "Model", "NetworkFlood", "SaslConfig", "XmppConfig", "read_secret",
+    "HttpAuthConfig", "HttpConfig", "KeepaliveConfig", "Model", "NetworkFlood", "SaslConfig", "XmppConfig", "is_loopback", "read_secret",
 ]  # fmt: skip
 
 
@@ -42,69 +43,6 @@ class BotConfig(Model):
     read_timeout: float = Field(
         30.0, gt=0, description="seconds a read command (!where, !status...) may take in all"
     )
-
-
-class HttpAuthConfig(Model):
-    """Who may read the pages: a bearer token (or the login form's cookie), or an identity
-    an authenticating proxy puts in a header, checked against `auth.rules`."""
-
-    token_env: str | None = None
-    token_file: str | None = None
-    trusted_header: str | None = None  # e.g. X-Forwarded-User; identity `http:<value>`
-
-    @model_validator(mode="after")
-    def _one_way(self) -> HttpAuthConfig:
-        if [bool(self.token_env or self.token_file), bool(self.trusted_header)].count(True) != 1:
-            raise ValueError("give token_env (or token_file) or trusted_header, or say none")
-        return self
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class HttpConfig(Model):
-    listen: str = "127.0.0.1:8080"
-    max_body_bytes: int = Field(1_048_576, gt=0)
-    max_connections: int = Field(256, ge=8, description="more get an immediate 503")
-    header_timeout: float = Field(10.0, gt=0, description="seconds to send a request head")
-    body_timeout: float = Field(30.0, gt=0, description="seconds to send a webhook body")
-    ready_max_event_age: float = Field(
-        120.0, gt=0, description="/ready is 503 while a webhook event waits longer than this"
-    )
-    auth: Literal["none"] | HttpAuthConfig = "none"
-    # where a SAL task id (T123) links to; {task} is replaced by the id
-    task_url: str = "https://phabricator.wikimedia.org/{task}"
-
-    @model_validator(mode="after")
-    def _open_only_on_loopback(self) -> HttpConfig:
-        if self.auth == "none" and not is_loopback(self.host):
-            raise ValueError(
-                f"auth: none is only allowed when listen is on loopback, not {self.host};"
-                " set http.auth.token_env or http.auth.trusted_header"
-            )
-        return self
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        host, _, port = v.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("expected host:port")
-        return v
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
 
 
 class GitlabConfig(Model):
@@ -172,6 +110,17 @@ class EnvironmentConfig(Model):
     # for demos and tests: live state read from this YAML file (release name -> chart
     # version) instead of a cluster; ignored when kubeconfig or kube_context is set
     live_file: str | None = None
+    # reviewed applies: `!apply` runs only deploy.diff; `!apply <c> <env> confirm` applies it
+    review: bool = False
+    review_by: Literal["other", "self"] = "other"
+    review_timeout: str = "15m"
+    require_mr_approval: bool = False  # applies of an open bump MR need GitLab's approval
+
+    @field_validator("review_timeout")
+    @classmethod
+    def _timeout(cls, v: str) -> str:
+        duration_seconds(v)  # a ValueError is reported with its YAML path
+        return v
 
     @field_validator("name")
     @classmethod
@@ -202,9 +151,15 @@ class ComponentConfig(Model):
     namespace: str | None = None
     release: str | None = None
     default_branch: str = "main"
+    sal_project: str | None = None  # `!log` naming this component defaults to this project
+    # an upstream chart: versions from this Helm repository's index.yaml, or oci://host/path
+    helm_repo: str | None = Field(None, pattern=r"^(https?|oci)://[^\s]+$")
     pins: list[PinConfig] = Field(
         default_factory=lambda: [PinConfig(key="chartVersion")], min_length=1
     )
+
+
+DEPLOY_SH = ["./deploy.sh", "{component}", "{env}", "--wait"]  # toolforge-deploy's entry point
 
 
 class DeployConfig(Model):
@@ -224,6 +179,15 @@ class DeployConfig(Model):
     test: list[str] | None = None
     timeout: float = Field(900, gt=0)
     rollout_timeout: float = Field(300, gt=0)
+    # deploy.sh: apply runs the control repo's entry point (honours override-deploy.sh)
+    preset: Literal["helmfile", "deploy.sh"] = "helmfile"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "deploy.sh" and "apply" not in data:
+            return {**data, "apply": DEPLOY_SH}
+        return data
 
 
 class AuthRule(Model):
@@ -257,6 +221,9 @@ class SalSink(Model):
 
     store: bool = False
     irc_channel: str | None = None
+    # stashbot's relay form `!log <actor> <project> <message>` (as from logmsgbot); false:
+    # `!log <project> <actor>: <message>`
+    relay: bool = True
     jsonl: Path | None = None
 
     @model_validator(mode="before")
@@ -286,6 +253,8 @@ class SalSink(Model):
 class SalConfig(Model):
     sinks: list[SalSink] = [SalSink(store=True)]
     retry_every: float = Field(30.0, gt=0)
+    projects: list[str] = []  # SAL projects `!log <project>` accepts besides the configured ones
+    rooms: dict[str, str] = {}  # room -> the project `!log` without one uses there
 
 
 class FloodConfig(Model):
@@ -304,6 +273,7 @@ class MonitorsConfig(Model):
     drift_grace: float = Field(900, ge=0)
     source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
     status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
+    cert_warn_days: int = Field(21, ge=1, description="certificates expiring sooner alert")
 
 
 class Config(Model):
@@ -337,7 +307,20 @@ class Config(Model):
         for comp in self.components:
             if not NAME_RE.match(comp):
                 errors.append(f"components.{comp}: lowercase letters, digits, . _ - only")
+        if any(s.irc_channel for s in self.sal.sinks) and not self.sal_projects:
+            errors.append(
+                "sal.sinks: stashbot rejects unknown projects; set sal_project on an"
+                " environment or list sal.projects"
+            )
         return errors
+
+    @property
+    def sal_projects(self) -> list[str]:
+        """Every SAL project this bot may log to (`!log <project>` accepts these)."""
+        found = [e.sal_project for e in self.environments]
+        found += [c.sal_project for c in self.components.values()]
+        found += [*self.sal.projects, *self.sal.rooms.values()]
+        return list(dict.fromkeys(p for p in found if p))
 
     def env(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)

@@ -80,6 +80,16 @@ def deploy_message(
     return text + (f" ({', '.join(refs)})" if refs else "")
 
 
+def stashbot_line(entry: SalEntry, *, relay: bool = True) -> str:
+    """The line stashbot logs: `!log <actor> <project> <message>` in the relay form it
+    expects from a bot speaking for people (logmsgbot), else `!log <project> <message>`."""
+    who = "".join(actor_name(entry.actor).split()) or "unknown"
+    text = " ".join(entry.message.split())
+    if relay:
+        return f"!log {who} {entry.sal_project} {text.removeprefix(who + ': ')}"
+    return f"!log {entry.sal_project} {text}"
+
+
 Sender = Callable[[SalEntry], Awaitable[None]]
 
 
@@ -102,7 +112,7 @@ class Sal:
             if sink.jsonl is not None:
                 self._senders[sink.name] = self._jsonl_sender(sink.jsonl)
             elif sink.irc_channel is not None and irc_send is not None:
-                self._senders[sink.name] = self._irc_sender(sink.irc_channel, irc_send)
+                self._senders[sink.name] = self._irc_sender(sink, irc_send)
             elif sink.irc_channel is not None:
                 log.warning("SAL sink %s needs chat.irc; entries stay pending", sink.name)
                 self._senders[sink.name] = self._unavailable(sink.name)
@@ -121,9 +131,11 @@ class Sal:
         return send
 
     @staticmethod
-    def _irc_sender(channel: str, irc_send: Callable[[str, str], Awaitable[None]]) -> Sender:
+    def _irc_sender(sink: SalSink, irc_send: Callable[[str, str], Awaitable[None]]) -> Sender:
+        channel, relay = sink.irc_channel or "", sink.relay
+
         async def send(entry: SalEntry) -> None:
-            await irc_send(channel, f"!log {entry.sal_project} {entry.message}")
+            await irc_send(channel, stashbot_line(entry, relay=relay))
 
         return send
 

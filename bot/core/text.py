@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def format_duration(seconds: float) -> str:
     """A measured duration: `45s`, `7m25s`, `1h02m`."""
@@ -25,3 +27,11 @@ def one_line(text: str, limit: int = 160) -> str:
     """Whitespace folded to single spaces, cut to `limit` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def duration_seconds(text: str) -> float:
+    """`15m`, `90s`, `1h`, `900` -> seconds; ValueError for anything else."""
+    m = re.fullmatch(r"([0-9]{1,6})([smh]?)", text.strip())
+    if m is None or int(m.group(1)) == 0:
+        raise ValueError(f"expected a duration like 15m, 90s or 1h, not {text[:40]!r}")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]

@@ -1,7 +1,8 @@
 """Chart versions and the refs people type in chat to name one.
 
 CI versions every build `0.0.<N>-<YYYYMMDDHHMMSS>-<sha8>` (release, tagged on the commit) or
-`0.0.<N>-dev-mr-<IID>` (a merge request's dev build). Chat users name a version by a ref:
+`0.0.<N>-dev-mr-<IID>` (a merge request's dev build). Upstream charts (cert-manager,
+kyverno) use semver (`v1.12.0`, `1.13.0-alpha.1`), ordered by semver precedence. Chat users name a version by a ref:
 the full version, a commit sha prefix, `latest`, `previous` or `mr<IID>`. This module parses
 versions, orders them numerically and resolves refs against the release tags a forge reports.
 It does no I/O; callers pass the tags in.
@@ -20,6 +21,10 @@ _ECHO_LIMIT = 60
 
 _RELEASE_RE = re.compile(r"0\.0\.(0|[1-9][0-9]{0,8})-([0-9]{14})-([0-9a-f]{8})")
 _DEV_RE = re.compile(r"0\.0\.(0|[1-9][0-9]{0,8})-dev-mr-([1-9][0-9]{0,8})")
+_SEMVER_RE = re.compile(
+    r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
+    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)
 _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
 _MR_RE = re.compile(r"mr([1-9][0-9]{0,8})")
 _HEX40_RE = re.compile(r"[0-9a-f]{40}")
@@ -35,15 +40,25 @@ class Version:
     timestamp: str | None
     sha8: str | None
     mr: int | None
+    # semver versions (upstream charts): (major, minor) and the pre-release identifiers
+    semver: tuple[int, int] | None = None
+    pre: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def is_release(self) -> bool:
-        return self.timestamp is not None
+        return self.timestamp is not None or self.semver is not None
 
     @property
-    def sort_key(self) -> tuple[int, int, str, int]:
-        """Order by commit count, then build time; a dev build sorts before releases of its N."""
-        return (self.n, 1 if self.is_release else 0, self.timestamp or "", self.mr or 0)
+    def is_prerelease(self) -> bool:
+        return bool(self.pre)
+
+    @property
+    def sort_key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...], str, int]:
+        """CI builds: by commit count, then build time (a dev build sorts before releases of
+        its N). Semver: major, minor, patch, then a pre-release before its release."""
+        major, minor = self.semver or (0, 0)
+        final = 1 if (self.timestamp is not None or (self.semver and not self.pre)) else 0
+        return (major, minor, self.n, final, self.pre, self.timestamp or "", self.mr or 0)
 
     def __str__(self) -> str:
         return self.raw
@@ -74,6 +89,15 @@ def parse_version(s: str) -> Version | None:
     m = _DEV_RE.fullmatch(s)
     if m is not None:
         return Version(raw=s, n=int(m.group(1)), timestamp=None, sha8=None, mr=int(m.group(2)))
+    m = None if s.startswith(("0.0.", "v0.0.")) else _SEMVER_RE.fullmatch(s)  # 0.0.x: CI's
+    if m is not None:
+        pre = tuple(
+            (0, int(p), "") if p.isdigit() else (1, 0, p)
+            for p in (m.group(4) or "").split(".")
+            if p
+        )
+        major, minor = int(m.group(1)), int(m.group(2))
+        return Version(s, int(m.group(3)), None, None, None, semver=(major, minor), pre=pre)
     return None
 
 
@@ -86,7 +110,7 @@ def _shown(ref: str) -> str:
 
 
 _EXPECTED = (
-    "expected a version (0.0.N-YYYYMMDDHHMMSS-sha8), a commit sha (7-40 hex), "
+    "expected a version (0.0.N-YYYYMMDDHHMMSS-sha8 or semver v1.2.3), a commit sha (7-40 hex), "
     "'latest', 'previous' or 'mr<IID>'"
 )
 
@@ -188,7 +212,8 @@ def resolve_ref(
     if low == "latest":
         if newest is None:
             raise RefError("no release versions tagged yet, so 'latest' names nothing")
-        return releases[-1]
+        stable = [v for v in releases if not v.is_prerelease]  # latest skips pre-releases
+        return (stable or releases)[-1]
 
     if low == "previous":
         if previous is None:

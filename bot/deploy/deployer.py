@@ -24,9 +24,8 @@ from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.core.errors import UserError
 from bot.core.git import GitError, git
-from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import format_duration
-from bot.deploy import preflight
+from bot.deploy import functests, preflight
 from bot.deploy.emergency import emergency_target, is_older
 from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
@@ -40,14 +39,13 @@ from bot.deploy.model import (
 )
 from bot.deploy.orphans import orphan_group, wait_gone
 from bot.deploy.records import DeployRecords
+from bot.deploy.reporting import DeployReporting
 from bot.deploy.running import live_version, running_version
 from bot.deploy.steps import Steps
 from bot.services import Services
 
-DEMO_NOTE = "demo: nothing was deployed to a cluster"
 
-
-class Deployer:
+class Deployer(DeployReporting):
     """The deploy service (one per bot)."""
 
     def __init__(
@@ -66,20 +64,6 @@ class Deployer:
         self.steps = Steps(services, self.dir)
         self._busy: dict[tuple[str, str], str] = {}  # (component, env) -> who holds it
         self._tasks: set[asyncio.Task[DeployOutcome | None]] = set()
-
-    def log_path(self, deploy_id: int) -> Path:
-        return self.records.log_path(deploy_id)
-
-    def log_url(self, deploy_id: int) -> str:
-        return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
-
-    def _demo(self, text: str) -> str:
-        return f"{text} · {DEMO_NOTE}" if self.config.demo else text
-
-    async def _say(self, d: Deploy, text: str, *, final: bool = False) -> None:
-        await self.services.announcer.announce(
-            text, component=d.req.component, key=f"deploy:{d.id}", final=final
-        )
 
     # --- entry points --------------------------------------------------------------------
 
@@ -149,21 +133,6 @@ class Deployer:
             return await self.refuse(req, str(exc))
         return None
 
-    async def refuse(self, req: DeployRequest, reason: str) -> DeployOutcome:
-        """Record a refused deploy in the SAL; the returned line is the reply."""
-        env_cfg = self.config.env(req.env)
-        who = actor_name(req.actor)
-        await self.services.sal.record(
-            SalEntry(
-                actor=req.actor, action=req.action, component=req.component, env=req.env,
-                message=f"{who}: {req.action} {req.component} in {req.env} refused: {reason}",
-                to_version=req.version, tasks=list(req.tasks), result="refused",
-                sal_project=env_cfg.sal_project if env_cfg else None,
-            )
-        )  # fmt: skip
-        self.services.metrics.deploys.labels("refused").inc()
-        return DeployOutcome(None, "refused", f"refused: {reason}")
-
     async def stop(self) -> None:
         """Cancel running deploys (their commands are killed, their rows interrupted)."""
         tasks = list(self._tasks)
@@ -196,6 +165,11 @@ class Deployer:
     async def _prepare(self, req: DeployRequest) -> Deploy:
         s = self.services
         checked = Checked()
+        env_cfg = self.config.env(req.env)
+        if env_cfg and env_cfg.review and req.commit is None and req.action != "review":
+            if not req.action.startswith("rollback"):  # going back is never held up
+                raise Refusal(f"{req.env} applies only after a review: !apply {req.component}"
+                              f" {req.env} runs the diff; nothing run")  # fmt: skip
         await preflight.check_lock(s, req.component, req.env, req.actor)
         revisions: tuple[int | None, int | None] = (None, None)
         from_version: str | None = None
@@ -204,10 +178,21 @@ class Deployer:
             version, source, from_version, revisions = await emergency_target(s, req)
         else:
             commit, source, mr = await self._source(req.component, req.env)
+            await preflight.check_approval(s, req.env, mr)
             pins = await self._bumper().pinned(req.component, req.env, commit)
             if not pins:
                 raise Refusal(f"{req.component} has no pin in {req.env}; nothing run")
             version = pins[0]
+            if req.commit is not None and commit != req.commit:
+                raise Refusal(
+                    f"the pin moved since the review: {source} is not the reviewed"
+                    f" {req.commit[:8]}; !apply {req.component} {req.env} for a new review;"
+                    " nothing run"
+                )
+            if s.control is not None and commit is not None:  # the bump's tasks come along
+                comp = self.config.components[req.component]
+                found = await s.control.tasks_at(commit, req.component, comp, req.env)
+                req.tasks = tuple(dict.fromkeys([*req.tasks, *found]))
             if req.version is not None and version != req.version:
                 raise Refusal(f"{source} pins {version}, not {req.version}; nothing run")
         await self._checks(req, version, checked)
@@ -220,6 +205,15 @@ class Deployer:
         d = Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
         d.revision, d.from_revision = revisions
         return d
+
+    async def source_of(self, component: str, env: str) -> tuple[str, str]:
+        """The commit an apply would deploy now, and how to name it (`main@1a2b3c4d`)."""
+        commit, source, _ = await self._source(component, env)
+        return commit, source
+
+    async def prepare(self, req: DeployRequest) -> Deploy:
+        """Preflight and the deploy's row, without running anything (a review runs the diff)."""
+        return await self._prepare(req)
 
     def _bumper(self) -> Bumper:
         if self.bumper is None:
@@ -249,23 +243,6 @@ class Deployer:
 
     # --- running -------------------------------------------------------------------------
 
-    async def _record(self, d: Deploy, result: str, message: str) -> None:
-        env_cfg = self.config.env(d.req.env)
-        await self.services.sal.record(
-            SalEntry(
-                actor=d.req.actor, action=d.req.action, message=message,
-                component=d.req.component, env=d.req.env, from_version=d.from_version,
-                to_version=d.version, commit_sha=d.commit, mr_url=d.mr.url if d.mr else None,
-                tasks=list(d.req.tasks), result=result, log_url=self.log_url(d.id),
-                sal_project=env_cfg.sal_project if env_cfg else None,
-            )
-        )  # fmt: skip
-
-    def _base(self, d: Deploy) -> str:
-        req = d.req
-        to = d.version or "(the previous Helm revision, helm picks it)"
-        return deploy_message(req.actor, req.component, d.from_version, to, req.env, d.refs)
-
     async def _execute(self, d: Deploy) -> DeployOutcome:
         req = d.req
         notes = d.checked.notes + d.checked.forced
@@ -274,9 +251,10 @@ class Deployer:
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
         via = "via" if d.is_rollback else "from"
         await self._say(d, self._demo(
-            f"{verb.get(req.action, 'deploying')} {d.what()} (deploy #{d.id}) {via} {d.source}"
-            + (f" · {'; '.join(notes)}" if notes else "")
+            f"{verb.get(req.action, 'deploying')} {d.what()} (deploy #{d.id}{d.for_tasks})"
+            f" {via} {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
         ))  # fmt: skip
+        await self._brings(d)
         workdir = self.dir / str(d.id)
         try:
             verified = await self._run_steps(d, workdir)
@@ -290,20 +268,21 @@ class Deployer:
         return await self._finish(d, "done", verified)
 
     async def _run_steps(self, d: Deploy, workdir: Path) -> str:
-        deploy, steps = self.config.deploy, self.steps
+        deploy, steps, scripts = self.config.deploy, self.steps, ""
         if d.req.action == "rollback-emergency":
             self.dir.mkdir(parents=True, exist_ok=True)
             await self.records.set_state(d.id, "applying")
             await steps.run(d, "rollback", deploy.rollback, self.dir)
         else:
             await steps.checkout(d, workdir)
+            scripts = await self.upgrade_scripts(d, workdir)
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
                 result = await steps.run(d, "diff", deploy.diff, workdir)
                 await self._say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
             await steps.run(d, "apply", deploy.apply, workdir)
         await self.records.set_state(d.id, "verifying")
-        verified = await steps.verify(d)
+        verified = await steps.verify(d) + scripts
         if d.req.action == "rollback-emergency" and not d.version:
             d.version = await self._now_running(d)
             verified += f"; runs {d.version or 'an unknown version'} now"
@@ -313,8 +292,13 @@ class Deployer:
                     f" (to go back further: !rollback {d.req.component} {d.req.env} to <ref>)"
                 )
         if deploy.test:
-            await steps.run(d, "test", deploy.test, workdir if d.commit else self.dir)
-            verified += "; tests passed"
+            report = await functests.run_tests(self.services, steps, d,
+                                               workdir if d.commit else self.dir)  # fmt: skip
+            d.tests, d.tests_tail = report.line(), report.tail
+            if not report.ok:
+                raise DeployFailed(f"{d.tests}; the new version is live: to go back,"
+                                   f" !rollback {d.req.component} {d.req.env}")  # fmt: skip
+            verified += f"; {d.tests}"
         return verified
 
     async def _finish(self, d: Deploy, state: str, detail: str) -> DeployOutcome:
@@ -332,7 +316,9 @@ class Deployer:
         await self._record(d, state, f"{self._base(d)}: {req.action} {state} in {took}: {detail}")
         what = f"rollback of {d.what()}" if d.is_rollback else d.what()
         line = self._demo(
-            f"deploy #{d.id} {state}: {what} in {took}: {detail} · log: {self.log_url(d.id)}"
+            f"deploy #{d.id} {state}: {what}"
+            f"{' (' + ', '.join(req.tasks) + ')' if req.tasks else ''} in {took}: "
+            f"{detail} · log: {self.log_url(d.id)}"
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
@@ -340,7 +326,7 @@ class Deployer:
         self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,
-                            self.log_url(d.id))  # fmt: skip
+                            self.log_url(d.id), d.tests, d.tests_tail)  # fmt: skip
             await follow_up(self.services, self.bumper, d.mr, done)
         return DeployOutcome(d.id, state, line, d.version)
 

@@ -33,6 +33,8 @@ class Deployed:
     state: str  # done | failed
     took: str
     log_url: str
+    tests: str = ""  # "functional tests 12 passed, 0 failed: <link>"
+    tests_tail: str = ""
 
 
 async def follow_up(
@@ -47,6 +49,10 @@ async def follow_up(
         f" (deploy #{done.deploy_id} by {actor_name(done.actor)}, {done.took}). "
         f"Log: {done.log_url}"
     )
+    if done.tests:
+        body += f"\n\n{done.tests[:1].upper()}{done.tests[1:]}"
+        if done.tests_tail:
+            body += f"\n\n```\n{done.tests_tail.replace('```', '` ` `')}\n```"
     if services.config.gitlab is None or services.config.gitlab.mr_notes:
         try:
             await gitlab.post_mr_note(cr.project, mr.iid, body)

@@ -38,6 +38,7 @@ class DeployRequest:
     force: bool = False  # admin override of windows / requires (the caller checks the role)
     version: str | None = None  # rollbacks: the version the deploy must end up at
     ref: str | None = None  # emergency rollbacks: `to <ref>` as typed (matched to Helm history)
+    commit: str | None = None  # a confirmed review: the control-repo commit that was reviewed
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Deploy:
     mr: OpenBump | None
     checked: Checked
     started: float = field(default_factory=time.monotonic)
+    tests: str = ""  # the functional tests' line, once they ran
+    tests_tail: str = ""  # their last output lines (for the MR note)
     revision: int | None = None  # emergency rollbacks: the Helm revision returned to
     from_revision: int | None = None
 
@@ -74,10 +77,15 @@ class Deploy:
 
     @property
     def refs(self) -> list[str]:
-        """What the SAL line cites: the MR, else the commit."""
+        """What the SAL line cites: the MR, else the commit; then the tasks."""
         if self.mr is not None:
-            return [f"!{self.mr.iid}"]
-        return [self.commit[:8]] if self.commit else []
+            return [f"!{self.mr.iid}", *self.req.tasks]
+        return ([self.commit[:8]] if self.commit else []) + list(self.req.tasks)
+
+    @property
+    def for_tasks(self) -> str:
+        """`, T123` for announcements (stashbot and readers find the task), or ""."""
+        return "".join(f", {t}" for t in self.req.tasks)
 
 
 @dataclass(frozen=True)

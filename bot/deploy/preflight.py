@@ -16,10 +16,12 @@ from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.cluster.registry import RegistryError
 from bot.control.bumper import Bumper
+from bot.control.forge import OpenBump
 from bot.core.windows import describe_refusal, in_window, parse_windows
 from bot.deploy.model import Checked, Refusal
 from bot.deploy.records import last_deployed
 from bot.deploy.running import live_version
+from bot.gitlab.api import GitLabError
 from bot.services import Services
 
 
@@ -107,6 +109,9 @@ async def check_registry(
         out.notes.append("artifacts not checked: no registry configured")
         return
     comp = services.config.components[component]
+    if comp.helm_repo:
+        out.notes.append(f"upstream chart: artifacts are {comp.helm_repo}'s, not checked")
+        return
     wanted = [(kind, repo) for kind, repo in (("image", comp.image), ("chart", comp.chart)) if repo]
     if not wanted:
         out.notes.append(f"artifacts not checked: no image or chart configured for {component}")
@@ -127,3 +132,26 @@ async def check_registry(
     if missing:
         raise Refusal(f"{' and '.join(missing)} missing from the registry; nothing run")
     out.notes.append("artifacts present")
+
+
+async def check_approval(services: Services, env: str, mr: OpenBump | None) -> None:
+    """With `require_mr_approval`, an open bump MR must be approved in GitLab first."""
+    env_cfg = services.config.env(env)
+    control = services.config.control_repo
+    if mr is None or env_cfg is None or not env_cfg.require_mr_approval:
+        return
+    if services.gitlab is None or control is None or not control.project:
+        raise Refusal(
+            f"{env} requires an approved bump MR but GitLab is not configured; nothing run"
+        )
+    try:
+        state = await services.gitlab.mr_approvals(control.project, mr.iid)
+    except GitLabError as exc:
+        raise Refusal(f"cannot read the approvals of MR !{mr.iid}: {exc}; nothing run") from None
+    if state is None or not state.get("approved"):
+        left = (state or {}).get("approvals_left")
+        need = f" ({left} more needed)" if left else ""
+        raise Refusal(
+            f"bump MR !{mr.iid} is not approved yet{need}; nothing run; approve it in GitLab"
+            f" ({mr.url}), then !apply again"
+        )

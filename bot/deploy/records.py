@@ -137,3 +137,25 @@ async def deploy_rows(
     sql = "SELECT * FROM deploys" + (" WHERE " + " AND ".join(where) if where else "")
     rows = await store.fetchall(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
     return [dict(r) for r in rows]
+
+
+async def latest_review(store: Store, component: str, env: str) -> sqlite3.Row | None:
+    """The newest review (`!apply` on a `review: true` environment) of component in env."""
+    return await store.fetchone(
+        "SELECT * FROM deploys WHERE component=? AND env=? AND action='review'"
+        " ORDER BY id DESC LIMIT 1",
+        (component, env),
+    )
+
+
+async def claim_review(store: Store, review_id: int, by: str) -> bool:
+    """Mark a waiting review confirmed; False when it was not waiting (confirmed twice)."""
+
+    def claim(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE deploys SET state='confirmed', error=? WHERE id=? AND state='reviewed'",
+            (f"confirmed by {by}", review_id),
+        )
+        return cur.rowcount == 1
+
+    return await store.transaction(claim)

@@ -255,6 +255,27 @@ class GitLabAPI:
 
         return await self._call(f"get MR !{iid} of {project}", self._absent_on_404(run))
 
+    async def compare(self, project: str | int, old: str, new: str) -> list[dict[str, Any]]:
+        """The commits in `old..new` (refs, e.g. two tags), oldest first (compare API)."""
+
+        def run() -> list[dict[str, Any]]:
+            result = self._project(project).repository_compare(old, new)
+            return list(result.get("commits") or [])
+
+        return await self._call(f"compare {old}..{new} of {project}", run)
+
+    async def mr_approvals(self, project: str | int, iid: int) -> dict[str, Any] | None:
+        """The approvals state of an MR (`approved`, `approvals_left`, `approved_by`)."""
+
+        def run() -> dict[str, Any]:
+            mr = self._project(project).mergerequests.get(iid, lazy=True)
+            result: dict[str, Any] = mr.approvals.get().asdict()
+            return result
+
+        return await self._call(
+            f"get approvals of MR !{iid} of {project}", self._absent_on_404(run)
+        )
+
     async def list_pipelines(
         self, project: str | int, sha: str | None = None, ref: str | None = None
     ) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from bot.core.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Findin
 from bot.core.versions import newer_than, parse_version, release_versions
 from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
+from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
@@ -59,7 +60,7 @@ def undeployed_finding(
     if not pins or not releases:
         return None
     base = max(pins, key=lambda v: v.sort_key)
-    newer = newer_than(status.tags.value or [], base)
+    newer = [v for v in newer_than(status.tags.value or [], base) if not v.is_prerelease]
     if not newer:
         return None
     count = f"{len(newer)} release{'s' if len(newer) > 1 else ''}"
@@ -231,7 +232,24 @@ class Monitors:
                 back = await deliberate_rollback(self.services.store, status.component, prod)
                 self._add(check, undeployed_finding(status, prod, back))
         await self._artifacts(statuses, check)
+        found, scopes = await hygiene_findings(self.services, now)
+        check.findings += found
+        check.checked |= scopes
         return check
+
+    async def in_use(self, component: str) -> tuple[dict[str, list[str]], list[str]]:
+        """Version -> roles (`live in tools`, ...) of component in every environment, and the
+        environments where live, pinned or previous could not be read (`!prune plan`)."""
+        [status] = await self.board.gather([component], fresh=True)
+        roles: dict[str, list[str]] = {}
+        unknown = []
+        for cell in status.cells.values():
+            found, complete = await self._roles(cell)
+            if not complete:
+                unknown.append(cell.env)
+            for version, rs in found.items():
+                roles.setdefault(version, []).extend(f"{r} in {cell.env}" for r in rs)
+        return roles, unknown
 
     @staticmethod
     def _add(check: _Check, finding: Finding | None) -> None:
@@ -331,7 +349,7 @@ class Monitors:
             answered = complete
             for version, used_as in roles.items():
                 for kind, repo in (("image", comp.image), ("chart", comp.chart)):
-                    if not repo:
+                    if not repo or comp.helm_repo:  # upstream charts are not in our registry
                         continue
                     got = exists[(repo, version)]
                     answered = answered and got.ok

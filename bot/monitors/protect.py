@@ -39,8 +39,11 @@ class ProtectReport:
 
 
 def artifact_repos(config: Config, component: str) -> list[str]:
-    """The registry repositories of a component: its image and its chart."""
+    """The registry repositories of a component: its image and its chart (none for an
+    upstream chart, which lives in its own `helm_repo`)."""
     comp = config.components[component]
+    if comp.helm_repo:
+        return []
     return [repo for repo in (comp.image, comp.chart) if repo]
 
 

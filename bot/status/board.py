@@ -131,7 +131,8 @@ class ComponentStatus:
     @property
     def latest(self) -> Version | None:
         releases = release_versions(self.tags.value or [])
-        return releases[-1] if releases else None
+        stable = [v for v in releases if not v.is_prerelease] or releases  # upstream charts
+        return stable[-1] if stable else None
 
     def path(self, envs: Sequence[str]) -> Pathway | None:
         """The newest release's path to production."""

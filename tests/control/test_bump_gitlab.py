@@ -91,7 +91,7 @@ async def test_first_deploy_opens_one_mr_with_one_commit(
     latest = releases[-1]
     assert lines[0] == (
         f"builds-api 0.0.131-20240222212602-322f874b -> {latest} in local, toolsbeta; "
-        f"0.0.127-20240215103245-a1b2c3d4 -> {latest} in tools"
+        f"0.0.127-20240215103245-a1b2c3d4 -> {latest} in tools (T358908)"
     )
     assert (
         lines[1]

@@ -25,8 +25,10 @@ components:
 
 SECRETS = """\
 chat:
+  default_room: "#ops"
   irc:
     host: 127.0.0.1
+    channels: ["#ops"]
     sasl: {username: bot, password_env: DEPLOYBOT_CHECK_UNSET}
 gitlab:
   url: https://gitlab.example.org

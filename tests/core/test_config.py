@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import ConfigError, load_config, parse_config
+from bot.core.text import duration_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,3 +126,15 @@ def test_chat_keepalive_defaults_notice_a_frozen_server_within_40s() -> None:
         assert chat is not None
         assert (chat.ping_interval, chat.ping_timeout) == (30.0, 10.0)
         assert chat.ping_interval + chat.ping_timeout <= 40
+
+
+def test_review_timeout_is_a_duration() -> None:
+    ok = parse_config(
+        {"environments": [{"name": "tools", "review": True, "review_timeout": "15m"}]}
+    )
+    assert duration_seconds(ok.environments[0].review_timeout) == 900
+    with pytest.raises(ConfigError) as err:
+        parse_config({"environments": [{"name": "tools", "review_timeout": "soon"}]})
+    assert err.value.errors == [
+        "environments[0].review_timeout: expected a duration like 15m, 90s or 1h, not 'soon'"
+    ]

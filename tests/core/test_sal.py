@@ -112,8 +112,9 @@ async def test_log_and_sal_commands_round_trip(demo_config) -> None:  # type: ig
         ["!log first T1", "!log deploying builds-api by hand", "!sal", "!sal builds-api", "!sal 1"],
     )
     out = [line for line in out if not line.startswith("[#")]  # announcements to other rooms
-    assert out[0].startswith("logged #1: tester: first T1")
-    assert out[1].startswith("logged #2:")
+    assert out[0].startswith("logged #1 to toolsbeta (the bot's default; ")
+    assert out[0].endswith(": tester: first T1")
+    assert out[1].startswith("logged #2 ")
     assert "#2 " in out[2] and "deploying builds-api by hand" in out[2]
     assert "#1 " in out[3] and "first T1" in out[3]
     assert "[log builds-api]" in out[4]  # the entry naming a component is filed under it

@@ -53,7 +53,6 @@ def test_parse_dev_build() -> None:
         "",
         "latest",
         "0.0.131",
-        "1.0.131-20240222212602-322f874b",
         "0.0.131-20240222212602-322F874B",  # uppercase sha
         "0.0.131-2024022221260-322f874b",  # 13-digit timestamp
         "0.0.131-20241322212602-322f874b",  # month 13
@@ -67,6 +66,25 @@ def test_parse_dev_build() -> None:
 )
 def test_parse_rejects(bad: str) -> None:
     assert parse_version(bad) is None
+
+
+def test_semver_is_ordered_by_precedence_with_pre_releases_before_their_release() -> None:
+    order = ["v1.9.0", "v1.10.0-alpha", "v1.10.0-alpha.1", "v1.10.0-alpha.beta",
+             "v1.10.0-beta.2", "v1.10.0-beta.11", "v1.10.0-rc.1", "v1.10.0", "v1.10.1", "v2.0.0"]  # fmt: skip
+    parsed = [parse_version(v) for v in order]
+    assert all(v is not None and v.is_release for v in parsed)
+    keys = [v.sort_key for v in parsed if v is not None]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    odd = parse_version("1.0.131-20240222212602-322f874b")  # semver, not a CI build
+    assert odd is not None and odd.timestamp is None and odd.is_prerelease
+
+
+def test_latest_skips_pre_releases_and_full_semver_refs_resolve() -> None:
+    tags = [Tag(v, "") for v in ("v1.11.0", "v1.12.0", "v1.13.0-alpha.1", "not-a-version")]
+    assert resolve_ref("latest", tags).raw == "v1.12.0"
+    assert resolve_ref("v1.13.0-alpha.1", tags).raw == "v1.13.0-alpha.1"
+    with pytest.raises(RefError, match="unknown version v1.14.0; newest is v1.13.0-alpha.1"):
+        resolve_ref("v1.14.0", tags)
 
 
 def _v(s: str) -> Version:

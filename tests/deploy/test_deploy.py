@@ -100,7 +100,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
     start, diff, done = announced(s.out)
     assert start == (
-        f"deploying builds-api {new} to toolsbeta (deploy #1) from main@{head[:8]}"
+        f"deploying builds-api {new} to toolsbeta (deploy #1, T123) from main@{head[:8]}"
         " · artifacts present"
     )
     assert diff == (
@@ -108,7 +108,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         " builds-api/ConfigMap (v1)/builds-api-config"
     )
     assert re.fullmatch(
-        rf"deploy #1 done: builds-api {re.escape(new)} to toolsbeta in \d+s: live version"
+        rf"deploy #1 done: builds-api {re.escape(new)} to toolsbeta \(T123\) in \d+s: live version"
         rf" verified · log: {re.escape(url)}",
         done,
     )
@@ -126,7 +126,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         )
     assert (
         s.sal[0].message
-        == f"alice: builds-api {old} -> {new} in toolsbeta ({head[:8]}): apply started (artifacts present)"
+        == f"alice: builds-api {old} -> {new} in toolsbeta ({head[:8]}, T123): apply started (artifacts present)"
     )
     assert [(d["state"], d["commit_sha"], d["version"]) for d in s.deploys] == [("done", head, new)]
 
@@ -297,8 +297,16 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
                 req = DeployRequest("builds-api", env, "console:tester")
                 deploy_id = await deployer.records.insert(req, new, old[env], "c0ffee", bump)
                 await deployer.records.set_state(deploy_id, "done")
+                tests = (
+                    (
+                        "functional tests 2 passed, 0 failed: http://127.0.0.1:9/diffs/ab12",
+                        "ok 1 jobs\nok 2 builds",
+                    )
+                    if env == "toolsbeta"
+                    else ("", "")
+                )
                 done = Deployed("builds-api", env, new, "console:tester", deploy_id, "done", "9s",
-                                deployer.log_url(deploy_id))  # fmt: skip
+                                deployer.log_url(deploy_id), *tests)  # fmt: skip
                 await follow_up(app.services, app.bumper, bump, done)
                 states.append(gl.merge_requests(control)[0]["state"])
             sal = await app.services.sal.query(limit=5)
@@ -307,7 +315,8 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
     notes = [n["body"] for n in gl.notes(control, mr["iid"])]
     assert notes == [
         f"Deployed builds-api {new} on TOOLSBETA: PASSED (deploy #1 by tester, 9s)."
-        " Log: http://127.0.0.1:9/deploys/1/log",
+        " Log: http://127.0.0.1:9/deploys/1/log\n\nFunctional tests 2 passed, 0 failed:"
+        " http://127.0.0.1:9/diffs/ab12\n\n```\nok 1 jobs\nok 2 builds\n```",
         f"Deployed builds-api {new} on TOOLS: PASSED (deploy #2 by tester, 9s)."
         " Log: http://127.0.0.1:9/deploys/2/log",
     ]

@@ -32,12 +32,12 @@ async def test_rollback_repins_previous_and_applies_it(bed: DeployBed) -> None:
     await rollout
 
     assert replies(s.out)[-1].startswith(
-        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} to {previous} in "
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} to {previous} (T99) in "
     )
     assert "live version verified" in replies(s.out)[-1]
-    start = [x for x in s.out if "(deploy #2)" in x]
+    start = [x for x in s.out if "(deploy #2, T99)" in x]
     assert start[0].endswith(
-        f"rolling back builds-api in toolsbeta from {latest} to {previous} (deploy #2)"
+        f"rolling back builds-api in toolsbeta from {latest} to {previous} (deploy #2, T99)"
         f" via main@{(await bed.main_head())[:8]} · artifacts present"
     )
     assert await pinned_on_main(bed) == previous

@@ -177,7 +177,11 @@ async def test_roles_come_from_the_services_account_not_the_nick(
         nick,
         [CHANNEL, SAL_CHANNEL],
         auth={"rules": [{"who": ["irc:op1"], "role": "deployer"}]},
-        sal={"sinks": ["store", {"irc_channel": SAL_CHANNEL}]},
+        sal={
+            "sinks": ["store", {"irc_channel": SAL_CHANNEL}],
+            "projects": ["tools", "toolsbeta"],
+            "rooms": {CHANNEL: "toolsbeta"},
+        },
     )
     config["chat"]["irc"]["sasl"] = {"username": nick, "password_env": SASL_ENV}
     bot = await started.bot(tmp_path, config, {SASL_ENV: PASSWORD})
@@ -190,13 +194,19 @@ async def test_roles_come_from_the_services_account_not_the_nick(
     who = await ask(op, nick, CHANNEL, "!whoami", r"^you are ")
     assert who.startswith("you are irc:op1; roles: deployer")
     mark = len(watcher.lines)
-    logged = await ask(op, nick, CHANNEL, "!log restarted the frobnicator", r"^log")
-    assert re.match(r"logged #\d+: op1: restarted the frobnicator$", logged)
+    near = await ask(op, nick, CHANNEL, "!log tool restarted the frobnicator", r"^log")
+    assert near == (
+        "log: unknown SAL project 'tool'; did you mean tools? (!log tools <message>);"
+        " nothing logged"
+    )
+    logged = await ask(op, nick, CHANNEL, "!log tools restarted the frobnicator T42", r"^log")
+    assert re.match(r"logged #\d+ to tools: op1: restarted the frobnicator T42$", logged)
+    # stashbot's relay form: the real actor first, then the project (as from logmsgbot)
     sink = await said(watcher, nick, SAL_CHANNEL, r"^!log ", mark)
-    assert sink == "!log deploybot op1: restarted the frobnicator"
+    assert sink == "!log op1 tools restarted the frobnicator T42"
     entries = [e for e in await bot.sal_entries() if e["action"] == "log"]
-    assert [(e["actor"], e["message"]) for e in entries] == [
-        ("irc:op1", "op1: restarted the frobnicator")
+    assert [(e["actor"], e["message"], e["sal_project"]) for e in entries] == [
+        ("irc:op1", "op1: restarted the frobnicator T42", "tools")
     ]
     await op.close()
     await watcher.wait_for(lambda ln: ln.command == "QUIT" and ln.nick == "opnick")

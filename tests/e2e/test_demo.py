@@ -22,7 +22,7 @@ def test_piped_demo_session(tmp_path: Path) -> None:
     assert out[0].startswith("deploybot demo:")
     assert out[1].startswith("commands: ") and "status" in out[1]
     assert out[2].startswith("you are console:") and "admin" in out[2]
-    assert out[3].startswith("logged #1: ") and out[3].endswith("hello from the demo")
+    assert out[3].startswith("logged #1 to toolsbeta (") and out[3].endswith("hello from the demo")
     assert out[4].startswith("#1 ") and "hello from the demo" in out[4]
     status = "\n".join(out[5:])
     # the seeded demo data shows a drift and a merged-but-not-deployed alert, unasked

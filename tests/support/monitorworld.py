@@ -106,6 +106,7 @@ async def world(
                 pinned = releases[name][-seed["components"][name]["pins"][env]]
                 pins[(name, env)] = pinned
                 kubes[env].add_deployment(name, name, chart=name, version=pinned)
+                kubes[env].add_pdb(name, name, {"app.kubernetes.io/name": name})
         if edit is not None:
             edit(data)
         w = World(parse_config(data), kubes, registry, releases, pins)

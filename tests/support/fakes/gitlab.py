@@ -136,6 +136,7 @@ class FakeGitLab:
                 ("GET", "/repository/branches/(?P<name>[^/]+)", self._get_branch),
                 ("DELETE", "/repository/branches/(?P<name>[^/]+)", self._delete_branch),
                 ("GET", "/repository/files/(?P<file>[^/]+)/raw", self._raw_file),
+                ("GET", "/repository/compare", self._compare),
                 ("GET", "/repository/commits", self._list_commits),
                 ("POST", "/repository/commits", self._create_commit),
                 ("GET", "/repository/commits/(?P<sha>[^/]+)", self._get_commit),
@@ -147,6 +148,7 @@ class FakeGitLab:
                 ("PUT", r"/merge_requests/(?P<iid>\d+)/merge", self._merge_mr),
                 ("GET", r"/merge_requests/(?P<iid>\d+)/notes", self._list_notes),
                 ("POST", r"/merge_requests/(?P<iid>\d+)/notes", self._create_note),
+                ("GET", r"/merge_requests/(?P<iid>\d+)/approvals", self._approvals),
                 ("GET", "/pipelines", self._list_pipelines),
                 ("GET", r"/pipelines/(?P<pid>\d+)", self._get_pipeline),
                 ("GET", r"/jobs/(?P<job>\d+)/trace", self._job_trace),
@@ -227,6 +229,11 @@ class FakeGitLab:
         mr = self._new_mr(self._project(project), source, target, title, "")
         mr.update(extra)
         return mr
+
+    def approve(self, project: int | str, iid: int, username: str) -> None:
+        """`username` approves MR `iid` (GitLab's approvals API then reports it)."""
+        mr = self._project(project).mrs[iid]
+        mr.setdefault("approved_by", []).append({"user": {"username": username, "id": 7}})
 
     def add_pipeline(
         self, project: int | str, sha: str, ref: str, status: str = "success", source: str = "push"
@@ -580,6 +587,32 @@ class FakeGitLab:
         p.notes.setdefault(mr["iid"], []).append(note)
         mr["user_notes_count"] += 1
         return web.json_response(note, status=201)
+
+    async def _compare(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
+        """`GET .../repository/compare?from=&to=`: the commits reachable from `to` and not
+        from `from`, oldest first (GitLab's order)."""
+        old, new = p.resolve(r.query.get("from", "")), p.resolve(r.query.get("to", ""))
+        if old is None or new is None:
+            raise _ApiError(404, "404 Ref Not Found")
+        seen = set(p.ancestors(old.id))
+        shas = [c for c in p.ancestors(new.id) if c not in seen]
+        commits = sorted((p.commits[c] for c in shas), key=lambda c: c.created_at)
+        return web.json_response({
+            "commit": new.to_json(p), "commits": [c.to_json(p) for c in commits],
+            "diffs": [], "compare_timeout": False, "compare_same_ref": old.id == new.id,
+        })  # fmt: skip
+
+    async def _approvals(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
+        """`GET .../merge_requests/:iid/approvals`: one approval required (as a protected
+        branch rule would ask)."""
+        mr = self._mr(p, m)
+        by = list(mr.get("approved_by", []))
+        required = int(mr.get("approvals_required", 1))
+        return web.json_response({
+            "id": mr["id"], "iid": mr["iid"], "project_id": p.id, "state": mr["state"],
+            "approved": len(by) >= required, "approvals_required": required,
+            "approvals_left": max(required - len(by), 0), "approved_by": by,
+        })  # fmt: skip
 
     async def _list_pipelines(self, p: _Project, r: web.Request, m: dict[str, str]) -> web.Response:
         found = sorted(p.pipelines.values(), key=lambda x: -x["id"])

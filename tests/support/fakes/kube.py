@@ -247,9 +247,11 @@ class FakeKube:
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._extras: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (plural, ns)
 
     async def __aenter__(self) -> FakeKube:
         app = web.Application(middlewares=[self._faults])
+        self._incident_routes(app)
         for kind, info in KINDS.items():
             collection = f"{info.prefix}/namespaces/{{ns}}/{kind}"
             app.router.add_get(collection, self._list(kind))
@@ -949,6 +951,82 @@ class FakeKube:
         store = self._store[namespace]
         return [store[key].obj for key in self._order[namespace] if key[0] == kind]
 
+    # --- PodDisruptionBudgets, cert-manager Certificates, TLS Secrets (hygiene monitors) ---
+
+    def add_pdb(self, namespace: str, name: str, match_labels: dict[str, str]) -> None:
+        self._extras.setdefault(("poddisruptionbudgets", namespace), {})[name] = {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": match_labels}, "minAvailable": 1},
+        }
+
+    def delete_pdb(self, namespace: str, name: str) -> None:
+        self._extras.get(("poddisruptionbudgets", namespace), {}).pop(name, None)
+
+    def add_certificate(self, namespace: str, name: str, not_after: str) -> None:
+        """A cert-manager Certificate whose `status.notAfter` is `not_after` (RFC 3339)."""
+        self._extras.setdefault(("certificates", namespace), {})[name] = {
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"secretName": f"{name}-tls"},
+            "status": {"notAfter": not_after, "conditions": [{"type": "Ready", "status": "True"}]},
+        }  # fmt: skip
+
+    def add_tls_secret(self, namespace: str, name: str, cert_pem: bytes) -> None:
+        self._ns(namespace).secrets[name] = {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"tls.crt": base64.b64encode(cert_pem).decode(), "tls.key": ""},
+        }  # fmt: skip
+
+    def set_pod_log(self, namespace: str, pod: str, text: str) -> None:
+        """What `GET .../pods/<pod>/log` answers (the last `tailLines` lines of it)."""
+        self._extras.setdefault(("logs", namespace), {})[pod] = {"text": text}
+
+    def add_event(
+        self, namespace: str, kind: str, name: str, reason: str, message: str, *, at: str,
+        type_: str = "Warning",
+    ) -> None:  # fmt: skip
+        """A `v1` Event about `kind/name` last seen `at` (RFC 3339)."""
+        events = self._extras.setdefault(("events", namespace), {})
+        events[f"{name}.{len(events)}"] = {
+            "metadata": {"name": f"{name}.{len(events)}", "namespace": namespace},
+            "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+            "reason": reason, "message": message, "type": type_, "count": 1,
+            "firstTimestamp": at, "lastTimestamp": at,
+        }  # fmt: skip
+
+    def _incident_routes(self, app: web.Application) -> None:
+        for prefix, plural, list_kind in (
+            ("/apis/policy/v1", "poddisruptionbudgets", "PodDisruptionBudgetList"),
+            ("/apis/cert-manager.io/v1", "certificates", "CertificateList"),
+            ("/api/v1", "events", "EventList"),
+        ):
+            route = f"{prefix}/namespaces/{{ns}}/{plural}"
+            app.router.add_get(route, self._list_extra(plural, list_kind))
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self._pod_log)
+
+    async def _pod_log(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        found = self._extras.get(("logs", ns), {}).get(name)
+        if found is None:
+            return _status(404, "NotFound", f'pods "{name}" not found')
+        lines = found["text"].splitlines(keepends=True)
+        tail = int(request.query.get("tailLines", "0") or 0)
+        return web.Response(text="".join(lines[-tail:] if tail else lines))
+
+    def _list_extra(self, plural: str, list_kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            items = self._extras.get((plural, request.match_info["ns"]), {})
+            return web.json_response(
+                {
+                    "kind": list_kind,
+                    "metadata": {"resourceVersion": "1"},
+                    "items": list(items.values()),
+                }
+            )
+
+        return handler
+
     # --- HTTP ------------------------------------------------------------------------------
 
     @web.middleware
@@ -1308,20 +1386,21 @@ def _selected(obj: dict[str, Any], query: Any) -> bool:
 
 
 def _field_terms(query: Any) -> list[tuple[str, str, bool]]:
-    """`fieldSelector` terms on `metadata.name` / `metadata.namespace` (`=`, `==`, `!=`) as
-    (field, value, negated); anything else is a 400, as on the API server."""
+    """`fieldSelector` terms on `metadata.name` / `metadata.namespace` (and a Secret's `type`,
+    which the API server also indexes) (`=`, `==`, `!=`) as (field, value, negated); anything
+    else is a 400, as on the API server."""
     terms = []
     for term in filter(None, query.get("fieldSelector", "").split(",")):
         negate = "!=" in term
         key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
-        if key.strip() not in ("metadata.name", "metadata.namespace"):
+        if key.strip() not in ("metadata.name", "metadata.namespace", "type"):
             raise web.HTTPBadRequest(
                 text=json.dumps(
                     _status_body(400, "BadRequest", f"field label not supported: {key}")
                 ),
                 content_type="application/json",
             )
-        terms.append((key.strip().split(".")[1], value.strip(), negate))
+        terms.append((key.strip().split(".")[-1], value.strip(), negate))
     return terms
 
 
@@ -1331,7 +1410,9 @@ def _filter(query: Any) -> Callable[[dict[str, Any]], bool]:
 
     def wants(obj: dict[str, Any]) -> bool:
         meta = obj["metadata"]
-        fields_ok = all((meta.get(f) == v) != negate for f, v, negate in terms)
+        fields_ok = all(
+            ((obj.get(f) if f == "type" else meta.get(f)) == v) != negate for f, v, negate in terms
+        )
         return fields_ok and _selected(obj, query)
 
     return wants

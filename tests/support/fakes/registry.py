@@ -120,6 +120,8 @@ class FakeRegistry:
         tail = request.match_info["tail"]
         if tail == "":
             return web.json_response({})
+        if tail.endswith("/tags/list"):
+            return self._tag_list(request, tail.removesuffix("/tags/list"))
         name, sep, reference = tail.rpartition("/manifests/")
         if not sep or request.method not in ("GET", "HEAD"):
             return web.json_response({"errors": [{"code": "UNSUPPORTED"}]}, status=405)
@@ -137,6 +139,21 @@ class FakeRegistry:
             headers["Content-Length"] = str(len(manifest))
             return web.Response(status=200, headers=headers)
         return web.Response(body=manifest, headers=headers)
+
+    def _tag_list(self, request: web.Request, name: str) -> web.Response:
+        """`GET /v2/<name>/tags/list`, two tags a page with a `Link` to the next (`?last=`)."""
+        denied = self._check_pull(request, f"repository:{name}:pull")
+        if denied is not None:
+            return denied
+        tags = sorted(t for a in self.repos.get(name, {}).values() for t in a.tags)
+        if not tags:
+            return web.json_response({"errors": [{"code": "NAME_UNKNOWN"}]}, status=404)
+        after = request.query.get("last", "")
+        page = [t for t in tags if t > after][:2]
+        headers = {}
+        if page and page[-1] != tags[-1]:
+            headers["Link"] = f'</v2/{name}/tags/list?n=2&last={page[-1]}>; rel="next"'
+        return web.json_response({"name": name, "tags": page}, headers=headers)
 
     def _check_pull(self, request: web.Request, scope: str) -> web.Response | None:
         header = request.headers.get("Authorization", "")

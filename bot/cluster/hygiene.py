@@ -1,0 +1,166 @@
+"""What the builds-api incident mail asked to watch in managed namespaces: workloads with two
+or more replicas and no PodDisruptionBudget (a node drain may take them all down at once), and
+certificates close to expiry (cert-manager Certificates' `status.notAfter`, and the
+certificate of `kubernetes.io/tls` Secrets). Read-only, through the same client and retries
+as `KubeCluster`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.aio import client as k8s
+
+from bot.cluster.kube import ClusterError, KubeCluster
+
+_PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Unprotected:
+    kind: str  # Deployment | StatefulSet
+    name: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    name: str
+    source: str  # Certificate | Secret
+    not_after: datetime
+
+
+def selector_matches(selector: Any, labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and matchExpressions) against a pod template's labels."""
+    if selector is None:
+        return False
+    for key, value in (selector.match_labels or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.match_expressions or []:
+        have, values = labels.get(expr.key), expr.values or []
+        ok = {
+            "In": have in values,
+            "NotIn": have not in values,
+            "Exists": expr.key in labels,
+            "DoesNotExist": expr.key not in labels,
+        }.get(expr.operator, False)
+        if not ok:
+            return False
+    return True
+
+
+def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER item at `pos`."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        size = length & 0x7F
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    return tag, pos, pos + length
+
+
+def _der_time(tag: int, raw: bytes) -> datetime:
+    text = raw.decode("ascii")
+    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"  # UTCTime | GeneralizedTime
+    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+
+
+def cert_not_after(pem: bytes) -> datetime | None:
+    """The notAfter of the first certificate in PEM text (None when it cannot be read)."""
+    m = _PEM_RE.search(pem)
+    if m is None:
+        return None
+    try:
+        der = base64.b64decode(b"".join(m.group(1).split()))
+        _, pos, _ = _der_item(der, 0)  # Certificate
+        _, pos, _ = _der_item(der, pos)  # tbsCertificate
+        if der[pos] == 0xA0:  # [0] version
+            pos = _der_item(der, pos)[2]
+        for _ in range(3):  # serialNumber, signature, issuer
+            pos = _der_item(der, pos)[2]
+        _, pos, _ = _der_item(der, pos)  # validity
+        pos = _der_item(der, pos)[2]  # notBefore
+        tag, start, end = _der_item(der, pos)
+        return _der_time(tag, der[start:end])
+    except (IndexError, ValueError, binascii.Error):
+        return None
+
+
+async def unprotected_workloads(cluster: KubeCluster, namespace: str) -> list[Unprotected]:
+    """Deployments and StatefulSets with >= 2 replicas whose pods no PodDisruptionBudget
+    selects."""
+    apps = k8s.AppsV1Api(await cluster.api())
+    policy = k8s.PolicyV1Api(await cluster.api())
+    deployments = await cluster.call(
+        f"list deployments in {namespace}", apps.list_namespaced_deployment, namespace
+    )
+    budgets = await cluster.call(
+        f"list PodDisruptionBudgets in {namespace}",
+        policy.list_namespaced_pod_disruption_budget,
+        namespace,
+    )
+    try:
+        statefulsets = await cluster.call(
+            f"list statefulsets in {namespace}", apps.list_namespaced_stateful_set, namespace
+        )
+        sets: list[Any] = list(statefulsets.items)
+    except ClusterError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+        sets = []
+    selectors = [b.spec.selector for b in budgets.items if b.spec is not None]
+    found = []
+    kinds = [("Deployment", d) for d in deployments.items] + [("StatefulSet", s) for s in sets]
+    for kind, d in kinds:
+        replicas = (d.spec.replicas if d.spec.replicas is not None else 1) if d.spec else 0
+        labels = (
+            (d.spec.template.metadata.labels or {}) if d.spec and d.spec.template.metadata else {}
+        )
+        if replicas >= 2 and not any(selector_matches(s, labels) for s in selectors):
+            name = d.metadata.name if d.metadata and d.metadata.name else "?"
+            found.append(Unprotected(kind, name, replicas))
+    return found
+
+
+async def certificates(cluster: KubeCluster, namespace: str) -> list[CertInfo]:
+    """cert-manager Certificates (when the CRD is there) and TLS Secrets, with expiry."""
+    found: list[CertInfo] = []
+    custom = k8s.CustomObjectsApi(await cluster.api())
+    try:
+        got: Any = await cluster.call(
+            f"list Certificates in {namespace}", custom.list_namespaced_custom_object,
+            "cert-manager.io", "v1", namespace, "certificates",
+        )  # fmt: skip
+    except ClusterError as exc:
+        if "HTTP 404" not in str(exc):  # no cert-manager here: only Secrets to look at
+            raise
+        got = {"items": []}
+    for item in got.get("items") or []:
+        not_after = (item.get("status") or {}).get("notAfter")
+        if not_after:
+            when = datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            found.append(CertInfo(item["metadata"]["name"], "Certificate", when))
+    core = k8s.CoreV1Api(await cluster.api())
+    secrets = await cluster.call(
+        f"list TLS secrets in {namespace}", core.list_namespaced_secret, namespace,
+        field_selector="type=kubernetes.io/tls",
+    )  # fmt: skip
+    for s in secrets.items:
+        if s.type != "kubernetes.io/tls" or not s.data or "tls.crt" not in s.data:
+            continue
+        try:
+            pem = base64.b64decode(s.data["tls.crt"])
+        except binascii.Error:
+            continue
+        when_s = cert_not_after(pem)
+        if when_s is not None:
+            name = s.metadata.name if s.metadata and s.metadata.name else "?"
+            found.append(CertInfo(name, "Secret", when_s))
+    return found

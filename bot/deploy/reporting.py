@@ -1,0 +1,101 @@
+"""How a deploy is told: its log URL, its lines in the room, its SAL entries, refusals, and
+what it brings (commits, upgrade scripts). The deployer's half that only speaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.control import upgrades
+from bot.control.bumper import Bumper
+from bot.core.config import Config
+from bot.core.sal import SalEntry, actor_name, deploy_message
+from bot.deploy.model import Deploy, DeployOutcome, DeployRequest
+from bot.deploy.records import DeployRecords
+from bot.services import Services
+
+DEMO_NOTE = "demo: nothing was deployed to a cluster"
+
+
+class DeployReporting:
+    """Set by the deployer's constructor."""
+
+    services: Services
+    config: Config
+    records: DeployRecords
+    bumper: Bumper | None
+
+    def log_path(self, deploy_id: int) -> Path:
+        return self.records.log_path(deploy_id)
+
+    def log_url(self, deploy_id: int) -> str:
+        return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
+
+    def _demo(self, text: str) -> str:
+        return f"{text} · {DEMO_NOTE}" if self.config.demo else text
+
+    async def _say(self, d: Deploy, text: str, *, final: bool = False) -> None:
+        await self.services.announcer.announce(
+            text, component=d.req.component, key=f"deploy:{d.id}", final=final
+        )
+
+    async def refuse(self, req: DeployRequest, reason: str) -> DeployOutcome:
+        """Record a refused deploy in the SAL; the returned line is the reply."""
+        env_cfg = self.config.env(req.env)
+        who = actor_name(req.actor)
+        await self.services.sal.record(
+            SalEntry(
+                actor=req.actor, action=req.action, component=req.component, env=req.env,
+                message=f"{who}: {req.action} {req.component} in {req.env} refused: {reason}"
+                + "".join(f" {t}" for t in req.tasks),
+                to_version=req.version, tasks=list(req.tasks), result="refused",
+                sal_project=env_cfg.sal_project if env_cfg else None,
+            )
+        )  # fmt: skip
+        self.services.metrics.deploys.labels("refused").inc()
+        return DeployOutcome(None, "refused", f"refused: {reason}")
+
+    async def _record(self, d: Deploy, result: str, message: str) -> None:
+        env_cfg = self.config.env(d.req.env)
+        await self.services.sal.record(
+            SalEntry(
+                actor=d.req.actor, action=d.req.action, message=message,
+                component=d.req.component, env=d.req.env, from_version=d.from_version,
+                to_version=d.version, commit_sha=d.commit, mr_url=d.mr.url if d.mr else None,
+                tasks=list(d.req.tasks), result=result, log_url=self.log_url(d.id),
+                sal_project=env_cfg.sal_project if env_cfg else None,
+            )
+        )  # fmt: skip
+
+    def _base(self, d: Deploy) -> str:
+        req = d.req
+        to = d.version or "(the previous Helm revision, helm picks it)"
+        return deploy_message(req.actor, req.component, d.from_version, to, req.env, d.refs)
+
+    async def upgrade_scripts(self, d: Deploy, checkout: Path) -> str:
+        """Name (SAL, room) the upgrade scripts this deploy crosses, before it applies;
+        returns `; upgrade scripts …` for the final line, or ""."""
+        names = upgrades.crossed(
+            upgrades.scripts_in(checkout, d.req.component), d.from_version, d.version
+        )
+        if not names:
+            return ""
+        text = upgrades.describe(d.req.component, names)
+        await self._record(d, "upgrade-scripts", f"{self._base(d)}: {text}")
+        await self.services.announcer.announce(
+            f"deploy #{d.id} of {d.req.component} {d.from_version} -> {d.version} in"
+            f" {d.req.env}: {text}", component=d.req.component, key=f"scripts:{d.id}",
+        )  # fmt: skip
+        return f"; {text}"
+
+    async def _brings(self, d: Deploy) -> None:
+        """Announce the commits between what runs and what is deployed (first few inline)."""
+        old, diffs = d.from_version, self.services.diffs
+        if self.bumper is None or old is None or old == d.version:
+            return
+        brings = await self.bumper.source.changes(d.req.component, old, d.version)
+        if brings is not None:
+            link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
+            await self.services.announcer.announce(
+                f"{d.req.component} {old} -> {d.version} in {d.req.env} (deploy #{d.id})"
+                f" {brings.line(link)}", component=d.req.component, key=f"brings:{d.id}",
+            )  # fmt: skip

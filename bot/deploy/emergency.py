@@ -20,6 +20,9 @@ from bot.deploy.model import DeployRequest, Refusal
 from bot.services import Services
 
 
+STUCK = ("failed", "pending-install", "pending-upgrade", "pending-rollback")
+
+
 class NoTarget(ValueError):
     """No revision to return to; the message is one line for chat."""
 
@@ -63,6 +66,10 @@ def choose(history: Sequence[HelmRelease], release: str, ref: str | None = None)
                 f"no earlier Helm revision of {release} runs {ref} (kept: {kept or 'none'})"
             )
         return EmergencyTarget(current, wanted[-1])
+    newest = history[-1]
+    if deployed and newest.revision > current.revision and newest.status in STUCK:
+        # a failed or cut-off upgrade: going back to what last deployed clears it
+        return EmergencyTarget(newest, current)
     older = [
         r
         for r in earlier

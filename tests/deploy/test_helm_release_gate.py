@@ -55,7 +55,10 @@ async def test_failed_release_blocks_apply_and_emergency_rollback_clears_it(
 
     assert [c["argv"][0] for c in bed.records()[calls:]] == ["rollback"]
     done = replies(s.out)[-1]
-    assert done.startswith(f"deploy #2 done: builds-api {previous} to toolsbeta")
+    assert done.startswith(
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} (revision 2) to"
+        f" {previous} (revision 1)"
+    ), done
     assert f"live version {previous} verified" in done
 
 

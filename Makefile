@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := git ngircd inspircd atheme-services prosody
+DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry
 
 .PHONY: demo test lint typecheck unit bench venv test-deps debs clean
 

@@ -41,7 +41,7 @@ from bot.core.locks import Locks
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.core.store import store_from_config
 from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
@@ -109,6 +109,7 @@ def collect_secrets(config: Config) -> list[str | None]:
         out.append(read_secret(config.chat.xmpp.password_env, config.chat.xmpp.password_file))
     if config.registry:
         out.append(read_secret(config.registry.password_env, config.registry.password_file))
+    out.append(read_secret(config.store.password_env, config.store.password_file))
     return out
 
 
@@ -186,7 +187,7 @@ class App:
         self.config = config
         self.redactor = Redactor(collect_secrets(config))
         self.metrics = Metrics()
-        self.store = Store(config.bot.state_dir / "deploybot.sqlite3")
+        self.store = store_from_config(config)
         self.adapters = build_adapters(config, console)
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()

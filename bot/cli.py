@@ -1,4 +1,4 @@
-"""The `deploybot` command line: run, demo, check-config, sal, --version."""
+"""The `deploybot` command line: run, demo, check-config, sal, store copy, --version."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 from bot import __version__
 from bot.core.config import Config, ConfigError, load_config
+from bot.core.errors import StoreError
 from bot.core.redact import Redactor
 from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.core.store import Store, store_from_config
+from bot.core.storecopy import copy_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     sal.add_argument("--since", help="ISO timestamp, e.g. 2026-11-01 or 2026-11-01T12:00:00Z")
     sal.add_argument("--limit", type=int, default=50)
     sal.add_argument("--json", action="store_true")
+    store = sub.add_parser("store", help="store maintenance")
+    store_sub = store.add_subparsers(dest="store_cmd", required=True)
+    copy = store_sub.add_parser("copy", help="copy every row into an empty store")
+    copy.add_argument("--from", dest="source", required=True, help="sqlite:///… or postgresql://…")
+    copy.add_argument("--to", dest="target", required=True, help="sqlite:///… or postgresql://…")
     return p
 
 
@@ -48,11 +55,10 @@ def _load(path: str) -> Config:
 
 
 async def _sal(config: Config, args: argparse.Namespace) -> int:
-    db = config.bot.state_dir / "deploybot.sqlite3"
-    if not db.exists():
-        print(f"no store at {db}", file=sys.stderr)
+    store = store_from_config(config)
+    if store.path is not None and not store.path.exists():
+        print(f"no store at {store.path}", file=sys.stderr)
         return 1
-    store = Store(db)
     await store.open()
     try:
         sal = Sal(store, [], Redactor())
@@ -70,6 +76,17 @@ async def _sal(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _copy(args: argparse.Namespace) -> int:
+    source, target = Store(args.source), Store(args.target)
+    copied = await copy_store(source, target)
+    rows = sum(copied.values())
+    print(
+        f"copied {rows} rows in {len(copied)} tables from {source.describe()}"
+        f" to {target.describe()} (sal: {copied.get('sal', 0)} entries)"
+    )
+    return 0
+
+
 async def _run(config: Config) -> int:
     from bot.app import App
 
@@ -84,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    try:
+        return _main(args)
+    except StoreError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.cmd == "store":
+        return asyncio.run(_copy(args))
     if args.cmd == "check-config":
         config = _load(args.config)
         print(

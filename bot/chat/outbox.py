@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.core.config import FloodConfig
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 
 log = logging.getLogger("deploybot.outbox")
 
@@ -60,7 +59,7 @@ class Outbox:
         """
         now = time.time()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: StoreConn) -> None:
             if key is not None:
                 cur = conn.execute(
                     "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"

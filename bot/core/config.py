@@ -311,6 +311,35 @@ class MonitorsConfig(Model):
     status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
 
 
+class StoreConfig(Model):
+    """Where state lives: SQLite (default `sqlite:///<bot.state_dir>/deploybot.sqlite3`) or a
+    PostgreSQL shared by replicas (`postgresql://user@host:port/db`, password from a secret)."""
+
+    url: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///<path> or postgresql://user@host:port/db")
+        if v is not None and "@" in v and ":" in v.split("://", 1)[1].split("@", 1)[0]:
+            raise ValueError("inline password in the url; use store.password_env or _file")
+        return v
+
+
+class LeaderElectionConfig(Model):
+    """Replicas elect one leader; absent means a single instance."""
+
+    backend: Literal["postgres", "kubernetes"]
+    lease_seconds: float = Field(15, ge=2, le=300)
+    namespace: str = "default"
+    lease_name: str = "deploybot"
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+
+
 class Config(Model):
     bot: BotConfig = BotConfig()
     http: HttpConfig = HttpConfig()
@@ -325,6 +354,8 @@ class Config(Model):
     sal: SalConfig = SalConfig()
     flood: FloodConfig = FloodConfig()
     monitors: MonitorsConfig = MonitorsConfig()
+    store: StoreConfig = StoreConfig()
+    leader_election: LeaderElectionConfig | None = None
     demo: bool = False
 
     @model_validator(mode="after")
@@ -332,6 +363,10 @@ class Config(Model):
         names = [e.name for e in self.environments]
         if len(set(names)) != len(names):
             raise ValueError("environments: names must be unique")
+        if self.leader_election is not None and not self.store_url.startswith("postgres"):
+            raise ValueError(
+                "leader_election: replicas need a shared store; set store.url to postgresql://"
+            )
         for env in self.environments:
             if env.requires and env.requires not in names:
                 raise ValueError(
@@ -341,6 +376,10 @@ class Config(Model):
             if not NAME_RE.match(comp):
                 raise ValueError(f"component name {comp!r}: lowercase letters, digits, . _ -")
         return self
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.bot.state_dir / 'deploybot.sqlite3'}"
 
     def env(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class Refused(UserError):
     """The user lacks the role for this action."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened as it is; the message is one line naming it."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from bot.core.config import SalSink
 from bot.core.redact import Redactor
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 
 log = logging.getLogger("deploybot.sal")
 
@@ -133,7 +132,7 @@ class Sal:
         entry.sal_project = entry.sal_project or self.default_project
         sinks = list(self._senders)
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: StoreConn) -> int:
             cur = conn.execute(
                 "INSERT INTO sal (ts, actor, component, env, action, from_version, to_version,"
                 " commit_sha, mr_url, tasks, result, log_url, message, sal_project)"

@@ -6,12 +6,11 @@ interrupted), so what was in flight when the process died can be found after a r
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 from bot.control.forge import OpenBump
-from bot.core.store import Store
+from bot.core.store import Row, Store, StoreConn
 from bot.deploy.model import DeployRequest, InFlight
 
 ACTIVE_STATES = ("requested", "applying", "verifying")
@@ -31,7 +30,7 @@ class DeployRecords:
         self, req: DeployRequest, version: str, from_version: str | None, commit: str | None,
         mr: OpenBump | None,
     ) -> int:  # fmt: skip
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: StoreConn) -> int:
             cur = conn.execute(
                 "INSERT INTO deploys (component, env, action, version, from_version, commit_sha,"
                 " mr_url, actor, tasks, state, started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -60,7 +59,7 @@ class DeployRecords:
             f"UPDATE deploys SET state=?{cols} WHERE id=?", (state, *extra.values(), deploy_id)
         )
 
-    async def in_flight(self) -> list[sqlite3.Row]:
+    async def in_flight(self) -> list[Row]:
         return await self.store.fetchall(
             "SELECT * FROM deploys WHERE state IN (?,?,?) ORDER BY id", ACTIVE_STATES
         )

@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.core.metrics import Metrics
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 from bot.gitlab.events import Event, parse_event
 from bot.gitlab.fields import MalformedEvent
 
@@ -172,9 +171,7 @@ class EventWorker:
         return int(row[0]) if row else 0
 
 
-def insert_events(
-    items: list[tuple[str | None, str, bytes]], conn: sqlite3.Connection
-) -> list[bool]:
+def insert_events(items: list[tuple[str | None, str, bytes]], conn: StoreConn) -> list[bool]:
     """Store each (dedupe key, kind header, raw body) unless its dedupe key is known; True
     where it was new. Runs inside the caller's transaction (the webhook's group commit)."""
     now = time.time()

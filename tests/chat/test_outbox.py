@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.chat.outbox import Outbox
 from bot.core.config import FloodConfig
 from bot.core.store import Store
+
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
 
 class Clock:
@@ -52,8 +54,8 @@ async def _drain(outbox: Outbox) -> None:
     raise AssertionError("outbox never settled")
 
 
-async def _outbox(tmp_path: Path, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
-    store = Store(tmp_path / "s.sqlite3")
+async def _outbox(store_url: str, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
+    store = Store(store_url)
     await store.open()
     return store, Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
 
@@ -73,9 +75,9 @@ def test_plan_line_packs_announcements_but_not_replies() -> None:
     assert (text, ids) == ("reply", [9])
 
 
-async def test_burst_is_limited_and_everything_arrives_once_in_order(tmp_path: Path) -> None:
+async def test_burst_is_limited_and_everything_arrives_once_in_order(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     for i in range(20):
         await outbox.enqueue("#ops", f"item{i:02d} " + "x" * 140)
     await _drain(outbox)
@@ -92,10 +94,10 @@ async def test_burst_is_limited_and_everything_arrives_once_in_order(tmp_path: P
     await store.close()
 
 
-async def test_updates_coalesce_into_latest_state_and_finals_are_kept(tmp_path: Path) -> None:
+async def test_updates_coalesce_into_latest_state_and_finals_are_kept(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
     chat.connected = False
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     await outbox.enqueue("#ops", "pipeline 7 stage 1/3 build", key="p7")
     await outbox.enqueue("#ops", "pipeline 7 stage 2/3 test", key="p7")
     await outbox.enqueue("#ops", "pipeline 7 success", key="p7", final=True)
@@ -110,9 +112,9 @@ async def test_updates_coalesce_into_latest_state_and_finals_are_kept(tmp_path: 
     await store.close()
 
 
-async def test_replies_jump_the_queue(tmp_path: Path) -> None:
+async def test_replies_jump_the_queue(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     for i in range(6):
         await outbox.enqueue("#ops", f"announcement {i} " + "y" * 300)
     await outbox.enqueue("#ops", "status: all good", adapter="irc", priority=1)
@@ -121,14 +123,14 @@ async def test_replies_jump_the_queue(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_queued_lines_survive_a_restart(tmp_path: Path) -> None:
+async def test_queued_lines_survive_a_restart(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
     chat.connected = False
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     await outbox.enqueue("#ops", "deploy 12 done", key="d12", final=True)
     await store.close()
     chat.connected = True
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     await _drain(outbox)
     assert chat.lines == [("#ops", "deploy 12 done")]
     await _drain(outbox)

@@ -79,3 +79,21 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     not_yaml.write_text("bot: [unclosed\n")
     res = _check_config(not_yaml)
     assert res.returncode == 2 and "not valid YAML" in res.stderr
+
+
+def test_store_and_leader_election_settings_are_checked() -> None:
+    assert parse_config({}).store_url.endswith("var/deploybot.sqlite3")
+    pg = {"url": "postgresql://deploybot@db:5432/deploybot", "password_env": "PGPASS"}
+    config = parse_config({"store": pg, "leader_election": {"backend": "postgres"}})
+    assert config.leader_election is not None and config.leader_election.lease_seconds == 15
+    with pytest.raises(ConfigError) as err:
+        parse_config({"store": {"url": "postgresql://deploybot:hunter2@db/deploybot"}})
+    assert err.value.errors == [
+        "store.url: inline password in the url; use store.password_env or _file"
+    ]
+    with pytest.raises(ConfigError) as err:
+        parse_config({"leader_election": {"backend": "kubernetes"}})
+    assert err.value.errors == [
+        "(top level): leader_election: replicas need a shared store; set store.url to"
+        " postgresql://"
+    ]

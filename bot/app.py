@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 from collections.abc import Awaitable, Callable
@@ -32,16 +33,18 @@ from bot.chat.irc import IrcAdapter
 from bot.chat.outbox import Outbox
 from bot.chat.xmpp import XmppAdapter
 from bot.cluster.kube import ClusterError, KubeCluster
+from bot.cluster.lease import KubeLease
 from bot.cluster.registry import Registry
 from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
 from bot.control.repo import control_repo_from_config
 from bot.core.config import Config, read_secret
+from bot.core.leader import Elector, Leadership, LeaseBackend, PostgresLease
 from bot.core.locks import Locks
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
-from bot.core.store import store_from_config
+from bot.core.store import Store, store_from_config
 from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
@@ -56,6 +59,8 @@ from commands.dispatch import Dispatcher
 from commands.spec import Capabilities, CommandSet
 
 log = logging.getLogger("deploybot")
+
+LOST_LEADERSHIP = 75  # exit status of a leader whose lease ran out
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
@@ -172,6 +177,14 @@ def use_io_threads(max_workers: int = 32) -> None:
     )
 
 
+def lease_backend(config: Config, store: Store) -> LeaseBackend:
+    election = config.leader_election
+    assert election is not None
+    if election.backend == "kubernetes":
+        return KubeLease(election)
+    return PostgresLease(store)
+
+
 def build_registry(config: Config) -> Registry | None:
     reg = config.registry
     if reg is None:
@@ -188,14 +201,19 @@ class App:
         self.redactor = Redactor(collect_secrets(config))
         self.metrics = Metrics()
         self.store = store_from_config(config)
+        election = config.leader_election
+        self.leadership = Leadership(election.lease_seconds if election else None)
+        self.elector: Elector | None = None
         self.adapters = build_adapters(config, console)
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._log_filter = RedactingFilter(self.redactor)
         outbox = Outbox(
-            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc
-        )
+            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc,
+            may_send=self.leadership.may_act,
+        )  # fmt: skip
+        outbox.start_empty = election is not None
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
@@ -236,6 +254,8 @@ class App:
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
+        if election is not None:  # webhooks stored by a standby are the leader's to process
+            self.events.poll_every = 0.5
         self.webhook_policy = SecretPolicy(config)
         self.webhooks = WebhookIngest(
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
@@ -270,6 +290,8 @@ class App:
     def ready(self) -> tuple[bool, str]:
         if not self.store.is_open:
             return False, "store not open"
+        if not self.leadership.may_act():
+            return True, "standby: accepting webhooks; the leader speaks"
         down = [a.name for a in self.adapters if not a.connected]
         if down:
             return False, "chat not connected: " + ", ".join(down)
@@ -293,6 +315,20 @@ class App:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
+        self.metrics.leader.set_function(lambda: 1 if self.leadership.may_act() else 0)
+        if self.config.leader_election is None:
+            await self._lead()
+        else:
+            self.elector = Elector(
+                lease_backend(self.config, self.store), self.leadership,
+                on_elected=lambda: self.supervisor.start("lead", self._lead),
+                on_lost=self._lost,
+            )  # fmt: skip
+            self.supervisor.start("leader-election", self.elector.run)
+        log.info("deploybot started; http on %s", self.config.http.listen)
+
+    async def _lead(self) -> None:
+        """What only the leader (or a single instance) runs."""
         self.supervisor.start("outbox", self.services.outbox.run)
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
@@ -300,7 +336,13 @@ class App:
         await self.deployer.recover()
         for adapter in self.adapters:
             await adapter.start(self.on_message)
-        log.info("deploybot started; http on %s", self.config.http.listen)
+
+    def _lost(self) -> None:
+        """The lease ran out: already fenced (nothing more is said or run); leave at once, as
+        Kubernetes controllers do, and come back as a standby."""
+        log.error("leadership lost; exiting so that a fresh process rejoins as a standby")
+        logging.shutdown()
+        os._exit(LOST_LEADERSHIP)
 
     async def _sal_retry_loop(self) -> None:
         while True:
@@ -325,6 +367,10 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.elector is not None and not self.leadership.may_act():
+            await self.supervisor.stop()  # a standby: nothing to flush or hand over
+            await self.store.close()
+            return
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
@@ -340,6 +386,8 @@ class App:
             await self.services.registry.close()
         for cluster in self.services.clusters.values():
             cluster.close()
+        if self.elector is not None:
+            await self.elector.resign()  # the next leader need not wait for the lease
         await self.store.close()
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._log_filter)

@@ -31,6 +31,7 @@ class Outbox:
         flood: FloodConfig,
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[int], None] | None = None,
+        may_send: Callable[[], bool] = lambda: True,
     ):
         self.store = store
         self.adapters = list(adapters)
@@ -38,6 +39,10 @@ class Outbox:
         self.clock = clock
         self.on_sent = on_sent
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        # replicas: only a leader whose lease is valid speaks, and it starts with an empty
+        # budget (the previous leader may just have spent the server's)
+        self.may_send = may_send
+        self.start_empty = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
@@ -121,15 +126,14 @@ class Outbox:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             limited = adapter.rate_limited
-            bucket = self._buckets.setdefault(
-                (adapter.name, room),
-                TokenBucket(self.flood.burst, self.flood.per_second, self.clock()),
-            )
+            bucket = self._buckets.get((adapter.name, room)) or self._new_bucket(adapter.name, room)
             if limited and not bucket.take(self.clock()):
                 wait = bucket.wait_time(self.clock())
                 next_wait = wait if next_wait is None else min(next_wait, wait)
                 continue
             text, ids = plan_line(items) if limited else (items[0].text, [items[0].id])
+            if not self.may_send():
+                return None  # fenced: not the leader (any more)
             try:
                 await adapter.send(room, text)
             except ConnectionError:
@@ -142,6 +146,13 @@ class Outbox:
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
+
+    def _new_bucket(self, adapter: str, room: str) -> TokenBucket:
+        bucket = TokenBucket(self.flood.burst, self.flood.per_second, self.clock())
+        if self.start_empty:
+            bucket.tokens = 0.0
+        self._buckets[(adapter, room)] = bucket
+        return bucket
 
     async def _mark_sent(self, ids: list[int]) -> None:
         marks = ",".join("?" for _ in ids)

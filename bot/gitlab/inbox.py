@@ -93,6 +93,8 @@ class EventWorker:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._last_prune = 0.0
+        # replicas: another replica may store events, so look again this often (seconds)
+        self.poll_every: float | None = None
 
     def wake(self) -> None:
         """Called by the webhook route after it stored an event."""
@@ -108,7 +110,10 @@ class EventWorker:
             if self._wake.is_set():  # an event arrived after the last fetch
                 continue
             self._idle.set()
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_every)
+            except TimeoutError:
+                pass
 
     async def wait_idle(self, timeout: float) -> bool:
         """Until everything stored so far was processed; False on timeout."""

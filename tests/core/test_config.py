@@ -94,6 +94,5 @@ def test_store_and_leader_election_settings_are_checked() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"leader_election": {"backend": "kubernetes"}})
     assert err.value.errors == [
-        "(top level): leader_election: replicas need a shared store; set store.url to"
-        " postgresql://"
+        "(top level): leader_election: replicas need a shared store; set store.url to postgresql://"
     ]

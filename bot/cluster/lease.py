@@ -1,0 +1,89 @@
+"""Leader election through a Kubernetes `coordination.k8s.io/v1` Lease (`kubernetes.aio`).
+
+The library's `LeaderElection.try_acquire_or_renew` decides each round (create, renew, or
+take over an expired Lease, with the API server's optimistic concurrency refusing a stale
+write); `bot.core.leader.Elector` times the rounds and fences. Each change of holder counts
+up `spec.leaseTransitions`, which is the leadership epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.aio import client, config
+from kubernetes.aio.leaderelection import electionconfig
+from kubernetes.aio.leaderelection.leaderelection import LeaderElection
+from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
+
+from bot.core.config import LeaderElectionConfig
+from bot.core.leader import Grant
+
+
+class _CountingLeaseLock(LeaseLock):
+    """A LeaseLock that counts holder changes in `spec.leaseTransitions` (the epoch)."""
+
+    def update_lease(self, leader_election_record: Any, current_spec: Any = None) -> Any:
+        previous = current_spec.holder_identity if current_spec is not None else None
+        spec = super().update_lease(leader_election_record, current_spec)
+        if previous != leader_election_record.holder_identity:
+            spec.lease_transitions = (spec.lease_transitions or 0) + 1
+        return spec
+
+
+async def _idle() -> None:
+    return None
+
+
+class KubeLease:
+    """The `kubernetes` backend of `leader_election`."""
+
+    def __init__(self, settings: LeaderElectionConfig):
+        self.settings = settings
+        self._api: client.ApiClient | None = None
+        self._election: LeaderElection | None = None
+        self._identity: str | None = None
+
+    async def _ready(self, identity: str, lease_seconds: float) -> LeaderElection:
+        if self._election is None or self._identity != identity:
+            if self._api is None:
+                conf = client.Configuration()
+                if self.settings.kubeconfig or self.settings.kube_context:
+                    await config.load_kube_config(
+                        config_file=self.settings.kubeconfig,
+                        context=self.settings.kube_context,
+                        client_configuration=conf,
+                    )
+                else:
+                    config.load_incluster_config(client_configuration=conf)
+                self._api = client.ApiClient(configuration=conf)
+            lock = _CountingLeaseLock(
+                self.settings.lease_name, self.settings.namespace, identity, self._api
+            )
+            self._election = LeaderElection(
+                electionconfig.Config(
+                    lock,
+                    lease_duration=max(2, int(lease_seconds)),
+                    renew_deadline=max(1.5, lease_seconds * 2 / 3),
+                    retry_period=max(0.2, lease_seconds / 5),
+                    onstarted_leading=_idle,
+                    onstopped_leading=_idle,
+                )
+            )
+            self._identity = identity
+        return self._election
+
+    async def acquire_or_renew(self, identity: str, lease_seconds: float) -> Grant:
+        election = await self._ready(identity, lease_seconds)
+        held = await election.try_acquire_or_renew()
+        lock = election.election_config.lock
+        lease = getattr(lock, "lease_reference", None)
+        spec = getattr(lease, "spec", None)
+        epoch = int(getattr(spec, "lease_transitions", 0) or 0)
+        holder = getattr(spec, "holder_identity", None)
+        return Grant(bool(held), epoch, identity if held else holder)
+
+    async def release(self, identity: str) -> None:
+        """Nothing to do: the Lease expires after lease_seconds."""
+
+    def close(self) -> None:
+        self._election = None

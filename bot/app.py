@@ -204,6 +204,7 @@ class App:
         election = config.leader_election
         self.leadership = Leadership(election.lease_seconds if election else None)
         self.elector: Elector | None = None
+        self._leaving: asyncio.Task[None] | None = None
         self.adapters = build_adapters(config, console)
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()
@@ -247,6 +248,7 @@ class App:
         self.board = StatusBoard(self.services, self.bumper)
         self.monitors = Monitors(self.services, self.bumper, self.board)
         self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
+        self.deployer.records.epoch = lambda: self.leadership.epoch
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
         self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
         router = Router()
@@ -338,11 +340,18 @@ class App:
             await adapter.start(self.on_message)
 
     def _lost(self) -> None:
-        """The lease ran out: already fenced (nothing more is said or run); leave at once, as
-        Kubernetes controllers do, and come back as a standby."""
+        """The lease ran out: already fenced (nothing more is said, no deploy moves on); kill
+        running deploy commands (bounded), then leave, as Kubernetes controllers do, and
+        come back as a standby."""
         log.error("leadership lost; exiting so that a fresh process rejoins as a standby")
-        logging.shutdown()
-        os._exit(LOST_LEADERSHIP)
+
+        async def leave() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.deployer.stop(), timeout=2.0)
+            logging.shutdown()
+            os._exit(LOST_LEADERSHIP)
+
+        self._leaving = asyncio.get_running_loop().create_task(leave())
 
     async def _sal_retry_loop(self) -> None:
         while True:

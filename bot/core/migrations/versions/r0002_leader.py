@@ -24,9 +24,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deploys") as batch:
         batch.add_column(sa.Column("epoch", sa.Integer, nullable=False, server_default="0"))
+    # the deploy guard: one active deploy per component+environment, across replicas (rows a
+    # crash left active twice stay for the recovery, which marks them interrupted: only the
+    # newest of each pair is kept active here, the older one is marked now)
+    op.execute(
+        "UPDATE deploys SET state='interrupted', error='bot restarted (superseded)'"
+        " WHERE state IN ('requested','applying','verifying') AND id NOT IN"
+        " (SELECT MAX(id) FROM deploys WHERE state IN ('requested','applying','verifying')"
+        " GROUP BY component, env)"
+    )
+    active = sa.text("state IN ('requested','applying','verifying')")
+    op.create_index(
+        "deploys_one_active", "deploys", ["component", "env"], unique=True,
+        sqlite_where=active, postgresql_where=active,
+    )  # fmt: skip
 
 
 def downgrade() -> None:
+    op.drop_index("deploys_one_active", "deploys")
     with op.batch_alter_table("deploys") as batch:
         batch.drop_column("epoch")
     op.drop_table("leader_lease")

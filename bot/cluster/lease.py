@@ -8,6 +8,7 @@ up `spec.leaseTransitions`, which is the leadership epoch.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kubernetes.aio import client, config
@@ -18,9 +19,25 @@ from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 from bot.core.config import LeaderElectionConfig
 from bot.core.leader import Grant
 
+log = logging.getLogger("deploybot.leader")
+
 
 class _CountingLeaseLock(LeaseLock):
-    """A LeaseLock that counts holder changes in `spec.leaseTransitions` (the epoch)."""
+    """A LeaseLock that counts holder changes in `spec.leaseTransitions` (the epoch).
+
+    `create` is the library's without `pretty=True`, which this client version's
+    `create_namespaced_lease` refuses (it wants a string)."""
+
+    async def create(self, name: str, namespace: str, election_record: Any) -> bool:
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name), spec=self.update_lease(election_record)
+        )
+        try:
+            self.lease_reference = await self.api_instance.create_namespaced_lease(namespace, body)
+        except client.ApiException:
+            log.warning("Lease %s/%s: create refused (another replica was first?)", namespace, name)
+            return False
+        return True
 
     def update_lease(self, leader_election_record: Any, current_spec: Any = None) -> Any:
         previous = current_spec.holder_identity if current_spec is not None else None
@@ -59,12 +76,13 @@ class KubeLease:
             lock = _CountingLeaseLock(
                 self.settings.lease_name, self.settings.namespace, identity, self._api
             )
+            duration = max(2, round(lease_seconds))  # the Lease counts whole seconds
             self._election = LeaderElection(
-                electionconfig.Config(
+                electionconfig.Config(  # only try_acquire_or_renew is used: the Elector times
                     lock,
-                    lease_duration=max(2, int(lease_seconds)),
-                    renew_deadline=max(1.5, lease_seconds * 2 / 3),
-                    retry_period=max(0.2, lease_seconds / 5),
+                    lease_duration=duration,
+                    renew_deadline=duration * 0.75,
+                    retry_period=1.01,
                     onstarted_leading=_idle,
                     onstopped_leading=_idle,
                 )

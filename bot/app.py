@@ -215,6 +215,7 @@ class App:
             may_send=self.leadership.may_act,
         )  # fmt: skip
         outbox.start_empty = election is not None
+        outbox.epoch = lambda: self.leadership.epoch
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")

@@ -43,6 +43,7 @@ class Outbox:
         # budget (the previous leader may just have spent the server's)
         self.may_send = may_send
         self.start_empty = False
+        self.epoch: Callable[[], int] = lambda: 0  # the leadership epoch (0: single instance)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
@@ -132,7 +133,7 @@ class Outbox:
                 next_wait = wait if next_wait is None else min(next_wait, wait)
                 continue
             text, ids = plan_line(items) if limited else (items[0].text, [items[0].id])
-            if not self.may_send():
+            if not self.may_send() or not await self._claim(ids):
                 return None  # fenced: not the leader (any more)
             try:
                 await adapter.send(room, text)
@@ -153,6 +154,19 @@ class Outbox:
             bucket.tokens = 0.0
         self._buckets[(adapter, room)] = bucket
         return bucket
+
+    async def _claim(self, ids: list[int]) -> bool:
+        """Claim unsent rows for this leader's epoch; False once a newer leader holds the
+        lease (or another sent them). A crash between send and `_mark_sent` repeats at most
+        this one line: one line is in flight at a time."""
+        marks = ",".join("?" for _ in ids)
+        epoch = self.epoch()
+        claimed = await self.store.execute(
+            f"UPDATE outbox SET claimed_epoch=? WHERE id IN ({marks}) AND sent_at IS NULL"  # noqa: S608
+            " AND NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)",
+            (epoch, *ids, epoch),
+        )
+        return claimed == len(ids)
 
     async def _mark_sent(self, ids: list[int]) -> None:
         marks = ",".join("?" for _ in ids)

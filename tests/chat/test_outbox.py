@@ -138,6 +138,29 @@ async def test_queued_lines_survive_a_restart(store_url: str) -> None:
     await store.close()
 
 
+async def test_a_deposed_leader_sends_nothing_and_a_new_leader_starts_with_an_empty_bucket(
+    store_url: str,
+) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, old = await _outbox(store_url, chat, clock)
+    old.epoch = lambda: 1
+    await old.enqueue("#ops", "deploy 12 done", key="d12", final=True)
+    await store.execute(
+        "INSERT INTO leader_lease (name, holder, epoch, renewed_at, expires_at)"
+        " VALUES ('deploybot', 'replica-b', 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    assert await old.drain_once() is None  # a newer leader holds the lease: not a word
+    assert chat.lines == [] and await old.pending_count() == 1
+
+    new = Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
+    new.epoch, new.start_empty = (lambda: 2), True
+    assert await new.drain_once() == 2.0  # no burst: the old leader may have spent it
+    clock.now += 2.0
+    await _drain(new)
+    assert chat.lines == [("#ops", "deploy 12 done")]
+    await store.close()
+
+
 def test_a_backlog_is_packed_in_short_forms_and_a_lone_item_in_full() -> None:
     url = " https://gitlab.example.org/repos/cloud/toolforge/builds-api/-/pipelines/"
     items = [

@@ -1,4 +1,5 @@
-"""Replicas: the leader lease row and the leadership epoch of each deploy.
+"""Replicas: the leader lease row, the leadership epoch of each deploy and outbox claim,
+and the store-side deploy guard.
 
 Revision ID: r0002
 Revises: r0001
@@ -24,6 +25,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deploys") as batch:
         batch.add_column(sa.Column("epoch", sa.Integer, nullable=False, server_default="0"))
+    with op.batch_alter_table("outbox") as batch:  # the leader that claimed a line to send it
+        batch.add_column(sa.Column("claimed_epoch", sa.Integer))
     # the deploy guard: one active deploy per component+environment, across replicas (rows a
     # crash left active twice stay for the recovery, which marks them interrupted: only the
     # newest of each pair is kept active here, the older one is marked now)
@@ -42,6 +45,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("deploys_one_active", "deploys")
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("claimed_epoch")
     with op.batch_alter_table("deploys") as batch:
         batch.drop_column("epoch")
     op.drop_table("leader_lease")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.botproc import BotProcess, pipeline_hook
+from tests.support.fakes.kube import FakeKube
 from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
 from tests.support.postgres import PgServer
 from tests.support.tcpproxy import FreezableProxy
@@ -194,3 +195,36 @@ async def test_a_leader_cut_off_from_the_database_stops_speaking_before_its_leas
     elected = await other.wait_log(r"(\S+ \S+) INFO deploybot.leader: leader: elected", within=1)
     assert stopped[1] < elected[1]  # the old leader fell silent before the new one took over
     assert cut.returncode == 75  # it left, to come back as a standby
+
+
+async def test_with_a_kubernetes_lease_one_leads_and_the_survivor_takes_over(
+    ngircd: Ngircd, pg_server: PgServer, replicas: Replicas, tmp_path: Path
+) -> None:
+    nick, channel = unique("kubebot"), unique("#kube")
+    database = f"t_kube_{nick}"
+    pg_server.create_database(database)
+    async with FakeKube() as kube:
+        config = config_for(ngircd, nick, channel, pg_server.url_for(database))
+        config["leader_election"] = {
+            "backend": "kubernetes", "lease_seconds": LEASE, "namespace": "deploybot",
+            "kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")),
+        }  # fmt: skip
+        first = await replicas.bot(config)
+        assert await leader_of([first], within=30) is first
+        second = await replicas.bot(config)
+        assert await leader_of(replicas.bots, within=10) is first
+        assert await second.metric("deploybot_leader") == 0
+
+        await first.kill()
+        assert await second.post_webhook(pipeline_hook(8301, "success")) == 200
+        assert await leader_of(replicas.bots, within=LEASE + 25) is second
+        client = RawIrcClient(ngircd.port, unique("kwatch"))
+        replicas.clients.append(client)
+        await client.connect()
+        await client.join(channel)
+        await wait_announced(client, channel, client.nick, [8301], within=LEASE + 25)
+        lease = kube.lease("deploybot", "deploybot")
+        assert lease is not None
+        assert lease["spec"]["holderIdentity"].endswith(f"/{second.pid}")
+        assert lease["spec"]["leaseTransitions"] == 2  # first, then the survivor
+        await second.kill()  # before the fake Kubernetes API goes away

@@ -101,7 +101,21 @@ class KubeLease:
         return Grant(bool(held), epoch, identity if held else holder)
 
     async def release(self, identity: str) -> None:
-        """Nothing to do: the Lease expires after lease_seconds."""
+        """Clear the holder (as client-go does on a graceful stop), so a standby need not
+        wait for the Lease to expire; a stale write is refused by the API server."""
+        if self._election is None:
+            return
+        lock = self._election.election_config.lock
+        assert isinstance(lock, LeaseLock)
+        found, _ = await lock.get(lock.name, lock.namespace)
+        lease = getattr(lock, "lease_reference", None)
+        if not found or lease is None or lease.spec.holder_identity != identity:
+            return
+        lease.spec.holder_identity = None
+        await lock.api_instance.replace_namespaced_lease(lock.name, lock.namespace, lease)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._election = None
+        if self._api is not None:
+            api, self._api = self._api, None
+            await api.close()

@@ -15,6 +15,7 @@ database's clock) here; a Kubernetes Lease in `bot/cluster/lease.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -45,7 +46,7 @@ class LeaseBackend(Protocol):
 
     async def release(self, identity: str) -> None: ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 def replica_identity() -> str:
@@ -155,8 +156,10 @@ class Elector:
             self.leadership.fence()
             try:
                 await asyncio.wait_for(self.backend.release(self.identity), timeout=2.0)
-            except Exception:  # noqa: BLE001 - it expires by itself
+            except Exception:  # it expires by itself
                 log.info("leader lease not released; it expires by itself")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.backend.close(), timeout=2.0)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -238,7 +241,7 @@ class PostgresLease:
 
         await self._call(run)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
         self._abandon()

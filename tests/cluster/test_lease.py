@@ -37,5 +37,9 @@ async def test_one_holder_at_a_time_and_a_takeover_after_expiry_raises_the_epoch
             taken = await b.acquire_or_renew("pod-b", LEASE)
         assert taken.held and taken.epoch == 2
         assert not (await a.acquire_or_renew("pod-a", LEASE)).held
-        a.close()
-        b.close()
+
+        await b.release("pod-b")  # a graceful stop: the next one need not wait for expiry
+        handed = await a.acquire_or_renew("pod-a", LEASE)
+        assert handed.held and handed.epoch == 3
+        await a.close()
+        await b.close()

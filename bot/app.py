@@ -377,14 +377,11 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self.elector is not None and not self.leadership.may_act():
-            await self.supervisor.stop()  # a standby: nothing to flush or hand over
-            await self.store.close()
-            return
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
-        if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
+        speaking = self.leadership.may_act()  # a standby (or a fenced leader) sends nothing
+        if self.store.is_open and speaking and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")
         await self.supervisor.stop()
         for adapter in self.adapters:

@@ -228,3 +228,20 @@ async def test_with_a_kubernetes_lease_one_leads_and_the_survivor_takes_over(
         assert lease["spec"]["holderIdentity"].endswith(f"/{second.pid}")
         assert lease["spec"]["leaseTransitions"] == 2  # first, then the survivor
         await second.kill()  # before the fake Kubernetes API goes away
+
+
+async def test_a_graceful_stop_of_either_replica_exits_cleanly_and_hands_over(
+    ngircd: Ngircd, pg_server: PgServer, replicas: Replicas
+) -> None:
+    nick, channel = unique("calm"), unique("#calm")
+    database = f"t_calm_{nick}"
+    pg_server.create_database(database)
+    config = config_for(ngircd, nick, channel, pg_server.url_for(database))
+    first = await replicas.bot(config)
+    assert await leader_of([first], within=30) is first
+    standby = await replicas.bot(config)
+    assert await standby.stop() == 0  # SIGTERM: a standby has nothing to flush
+    second = await replicas.bot(config)
+    assert await first.stop() == 0  # the leader flushes, resigns, and leaves
+    assert await leader_of([second], within=LEASE + 10) is second
+    assert "leader lease not released" not in first.log_text()

@@ -8,6 +8,7 @@ Alembic (`PRAGMA user_version` 1..7) is brought to version 7 and stamped `r0001`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -70,8 +71,26 @@ def current_revision(conn: Connection) -> str | None:
     return str(row[0]) if row else None
 
 
+MIGRATION_LOCK = 74152026  # PostgreSQL: replicas starting together migrate one at a time
+
+
 def upgrade(conn: Connection, where: str) -> None:
     """Check the store on `conn` and migrate it to head (committed)."""
+    if conn.dialect.name != "postgresql":
+        return _upgrade(conn, where)
+    conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+    conn.commit()
+    try:
+        _upgrade(conn, where)
+    finally:
+        with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection lost the lock too
+            if conn.in_transaction():
+                conn.rollback()
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            conn.commit()
+
+
+def _upgrade(conn: Connection, where: str) -> None:
     conn.info["read"] = True
     try:
         sqlite = conn.dialect.name == "sqlite"

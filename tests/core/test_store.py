@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -70,6 +71,20 @@ async def test_a_schema_newer_than_the_code_is_refused_and_left_alone(store_url:
     assert "\n" not in str(err.value)
     store = Store(store_url)  # still there, untouched (the version is ours to put back)
     assert store.describe() in str(err.value)
+
+
+async def test_replicas_starting_together_migrate_one_at_a_time(
+    engine: str, store_url: str
+) -> None:
+    if engine == "sqlite":
+        pytest.skip("one SQLite file belongs to one process")
+    stores = [Store(store_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))  # none trips over another's tables
+    try:
+        assert (await stores[2].fetchone("SELECT count(*) FROM alembic_version"))[0] == 1
+    finally:
+        for store in stores:
+            await store.close()
 
 
 def _config(tmp_path: Path, state: Path) -> Path:

@@ -32,8 +32,12 @@ from bot.core.sqltext import for_engine, inserted_table
 
 T = TypeVar("T")
 
-# tables whose integer `id` is generated: an INSERT into one reports the new id (lastrowid)
-ID_TABLES = frozenset({"sal", "outbox", "events", "deploys"})
+# PostgreSQL: tables whose `id` a sequence generates (an INSERT into one reports the new id
+# as `lastrowid`, like sqlite3 does for every table); read from the catalog at open
+_ID_TABLES_SQL = (
+    "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    " AND column_name = 'id' AND (column_default LIKE 'nextval(%%' OR is_identity = 'YES')"
+)
 
 __all__ = [
     "Row",
@@ -90,13 +94,17 @@ class Cursor:
 class StoreConn:
     """The connection a `transaction` function is given: `execute(sql, params)` with `?`."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, id_tables: frozenset[str] = frozenset()):
         self.sa = conn
         self.postgres = conn.dialect.name == "postgresql"
+        self.id_tables = id_tables
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         table = inserted_table(sql)
-        want_id = table in ID_TABLES and " returning " not in sql.lower()
+        if self.postgres:
+            want_id = table in self.id_tables and " returning " not in sql.lower()
+        else:
+            want_id = table is not None
         if self.postgres and want_id:
             sql += " RETURNING id"
         result = self.sa.exec_driver_sql(for_engine(sql, self.postgres), tuple(params))
@@ -149,6 +157,7 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
         self._conn: Connection | None = None
+        self._id_tables: frozenset[str] = frozenset()
 
     @property
     def postgres(self) -> bool:
@@ -200,6 +209,10 @@ class Store:
             ) from None
         try:
             migrate.upgrade(conn, self.describe())
+            if self.postgres:
+                with conn.begin():
+                    rows = conn.exec_driver_sql(_ID_TABLES_SQL).fetchall()
+                self._id_tables = frozenset(str(r[0]) for r in rows)
         except BaseException:
             conn.close()
             engine.dispose()
@@ -244,7 +257,7 @@ class Store:
         conn.info["read"] = read  # SQLite: a read needs no write lock (BEGIN, not IMMEDIATE)
         try:
             with conn.begin():
-                return fn(StoreConn(conn))
+                return fn(StoreConn(conn, self._id_tables))
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated or conn.invalidated:
                 conn.rollback()  # the next call reconnects

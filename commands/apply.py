@@ -34,8 +34,7 @@ def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
     """The result line; a room that already sees the deploy's announcements gets none."""
     if outcome.state == "refused":
         raise UserError(outcome.line)
-    msg = ctx.message
-    if not msg.private and msg.room == ctx.services.announcer.room_for(component):
+    if ctx.sees_announcements(component):
         return None
     return outcome.line
 

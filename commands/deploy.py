@@ -110,7 +110,7 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
-    return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
+    return await _auto_apply(ctx, outcome, inv.tasks, await _reply(ctx, outcome))
 
 
 @command(
@@ -146,7 +146,7 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     outcome = await bumper.bump(
         component, values[0], [target], actor=ctx.actor, tasks=inv.tasks, action="promote"
     )
-    return await _reply(ctx, outcome) + await _auto_apply(ctx, outcome, inv.tasks)
+    return await _auto_apply(ctx, outcome, inv.tasks, await _reply(ctx, outcome))
 
 
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
@@ -162,15 +162,26 @@ async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
     return [live]
 
 
-async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) -> str:
-    """`auto_apply` environments deploy a bump right away: one more reply line."""
+async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str], said: str) -> str:
+    """`auto_apply` environments deploy a bump right away: `said` (the bump's reply), then
+    one line with the results. In the component's own room, which sees every deploy state
+    announced, `said` goes out first and only refusals follow (no state twice, in order)."""
     deployer, published = ctx.deployer, outcome.published
     if published is None or published.action == "unchanged":
-        return ""
+        return said
     plan = outcome.plan
+    here = ctx.sees_announcements(plan.component)
+    if here:
+        for line in said.splitlines():
+            await ctx.reply(line)
+        said = ""
     results = await deployer.auto_apply(plan.component, plan.changed_envs, ctx.actor, list(tasks))
-    lines = [("auto-apply " if r.state == "refused" else "") + r.line for r in results]
-    return "\n" + " · ".join(lines) if lines else ""
+    lines = [
+        ("auto-apply " if r.state == "refused" else "") + r.line
+        for r in results
+        if r.state == "refused" or not here
+    ]
+    return "\n".join(x for x in (said, " · ".join(lines)) if x)
 
 
 @command(

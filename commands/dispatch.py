@@ -17,6 +17,7 @@ from commands.parse import Invocation, ParseError, parse_line
 from commands.spec import Capabilities, CommandSet, Context
 
 log = logging.getLogger("deploybot.commands")
+EDIT_NOT_RUN = "edits are not run; send the command again"
 
 
 class Dispatcher:
@@ -24,10 +25,14 @@ class Dispatcher:
         self.services = services
         self.caps = caps
         self.commands = commands
+        self._edits_answered: dict[tuple[str, str, str], None] = {}  # bounded, oldest first
 
     async def handle(self, msg: Message) -> None:
         """Answer one chat line (ignores lines that are not for the bot)."""
         cfg = self.services.config
+        if msg.edit_of is not None or msg.replayed:
+            await self._not_run(msg)
+            return
         try:
             inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick)
         except ParseError as exc:
@@ -54,13 +59,34 @@ class Dispatcher:
             return
         task = asyncio.ensure_future(self._run(ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
-        if not done:
+        if not done and not ctx.replied:  # a handler that spoke already is visibly at work
             await ctx.reply(f"{spec.name}: working on it…")
         text, result = await task
         self.services.metrics.commands.labels(spec.name, result).inc()
         for line in (text or "").splitlines():
             if line.strip():
                 await ctx.reply(line)
+
+    async def _not_run(self, msg: Message) -> None:
+        """A correction, replayed history or a delayed line is never run; an edited command
+        gets one answer per corrected message."""
+        cfg = self.services.config
+        try:
+            command = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick) is not None
+        except ParseError:
+            command = True
+        if not command or msg.edit_of is None:
+            if command:
+                log.info("not running a replayed/delayed line from %s in %s", msg.nick, msg.room)
+            return
+        key = (msg.adapter, msg.room, msg.edit_of or msg.text)
+        if key in self._edits_answered:
+            return
+        self._edits_answered[key] = None
+        if len(self._edits_answered) > 1000:
+            del self._edits_answered[next(iter(self._edits_answered))]
+        self.services.metrics.commands.labels("(edit)", "refused").inc()
+        await self._reply(msg, EDIT_NOT_RUN)
 
     async def _reply(self, msg: Message, text: str) -> None:
         await self.services.outbox.enqueue(

@@ -127,6 +127,7 @@ class Context:
     message: Message
     commands: CommandSet
     spec: CommandSpec
+    replied: bool = False  # the handler already said something (no "working on it" needed)
 
     @property
     def deployer(self) -> Deployer:
@@ -172,12 +173,23 @@ class Context:
 
     async def reply(self, text: str) -> None:
         """Send a line now (before the handler returns), e.g. "working on it"."""
+        self.replied = True
         await self.services.outbox.enqueue(
             self.message.room,
             self.services.redactor(text),
             adapter=self.message.adapter,
             priority=1,
         )
+
+    def sees_announcements(self, component: str) -> bool:
+        """True when this chat line came from the room (on the same network) that gets the
+        component's announcements, so a reply repeating one would show it twice."""
+        msg, services = self.message, self.services
+        room = services.announcer.room_for(component)
+        if msg.private or room.casefold() != msg.room.casefold():
+            return False
+        adapter = services.outbox.pick_adapter(None, room)
+        return adapter is not None and adapter.name == msg.adapter
 
     def component(self, name: str) -> str:
         """Validate a component name from chat."""
@@ -189,5 +201,6 @@ class Context:
     def env(self, name: str) -> str:
         names = self.services.config.env_names
         if name not in names:
-            raise UserError(f"unknown environment {name[:60]!r}{did_you_mean(name, names)}")
+            hint = did_you_mean(name, names) or f"; environments: {', '.join(names)}"
+            raise UserError(f"unknown environment {name[:60]!r}{hint}")
         return name

@@ -26,6 +26,7 @@ FIRST_CHECK_WAIT = 3.0  # seconds `!status` waits for the monitors' first check 
     examples=[
         ("!status", r"need attention|healthy|no components"),
         ("!status builds-api", r"builds-api toolsbeta: .*pinned"),
+        ("!status builds-api prod", r"unknown environment 'prod'; environments: toolsbeta, tools"),
     ],
 )
 async def status(ctx: Context, inv: Invocation) -> str:

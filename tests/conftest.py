@@ -19,6 +19,9 @@ from bot.demo.setup import prepare
 from tests.support.postgres import PgServer, running_postgres
 from tests.support.session import free_port
 
+# real PostgreSQL and OCI registry fixtures (`postgres`, `oci_registry`)
+pytest_plugins = ["tests.support.pytest_plugin"]
+
 ENGINES = ["sqlite", "postgresql"]
 _databases = itertools.count(1)
 

@@ -1,10 +1,36 @@
-"""Unasked lines: which room a component's announcements go to, queued in the outbox."""
+"""Unasked lines: which room a component's announcements go to, queued in the outbox.
+
+After a line is queued (durably, as before) it is also handed to in-process listeners, such
+as the web pages' live feed; a listener never delays or changes what goes to chat.
+"""
 
 from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from bot.chat.outbox import Outbox
 from bot.core.config import Config
 from bot.core.redact import Redactor
+
+log = logging.getLogger("deploybot.announcer")
+
+
+@dataclass(frozen=True)
+class Announced:
+    """One announcement as it was queued for chat (already redacted)."""
+
+    text: str
+    component: str | None
+    key: str | None
+    final: bool
+    room: str
+    at: float
+
+
+Listener = Callable[[Announced], None]
 
 
 class Announcer:
@@ -12,6 +38,12 @@ class Announcer:
         self.config = config
         self.outbox = outbox
         self.redactor = redactor
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every announcement after it is queued; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def room_for(self, component: str | None) -> str:
         """The chat room for a component's announcements (fallback: the default room)."""
@@ -26,10 +58,15 @@ class Announcer:
 
         `short` (e.g. "builds-api #41 success 3m") replaces `text` when a backlog is packed.
         """
+        room = room or self.room_for(component)
+        text = self.redactor(text)
         await self.outbox.enqueue(
-            room or self.room_for(component),
-            self.redactor(text),
-            key=key,
-            final=final,
-            short=self.redactor(short) if short else None,
+            room, text, key=key, final=final, short=self.redactor(short) if short else None
         )
+        if self._listeners:
+            said = Announced(text, component, key, final, room, time.time())
+            for listener in list(self._listeners):
+                try:
+                    listener(said)
+                except Exception:  # a page feed must never break chat announcements
+                    log.exception("an announcement listener failed")

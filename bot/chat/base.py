@@ -21,6 +21,10 @@ class Message:
       ("xmpp:taavi@example.org",), ("console:root",).
     room: where the reply goes on this adapter: a channel ("#ops"), a MUC room JID,
       or, for a private message, the sender's nick/JID (private=True).
+    edit_of: set when the line corrects an earlier one (XEP-0308 `<replace/>`, IRCv3
+      `draft/edit`): the id of the corrected message ("" if unknown). Edits are never run.
+    replayed: history replayed on join (MUC history, IRC chathistory/playback) or a
+      delayed message (XEP-0203 `<delay/>`): said earlier, never run now.
     """
 
     adapter: str
@@ -30,6 +34,8 @@ class Message:
     identities: tuple[str, ...]
     private: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    edit_of: str | None = None
+    replayed: bool = False
 
 
 OnMessage = Callable[[Message], Awaitable[None]]
@@ -45,6 +51,10 @@ class ChatAdapter(Protocol):
     @property
     def connected(self) -> bool:
         """True while lines can be sent (registered and joined)."""
+        ...
+
+    def room_states(self) -> dict[str, bool]:
+        """Each configured room (channel, MUC) -> joined right now (all False while down)."""
         ...
 
     def owns(self, room: str) -> bool:

@@ -36,6 +36,9 @@ class ConsoleAdapter:
     def connected(self) -> bool:
         return True
 
+    def room_states(self) -> dict[str, bool]:
+        return {}  # the console has no rooms to join
+
     def owns(self, room: str) -> bool:
         return room == ROOM
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from bot.chat.base import Message, OnMessage
 from bot.chat.flood import TokenBucket
+from bot.chat.ircchannels import JOIN_ERRORS, ChannelKeeper
 from bot.chat.ircproto import (
     DEFAULT_PREFIX_LEN,
     AccountTracker,
@@ -31,10 +32,11 @@ from bot.chat.ircproto import (
 )
 from bot.chat.ircsession import NICK_IN_USE, WANTED_CAPS, Registration, redact
 
-JOIN_ERRORS = frozenset({"403", "405", "471", "473", "474", "475", "477"})
 WHOX_TOKEN = "42"
 REGAIN_INTERVAL = 30.0
 MAX_PRIVATE_ROOMS = 1000
+REPLAY_BATCHES = frozenset({"chathistory", "draft/chathistory", "znc.in/playback"})
+EDIT_TAGS = ("+draft/edit", "draft/edit")
 
 
 class IrcAdapter:
@@ -59,9 +61,11 @@ class IrcAdapter:
         sasl_username: str | None = None,
         sasl_password: str | None = None,
         realname: str = "deploybot",
-        ping_interval: float = 60.0,
-        ping_timeout: float = 120.0,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 10.0,
         reconnect_max: float = 60.0,
+        join_retry: float = 5.0,
+        join_retry_max: float = 60.0,
         logger_name: str = "deploybot.irc",
         send_burst: int = 5,
         send_rate: float = 1.0,
@@ -74,6 +78,7 @@ class IrcAdapter:
         self._realname = realname
         self._wanted_caps = frozenset(caps) & WANTED_CAPS
         self._ping_interval, self._ping_timeout = ping_interval, ping_timeout
+        self._join_retry = (join_retry, join_retry_max)
         self._reconnect_max = reconnect_max
         self._log = logging.getLogger(logger_name)
         self._bucket = TokenBucket(send_burst, send_rate, now=0.0)
@@ -91,19 +96,24 @@ class IrcAdapter:
         self._nick = self._wanted_nick
         self._reg = Registration(self._wanted_nick, self._wanted_caps, self._sasl, self._log)
         self._joined: set[str] = set()
-        self._pending_joins: set[str] = set()
+        retry, retry_max = self._join_retry
+        self._chans = ChannelKeeper(self._channels, self._fold, retry=retry, retry_max=retry_max)
+        self._batches: dict[str, str] = {}  # open BATCH reference -> its type
         self._accounts = AccountTracker()
         self._own_prefix: str | None = None
         self._last_rx = 0.0
         self._pinged = False
         self._next_regain = 0.0
-        self._rejoin_at: dict[str, float] = {}
 
     # ---- ChatAdapter port -------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and self._registered and not self._pending_joins
+        return self._writer is not None and self._registered
+
+    def room_states(self) -> dict[str, bool]:
+        states = self._chans.states()
+        return states if self.connected else dict.fromkeys(states, False)
 
     @property
     def nick(self) -> str:
@@ -127,6 +137,8 @@ class IrcAdapter:
     async def send(self, room: str, text: str) -> None:
         if not self.connected:
             raise ConnectionError("IRC is not connected")
+        if self._chans.configured(room) and not self._chans.is_joined(room):
+            raise ConnectionError(f"IRC: not in {room} ({self._chans.reason(room) or 'joining'})")
         prefix_len = len(self._own_prefix.encode()) if self._own_prefix else DEFAULT_PREFIX_LEN
         lines = split_text(room, text, prefix_len=prefix_len)
         async with self._send_lock:
@@ -190,11 +202,12 @@ class IrcAdapter:
         self._writer = writer
         self._last_rx = loop.time()
         self._write_all(self._reg.greeting(self._nick, self._realname))
+        dead_after = self._ping_interval + self._ping_timeout
         while True:
             idle = loop.time() - self._last_rx
             try:
                 raw = await asyncio.wait_for(
-                    reader.readline(), timeout=max(0.05, min(1.0, self._ping_timeout - idle))
+                    reader.readline(), timeout=max(0.05, min(1.0, dead_after - idle))
                 )
             except TimeoutError:
                 raw = None
@@ -214,8 +227,8 @@ class IrcAdapter:
 
     def _maintain(self, now: float) -> None:
         idle = now - self._last_rx
-        if idle >= self._ping_timeout:
-            raise ConnectionError(f"no data from server for {idle:.0f}s")
+        if idle >= self._ping_interval + self._ping_timeout:
+            raise ConnectionError(f"no data from server for {idle:.0f}s (ping unanswered)")
         if not self._registered:
             return
         if idle >= self._ping_interval and not self._pinged:
@@ -223,10 +236,11 @@ class IrcAdapter:
             self._pinged = True
         if self._fold(self._nick) != self._fold(self._wanted_nick) and now >= self._next_regain:
             self._regain_nick(now)
-        for chan, when in list(self._rejoin_at.items()):
-            if now >= when:
-                del self._rejoin_at[chan]
-                self._write(format_line("JOIN", chan))
+        self._join_due(now)
+
+    def _join_due(self, now: float) -> None:
+        if due := self._chans.due(now):
+            self._write(format_line("JOIN", ",".join(due)))
 
     def _regain_nick(self, now: float) -> None:
         if self._registered and self._fold(self._nick) != self._fold(self._wanted_nick):
@@ -268,9 +282,15 @@ class IrcAdapter:
         elif (handler := getattr(self, f"_on_{line.command.lower()}", None)) is not None:
             handler(line)
         elif line.command in JOIN_ERRORS:
-            self._pending_joins.discard(self._fold(line.param(1)))
-            self._log.error("cannot join %s: %s", line.param(1), line.params[-1])
-        elif line.command in NICK_IN_USE and not self._registered:
+            now = asyncio.get_running_loop().time()
+            channel, text = line.param(1), line.params[-1] if len(line.params) > 2 else ""
+            delay = self._chans.refused(channel, line.command, text, now)
+            if delay is not None:
+                self._log.warning(
+                    "cannot join %s: %s; retrying in %.0fs", channel, self._chans.reason(channel),
+                    delay,
+                )  # fmt: skip
+        elif line.command in NICK_IN_USE | {"436"} and not self._registered:
             self._nick = self._reg.next_nick()
             self._log.warning("nick in use; trying %s", self._nick)
             self._write(format_line("NICK", self._nick))
@@ -285,9 +305,7 @@ class IrcAdapter:
         self._registered = True
         self._nick = line.param(0, self._nick)
         self._log.info("registered on %s:%s as %s", self._host, self._port, self._nick)
-        self._pending_joins = {self._fold(c) for c in self._channels}
-        if self._channels:
-            self._write(format_line("JOIN", ",".join(self._channels)))
+        self._join_due(asyncio.get_running_loop().time())
 
     def _on_005(self, line: Line) -> None:
         self._reg.isupport(line)
@@ -303,7 +321,7 @@ class IrcAdapter:
         nick, channel = line.nick or "", line.param(0)
         if self._is_me(nick):
             self._joined.add(self._fold(channel))
-            self._pending_joins.discard(self._fold(channel))
+            self._chans.joined(channel)
             self._own_prefix = line.source
             self._log.info("joined %s", channel)
             if self._reg.whox:
@@ -316,6 +334,9 @@ class IrcAdapter:
     def _on_part(self, line: Line) -> None:
         if self._is_me(line.nick):
             self._left(line.param(0))
+            now = asyncio.get_running_loop().time()
+            if (delay := self._chans.left(line.param(0), "parted", now)) is not None:
+                self._log.warning("left %s; rejoining in %.0fs", line.param(0), delay)
         else:
             self._accounts.parted(line.nick or "", line.param(0))
 
@@ -324,10 +345,20 @@ class IrcAdapter:
         if not self._is_me(victim):
             self._accounts.parted(victim, channel)
             return
-        self._log.error("kicked from %s by %s: %s", channel, line.nick, line.param(2))
         self._left(channel)
-        if any(self._fold(c) == self._fold(channel) for c in self._channels):
-            self._rejoin_at[channel] = asyncio.get_running_loop().time() + 5.0
+        now = asyncio.get_running_loop().time()
+        delay = self._chans.left(channel, f"kicked by {line.nick}: {line.param(2)}", now)
+        self._log.error(
+            "kicked from %s by %s: %s%s", channel, line.nick, line.param(2),
+            f"; rejoining in {delay:.0f}s" if delay is not None else "",
+        )  # fmt: skip
+
+    def _on_batch(self, line: Line) -> None:
+        ref = line.param(0)
+        if ref.startswith("+") and len(self._batches) < 100:
+            self._batches[ref[1:]] = line.param(1)
+        elif ref.startswith("-"):
+            self._batches.pop(ref[1:], None)
 
     def _on_quit(self, line: Line) -> None:
         nick = line.nick or ""
@@ -392,7 +423,12 @@ class IrcAdapter:
         tags = dict(line.tags)
         if line.param(1).startswith("\x01"):
             tags["ctcp"] = "ACTION"
-        msg = Message(self.name, room, nick, text, self._identities(line), private, tags)
+        edit_of = next((line.tags[t] for t in EDIT_TAGS if t in line.tags), None)
+        replayed = self._batches.get(line.tags.get("batch", ""), "") in REPLAY_BATCHES
+        msg = Message(
+            self.name, room, nick, text, self._identities(line), private, tags,
+            edit_of=edit_of, replayed=replayed,
+        )  # fmt: skip
         try:
             self._queue.put_nowait(msg)
         except asyncio.QueueFull:

@@ -15,7 +15,7 @@ import random
 from bot.chat.ircproto import Line, format_line
 
 WANTED_CAPS = frozenset(
-    "message-tags account-tag extended-join account-notify server-time multi-prefix sasl".split()
+    "message-tags account-tag extended-join account-notify server-time multi-prefix sasl batch".split()
 )
 SASL_FAILURES = frozenset({"902", "904", "905", "906", "908"})
 NICK_IN_USE = frozenset({"433", "432", "437"})

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.core.config import FloodConfig
-from bot.core.store import Store, StoreConn
+from bot.core.store import Row, Store, StoreConn
 
 log = logging.getLogger("deploybot.outbox")
 
@@ -30,14 +30,18 @@ class Outbox:
         adapters: Sequence[ChatAdapter],
         flood: FloodConfig,
         clock: Callable[[], float] = time.monotonic,
-        on_sent: Callable[[int], None] | None = None,
+        on_sent: Callable[[list[float]], None] | None = None,
+        default_room: str | None = None,
         may_send: Callable[[], bool] = lambda: True,
     ):
+        """`default_room` takes the lines for rooms no adapter serves (with a note)."""
         self.store = store
         self.adapters = list(adapters)
         self.flood = flood
         self.clock = clock
         self.on_sent = on_sent
+        self.default_room = default_room
+        self._stuck_rooms: set[str] = set()  # rooms already reported as unserved
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         # replicas: only a leader whose lease is valid speaks, and it starts with an empty
         # budget (the previous leader may just have spent the server's)
@@ -100,27 +104,28 @@ class Outbox:
     async def drain_once(self) -> float | None:
         """Send at most one line per room; return seconds until more can go (None: idle)."""
         rows = await self.store.fetchall(
-            "SELECT id, adapter, room, text, short, priority FROM outbox WHERE sent_at IS NULL"
+            "SELECT id, adapter, room, text, short, priority, created_at FROM outbox"
+            " WHERE sent_at IS NULL"
             " ORDER BY id LIMIT 2000"
         )
         if not rows:
             return None
         by_target: dict[tuple[str, str], list[Pending]] = {}
         adapters: dict[str, ChatAdapter] = {}
-        orphans: list[int] = []
+        orphans: list[Row] = []
+        queued_at = {r["id"]: r["created_at"] for r in rows}
         for r in rows:
             found = self.pick_adapter(r["adapter"], r["room"])
             if found is None:
-                log.warning("no chat adapter for room %s; dropping a line", r["room"])
-                orphans.append(r["id"])
+                orphans.append(r)
                 continue
             adapters[found.name] = found
             by_target.setdefault((found.name, r["room"]), []).append(
                 Pending(r["id"], r["text"], r["priority"], r["short"])
             )
-        if orphans:
-            await self._mark_sent(orphans)
         next_wait: float | None = None
+        if orphans and not await self._reroute(orphans):
+            next_wait = 30.0  # nowhere to send them yet: they wait, and the error is logged
         for (adapter_name, room), items in by_target.items():
             adapter = adapters[adapter_name]
             if not adapter.connected:
@@ -142,11 +147,41 @@ class Outbox:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             await self._mark_sent(ids)
-            if self.on_sent:
-                self.on_sent(1)
+            if self.on_sent:  # each line's time in the queue, from when it was queued
+                now = time.time()
+                self.on_sent([now - float(queued_at[i] or now) for i in ids])
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
+
+    async def _reroute(self, rows: list[Row]) -> bool:
+        """Move lines for unserved rooms to the default room, noting where they were for.
+
+        False when the default room is not served either: the lines stay queued.
+        """
+        fallback = self.default_room
+        if fallback is None or self.pick_adapter(None, fallback) is None:
+            for room in {r["room"] for r in rows} - self._stuck_rooms:
+                self._stuck_rooms.add(room)
+                log.error(
+                    "no chat connection serves %s nor the default room %s; its lines stay queued",
+                    room, fallback,
+                )  # fmt: skip
+            return False
+        for room in {r["room"] for r in rows} - self._stuck_rooms:
+            self._stuck_rooms.add(room)
+            log.warning("no chat connection serves %s; its lines go to %s", room, fallback)
+
+        def move(conn: StoreConn) -> None:
+            for r in rows:
+                conn.execute(
+                    "UPDATE outbox SET room=?, adapter=NULL, text=?, short=NULL WHERE id=?",
+                    (fallback, f"{r['text']} (for {r['room']}: no chat connection serves it)",
+                     r["id"]),
+                )  # fmt: skip
+
+        await self.store.transaction(move)
+        return True
 
     def _new_bucket(self, adapter: str, room: str) -> TokenBucket:
         bucket = TokenBucket(self.flood.burst, self.flood.per_second, self.clock())

@@ -13,13 +13,14 @@ import contextlib
 import logging
 import random
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import slixmpp
 from slixmpp import JID
-from slixmpp.exceptions import IqError, IqTimeout, PresenceError
+from slixmpp.exceptions import IqError, IqTimeout
 
 from bot.chat.base import Message, OnMessage
+from bot.chat.mucrooms import REGAIN_EVERY, RoomKeeper
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,15 @@ def backoff_delay(failures: int, cap: float, base: float = 1.0) -> float:
     return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
 
 
+def _said_when(msg: slixmpp.Message) -> dict[str, Any]:
+    """`edit_of` for a XEP-0308 correction, `replayed` for history or a XEP-0203 delay."""
+    replace = msg.get_plugin("replace", check=True)
+    return {
+        "edit_of": str(replace["id"] or "") if replace is not None else None,
+        "replayed": msg.get_plugin("delay", check=True) is not None,
+    }
+
+
 class XmppAdapter:
     """ChatAdapter for one XMPP account, its MUC rooms and its direct chats."""
 
@@ -90,7 +100,11 @@ class XmppAdapter:
         tls: bool = True,
         reconnect_max: float = 60.0,
         timeout: float = 20.0,
-        ping_interval: float = 60.0,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 10.0,
+        join_retry: float = 5.0,
+        join_retry_max: float = 60.0,
+        regain_every: float = REGAIN_EVERY,
     ) -> None:
         self._jid = JID(jid)
         self._password = password
@@ -101,9 +115,11 @@ class XmppAdapter:
         self._tls = tls
         self._reconnect_max = reconnect_max
         self._timeout = timeout
-        self._ping_interval = ping_interval
+        self._ping_interval, self._ping_timeout = ping_interval, ping_timeout
+        self._join_retry, self._join_retry_max = join_retry, join_retry_max
+        self._regain_every = regain_every
         self._client: slixmpp.ClientXMPP | None = None
-        self._joined: dict[str, str] = {}  # room bare JID -> our nick there
+        self._keepers: dict[str, RoomKeeper] = {}  # room bare JID -> its membership
         self._ready = False
         self._stopping = False
         self._on_message: OnMessage | None = None
@@ -116,6 +132,13 @@ class XmppAdapter:
     def connected(self) -> bool:
         client = self._client
         return self._ready and client is not None and client.is_connected()
+
+    def room_states(self) -> dict[str, bool]:
+        return {room: self._nick_in(room) is not None for room in self._rooms}
+
+    def _nick_in(self, room: str) -> str | None:
+        keeper = self._keepers.get(room)
+        return keeper.nick if keeper is not None and self.connected else None
 
     def owns(self, room: str) -> bool:
         """Rooms and JIDs are ours: anything with an `@` that is not an IRC channel."""
@@ -134,7 +157,7 @@ class XmppAdapter:
         target = JID(room)
         mtype: Literal["chat", "groupchat"] = "chat"
         if target.bare in self._rooms and not target.resource:
-            if target.bare not in self._joined:
+            if self._nick_in(target.bare) is None:
                 raise ConnectionError(f"xmpp: not joined to {target.bare}")
             mtype = "groupchat"
         for body in split_body(clean_text(text)):
@@ -146,9 +169,10 @@ class XmppAdapter:
         self._stopping = True
         self._ready = False
         if client is not None and client.is_connected():
-            for room, nick in self._joined.items():
-                with contextlib.suppress(Exception):
-                    client.plugin["xep_0045"].leave_muc(JID(room), nick)
+            for room, keeper in self._keepers.items():
+                if keeper.nick is not None:
+                    with contextlib.suppress(Exception):
+                        client.plugin["xep_0045"].leave_muc(JID(room), keeper.nick)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(wait=1.0), timeout=self._timeout)
         if supervisor is not None:
@@ -179,7 +203,6 @@ class XmppAdapter:
                 log.warning("xmpp: connection failed (%s: %s)", type(exc).__name__, exc)
             finally:
                 self._ready = False
-                self._joined.clear()
                 await self._dispose(client)
             if not self._stopping:
                 await asyncio.sleep(backoff_delay(failures, self._reconnect_max))
@@ -190,13 +213,22 @@ class XmppAdapter:
         client.enable_direct_tls = self._tls and direct
         client.enable_starttls = self._tls and not (self._host is not None and self._port == 5223)
         client.enable_plaintext = not self._tls
-        for plugin in ("xep_0030", "xep_0045", "xep_0199", "xep_0203"):
+        for plugin in ("xep_0030", "xep_0045", "xep_0199", "xep_0203", "xep_0308"):
             client.register_plugin(plugin)
         mechanisms = client.plugin["feature_mechanisms"]
         mechanisms.unencrypted_plain = mechanisms.unencrypted_scram = not self._tls
         client.add_event_handler("groupchat_message", self._on_groupchat)
         client.add_event_handler("message", self._on_direct)
+        client.add_event_handler("groupchat_presence", self._on_presence)  # muc#user ones
+        client.add_event_handler("presence_error", self._on_presence)  # even without MUC <x/>
         return client
+
+    def _on_presence(self, pr: slixmpp.Presence) -> None:
+        if pr["type"] == "error" and pr.get_plugin("muc", check=True) is not None:
+            return  # also seen as a groupchat_presence
+        keeper = self._keepers.get(pr["from"].bare)
+        if keeper is not None and keeper.client is self._client:
+            keeper.on_presence(pr)
 
     async def _run_session(self, client: slixmpp.ClientXMPP) -> None:
         """Connect, authenticate, join rooms; return when the connection is gone."""
@@ -235,37 +267,29 @@ class XmppAdapter:
         if self._tls and not _encrypted(client):
             raise ConnectionError("server did not negotiate TLS (set tls: false to allow)")
         client.send_presence()
-        for room in self._rooms:
-            joining = asyncio.ensure_future(self._join(client, room))
-            try:
-                await asyncio.wait({joining, gone}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not joining.done():
-                    joining.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await joining
-            if gone.done():
-                raise ConnectionError(f"disconnected while joining {room}")
+        self._keepers = {
+            room: RoomKeeper(
+                client,
+                room,
+                self._nick,
+                timeout=self._timeout,
+                retry=self._join_retry,
+                retry_max=self._join_retry_max,
+                regain_every=self._regain_every,
+            )  # fmt: skip
+            for room in self._rooms
+        }
+        keeping = [
+            asyncio.create_task(k.run(), name=f"xmpp-room-{r}") for r, k in self._keepers.items()
+        ]
         self._ready = True
-        log.info("xmpp: connected as %s, in %s", client.boundjid.bare, sorted(self._joined))
-        await self._keep_alive(client, gone)
-
-    async def _join(self, client: slixmpp.ClientXMPP, room: str) -> None:
-        muc = client.plugin["xep_0045"]
-        for nick in (self._nick, f"{self._nick}_"):
-            try:
-                await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=self._timeout)
-            except PresenceError as exc:
-                if exc.condition == "conflict":
-                    continue
-                log.warning("xmpp: cannot join %s: %s", room, exc.condition)
-                return
-            except TimeoutError:
-                log.warning("xmpp: no answer joining %s", room)
-                return
-            self._joined[room] = nick
-            return
-        log.warning("xmpp: cannot join %s: nick %s in use", room, self._nick)
+        log.info("xmpp: connected as %s; joining %s", client.boundjid.bare, list(self._rooms))
+        try:
+            await self._keep_alive(client, gone)
+        finally:
+            for task in keeping:
+                task.cancel()
+            await asyncio.gather(*keeping, return_exceptions=True)
 
     async def _keep_alive(self, client: slixmpp.ClientXMPP, gone: asyncio.Future[None]) -> None:
         """Wait for the disconnect; ping the server meanwhile so a dead link is noticed."""
@@ -274,7 +298,7 @@ class XmppAdapter:
             if gone.done():
                 return
             try:
-                await client.plugin["xep_0199"].ping(timeout=self._timeout)
+                await client.plugin["xep_0199"].ping(timeout=self._ping_timeout)
             except IqError:
                 pass  # the server answered: the link is alive
             except IqTimeout:
@@ -302,16 +326,14 @@ class XmppAdapter:
         room = msg["from"].bare
         nick = msg["from"].resource
         body = str(msg["body"]).strip()
-        own_nick = self._joined.get(room)
+        own_nick = self._nick_in(room)
         if own_nick is None or not nick or nick == own_nick or not body:
-            return  # not (yet) joined: history during join; or room notice; or our echo
-        if msg.get_plugin("delay", check=True) is not None:
-            return  # history replayed on join
+            return  # not (yet) joined; or room notice; or our echo
         real = self._real_jid(msg["from"])
         if real == self._jid.bare:
             return  # another session of our own account
         identities = (f"xmpp:{real}",) if real else ()
-        self._deliver(Message("xmpp", room, nick, body, identities))
+        self._deliver(Message("xmpp", room, nick, body, identities, **_said_when(msg)))
 
     def _on_direct(self, msg: slixmpp.Message) -> None:
         if msg["type"] not in ("chat", "normal"):
@@ -320,8 +342,7 @@ class XmppAdapter:
         body = str(msg["body"]).strip()
         if not body or not sender.bare or sender.bare == self._jid.bare:
             return
-        if msg.get_plugin("delay", check=True) is not None:
-            return  # offline message: acting on a stale command would surprise its sender
+        said = _said_when(msg)  # offline (delayed) messages and corrections are never run
         if sender.bare in self._rooms:
             # Private message from a room occupant: reply to the occupant JID, identity is
             # the real JID when the room shows it (non-anonymous), else none.
@@ -329,13 +350,15 @@ class XmppAdapter:
                 return
             real = self._real_jid(sender)
             identities = (f"xmpp:{real}",) if real else ()
-            self._deliver(Message("xmpp", sender.full, sender.resource, body, identities, True))
+            self._deliver(
+                Message("xmpp", sender.full, sender.resource, body, identities, True, **said)
+            )
             return
         if msg.get_plugin("muc", check=True) is not None:
             return  # invitation or notice from a room we are not in
         identities = (f"xmpp:{sender.bare}",)
         self._deliver(
-            Message("xmpp", sender.bare, sender.user or sender.bare, body, identities, True)
+            Message("xmpp", sender.bare, sender.user or sender.bare, body, identities, True, **said)
         )
 
     def _real_jid(self, occupant: JID) -> str | None:

@@ -1,6 +1,6 @@
 """Where live state comes from: the `Cluster` port that `!status` and the monitors read.
 
-`bot.kube.KubeCluster` is the real implementation. `FileCluster` is the one for demos and
+`bot.cluster.kube.KubeCluster` is the real implementation. `FileCluster` is the one for demos and
 tests: an environment's `live_file` (YAML: Helm release name -> chart version) stands in for
 a cluster, every listed release running one ready replica and no pods in trouble. This module
 also says which namespace, release and chart name a component has in a cluster, and
@@ -16,10 +16,11 @@ from typing import Protocol
 
 import yaml
 
-from bot.cluster.kube import (
+from bot.cluster.helmrecords import ReleaseState
+from bot.cluster.kube import ClusterError
+from bot.cluster.workloads import (
     CHART_LABEL,
     INSTANCE_LABEL,
-    ClusterError,
     DeploymentState,
     PodState,
     live_from_deployments,
@@ -34,6 +35,8 @@ class Cluster(Protocol):
     async def pods(self, namespace: str) -> list[PodState]: ...
 
     async def live_version(self, namespace: str, release: str, chart_name: str) -> str | None: ...
+
+    async def release_state(self, namespace: str, release: str) -> ReleaseState | None: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class FileCluster:
 
     async def live_version(self, namespace: str, release: str, chart_name: str) -> str | None:
         return live_from_deployments(await self.deployments(namespace), release, chart_name)
+
+    async def release_state(self, namespace: str, release: str) -> ReleaseState | None:
+        return None  # a live file has no Helm records
 
 
 def live_sources(config: Config, clusters: Mapping[str, Cluster]) -> dict[str, Cluster]:

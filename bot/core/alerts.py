@@ -16,7 +16,7 @@ from typing import Literal
 from bot.core.store import Store, StoreConn
 from bot.core.text import format_age
 
-KINDS = ("drift", "undeployed", "unhealthy", "missing-artifact")
+KINDS = ("drift", "undeployed", "unhealthy", "missing-artifact", "helm-release")
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail
 Scope = tuple[str, str, str]  # kind, component, env

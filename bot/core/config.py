@@ -6,55 +6,29 @@ Secrets are never inline: only `*_env` (an environment variable name) or `*_file
 
 from __future__ import annotations
 
-import os
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from bot.core.chatconfig import (
+    ChatConfig,
+    ConsoleConfig,
+    IrcConfig,
+    KeepaliveConfig,
+    SaslConfig,
+    XmppConfig,
+)
+from bot.core.configbase import NAME_RE, SECRET_WORDS, ConfigError, Model, read_secret
 from bot.core.windows import parse_windows
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-SECRET_WORDS = ("password", "token", "secret")
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; `errors` holds one `path: message` line each."""
-
-    def __init__(self, errors: list[str]):
-        super().__init__("\n".join(errors))
-        self.errors = errors
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if isinstance(key, str) and key in SECRET_WORDS + ("webhook_secret",):
-                    raise ValueError(
-                        f"inline secret '{key}' is not allowed; use {key}_env or {key}_file"
-                    )
-        return data
-
-
-def read_secret(env: str | None, file: str | None) -> str | None:
-    """Resolve a secret named in the config; None when neither is set or it is empty."""
-    if env:
-        value = os.environ.get(env)
-        if value:
-            return value
-    if file:
-        try:
-            return Path(file).expanduser().read_text().strip() or None
-        except OSError:
-            return None
-    return None
+__all__ = [
+    "NAME_RE", "SECRET_WORDS", "ChatConfig", "ConfigError", "ConsoleConfig", "IrcConfig",
+    "KeepaliveConfig", "Model", "SaslConfig", "XmppConfig", "read_secret",
+]  # fmt: skip
 
 
 class BotConfig(Model):
@@ -65,9 +39,45 @@ class BotConfig(Model):
     reply_timeout: float = Field(0.8, gt=0, description="seconds before 'working on it'")
 
 
+class HttpAuthConfig(Model):
+    """Who may read the pages: a bearer token (or the login form's cookie), or an identity
+    an authenticating proxy puts in a header, checked against `auth.rules`."""
+
+    token_env: str | None = None
+    token_file: str | None = None
+    trusted_header: str | None = None  # e.g. X-Forwarded-User; identity `http:<value>`
+
+    @model_validator(mode="after")
+    def _one_way(self) -> HttpAuthConfig:
+        if [bool(self.token_env or self.token_file), bool(self.trusted_header)].count(True) != 1:
+            raise ValueError("give token_env (or token_file) or trusted_header, or say none")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpConfig(Model):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = 1_048_576
+    auth: Literal["none"] | HttpAuthConfig = "none"
+    # where a SAL task id (T123) links to; {task} is replaced by the id
+    task_url: str = "https://phabricator.wikimedia.org/{task}"
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> HttpConfig:
+        if self.auth == "none" and not is_loopback(self.host):
+            raise ValueError(
+                f"auth: none is only allowed when listen is on loopback, not {self.host};"
+                " set http.auth.token_env or http.auth.trusted_header"
+            )
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -84,44 +94,6 @@ class HttpConfig(Model):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
-
-
-class SaslConfig(Model):
-    username: str
-    password_env: str | None = None
-    password_file: str | None = None
-
-
-class IrcConfig(Model):
-    host: str
-    port: int = 6697
-    tls: bool = True
-    nick: str | None = None
-    realname: str = "deploybot"
-    channels: list[str] = []
-    sasl: SaslConfig | None = None
-
-
-class XmppConfig(Model):
-    jid: str
-    password_env: str | None = None
-    password_file: str | None = None
-    host: str | None = None
-    port: int = 5222
-    tls: bool = True
-    nick: str | None = None
-    rooms: list[str] = []
-
-
-class ConsoleConfig(Model):
-    pass
-
-
-class ChatConfig(Model):
-    default_room: str = "#deploybot"
-    irc: IrcConfig | None = None
-    xmpp: XmppConfig | None = None
-    console: ConsoleConfig | None = None
 
 
 class GitlabConfig(Model):
@@ -245,9 +217,9 @@ class AuthRule(Model):
     def _hostmask_needs_trust(self) -> AuthRule:
         for who in self.who:
             kind, sep, _ = who.partition(":")
-            if not sep or kind not in ("irc", "irc-host", "xmpp", "console"):
+            if not sep or kind not in ("irc", "irc-host", "xmpp", "console", "http"):
                 raise ValueError(
-                    f"identity '{who}' must start with irc:, irc-host:, xmpp: or console:"
+                    f"identity '{who}' must start with irc:, irc-host:, xmpp:, console: or http:"
                 )
             if kind == "irc-host" and self.trust != "hostmask":
                 raise ValueError(
@@ -420,9 +392,38 @@ def parse_config(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping"])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
+    if errors := unserved_rooms(config):
+        raise ConfigError(errors)
+    return config
+
+
+def unserved_rooms(config: Config) -> list[str]:
+    """`path: ...` for each room the bot would speak in that no chat connection serves.
+
+    A console serves every room; otherwise an IRC channel must be in `chat.irc.channels` and
+    an XMPP room in `chat.xmpp.rooms`. A config without any chat connection is not checked.
+    """
+    chat = config.chat
+    if chat.console is not None or (chat.irc is None and chat.xmpp is None):
+        return []
+    served = {c.lower() for c in (chat.irc.channels if chat.irc else [])}
+    served |= {r.lower() for r in (chat.xmpp.rooms if chat.xmpp else [])}
+    wanted = [("chat.default_room", chat.default_room)]
+    wanted += [(f"components.{n}.room", c.room) for n, c in config.components.items() if c.room]
+    wanted += [
+        (f"sal.sinks[{i}].irc_channel", s.irc_channel)
+        for i, s in enumerate(config.sal.sinks)
+        if s.irc_channel
+    ]
+    return [
+        f"{path}: {room!r} is not served by any chat connection"
+        " (list it in chat.irc.channels or chat.xmpp.rooms)"
+        for path, room in wanted
+        if room.lower() not in served
+    ]
 
 
 def load_config(path: str | Path) -> Config:

@@ -27,12 +27,11 @@ EPOCH = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 
 
 def demo_source() -> Path:
-    """`config/demo` of this checkout (the current directory first, then the source tree)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        candidate = base / "config" / "demo"
-        if (candidate / "deploybot.yaml").exists():
-            return candidate
-    raise SystemExit("config/demo not found: run the demo from the deploybot source checkout")
+    """The demo's files, shipped inside the package (`config/demo` in a checkout links here)."""
+    source = Path(__file__).resolve().parent / "data"
+    if not (source / "deploybot.yaml").exists():
+        raise SystemExit(f"the demo's files are missing from the installation ({source})")
+    return source
 
 
 def _fast_import_stream(name: str, commits: int) -> bytes:

@@ -1,8 +1,8 @@
 """The deployer: `!apply`, auto-apply and rollbacks, from preflight to verified live version.
 
-One deploy per component+environment at a time. Preflight (lock, window, requires,
-registry) refuses before anything runs; then the deploy's row is created and its state
-written before each step (`bot.deploy.records`), the configured argv run in a checkout at the exact
+One deploy per component+environment at a time. Preflight (lock, window, requires, Helm
+release state, registry) refuses before anything runs; then the deploy's row is created and
+its state written before each step (`bot.deploy.records`), the configured argv run in a checkout at the exact
 commit (`bot.deploy.steps`), the rollout watched and the live version verified. Start and end
 go to the SAL, the component's room (one coalescing key per deploy) and, for a bump MR, the
 MR (`bot.deploy.followup`). After a crash or `kill -9`, `recover()` marks what was in flight as
@@ -180,6 +180,8 @@ class Deployer:
             await preflight.check_requires(
                 s, self.bumper, req.component, req.env, version, req.force, checked
             )
+        if req.action != "rollback-emergency":  # the way out of a failed or pending release
+            await preflight.check_helm_release(s, req.component, req.env, req.force, checked)
         await preflight.check_registry(s, req.component, version, req.force, checked)
 
     async def _prepare(self, req: DeployRequest) -> Deploy:
@@ -292,7 +294,8 @@ class Deployer:
 
     async def _finish(self, d: Deploy, state: str, detail: str) -> DeployOutcome:
         req = d.req
-        took = format_duration(time.monotonic() - d.started)
+        seconds = time.monotonic() - d.started
+        took = format_duration(seconds)
         if state == "done" and req.action == "rollback-emergency":
             detail += "; " + await self._repin(d)
         await self.records.set_state(d.id, state, result=detail, version=d.version,
@@ -304,6 +307,7 @@ class Deployer:
         )
         await self._say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
+        self.services.metrics.deploy_duration.labels(req.component, req.env, state).observe(seconds)
         self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,

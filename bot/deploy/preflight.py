@@ -1,16 +1,19 @@
 """Checks a deploy must pass before anything runs.
 
-Lock, deploy window, `requires` and registry artifacts are checked in that order; the first
-failure becomes a `Refusal` (one line, nothing was run). Admins' `--force` overrides the
-window, `requires` and an unreachable registry (never a missing artifact or a lock), and the
-override is kept as a note for the SAL.
+Lock, deploy window, `requires`, the Helm release's state and registry artifacts are checked
+in that order; the first failure becomes a `Refusal` (one line, nothing was run). Admins'
+`--force` overrides the window, `requires`, a `failed` Helm release and an unreachable
+registry (never a missing artifact, a pending Helm operation or a lock), and the override is
+kept as a note for the SAL.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.cluster.helmrecords import PENDING
 from bot.cluster.kube import ClusterError
+from bot.cluster.livestate import target_of
 from bot.cluster.registry import RegistryError
 from bot.control.bumper import Bumper
 from bot.core.windows import describe_refusal, in_window, parse_windows
@@ -65,6 +68,32 @@ async def check_requires(
     if not force:
         raise Refusal(f"{reason}; nothing run (deploy it to {required} first)")
     out.forced.append(f"{reason}, overridden with --force")
+
+
+async def check_helm_release(
+    services: Services, component: str, env: str, force: bool, out: Checked
+) -> None:
+    """A release whose newest Helm record is failed or pending is cleared first (a pending
+    one would make helm refuse; a failed one hides what runs). An unreadable state is a note:
+    the rollout check after the deploy still reads the cluster."""
+    cluster = services.clusters.get(env)
+    if cluster is None:
+        return
+    target = target_of(services.config, component)
+    try:
+        state = await cluster.release_state(target.namespace, target.release)
+    except ClusterError as exc:
+        out.notes.append(f"helm release state not checked ({exc})")
+        return
+    if state is None or not state.in_trouble:
+        return
+    reason = f"{state.describe()}"
+    next_step = state.next_step(component, env)
+    if force and state.status not in PENDING:
+        out.forced.append(f"{reason}, deployed over it with --force")
+        return
+    hint = "" if state.status in PENDING else " or an admin's --force"
+    raise Refusal(f"{reason}; nothing run (next: {next_step}{hint})")
 
 
 async def check_registry(

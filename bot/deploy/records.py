@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bot.control.forge import OpenBump
 from bot.core.store import Row, Store, StoreConn
@@ -108,3 +109,24 @@ async def active_deploys(store: Store) -> list[InFlight]:
         ACTIVE_STATES,
     )
     return [InFlight(r["id"], r["component"], r["env"], r["version"], r["state"]) for r in rows]
+
+
+async def deploy_rows(
+    store: Store, *, component: str | None = None, deploy_id: int | None = None,
+    active: bool = False, limit: int = 500,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Deploy rows as plain dicts, newest first (for the pages)."""
+    where: list[str] = []
+    params: list[object] = []
+    if component is not None:
+        where.append("component = ?")
+        params.append(component)
+    if deploy_id is not None:
+        where.append("id = ?")
+        params.append(deploy_id)
+    if active:
+        where.append("state IN (?,?,?)")
+        params += list(ACTIVE_STATES)
+    sql = "SELECT * FROM deploys" + (" WHERE " + " AND ".join(where) if where else "")
+    rows = await store.fetchall(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [dict(r) for r in rows]

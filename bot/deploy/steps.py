@@ -93,9 +93,7 @@ class Steps:
         if cluster is None:
             return "not verified: no cluster configured"
         namespace = target_of(self.config, d.req.component).namespace
-        timeout = self.config.deploy.rollout_timeout
-        poll = min(2.0, max(0.1, timeout / 20))
-        rollout = await cluster.wait_rollout(namespace, timeout=timeout, poll=poll)
+        rollout = await cluster.wait_rollout(namespace, timeout=self.config.deploy.rollout_timeout)
         if not rollout.ok:
             raise DeployFailed(f"rollout failed: {rollout.summary}")
         try:

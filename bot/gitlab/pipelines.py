@@ -326,3 +326,30 @@ async def newest_pipeline(
         (component, f"{sha}%" if sha else "-", version or "-"),
     )
     return PipelineSeen(row["status"], row["url"]) if row else None
+
+
+@dataclass(frozen=True)
+class NewestPipeline:
+    """A component's newest announced pipeline, for the board."""
+
+    pipeline_id: int
+    ref: str | None
+    sha: str | None
+    status: str
+    stage: str | None  # "2/3 test" while running
+    url: str | None
+    updated_at: float
+
+
+async def newest_pipelines(store: Store) -> dict[str, NewestPipeline]:
+    """component -> its most recently updated pipeline."""
+    rows = await store.fetchall(
+        "SELECT component, pipeline_id, ref, sha, status, stage, url, updated_at FROM pipelines"
+        " WHERE component IS NOT NULL ORDER BY updated_at"
+    )
+    return {
+        r["component"]: NewestPipeline(
+            r["pipeline_id"], r["ref"], r["sha"], r["status"], r["stage"], r["url"], r["updated_at"]
+        )
+        for r in rows
+    }

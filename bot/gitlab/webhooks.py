@@ -93,6 +93,10 @@ class WebhookIngest:
         return web.Response(status=status, text=text + "\n")
 
     async def handle(self, request: web.Request) -> web.Response:
+        with self.metrics.webhook_ack.time():
+            return await self._handle(request)
+
+    async def _handle(self, request: web.Request) -> web.Response:
         if not self.policy.allows(request.headers.get("X-Gitlab-Token")):
             return self._reject(401, "token", "invalid or missing X-Gitlab-Token")
         if request.content_length is not None and request.content_length > self.max_body_bytes:

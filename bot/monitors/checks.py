@@ -2,8 +2,8 @@
 
 Every `monitors.interval`, and soon after a relevant webhook, one check reads the same
 sources as `!status` (fresh) and looks for: drift (live != pinned on main), releases merged
-but not deployed to production, unhealthy pods (failing waiting reasons, restart counts
-rising) and live, pinned or `previous` versions whose image or chart is gone from the
+but not deployed to production, Helm releases left failed or pending, unhealthy pods
+(failing waiting reasons, restart counts rising) and live, pinned or `previous` versions whose image or chart is gone from the
 registry. `bot.core.alerts` turns the findings into raise/remind/clear announcements; the state
 is stored, shown by `!status` and exported as `deploybot_monitor_alerts{kind}`. With
 `registry.protect`, the in-use artifacts are then kept labelled in Harbor (`bot.monitors.protect`).
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from bot.cluster.helmrecords import PENDING
 from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
@@ -69,6 +70,16 @@ def undeployed_finding(status: ComponentStatus, prod: str) -> Finding | None:
         f"{base.raw}); next: !deploy {status.component} latest"
     )
     return Finding("undeployed", status.component, prod, "", text, _epoch(newer[0]))
+
+
+def helm_release_finding(cell: Cell) -> Finding | None:
+    """The Helm release's newest record is failed or pending (a pending one while this bot
+    deploys it is expected, and not reported)."""
+    state = cell.release_trouble
+    if state is None or (state.status in PENDING and cell.deploying is not None):
+        return None
+    text = f"{state.describe()}; next: {state.next_step(cell.component, cell.env)}"
+    return Finding("helm-release", cell.component, cell.env, "", text)
 
 
 def unhealthy_finding(cell: Cell, problems: list[PodProblem]) -> Finding | None:
@@ -206,6 +217,9 @@ class Monitors:
                 if cell.pinned.ok and cell.live.ok:
                     check.checked.add(("drift", cell.component, cell.env))
                     self._add(check, drift_finding(cell))
+                if cell.release.ok and cell.live.error != NO_CLUSTER:
+                    check.checked.add(("helm-release", cell.component, cell.env))
+                    self._add(check, helm_release_finding(cell))
                 if cell.health.value is not None:
                     check.checked.add(("unhealthy", cell.component, cell.env))
                     problems = self._pod_problems(cell, cell.health.value, now)

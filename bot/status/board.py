@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from bot.cluster.helmrecords import ReleaseState
 from bot.cluster.kube import (
     ClusterError,
     DeploymentState,
@@ -90,6 +91,13 @@ class Cell:
     bump_pinned: Got[list[str]] | None = None  # None: no bump MR open
     live_since: float | None = None
     alerts: list[Alert] = field(default_factory=list)
+    release: Got[ReleaseState | None] = field(default_factory=Got)  # Helm's newest record
+
+    @property
+    def release_trouble(self) -> ReleaseState | None:
+        """The Helm release, when its newest record is failed or pending."""
+        state = self.release.value
+        return state if state is not None and state.in_trouble else None
 
     @property
     def drifted(self) -> bool:
@@ -104,6 +112,7 @@ class Cell:
         health = self.health.value
         return bool(
             self.alerts
+            or self.release_trouble
             or unknown
             or self.drifted
             or self.lock
@@ -247,11 +256,16 @@ class StatusBoard:
             lambda: cluster.deployments(target.namespace),
             fresh,
         )
-        pinned, deps = await asyncio.gather(pinned_task, deps_task)
+        release_task = self._get(
+            ("release", env, target.namespace, target.release),
+            lambda: cluster.release_state(target.namespace, target.release),
+            fresh,
+        )
+        pinned, deps, release = await asyncio.gather(pinned_task, deps_task, release_task)
         live = await self._live(cluster, env, target.namespace, target.release,
                                 target.chart_name, deps, fresh)  # fmt: skip
         health = await self._health(cluster, env, target.namespace, deps, fresh, all_pods)
-        cell = Cell(component, env, pinned, live, health)
+        cell = Cell(component, env, pinned, live, health, release=release)
         if bump.value is not None:
             branch = bump.value.branch
             cell.bump_pinned = await self._get(

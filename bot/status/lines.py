@@ -63,6 +63,9 @@ def cell_line(status: ComponentStatus, cell: Cell, step: Pathway | None, now: fl
         parts.append(
             "ALERT: " + ", ".join(a.kind + age for a, age in zip(cell.alerts, ages, strict=True))
         )
+    trouble = cell.release_trouble
+    if trouble is not None:  # last: it ends with the next command
+        parts.append(f"{trouble.describe()}; next: {trouble.next_step(cell.component, cell.env)}")
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
 
 

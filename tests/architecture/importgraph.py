@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "bot.status": 4,
     "bot.monitors": 5,
     "commands": 6,
-    "bot.http": 7,
+    "bot.web": 7, "bot.http": 7,  # the pages sit with the routes (http imports web)
     "bot.app": 8,
     "bot.demo": 9,
     "bot.cli": 10,

@@ -61,9 +61,14 @@ async def until(condition: Callable[[], bool], within: float, what: str) -> None
         raise TimeoutError(f"timed out after {within}s waiting for {what}") from None
 
 
+def in_rooms(adapter: IrcAdapter) -> bool:
+    """Connected and in every configured channel (a session can be up with channels out)."""
+    return adapter.connected and all(adapter.room_states().values())
+
+
 async def started(adapter: IrcAdapter, inbox: Inbox, within: float = 20.0) -> IrcAdapter:
     await adapter.start(inbox)
-    await until(lambda: adapter.connected, within, "adapter connected")
+    await until(lambda: in_rooms(adapter), within, "adapter connected")
     return adapter
 
 
@@ -222,7 +227,7 @@ async def test_reconnects_after_server_is_killed(
             await bot.send(channel, "lost")
 
         await asyncio.to_thread(server.start)
-        await until(lambda: bot.connected, 15, "adapter reconnected and rejoined")
+        await until(lambda: in_rooms(bot), 15, "adapter reconnected and rejoined")
         user = await joined_client(server, unique("user"), channel, cleanup)
         names = await user.wait_for(lambda ln: ln.command == "353")
         assert bot.nick in [n.lstrip("@+") for n in names.params[-1].split()]

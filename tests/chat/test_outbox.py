@@ -176,3 +176,27 @@ def test_a_backlog_is_packed_in_short_forms_and_a_lone_item_in_full() -> None:
     )
     text, ids = plan_line(items[:1])
     assert text == items[0].text and ids == [1]  # alone: the full line with its URL
+
+
+async def test_a_line_for_a_room_nobody_serves_goes_to_the_default_room(store_url: str) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store = Store(store_url)
+    await store.open()
+    flood = FloodConfig(burst=4, per_second=0.5)
+    outbox = Outbox(store, [chat], flood, clock=clock, default_room="#ops")
+    try:
+        await outbox.enqueue("ops@conference.example.org", "deploy #7 done", final=True)
+        await _drain(outbox)
+        assert chat.lines == [
+            (
+                "#ops",
+                "deploy #7 done (for ops@conference.example.org: no chat connection serves it)",
+            )
+        ]
+        # with no served default room either, the line waits instead of vanishing
+        lost = Outbox(store, [chat], flood, clock=clock, default_room="ops@elsewhere.org")
+        await lost.enqueue("ops@conference.example.org", "deploy #8 done", final=True)
+        assert await lost.drain_once() == 30.0
+        assert await lost.pending_count() == 1
+    finally:
+        await store.close()

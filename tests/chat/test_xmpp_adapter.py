@@ -19,6 +19,11 @@ from tests.support.xmppserver import ProsodyServer, TestClient, running_prosody,
 ROOM = "ops@conference.localhost"
 
 
+def in_rooms(adapter: XmppAdapter) -> bool:
+    """Connected and in every configured room (a session can be up with rooms still out)."""
+    return adapter.connected and all(adapter.room_states().values())
+
+
 class Inbox:
     """The on_message callback: records every Message the adapter hands over."""
 
@@ -67,7 +72,7 @@ async def inbox() -> Inbox:
 async def bot(prosody: ProsodyServer, inbox: Inbox) -> AsyncIterator[XmppAdapter]:
     adapter = make_adapter(prosody)
     await adapter.start(inbox)
-    await wait_for(lambda: adapter.connected, what="adapter connected")
+    await wait_for(lambda: in_rooms(adapter), what="adapter connected")
     yield adapter
     await adapter.stop()
 
@@ -149,7 +154,7 @@ async def test_own_messages_history_and_subject_are_not_delivered(
     adapter = make_adapter(prosody)
     await adapter.start(inbox)
     try:
-        await wait_for(lambda: adapter.connected, what="adapter connected")
+        await wait_for(lambda: in_rooms(adapter), what="adapter connected")
         await adapter.send(ROOM, "!status from the bot itself")
         await wait_for(lambda: alice.bodies("groupchat")[-1:] == ["!status from the bot itself"])
 
@@ -170,7 +175,7 @@ async def test_reconnects_and_rejoins_after_server_restart(
         await bot.send(ROOM, "lost")
 
     await prosody.start()
-    await wait_for(lambda: bot.connected, timeout=20, what="adapter reconnected")
+    await wait_for(lambda: in_rooms(bot), timeout=20, what="adapter reconnected")
     alice = TestClient(prosody, "alice")
     await alice.connect()
     try:
@@ -188,7 +193,7 @@ async def test_crash_of_server_is_survived(prosody: ProsodyServer, bot: XmppAdap
     await prosody.restart()  # SIGKILL, then start again on the same port
 
     await wait_for(lambda: not bot.connected, what="adapter noticed the crash")
-    await wait_for(lambda: bot.connected, timeout=20, what="adapter reconnected")
+    await wait_for(lambda: in_rooms(bot), timeout=20, what="adapter reconnected")
     alice = TestClient(prosody, "alice")
     await alice.connect()
     try:
@@ -212,16 +217,17 @@ async def test_silent_server_is_detected_by_ping_and_reconnected(
         reconnect_max=1.0,
         timeout=2.0,
         ping_interval=0.5,
+        ping_timeout=2.0,
     )
     await adapter.start(inbox)
     try:
-        await wait_for(lambda: adapter.connected, what="adapter connected")
+        await wait_for(lambda: in_rooms(adapter), what="adapter connected")
         prosody.pause()
         try:
             await wait_for(lambda: not adapter.connected, what="ping timeout noticed")
         finally:
             prosody.pause(False)
-        await wait_for(lambda: adapter.connected, timeout=20, what="adapter reconnected")
+        await wait_for(lambda: in_rooms(adapter), timeout=20, what="adapter reconnected")
     finally:
         await asyncio.wait_for(adapter.stop(), timeout=5)
 
@@ -291,13 +297,17 @@ async def test_stop_while_server_is_down_returns_and_leaves_no_tasks(
     before = asyncio.all_tasks()
     adapter = make_adapter(prosody)
     await adapter.start(inbox)
-    await wait_for(lambda: adapter.connected, what="adapter connected")
+    await wait_for(lambda: in_rooms(adapter), what="adapter connected")
     await prosody.stop()
     await wait_for(lambda: not adapter.connected, what="adapter noticed the outage")
 
     await asyncio.wait_for(adapter.stop(), timeout=5)
 
-    await wait_for(lambda: not (asyncio.all_tasks() - before), timeout=2, what="tasks gone")
+    try:
+        await wait_for(lambda: not (asyncio.all_tasks() - before), timeout=2, what="tasks gone")
+    except pytest.fail.Exception:
+        left = [t.get_coro() for t in asyncio.all_tasks() - before]
+        pytest.fail(f"tasks left after stop(): {left}")
 
 
 def test_owns_rooms_and_jids_but_not_irc_channels() -> None:
@@ -321,3 +331,32 @@ def test_runaway_output_is_truncated_not_flooded() -> None:
     assert parts[-1].endswith("… (truncated)")
     assert all(len(p.encode()) <= 3000 for p in parts)
     assert parts[0].startswith("deploy log line 0\ndeploy log line 1\n")
+
+
+async def test_banned_from_the_room_is_retried_until_let_in(
+    prosody: ProsodyServer, alice: TestClient, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    await alice.join(ROOM, "alice")  # the first occupant owns the room
+    muc = alice.xmpp.plugin["xep_0045"]
+    await muc.set_affiliation(JID(ROOM), "outcast", jid=JID(prosody.jid("bot")))
+    adapter = XmppAdapter(
+        prosody.jid("bot"), prosody.password("bot"), [ROOM], host="127.0.0.1",
+        port=prosody.port, tls=False, join_retry=0.5, join_retry_max=1.0,
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, "bot.chat.xmpp")
+    await adapter.start(inbox)
+    try:
+        await wait_for(lambda: "forbidden" in caplog.text, what="the ban logged as the reason")
+        assert adapter.connected and adapter.room_states() == {ROOM: False}
+        with pytest.raises(ConnectionError):
+            await adapter.send(ROOM, "nobody hears this")
+        retries = caplog.text.count("not in ops@conference.localhost: deploybot: forbidden")
+        await wait_for(
+            lambda: caplog.text.count("deploybot: forbidden") > retries, what="another try"
+        )
+        await muc.set_affiliation(JID(ROOM), "none", jid=JID(prosody.jid("bot")))
+        await wait_for(lambda: in_rooms(adapter), what="in once the ban is lifted")
+        await adapter.send(ROOM, "back in")
+        await wait_for(lambda: "back in" in alice.bodies("groupchat"), what="heard in the room")
+    finally:
+        await adapter.stop()

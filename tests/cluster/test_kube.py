@@ -1,4 +1,4 @@
-"""KubeCluster against FakeKube: the real `kubernetes` client does the HTTP."""
+"""KubeCluster against FakeKube: the real `kubernetes.aio` client does the HTTP."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from kubernetes import client as k8s
+from kubernetes.aio import client as k8s
 
-from bot.cluster.kube import ClusterError, KubeCluster
+from bot.cluster.kube import ClusterError, KubeCluster, RolloutResult
+from bot.cluster.watch import KINDS
 from tests.support.fakes.kube import FakeKube, pod_json
 
 NS = "tool-builds-api"
@@ -18,11 +21,12 @@ NS = "tool-builds-api"
 
 def cluster_for(url: str, *, timeout: float = 2.0, token: str | None = None) -> KubeCluster:
     cfg = k8s.Configuration(host=url)
-    cfg.retries = 0  # as KubeCluster.from_kubeconfig does
     if token:
         cfg.api_key = {"authorization": token}
         cfg.api_key_prefix = {"authorization": "Bearer"}
-    return KubeCluster(k8s.ApiClient(cfg), request_timeout=timeout, attempts=3, backoff=0.01)
+    return KubeCluster(
+        k8s.ApiClient(configuration=cfg), request_timeout=timeout, attempts=3, backoff=0.01
+    )
 
 
 @pytest.fixture
@@ -35,7 +39,7 @@ async def kube() -> AsyncIterator[FakeKube]:
 async def cluster(kube: FakeKube) -> AsyncIterator[KubeCluster]:
     c = cluster_for(kube.url)
     yield c
-    c.close()
+    await c.close()
 
 
 async def test_deployments_report_generation_replicas_and_helm_labels(
@@ -72,31 +76,196 @@ async def test_pods_expose_owner_and_waiting_reason(kube: FakeKube, cluster: Kub
     assert waiting[0].owner_replicaset != running[0].owner_replicaset
 
 
-async def test_rollout_that_becomes_ready_is_ok(kube: FakeKube, cluster: KubeCluster) -> None:
-    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
-    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=3)
-
-    result = await cluster.wait_rollout(NS, timeout=20, poll=0.01)
-
-    assert result.ok, result.summary
-    assert result.summary == "rollout complete: builds-api 2/2"
-    deployment_polls = [r for r in kube.requests if r.endswith(f"/namespaces/{NS}/deployments")]
-    assert len(deployment_polls) == 3
+async def rollout_in_background(
+    cluster: KubeCluster, timeout: float = 20
+) -> asyncio.Task[RolloutResult]:
+    return asyncio.create_task(cluster.wait_rollout(NS, timeout=timeout))
 
 
-async def test_rollout_that_stays_unready_times_out_with_progress(
+async def test_rollout_completes_when_the_watch_sees_it_done(
     kube: FakeKube, cluster: KubeCluster
 ) -> None:
     kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
-    kube.add_deployment(NS, "other", chart="other", version="1.0.0")
     kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
+    kube.tick(NS)
+    assert not task.done()
 
-    result = await cluster.wait_rollout(NS, timeout=0.3, poll=0.01)
+    kube.finish_rollout(NS, "builds-api")
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.ok, result.summary
+    assert result.summary == "rollout complete: builds-api 2/2"
+    assert len(deployment_lists(kube)) == 1  # one list, then the watch: no polling
+
+
+async def test_old_replicas_still_terminating_are_not_done(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
+
+    kube.finish_rollout(NS, "builds-api", terminating=1)
+    await kube.wait_for_watches(len(KINDS))
+    with pytest.raises(TimeoutError):  # every new replica is available, one old one is not gone
+        await asyncio.wait_for(asyncio.shield(task), 0.5)
+    kube.update_deployment(NS, "builds-api", terminating=0)
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.ok and result.summary == "rollout complete: builds-api 2/2"
+
+
+async def test_still_terminating_at_the_deadline_says_so(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    kube.finish_rollout(NS, "builds-api", terminating=2)
+
+    result = await cluster.wait_rollout(NS, timeout=0.5)
 
     assert not result.ok
     assert result.summary == (
-        "rollout not complete after 0.3s: builds-api 0/2 updated, 2/2 available"
+        "rollout not complete after 0.5s: builds-api 2/2 updated, 2/2 available,"
+        " 2 old replicas still terminating"
     )
+
+
+async def test_progress_deadline_exceeded_fails_with_the_reason(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    task = await rollout_in_background(cluster, timeout=60)
+    await kube.wait_for_watches(len(KINDS))
+
+    kube.exceed_progress_deadline(NS, "builds-api")
+    result = await asyncio.wait_for(task, 10)
+
+    assert not result.ok
+    assert result.summary.startswith("builds-api: ProgressDeadlineExceeded: ReplicaSet ")
+    assert result.summary.endswith(" has timed out progressing.")
+
+
+async def test_statefulset_rollout_waits_for_revision_and_partition(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_statefulset(NS, "db", chart="db", version="1.0.0", replicas=3)
+    kube.start_statefulset_rollout(NS, "db", version="1.1.0")
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
+    kube.advance_statefulset(NS, "db", pods=2)
+    await kube.wait_for_watches(len(KINDS))
+    assert not task.done()
+
+    kube.advance_statefulset(NS, "db", pods=1)  # every pod updated: currentRevision moves
+    result = await asyncio.wait_for(task, 10)
+    assert result.ok and result.summary == "rollout complete: statefulset db 3/3"
+
+    # a partitioned rollout is done once the pods from the partition up are updated
+    kube.start_statefulset_rollout(NS, "db", version="1.2.0", partition=2)
+    partial = await cluster.wait_rollout(NS, timeout=0.3)
+    assert partial.summary == (
+        "rollout not complete after 0.3s: statefulset db 0/1 updated (partition 2), 3/3 ready"
+    )
+    kube.advance_statefulset(NS, "db", pods=1)
+    done = await cluster.wait_rollout(NS, timeout=10)
+    assert done.ok and done.summary == "rollout complete: statefulset db 1/1 (partition 2)"
+
+
+async def test_statefulset_pod_that_cannot_pull_fails_fast(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_statefulset(NS, "db", chart="db", version="1.0.0", replicas=2)
+    kube.start_statefulset_rollout(
+        NS, "db", version="1.1.0", failure=("ErrImagePull", "manifest unknown")
+    )
+    kube.advance_statefulset(NS, "db", pods=1)
+
+    result = await asyncio.wait_for(cluster.wait_rollout(NS, timeout=60), 10)
+
+    assert not result.ok and result.summary == "pod db-1: ErrImagePull: manifest unknown"
+
+
+async def test_daemonset_rollout_waits_for_updated_and_available(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_daemonset(NS, "agent", chart="agent", version="1.0.0", nodes=3)
+    kube.start_daemonset_rollout(NS, "agent", version="1.1.0")
+    kube.advance_daemonset(NS, "agent", pods=2)
+    partial = await cluster.wait_rollout(NS, timeout=0.3)
+    assert partial.summary == (
+        "rollout not complete after 0.3s: daemonset agent 2/3 updated, 3/3 available"
+    )
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
+
+    kube.advance_daemonset(NS, "agent", pods=1)
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.ok and result.summary == "rollout complete: daemonset agent 3/3"
+
+
+async def test_daemonset_pod_crashing_fails_fast(kube: FakeKube, cluster: KubeCluster) -> None:
+    kube.add_daemonset(NS, "agent", chart="agent", version="1.0.0", nodes=2)
+    kube.start_daemonset_rollout(NS, "agent", version="1.1.0", failure=("CrashLoopBackOff", ""))
+    task = await rollout_in_background(cluster, timeout=60)
+    await kube.wait_for_watches(len(KINDS))
+
+    kube.advance_daemonset(NS, "agent", pods=1)
+    result = await asyncio.wait_for(task, 10)
+
+    assert not result.ok
+    assert result.summary.startswith("pod agent-") and result.summary.endswith(": CrashLoopBackOff")
+
+
+def _query(request: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(request).query).items()}
+
+
+def deployment_lists(kube: FakeKube) -> list[str]:
+    return [r for r in kube.requests if r.endswith(f"/namespaces/{NS}/deployments")]
+
+
+async def test_a_dropped_watch_resumes_from_its_resource_version(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
+
+    assert kube.drop_watches(abort=True) == len(KINDS)  # cut mid-stream
+    kube.finish_rollout(NS, "builds-api")  # while nobody watches
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.ok, result.summary
+    watches = [_query(r) for r in kube.requests if "/deployments?" in r and "watch=true" in r]
+    assert len(watches) == 2  # nothing changed before the drop: it resumes where it started
+    assert watches[1]["resourceVersion"] == watches[0]["resourceVersion"]
+    assert len(deployment_lists(kube)) == 1  # resumed, not listed again
+
+
+@pytest.mark.parametrize("expired_as", ["event", "status"])
+async def test_an_expired_resource_version_lists_again(
+    kube: FakeKube, cluster: KubeCluster, expired_as: Literal["event", "status"]
+) -> None:
+    kube.expired_as = expired_as  # an ERROR event in the stream, or an HTTP 410 answer
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
+
+    kube.drop_watches()
+    kube.finish_rollout(NS, "builds-api")
+    kube.compact()  # the change is gone from the history: resuming answers 410 Gone
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.ok, result.summary
+    assert len(deployment_lists(kube)) == 2
 
 
 async def test_image_pull_backoff_fails_fast_quoting_the_reason(
@@ -111,7 +280,7 @@ async def test_image_pull_backoff_fails_fast_quoting_the_reason(
         failure=("ImagePullBackOff", f'Back-off pulling image "{image}"'),
     )
 
-    result = await asyncio.wait_for(cluster.wait_rollout(NS, timeout=60, poll=0.01), timeout=10)
+    result = await asyncio.wait_for(cluster.wait_rollout(NS, timeout=60), timeout=10)
 
     assert not result.ok
     pod = next(p for p in await cluster.pods(NS) if p.phase == "Pending").name
@@ -122,15 +291,18 @@ async def test_crashing_pod_of_an_old_replicaset_does_not_fail_the_rollout(
     kube: FakeKube, cluster: KubeCluster
 ) -> None:
     kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131", replicas=1)
-    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=4)
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
     old_rs = {
         "metadata": {"name": "builds-api-0ld", "uid": "u1", "labels": {"pod-template-hash": "0ld"}}
     }
     kube.add_pod(
         NS, pod_json(NS, "builds-api-0ld-x", old_rs, "img:old", {"reason": "CrashLoopBackOff"})
     )
+    task = await rollout_in_background(cluster)
+    await kube.wait_for_watches(len(KINDS))
 
-    result = await cluster.wait_rollout(NS, timeout=20, poll=0.01)
+    kube.finish_rollout(NS, "builds-api")
+    result = await asyncio.wait_for(task, 10)
 
     assert result.ok, result.summary
     # ...while the monitor still reports it
@@ -189,8 +361,37 @@ async def test_live_version_falls_back_to_the_newest_deployed_helm_record(
         "deployed",
     )
     assert live == "0.0.131"
-    assert any("labelSelector=owner%3Dhelm%2Cname%3Dbuilds-api" in r for r in kube.requests)
+    selectors = [parse_qs(urlsplit(r).query).get("labelSelector") for r in kube.requests]
+    assert ["owner=helm,name=builds-api"] in selectors
     assert await cluster.helm_release(NS, "missing") is None
+
+
+async def test_release_state_is_the_newest_record_with_the_last_deployed(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_helm_release(NS, "builds-api", 4, "builds-api", "0.0.131", status="deployed")
+    kube.add_helm_release(NS, "builds-api", 5, "builds-api", "0.0.132", status="pending-upgrade")
+
+    state = await cluster.release_state(NS, "builds-api")
+
+    assert state is not None and state.in_trouble and state.status == "pending-upgrade"
+    assert state.describe() == (
+        "helm release builds-api pending-upgrade at revision 5 (0.0.132);"
+        " last deployed: revision 4 (0.0.131)"
+    )
+    assert state.next_step("builds-api", "tools") == (
+        f"!rollback builds-api tools --emergency (or helm rollback builds-api 4 -n {NS})"
+    )
+    kube.add_helm_release(NS, "jobs-api", 1, "jobs-api", "0.0.1", status="failed")
+    never = await cluster.release_state(NS, "jobs-api")
+    assert never is not None and never.describe().endswith("; never deployed")
+    assert never.next_step("jobs-api", "tools") == (
+        f"helm uninstall jobs-api -n {NS}, then !apply jobs-api tools"
+    )
+    kube.add_helm_release(NS, "builds-api", 6, "builds-api", "0.0.131", status="deployed")
+    healthy = await cluster.release_state(NS, "builds-api")
+    assert healthy is not None and not healthy.in_trouble
+    assert await cluster.release_state(NS, "missing") is None
 
 
 async def test_cluster_down_raises_one_line_error_without_token() -> None:
@@ -202,7 +403,7 @@ async def test_cluster_down_raises_one_line_error_without_token() -> None:
         with pytest.raises(ClusterError) as err:
             await c.deployments(NS)
     finally:
-        c.close()
+        await c.close()
     message = str(err.value)
     assert "\n" not in message and "s3cr3t" not in message
     assert f"127.0.0.1:{port}" in message and "failed 3 times" in message
@@ -227,7 +428,7 @@ async def test_hanging_api_times_out(kube: FakeKube) -> None:
         with pytest.raises(ClusterError, match="timed out"):
             await asyncio.wait_for(c.pods(NS), timeout=10)
     finally:
-        c.close()
+        await c.close()
 
 
 async def test_from_kubeconfig_uses_the_named_context(kube: FakeKube, tmp_path: Path) -> None:
@@ -256,6 +457,6 @@ current-context: tools
     try:
         assert await c.live_version(NS, "builds-api", "builds-api") == "0.0.131"
     finally:
-        c.close()
+        await c.close()
     with pytest.raises(ClusterError, match="nope"):
         KubeCluster.from_kubeconfig(str(kubeconfig), "nope")

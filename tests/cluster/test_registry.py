@@ -1,4 +1,5 @@
-"""Registry against FakeRegistry: OCI manifest checks, the token flow, Harbor labels."""
+"""Registry: OCI manifest checks against a real registry (Debian's `docker-registry`); the
+bearer token flow, injected faults and Harbor's label API against FakeRegistry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from bot.cluster.registry import Registry, RegistryError, harbor_path
 from tests.support.fakes.registry import FakeRegistry
+from tests.support.oci_registry import OciRegistry
 
 IMAGE = "toolforge/builds-api"
 CHART = "toolforge/charts/builds-api"
@@ -39,23 +41,21 @@ def client(
     return Registry(url, kind, username, password, attempts=3, backoff=0.01, timeout=5)
 
 
-async def test_manifest_exists_and_missing(fake: FakeRegistry) -> None:
-    fake.push(IMAGE, V1)
-    async with client(fake.url) as reg:
+async def test_manifest_exists_and_missing(oci_registry: OciRegistry) -> None:
+    oci_registry.push_manifest(IMAGE, V1)
+    async with client(oci_registry.url) as reg:
         assert await reg.manifest_exists(IMAGE, V1) is True
         assert await reg.manifest_exists(IMAGE, V2) is False
         assert await reg.manifest_exists("toolforge/other", V1) is False
         # the full reference as the config or an announcement writes it also works
-        assert await reg.manifest_exists(f"oci://{fake.url.removeprefix('http://')}/{IMAGE}", V1)
-    heads = [r for r in fake.requests if r.method == "HEAD"]
-    assert heads[0].path == f"/v2/{IMAGE}/manifests/{V1}"
+        assert await reg.manifest_exists(f"oci://{oci_registry.address}/{IMAGE}", V1)
 
 
 async def test_plus_in_a_version_is_looked_up_as_underscore_like_helm_pushes_it(
-    fake: FakeRegistry,
+    oci_registry: OciRegistry,
 ) -> None:
-    fake.push(CHART, "0.0.131_dev")
-    async with client(fake.url) as reg:
+    oci_registry.push_chart(CHART, "0.0.131+dev")  # tagged 0.0.131_dev, as `helm push` does
+    async with client(oci_registry.url) as reg:
         assert await reg.manifest_exists(CHART, "0.0.131+dev")
 
 
@@ -97,15 +97,17 @@ async def test_wrong_password_is_an_error_without_the_password(secured: FakeRegi
     assert "wrong-pw-123" not in message
 
 
-async def test_artifacts_exist_lists_exactly_what_retention_pruned(fake: FakeRegistry) -> None:
+async def test_artifacts_exist_lists_exactly_what_retention_pruned(
+    oci_registry: OciRegistry,
+) -> None:
     for version in (V1, V2):
-        fake.push(IMAGE, version)
-        fake.push(CHART, version)
-    async with client(fake.url) as reg:
+        oci_registry.push_manifest(IMAGE, version)
+        oci_registry.push_chart(CHART, version)
+    async with client(oci_registry.url) as reg:
         assert await reg.artifacts_exist(IMAGE, CHART, V1) == []
-        fake.delete_tag(CHART, V1)
+        oci_registry.delete_tag(CHART, V1)
         assert await reg.artifacts_exist(IMAGE, CHART, V1) == [f"chart {CHART}:{V1}"]
-        fake.delete_tag(IMAGE, V1)
+        oci_registry.delete_tag(IMAGE, V1)
         assert await reg.artifacts_exist(IMAGE, CHART, V1) == [
             f"image {IMAGE}:{V1}",
             f"chart {CHART}:{V1}",

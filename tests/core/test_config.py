@@ -81,6 +81,45 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     assert res.returncode == 2 and "not valid YAML" in res.stderr
 
 
+def test_check_config_refuses_rooms_no_chat_connection_serves(tmp_path: Path) -> None:
+    config = tmp_path / "xmpp-only.yaml"
+    config.write_text(
+        "chat:\n"
+        "  default_room: ops@conference.example.org\n"
+        "  xmpp: {jid: bot@example.org, password_env: X, rooms: [ops@conference.example.org]}\n"
+        "components:\n"
+        "  builds-api: {room: '#toolforge-deploy'}\n"
+        "  jobs-api: {room: ops@conference.example.org}\n"
+    )
+    res = _check_config(config)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        "components.builds-api.room: '#toolforge-deploy' is not served by any chat connection"
+        " (list it in chat.irc.channels or chat.xmpp.rooms)"
+    ]
+    # served once a connection lists it (room JIDs compare case-insensitively)
+    config.write_text(
+        config.read_text().replace("'#toolforge-deploy'", "OPS@conference.example.org")
+    )
+    assert _check_config(config).returncode == 0
+
+
+def test_chat_keepalive_defaults_notice_a_frozen_server_within_40s() -> None:
+    cfg = parse_config(
+        {
+            "chat": {
+                "default_room": "#ops",
+                "irc": {"host": "irc.example.org", "channels": ["#ops"]},
+                "xmpp": {"jid": "bot@example.org", "password_env": "X"},
+            }
+        }
+    )
+    for chat in (cfg.chat.irc, cfg.chat.xmpp):
+        assert chat is not None
+        assert (chat.ping_interval, chat.ping_timeout) == (30.0, 10.0)
+        assert chat.ping_interval + chat.ping_timeout <= 40
+
+
 def test_store_and_leader_election_settings_are_checked() -> None:
     assert parse_config({}).store_url.endswith("var/deploybot.sqlite3")
     pg = {"url": "postgresql://deploybot@db:5432/deploybot", "password_env": "PGPASS"}

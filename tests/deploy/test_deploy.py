@@ -1,5 +1,5 @@
 """`!apply` end to end: the real App, real git, the recording helmfile on PATH, FakeKube
-behind a kubeconfig (the real kubernetes client), FakeRegistry (the real OCI client)."""
+behind a kubeconfig (the real kubernetes client), a real OCI registry (docker-registry)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
 from bot.cluster.runner import RunnerError, changed_resources, diff_outcome, fill, run
+from bot.cluster.watch import KINDS
 from bot.control.forge import OpenBump
 from bot.control.pins import read_pin, replace_pin
 from bot.core.windows import DAYS
@@ -62,7 +63,14 @@ def announced(out: list[str]) -> list[str]:
 async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
     bed: DeployBed,
 ) -> None:
-    old, new, rollout = seed_rollout(bed, ready_after_polls=3)
+    old, new, started = seed_rollout(bed, ready_after_polls=None)
+
+    async def finish_while_watched() -> None:
+        await started
+        await bed.kube.wait_for_watches(len(KINDS), timeout=20)  # the bot watches the rollout
+        bed.kube.finish_rollout(NS, "builds-api")
+
+    rollout = asyncio.create_task(finish_while_watched())
     head = await bed.main_head()
     log_text: list[str] = []
 

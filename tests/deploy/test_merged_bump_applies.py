@@ -3,7 +3,8 @@
 End to end: the real App behind its real HTTP port receives a Merge Request Hook; the control
 repo is on FakeGitLab (pins are read through the API) and is also a bare git repo the
 deployer checks out (`control_repo.url`), both with the same commits; the recording helmfile
-runs the deploy, FakeKube is toolsbeta's cluster and FakeRegistry holds the artifacts.
+runs the deploy, FakeKube is toolsbeta's cluster and a real OCI registry (docker-registry)
+holds the artifacts.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.core.git import git
-from tests.support.deployworld import IMAGE, NS, DeployBed, bed
+from tests.support.deployworld import IMAGE, NS, DeployBed, bed, deploy_latest
 
 __all__ = ["bed"]
 
@@ -20,22 +20,6 @@ async def pinned_on_main(bed: DeployBed) -> str:
         "show", "main:components/builds-api/values/toolsbeta.yaml", cwd=bed.control_repo
     )
     return text.split("chartVersion:", 1)[1].split()[0]
-
-
-async def deploy_latest(bed: DeployBed) -> tuple[str, str]:
-    """`!deploy builds-api latest to toolsbeta` (auto-applied there): previous -> latest."""
-    previous, latest = bed.pins["toolsbeta"], bed.releases[-1]
-    bed.push(previous)
-    bed.push(latest)
-    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=previous)
-    bed.script({"helmfile sync": {"ack": True}, "helm rollback": {"ack": True}})
-    rollout = asyncio.create_task(
-        bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=latest))
-    )
-    s = await bed.run(["!deploy builds-api latest to toolsbeta"])
-    await rollout
-    assert replies(s.out)[-1].startswith(f"deploy #1 done: builds-api {latest} to toolsbeta")
-    return previous, latest
 
 
 async def test_rollback_repins_previous_and_applies_it(bed: DeployBed) -> None:

@@ -32,6 +32,9 @@ def test_piped_demo_session(tmp_path: Path) -> None:
     assert "builds-api toolsbeta: live 0.0.132-" in status and "pinned 0.0.133-" in status
     assert "1 more need attention · 1 healthy" in status
     assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()
+    # the generated config's header comment reads as written (no placeholder filled into it)
+    header = (tmp_path / "demo" / "deploybot.yaml").read_text().split("\nbot:")[0]
+    assert header.startswith("# The demo's config.") and str(tmp_path) not in header
 
 
 def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
@@ -43,7 +46,9 @@ def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     replies = [line for line in res.stdout.splitlines()[1:] if not line.startswith("[#")]
-    newest = replies[0].split(" -> ")[1].split()[0]  # the version !deploy pinned
+    # the version !deploy pinned (a slow machine may say "working on it" first)
+    pinned = next(line for line in replies if " -> " in line and "working on it" not in line)
+    newest = pinned.split(" -> ")[1].split()[0]
     assert newest.startswith("0.0.134-")
     assert any("demo: nothing was deployed to a cluster" in line for line in replies)
     status = next(line for line in replies if line.startswith("builds-api toolsbeta:"))

@@ -123,8 +123,9 @@ class BotProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def start(self, within: float = 60.0) -> None:
-        """Start the bot and wait until `/ready` answers 200 (chat connected and joined)."""
+    async def start(self, within: float = 60.0, expect: int = 200) -> None:
+        """Start the bot and wait until `/ready` answers `expect` (200: chat connected and
+        every room joined; 503 for a bot that cannot be in all its rooms yet)."""
         argv = [sys.executable, "-m", "bot.cli", "run", "-c", str(self.config_path)]
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
@@ -136,7 +137,7 @@ class BotProcess:
                 stderr=log,
             )
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        await self.wait_ready(200, within)
+        await self.wait_ready(expect, within)
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -145,12 +146,15 @@ class BotProcess:
 
     async def ready_status(self) -> int | None:
         """The HTTP status of `/ready`, or None while nothing answers on the port."""
+        return (await self.ready())[0]
+
+    async def ready(self) -> tuple[int | None, str]:
+        """The status and body of `/ready` ((None, "") while nothing answers on the port)."""
         try:
             async with self._session().get(self.url + "/ready") as resp:
-                await resp.read()
-                return resp.status
+                return resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError):
-            return None
+            return None, ""
 
     async def wait_ready(self, status: int, within: float) -> None:
         """Poll `/ready` until it answers `status`; fail if the process dies or time runs out."""

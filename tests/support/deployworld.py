@@ -1,5 +1,6 @@
-"""A deploy test bed: the demo's git repos, FakeKube behind a real kubeconfig, FakeRegistry,
-and the recording helmfile/helm (tests/bin) first on PATH.
+"""A deploy test bed: the demo's git repos, FakeKube behind a real kubeconfig, a real OCI
+registry (Debian's `docker-registry`, the `oci_registry` fixture) and the recording
+helmfile/helm (tests/bin) first on PATH.
 
 `DeployBed.run(lines, user)` runs the real App over console lines as `console:<user>`, waits
 until every line was handled and the outbox is flushed, then returns what was printed, the
@@ -27,7 +28,7 @@ from bot.core.config import Config, parse_config
 from bot.core.git import git
 from bot.core.sal import SalEntry
 from tests.support.fakes.kube import FakeKube
-from tests.support.fakes.registry import FakeRegistry
+from tests.support.oci_registry import OciRegistry
 from tests.support.session import free_port
 
 BIN = Path(__file__).parent / "bin"
@@ -48,7 +49,7 @@ class DeployBed:
     tmp: Path
     data: dict[str, Any]  # the config as YAML data
     kube: FakeKube
-    registry: FakeRegistry
+    registry: OciRegistry
     record: Path
     control_file: Path
     control_repo: Path  # bare
@@ -85,9 +86,9 @@ class DeployBed:
 
     def push(self, version: str, *, image: bool = True, chart: bool = True) -> None:
         if image:
-            self.registry.push(IMAGE, version)
+            self.registry.push_manifest(IMAGE, version)
         if chart:
-            self.registry.push(CHART, version)
+            self.registry.push_chart(CHART, version)
 
     async def main_head(self) -> str:
         return (await git("rev-parse", "main", cwd=self.control_repo)).strip()
@@ -140,12 +141,12 @@ async def _releases(bare: Path) -> list[str]:
 
 
 async def make_bed(
-    tmp: Path, demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp: Path, demo_config_path: Path, monkeypatch: pytest.MonkeyPatch, registry: OciRegistry
 ) -> AsyncIterator[DeployBed]:
     """The bed over the demo's repos (see the module docstring)."""
     data: dict[str, Any] = yaml.safe_load(demo_config_path.read_text())
     demo_dir = demo_config_path.parent
-    async with FakeKube() as kube, FakeRegistry() as registry:
+    async with FakeKube() as kube:
         port = free_port()
         data["http"] = {"listen": f"127.0.0.1:{port}"}
         data["bot"]["public_url"] = f"http://127.0.0.1:{port}"
@@ -190,7 +191,28 @@ async def make_bed(
 
 @pytest.fixture
 async def bed(
-    tmp_path: Path, demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    demo_config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    oci_registry: OciRegistry,
 ) -> AsyncIterator[DeployBed]:
-    async for b in make_bed(tmp_path, demo_config_path, monkeypatch):
+    async for b in make_bed(tmp_path, demo_config_path, monkeypatch, oci_registry):
         yield b
+
+
+async def deploy_latest(bed: DeployBed) -> tuple[str, str]:
+    """`!deploy builds-api latest to toolsbeta` (auto-applied there): previous -> latest."""
+    previous, latest = bed.pins["toolsbeta"], bed.releases[-1]
+    bed.push(previous)
+    bed.push(latest)
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=previous)
+    bed.script({"helmfile sync": {"ack": True}, "helm rollback": {"ack": True}})
+    rollout = asyncio.create_task(
+        bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=latest))
+    )
+    s = await bed.run(["!deploy builds-api latest to toolsbeta"])
+    await rollout
+    assert [x for x in s.out if not x.startswith("[#")][-1].startswith(
+        f"deploy #1 done: builds-api {latest} to toolsbeta"
+    )
+    return previous, latest

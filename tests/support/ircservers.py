@@ -119,6 +119,12 @@ class IrcServer:
         self.kill()
         self.start()
 
+    def pause(self, paused: bool = True) -> None:
+        """Freeze (SIGSTOP) or thaw (SIGCONT) the server processes: sockets stay open, silent."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
     async def register_account(self, account: str, password: str) -> None:
         """Register a services account named `account` (NickServ registers the current nick)."""
         client = RawIrcClient(self.port, account)

@@ -116,5 +116,5 @@ async def world(
                 if app.services.registry is not None:
                     await app.services.registry.close()
                 for cluster in app.services.clusters.values():
-                    cluster.close()
+                    await cluster.close()
                 await app.store.close()

@@ -61,6 +61,10 @@ class RunningBot:
         await self.app.stop()
         self._stdin.close()
 
+    def say(self, line: str) -> None:
+        """Type one line at the console (as the OS user `tester`)."""
+        os.write(self._write_fd, (line + "\n").encode())
+
     async def post(
         self,
         body: dict[str, Any] | bytes,

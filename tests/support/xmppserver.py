@@ -215,6 +215,7 @@ class TestClient:
         self.xmpp.register_plugin("xep_0030")
         self.xmpp.register_plugin("xep_0045")
         self.xmpp.register_plugin("xep_0203")
+        self.xmpp.register_plugin("xep_0308")
         self.xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
         self.xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
         self.xmpp.add_event_handler("message", self._record)
@@ -230,8 +231,21 @@ class TestClient:
     async def join(self, room: str, nick: str) -> None:
         await self.xmpp.plugin["xep_0045"].join_muc_wait(JID(room), nick, timeout=10)
 
-    def say(self, room: str, text: str) -> None:
-        self.xmpp.send_message(mto=JID(room), mbody=text, mtype="groupchat")
+    def say(self, room: str, text: str) -> str:
+        """Say `text` in the room; return the message id (to correct it later)."""
+        msg = self.xmpp.make_message(mto=JID(room), mbody=text, mtype="groupchat")
+        msg["id"] = msg["id"] or self.xmpp.new_id()
+        msg.send()
+        return str(msg["id"])
+
+    def correct(self, room: str, message_id: str, text: str) -> None:
+        """A XEP-0308 correction of our message `message_id` (what `/correct` sends)."""
+        msg = self.xmpp.make_message(mto=JID(room), mbody=text, mtype="groupchat")
+        msg["replace"]["id"] = message_id
+        msg.send()
+
+    def leave(self, room: str, nick: str) -> None:
+        self.xmpp.plugin["xep_0045"].leave_muc(JID(room), nick)
 
     def set_subject(self, room: str, subject: str) -> None:
         self.xmpp.send_message(mto=JID(room), mbody=None, msubject=subject, mtype="groupchat")

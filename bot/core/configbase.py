@@ -1,0 +1,51 @@
+"""What every config model shares: no unknown keys, frozen, no inline secrets; and how a
+secret named by `*_env`/`*_file` is read."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+SECRET_WORDS = ("password", "token", "secret")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` holds one `path: message` line each."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and key in SECRET_WORDS + ("webhook_secret",):
+                    raise ValueError(
+                        f"inline secret '{key}' is not allowed; use {key}_env or {key}_file"
+                    )
+        return data
+
+
+def read_secret(env: str | None, file: str | None) -> str | None:
+    """Resolve a secret named in the config; None when neither is set or it is empty."""
+    if env:
+        value = os.environ.get(env)
+        if value:
+            return value
+    if file:
+        try:
+            return Path(file).expanduser().read_text().strip() or None
+        except OSError:
+            return None
+    return None

@@ -9,6 +9,7 @@ up `spec.leaseTransitions`, which is the leadership epoch.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from kubernetes.aio import client, config
@@ -20,6 +21,7 @@ from bot.core.config import LeaderElectionConfig
 from bot.core.leader import Grant
 
 log = logging.getLogger("deploybot.leader")
+POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class _CountingLeaseLock(LeaseLock):
@@ -60,6 +62,15 @@ class KubeLease:
         self._election: LeaderElection | None = None
         self._identity: str | None = None
 
+    def namespace(self) -> str:
+        """`leader_election.namespace`, else the pod's own (where the chart grants Leases)."""
+        if self.settings.namespace:
+            return self.settings.namespace
+        try:
+            return POD_NAMESPACE.read_text().strip() or "default"
+        except OSError:
+            return "default"
+
     async def _ready(self, identity: str, lease_seconds: float) -> LeaderElection:
         if self._election is None or self._identity != identity:
             if self._api is None:
@@ -74,7 +85,7 @@ class KubeLease:
                     config.load_incluster_config(client_configuration=conf)
                 self._api = client.ApiClient(configuration=conf)
             lock = _CountingLeaseLock(
-                self.settings.lease_name, self.settings.namespace, identity, self._api
+                self.settings.lease_name, self.namespace(), identity, self._api
             )
             duration = max(2, round(lease_seconds))  # the Lease counts whole seconds
             self._election = LeaderElection(

@@ -306,7 +306,7 @@ class LeaderElectionConfig(Model):
 
     backend: Literal["postgres", "kubernetes"]
     lease_seconds: float = Field(15, ge=2, le=300)
-    namespace: str = "default"
+    namespace: str | None = None  # kubernetes: default the pod's own namespace
     lease_name: str = "deploybot"
     kubeconfig: str | None = None
     kube_context: str | None = None

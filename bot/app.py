@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from bot.chat.outbox import Outbox
 from bot.chat.xmpp import XmppAdapter
 from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import ClusterError, KubeCluster
+from bot.cluster.lease import KubeLease
 from bot.cluster.registry import Registry
 from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
@@ -44,12 +43,14 @@ from bot.core.config import Config, read_secret
 from bot.core.connguard import Guard
 from bot.core.errors import StartupError
 from bot.core.health import StoreHealth
+from bot.core.leader import Elector, Leadership, LeaseBackend, PostgresLease
 from bot.core.locks import Locks
 from bot.core.logbudget import LogBudget
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.core.store import Store, store_from_config
+from bot.core.supervisor import Supervisor
 from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
@@ -65,41 +66,12 @@ from commands.spec import Capabilities, CommandSet
 
 log = logging.getLogger("deploybot")
 
+LOST_LEADERSHIP = 75  # exit status of a leader whose lease ran out
+
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
     commands.apply, commands.locks, commands.prune, commands.logs,
 ]  # fmt: skip
-
-
-class Supervisor:
-    """Owns background tasks; restarts one that crashes (with backoff), logs every crash."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
-        self._tasks[name] = asyncio.create_task(self._keep(name, factory), name=name)
-
-    async def _keep(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await factory()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background task %s crashed; restarting in %.1fs", name, delay)
-                await asyncio.sleep(delay * (1 + random.random() / 2))
-                delay = min(delay * 2, 30.0)
-
-    async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
 
 
 def collect_secrets(config: Config) -> list[str | None]:
@@ -117,6 +89,7 @@ def collect_secrets(config: Config) -> list[str | None]:
         out.append(read_secret(config.chat.xmpp.password_env, config.chat.xmpp.password_file))
     if config.registry:
         out.append(read_secret(config.registry.password_env, config.registry.password_file))
+    out.append(read_secret(config.store.password_env, config.store.password_file))
     return out
 
 
@@ -187,6 +160,14 @@ def use_io_threads(max_workers: int = 32) -> None:
     )
 
 
+def lease_backend(config: Config, store: Store) -> LeaseBackend:
+    election = config.leader_election
+    assert election is not None
+    if election.backend == "kubernetes":
+        return KubeLease(election)
+    return PostgresLease(store)
+
+
 def build_registry(config: Config) -> Registry | None:
     reg = config.registry
     if reg is None:
@@ -202,7 +183,11 @@ class App:
         self.config = config
         self.redactor = Redactor(collect_secrets(config))
         self.metrics = Metrics()
-        self.store = Store(config.bot.state_dir / "deploybot.sqlite3")
+        self.store = store_from_config(config)
+        election = config.leader_election
+        self.leadership = Leadership(election.lease_seconds if election else None)
+        self.elector: Elector | None = None
+        self._leaving: asyncio.Task[None] | None = None
         self.adapters = build_adapters(config, console)
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()
@@ -212,10 +197,12 @@ class App:
         self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
         outbox = Outbox(
             self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
-            default_room=config.chat.default_room,
+            default_room=config.chat.default_room, may_send=self.leadership.may_act,
             health=StoreHealth(),
             networks={"irc": config.chat.irc.flood} if config.chat.irc else None,
         )  # fmt: skip
+        outbox.start_empty = election is not None
+        outbox.epoch = lambda: self.leadership.epoch
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
@@ -248,6 +235,7 @@ class App:
         self.board = StatusBoard(self.services, self.bumper)
         self.monitors = Monitors(self.services, self.bumper, self.board)
         self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
+        self.deployer.records.epoch = lambda: self.leadership.epoch
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
         self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
         router = Router()
@@ -256,6 +244,8 @@ class App:
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
+        if election is not None:  # webhooks stored by a standby are the leader's to process
+            self.events.poll_every = 0.5
         self.webhook_policy = SecretPolicy(config)
         self.webhooks = WebhookIngest(
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
@@ -296,6 +286,8 @@ class App:
         health = self.services.outbox.health
         if not health.writable:
             return False, f"store cannot write: {health.error}"
+        if not self.leadership.may_act():
+            return True, "standby: accepting webhooks; the leader speaks"
         down = [a.name for a in self.adapters if not a.connected]
         if down:
             return False, "chat not connected: " + ", ".join(down)
@@ -344,6 +336,20 @@ class App:
                 f" (port {http.port} is"
                 " taken? choose another with http.listen, or --listen for the demo)"
             ) from None
+        self.metrics.leader.set_function(lambda: 1 if self.leadership.may_act() else 0)
+        if self.config.leader_election is None:
+            await self._lead()
+        else:
+            self.elector = Elector(
+                lease_backend(self.config, self.store), self.leadership,
+                on_elected=lambda: self.supervisor.start("lead", self._lead),
+                on_lost=self._lost,
+            )  # fmt: skip
+            self.supervisor.start("leader-election", self.elector.run)
+        log.info("deploybot started; http on %s", self.config.http.listen)
+
+    async def _lead(self) -> None:
+        """What only the leader (or a single instance) runs."""
         self.supervisor.start("outbox", self.services.outbox.run)
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
@@ -354,7 +360,20 @@ class App:
                 await self.services.announcer.announce(line, component=component)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
-        log.info("deploybot started; http on %s", self.config.http.listen)
+
+    def _lost(self) -> None:
+        """The lease ran out: already fenced (nothing more is said, no deploy moves on); kill
+        running deploy commands (bounded), then leave, as Kubernetes controllers do, and
+        come back as a standby."""
+        log.error("leadership lost; exiting so that a fresh process rejoins as a standby")
+
+        async def leave() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.deployer.stop(), timeout=2.0)
+            logging.shutdown()
+            os._exit(LOST_LEADERSHIP)
+
+        self._leaving = asyncio.get_running_loop().create_task(leave())
 
     async def _sal_retry_loop(self) -> None:
         while True:
@@ -387,7 +406,8 @@ class App:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.pipelines.stop()
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
-        if self.store.is_open and not await self.services.outbox.flush(timeout=10.0):
+        speaking = self.leadership.may_act()  # a standby (or a fenced leader) sends nothing
+        if self.store.is_open and speaking and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")
         await self.supervisor.stop()
         for adapter in self.adapters:
@@ -399,6 +419,8 @@ class App:
             await self.services.registry.close()
         for cluster in self.services.clusters.values():
             await cluster.close()
+        if self.elector is not None:
+            await self.elector.resign()  # the next leader need not wait for the lease
         await self.store.close()
         for handler in logging.getLogger().handlers:
             for log_filter in self._log_filters:

@@ -1,4 +1,4 @@
-"""The `deploybot` command line: run, demo, check-config, schema, sal, --version."""
+"""The `deploybot` command line: run, demo, check-config, schema, sal, store copy, --version."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from pathlib import Path
 
 from bot import __version__
 from bot.core.config import Config, ConfigError, load_config
-from bot.core.errors import StartupError
+from bot.core.errors import StartupError, StoreError
 from bot.core.logs import FORMATS, setup_logging
 from bot.core.redact import Redactor
 from bot.core.sal import Sal, parse_since
 from bot.core.secretcheck import sasl_problems, unreadable_secrets
-from bot.core.store import Store
+from bot.core.store import Store, store_from_config
+from bot.core.storecopy import copy_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sal.add_argument("--limit", type=int, default=50, help="at most this many entries (50)")
     sal.add_argument("--json", action="store_true", help="one JSON object per entry")
+    store = sub.add_parser("store", help="store maintenance")
+    store_sub = store.add_subparsers(dest="store_cmd", required=True)
+    copy = store_sub.add_parser("copy", help="copy every row into an empty store")
+    copy.add_argument("--from", dest="source", required=True, help="sqlite:///… or postgresql://…")
+    copy.add_argument("--to", dest="target", required=True, help="sqlite:///… or postgresql://…")
     return p
 
 
@@ -78,11 +84,10 @@ async def _sal(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"deploybot sal: {exc}", file=sys.stderr)
         return 2
-    db = config.bot.state_dir / "deploybot.sqlite3"
-    if not db.exists():
-        print(f"no store at {db}", file=sys.stderr)
+    store = store_from_config(config)
+    if store.path is not None and not store.path.exists():
+        print(f"no store at {store.path}", file=sys.stderr)
         return 1
-    store = Store(db)
     await store.open()
     try:
         sal = Sal(store, [], Redactor())
@@ -112,6 +117,17 @@ def state_dir_problem(state_dir: Path) -> str | None:
     return None
 
 
+async def _copy(args: argparse.Namespace) -> int:
+    source, target = Store(args.source), Store(args.target)
+    copied = await copy_store(source, target)
+    rows = sum(copied.values())
+    print(
+        f"copied {rows} rows in {len(copied)} tables from {source.describe()}"
+        f" to {target.describe()} (sal: {copied.get('sal', 0)} entries)"
+    )
+    return 0
+
+
 async def _run(config: Config) -> int:
     from bot.app import App
 
@@ -125,7 +141,7 @@ async def _run(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        return _start(argv)
     except StartupError as exc:
         print(f"deploybot: {exc}", file=sys.stderr)
         return 1
@@ -135,16 +151,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _main(argv: list[str] | None) -> int:
+def _start(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     log_format = getattr(args, "log_format", None) or os.environ.get("DEPLOYBOT_LOG_FORMAT")
     if (log_format or "text") not in FORMATS:
         print(f"DEPLOYBOT_LOG_FORMAT must be text or json, not {log_format!r}", file=sys.stderr)
         return 2
     setup_logging(log_format or "text", getattr(args, "verbose", False))
+    try:
+        return _main(args)
+    except StoreError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.cmd == "schema":
         print(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
         return 0
+    if args.cmd == "store":
+        return asyncio.run(_copy(args))
     if args.cmd == "check-config":
         config = _load(args.config)
         if problems := unreadable_secrets(config):

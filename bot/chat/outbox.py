@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -22,7 +21,7 @@ from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.core.config import FloodConfig, NetworkFlood
 from bot.core.health import StoreHealth, is_store_failure
-from bot.core.store import Store, StoreClosed
+from bot.core.store import Row, Store, StoreClosed, StoreConn
 
 log = logging.getLogger("deploybot.outbox")
 
@@ -40,6 +39,7 @@ class Outbox:
         health: StoreHealth | None = None,
         networks: Mapping[str, NetworkFlood] | None = None,
         default_room: str | None = None,
+        may_send: Callable[[], bool] = lambda: True,
     ):
         self.store = store
         self.adapters = list(adapters)
@@ -47,6 +47,11 @@ class Outbox:
         self.clock = clock
         self.on_sent = on_sent
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        # replicas: only a leader whose lease is valid speaks, and it starts with an empty
+        # budget (the previous leader may just have spent the server's)
+        self.may_send = may_send
+        self.start_empty = False
+        self.epoch: Callable[[], int] = lambda: 0  # the leadership epoch (0: single instance)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
@@ -74,7 +79,7 @@ class Outbox:
         """
         now = time.time()
 
-        def write(conn: sqlite3.Connection) -> int | None:
+        def write(conn: StoreConn) -> int | None:
             if key is not None:
                 cur = conn.execute(
                     "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"
@@ -159,7 +164,7 @@ class Outbox:
             return None
         by_target: dict[tuple[str, str], list[Pending]] = {}
         adapters: dict[str, ChatAdapter] = {}
-        orphans: list[sqlite3.Row] = []
+        orphans: list[Row] = []
         queued_at = {r["id"]: r["created_at"] for r in rows}
         held: float | None = None  # seconds until the youngest held announcement may go
         now = self.clock()
@@ -187,10 +192,7 @@ class Outbox:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             limited = adapter.rate_limited
-            bucket = self._buckets.setdefault(
-                (adapter.name, room),
-                TokenBucket(self.flood.burst, self.flood.per_second, self.clock()),
-            )
+            bucket = self._buckets.get((adapter.name, room)) or self._new_bucket(adapter.name, room)
             network = self._network_bucket(adapter.name)
             if limited and network is not None and not network.take(self.clock()):
                 wait = network.wait_time(self.clock())
@@ -203,6 +205,8 @@ class Outbox:
                 next_wait = wait if next_wait is None else min(next_wait, wait)
                 continue
             text, ids = plan_line(items) if limited else (items[0].text, [items[0].id])
+            if not self.may_send() or not await self._claim(ids):
+                return None  # fenced: not the leader (any more)
             try:
                 await adapter.send(room, text)
             except ConnectionError:
@@ -219,7 +223,7 @@ class Outbox:
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
 
-    async def _reroute(self, rows: list[sqlite3.Row]) -> bool:
+    async def _reroute(self, rows: list[Row]) -> bool:
         """Move lines for unserved rooms to the default room, noting where they were for.
 
         False when the default room is not served either: the lines stay queued.
@@ -237,7 +241,7 @@ class Outbox:
             self._stuck_rooms.add(room)
             log.warning("no chat connection serves %s; its lines go to %s", room, fallback)
 
-        def move(conn: sqlite3.Connection) -> None:
+        def move(conn: StoreConn) -> None:
             for r in rows:
                 conn.execute(
                     "UPDATE outbox SET room=?, adapter=NULL, text=?, short=NULL WHERE id=?",
@@ -248,6 +252,26 @@ class Outbox:
         await self.store.transaction(move)
         return True
 
+    def _new_bucket(self, adapter: str, room: str) -> TokenBucket:
+        bucket = TokenBucket(self.flood.burst, self.flood.per_second, self.clock())
+        if self.start_empty:
+            bucket.tokens = 0.0
+        self._buckets[(adapter, room)] = bucket
+        return bucket
+
+    async def _claim(self, ids: list[int]) -> bool:
+        """Claim unsent rows for this leader's epoch; False once a newer leader holds the
+        lease (or another sent them). A crash between send and `_mark_sent` repeats at most
+        this one line: one line is in flight at a time."""
+        marks = ",".join("?" for _ in ids)
+        epoch = self.epoch()
+        claimed = await self.store.execute(
+            f"UPDATE outbox SET claimed_epoch=? WHERE id IN ({marks}) AND sent_at IS NULL"  # noqa: S608
+            " AND NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)",
+            (epoch, *ids, epoch),
+        )
+        return claimed == len(ids)
+
     async def _mark_sent(self, ids: list[int], texts: dict[int, str] | None = None) -> None:
         """Mark lines sent; if the store cannot write, remember them so they are not sent
         again, and mark them when it can. With `texts` (what was sent, by id), a row whose
@@ -255,7 +279,7 @@ class Outbox:
         its way) stays pending, so that newer state (a final) is sent too."""
         now = time.time()
 
-        def mark(conn: sqlite3.Connection) -> None:
+        def mark(conn: StoreConn) -> None:
             if texts is None:
                 marks = ",".join("?" for _ in ids)
                 conn.execute(

@@ -9,12 +9,11 @@ forgets an alert.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 from bot.core.text import format_age
 
 KINDS = (
@@ -153,7 +152,7 @@ class AlertStore:
         return {a.key: a for a in alerts}
 
     async def save(self, alerts: Mapping[Key, Alert]) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: StoreConn) -> None:
             conn.execute("DELETE FROM alerts")
             conn.executemany(
                 f"INSERT INTO alerts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -276,6 +276,35 @@ class MonitorsConfig(Model):
     cert_warn_days: int = Field(21, ge=1, description="certificates expiring sooner alert")
 
 
+class StoreConfig(Model):
+    """Where state lives: SQLite (default `sqlite:///<bot.state_dir>/deploybot.sqlite3`) or a
+    PostgreSQL shared by replicas (`postgresql://user@host:port/db`, password from a secret)."""
+
+    url: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///<path> or postgresql://user@host:port/db")
+        if v is not None and "@" in v and ":" in v.split("://", 1)[1].split("@", 1)[0]:
+            raise ValueError("inline password in the url; use store.password_env or _file")
+        return v
+
+
+class LeaderElectionConfig(Model):
+    """Replicas elect one leader; absent means a single instance."""
+
+    backend: Literal["postgres", "kubernetes"]
+    lease_seconds: float = Field(15, ge=2, le=300)
+    namespace: str | None = None  # kubernetes: default the pod's own namespace
+    lease_name: str = "deploybot"
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+
+
 class Config(Model):
     bot: BotConfig = BotConfig()
     http: HttpConfig = HttpConfig()
@@ -290,12 +319,18 @@ class Config(Model):
     sal: SalConfig = SalConfig()
     flood: FloodConfig = FloodConfig()
     monitors: MonitorsConfig = MonitorsConfig()
+    store: StoreConfig = StoreConfig()
+    leader_election: LeaderElectionConfig | None = None
     demo: bool = False
 
     def reference_errors(self) -> list[str]:
         """What refers to something that does not exist, each at its YAML path."""
         errors = []
         names = [e.name for e in self.environments]
+        if self.leader_election is not None and not self.store_url.startswith("postgres"):
+            errors.append(
+                "leader_election: replicas need a shared store; set store.url to postgresql://"
+            )
         for i, env in enumerate(self.environments):
             if names.index(env.name) != i:
                 errors.append(f"environments[{i}].name: {env.name!r} is used twice")
@@ -321,6 +356,10 @@ class Config(Model):
         found += [c.sal_project for c in self.components.values()]
         found += [*self.sal.projects, *self.sal.rooms.values()]
         return list(dict.fromkeys(p for p in found if p))
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.bot.state_dir / 'deploybot.sqlite3'}"
 
     def env(self, name: str) -> EnvironmentConfig | None:
         return next((e for e in self.environments if e.name == name), None)

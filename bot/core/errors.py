@@ -13,3 +13,7 @@ class Refused(UserError):
 
 class StartupError(Exception):
     """The bot cannot start (e.g. its HTTP port is taken); str(self) is the one line."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened as it is; the message is one line naming it."""

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from bot.core.config import SalSink
 from bot.core.redact import Redactor
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 
 log = logging.getLogger("deploybot.sal")
 
@@ -156,7 +155,7 @@ class Sal:
         # and is not broadcast to the IRC/JSONL sinks
         sinks = [] if entry.result == "refused" else list(self._senders)
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: StoreConn) -> int:
             cur = conn.execute(
                 "INSERT INTO sal (ts, actor, component, env, action, from_version, to_version,"
                 " commit_sha, mr_url, tasks, result, log_url, message, sal_project, action_id)"

@@ -1,163 +1,52 @@
-"""The SQLite store: the one place state that matters lives, so a `kill -9` loses nothing.
+"""The store: the one place state that matters lives, so a `kill -9` loses nothing.
+
+SQLite (the embedded default, one file) or PostgreSQL (shared by replicas), through
+SQLAlchemy 2 Core with one Alembic migration history for both (`bot/core/migrations/`).
+Domain modules (sal, outbox, locks, ...) own their SQL, written once with `?` placeholders;
+`sqltext.for_engine` translates them for PostgreSQL in this one place.
 
 One connection, used from one dedicated thread (so the event loop never blocks on disk and
-no two statements interleave). WAL journal with synchronous=NORMAL: a committed transaction
-survives the process being killed. The schema is versioned with `PRAGMA user_version`;
-each migration runs once, in order. Domain modules (sal, outbox, locks, ...) own their SQL.
+no two statements interleave). SQLite runs in WAL mode with synchronous=NORMAL and takes the
+write lock at BEGIN (IMMEDIATE); PostgreSQL commits synchronously. Either way a transaction
+is committed before the caller hears back, so what a webhook's 200 acknowledged survives a
+`kill -9`. Opening checks the store first: a zero-length or corrupt SQLite file, or a schema
+newer than this code, is refused with one line naming the store; an empty store is created
+only where none existed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from bot.core import migrate
+from bot.core.config import Config, read_secret
+from bot.core.errors import StoreError
+from bot.core.sqltext import for_engine, inserted_table
+
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
-    # 1: SAL, its per-sink deliveries, the announcement outbox, locks
-    """
-    CREATE TABLE sal (
-        id INTEGER PRIMARY KEY,
-        ts TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        component TEXT,
-        env TEXT,
-        action TEXT NOT NULL,
-        from_version TEXT,
-        to_version TEXT,
-        commit_sha TEXT,
-        mr_url TEXT,
-        tasks TEXT NOT NULL DEFAULT '',
-        result TEXT,
-        log_url TEXT,
-        message TEXT NOT NULL,
-        sal_project TEXT
-    );
-    CREATE INDEX sal_component ON sal(component, env, id);
-    CREATE TABLE sal_delivery (
-        entry_id INTEGER NOT NULL REFERENCES sal(id),
-        sink TEXT NOT NULL,
-        delivered_at TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        PRIMARY KEY (entry_id, sink)
-    );
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        adapter TEXT,
-        room TEXT NOT NULL,
-        text TEXT NOT NULL,
-        key TEXT,
-        final INTEGER NOT NULL DEFAULT 0,
-        priority INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        sent_at REAL
-    );
-    CREATE INDEX outbox_pending ON outbox(sent_at, room, priority, id);
-    CREATE TABLE locks (
-        component TEXT NOT NULL,
-        env TEXT NOT NULL,
-        owner TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (component, env)
-    );
-    """,
-    # 2: GitLab webhook events (persisted before the 200) and pipeline states
-    """
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY,
-        dedupe_key TEXT UNIQUE,
-        kind TEXT NOT NULL,
-        body BLOB NOT NULL,
-        received_at REAL NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        error TEXT
-    );
-    CREATE INDEX events_pending ON events(status, id);
-    CREATE TABLE pipelines (
-        project TEXT NOT NULL,
-        pipeline_id INTEGER NOT NULL,
-        component TEXT,
-        ref TEXT,
-        sha TEXT,
-        status TEXT,
-        stage TEXT,
-        version TEXT,
-        url TEXT,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (project, pipeline_id)
-    );
-    CREATE INDEX pipelines_sha ON pipelines(sha);
-    """,
-    # 3: webhook processing (issue 4): the last announced state of control-repo MRs
-    """
-    CREATE TABLE merge_requests (
-        project TEXT NOT NULL,
-        iid INTEGER NOT NULL,
-        component TEXT,
-        state TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        url TEXT,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (project, iid)
-    );
-    """,
-    # 4: reserved for control-repo bumps (issue 5)
-    "",
-    # 5: deploys (issue 6): one row per apply/rollback, its state written at every step
-    """
-    CREATE TABLE deploys (
-        id INTEGER PRIMARY KEY,
-        component TEXT NOT NULL,
-        env TEXT NOT NULL,
-        action TEXT NOT NULL,
-        version TEXT,
-        from_version TEXT,
-        commit_sha TEXT,
-        mr_url TEXT,
-        actor TEXT NOT NULL,
-        tasks TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        result TEXT,
-        log_path TEXT NOT NULL DEFAULT '',
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        error TEXT
-    );
-    CREATE INDEX deploys_target ON deploys(component, env, id);
-    CREATE INDEX deploys_state ON deploys(state);
-    """,
-    # 6: monitor alerts (issue 7; bot/alerts.py) and when a live version was first seen
-    """
-    CREATE TABLE alerts (
-        kind TEXT NOT NULL,
-        component TEXT NOT NULL,
-        env TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        text TEXT NOT NULL,
-        first_seen REAL NOT NULL,
-        since REAL,
-        raised_at REAL,
-        reminded_at REAL,
-        PRIMARY KEY (kind, component, env, detail)
-    );
-    CREATE TABLE live_seen (
-        component TEXT NOT NULL,
-        env TEXT NOT NULL,
-        version TEXT NOT NULL,
-        first_seen REAL NOT NULL,
-        PRIMARY KEY (component, env)
-    );
-    """,
-    # 7: a short form of an announcement, used when a backlog is packed into summary lines
-    "ALTER TABLE outbox ADD COLUMN short TEXT",
-    # 8: the action a SAL entry belongs to (one chat command: its entries share the id)
-    "ALTER TABLE sal ADD COLUMN action_id TEXT",
+# PostgreSQL: tables whose `id` a sequence generates (an INSERT into one reports the new id
+# as `lastrowid`, like sqlite3 does for every table); read from the catalog at open
+_ID_TABLES_SQL = (
+    "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    " AND column_name = 'id' AND (column_default LIKE 'nextval(%%' OR is_identity = 'YES')"
+)
+
+__all__ = [
+    "Row",
+    "Store",
+    "StoreClosed",
+    "StoreConn",
+    "StoreError",
+    "sqlite_url",
+    "store_from_config",
 ]
 
 
@@ -165,39 +54,170 @@ class StoreClosed(RuntimeError):
     """The store was closed (shutdown in progress)."""
 
 
-class Store:
-    """Async facade over one SQLite connection."""
+class Row(tuple[Any, ...]):
+    """A result row, indexable by position and by column name (like `sqlite3.Row`)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    _index: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._index = index
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+class Cursor:
+    """What `StoreConn.execute` returns: `rowcount`, `lastrowid`, and the rows."""
+
+    def __init__(self, rows: list[Row], rowcount: int, lastrowid: int | None):
+        self._rows = rows
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+
+    def fetchone(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Row]:
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows)
+
+
+class StoreConn:
+    """The connection a `transaction` function is given: `execute(sql, params)` with `?`."""
+
+    def __init__(self, conn: Connection, id_tables: frozenset[str] = frozenset()):
+        self.sa = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self.id_tables = id_tables
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        table = inserted_table(sql)
+        if self.postgres:
+            want_id = table in self.id_tables and " returning " not in sql.lower()
+        else:
+            want_id = table is not None
+        if self.postgres and want_id:
+            sql += " RETURNING id"
+        result = self.sa.exec_driver_sql(for_engine(sql, self.postgres), tuple(params))
+        rowcount = result.rowcount
+        rows: list[Row] = []
+        if result.returns_rows:
+            index = {name: i for i, name in enumerate(result.keys())}
+            rows = [Row(tuple(r), index) for r in result.fetchall()]
+        lastrowid: int | None = None
+        if want_id:
+            if self.postgres:
+                lastrowid = int(rows[0][0]) if rows else None
+                rowcount, rows = len(rows), []
+            elif result.rowcount:
+                lastrowid = result.lastrowid
+        return Cursor(rows, rowcount, lastrowid)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Cursor:
+        """One statement for each parameter tuple (no rows, no ids)."""
+        params = [tuple(p) for p in seq_of_params]
+        if not params:
+            return Cursor([], 0, None)
+        result = self.sa.exec_driver_sql(for_engine(sql, self.postgres), params)
+        return Cursor([], result.rowcount, None)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def store_from_config(config: Config) -> Store:
+    """The store `config.store` names (default: SQLite in `bot.state_dir`)."""
+    password = read_secret(config.store.password_env, config.store.password_file)
+    return Store(config.store_url, password=password)
+
+
+class Store:
+    """Async facade over one connection to SQLite or PostgreSQL."""
+
+    def __init__(self, target: Path | str, *, password: str | None = None):
+        url = make_url(sqlite_url(target) if isinstance(target, Path) else target)
+        if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+            url = url.set(drivername="postgresql+psycopg")
+            if password:
+                url = url.set(password=password)
+        elif url.drivername != "sqlite":
+            raise StoreError(f"store url {target}: only sqlite:/// and postgresql:// are supported")
+        self.url: URL = url
+        self.path: Path | None = Path(url.database or "") if url.drivername == "sqlite" else None
         self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._id_tables: frozenset[str] = frozenset()
+
+    @property
+    def postgres(self) -> bool:
+        return self.path is None
+
+    def describe(self) -> str:
+        """Where the store is, without its password."""
+        if self.path is not None:
+            return str(self.path)
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=True)
+
+    def engine(self) -> Engine:
+        """A new engine on this store's database (its own connections, e.g. the lease)."""
+        if self.path is not None:
+            engine = sa.create_engine(self.url, poolclass=sa.pool.StaticPool)
+            sa.event.listen(engine, "connect", _sqlite_connect)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+            return engine
+        return sa.create_engine(
+            self.url,
+            poolclass=sa.pool.StaticPool,
+            connect_args={"connect_timeout": 5, "application_name": "deploybot"},
+        )
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        await self._call(self._open_sync)
+        try:
+            await self._call(self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
 
     def _open_sync(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        self._conn = conn
+        if self.path is not None:
+            migrate.check_sqlite_file(self.path)
+        engine = self.engine()
+        try:
+            conn = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            engine.dispose()
+            if self.path is not None:  # the file is there (checked above) but SQLite refuses it
+                raise StoreError(
+                    f"store {self.path} is corrupt or unreadable ({_first_line(exc)}):"
+                    " restore it from a backup"
+                ) from None
+            raise StoreError(
+                f"store {self.describe()}: cannot connect: {_first_line(exc)}"
+            ) from None
+        try:
+            migrate.upgrade(conn, self.describe())
+            if self.postgres:
+                with conn.begin():
+                    rows = conn.exec_driver_sql(_ID_TABLES_SQL).fetchall()
+                self._id_tables = frozenset(str(r[0]) for r in rows)
+        except BaseException:
+            conn.close()
+            engine.dispose()
+            raise
+        self._engine, self._conn = engine, conn
 
     @property
     def is_open(self) -> bool:
@@ -207,7 +227,14 @@ class Store:
         """Close the connection (idempotent); later calls raise StoreClosed."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await self._call(conn.close)
+            engine, self._engine = self._engine, None
+
+            def shut() -> None:
+                conn.close()
+                if engine is not None:
+                    engine.dispose()
+
+            await self._call(shut)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -218,38 +245,67 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
-    def _c(self) -> sqlite3.Connection:
+    def _c(self) -> Connection:
         if self._conn is None:
             raise StoreClosed("store is not open")
         return self._conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement in its own transaction; return lastrowid (or rowcount)."""
+    def _in_transaction(self, fn: Callable[[StoreConn], T], read: bool = False) -> T:
+        conn = self._c()
+        if conn.in_transaction():  # a failed statement left one open: start clean
+            conn.rollback()
+        conn.info["read"] = read  # SQLite: a read needs no write lock (BEGIN, not IMMEDIATE)
+        try:
+            with conn.begin():
+                return fn(StoreConn(conn, self._id_tables))
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or conn.invalidated:
+                conn.rollback()  # the next call reconnects
+            raise
 
-        def run() -> int:
-            cur = self._c().execute(sql, params)
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement in its own transaction; return the new id of an INSERT into a
+        table with a generated id, else the number of rows changed."""
+
+        def run(c: StoreConn) -> int:
+            cur = c.execute(sql, params)
             return cur.lastrowid if cur.lastrowid else cur.rowcount
 
-        return await self._call(run)
+        return await self._call(self._in_transaction, run)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return await self._call(lambda: self._c().execute(sql, params).fetchall())
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows (`Row`: by position and by column name)."""
+        return await self._call(
+            self._in_transaction, lambda c: c.execute(sql, params).fetchall(), True
+        )
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        return await self._call(lambda: self._c().execute(sql, params).fetchone())
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row (`Row`) or None."""
+        return await self._call(
+            self._in_transaction, lambda c: c.execute(sql, params).fetchone(), True
+        )
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` inside one IMMEDIATE transaction, in the store thread."""
+    async def transaction(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(conn)` inside one transaction (SQLite: IMMEDIATE), in the store thread;
+        `conn` is a `StoreConn`."""
+        return await self._call(self._in_transaction, fn)
 
-        def run() -> T:
-            conn = self._c()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
 
-        return await self._call(run)
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we say BEGIN ourselves (see _sqlite_begin)
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        "busy_timeout=5000",
+    ):
+        dbapi_conn.execute(f"PRAGMA {pragma}")
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN" if conn.info.get("read") else "BEGIN IMMEDIATE")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -19,7 +19,6 @@ from bot.core.versions import parse_version
 from bot.deploy.model import DeployRequest, Refusal
 from bot.services import Services
 
-
 STUCK = ("failed", "pending-install", "pending-upgrade", "pending-rollback")
 
 

@@ -2,30 +2,41 @@
 
 The row is written before each step (requested -> applying -> verifying -> done | failed |
 interrupted), so what was in flight when the process died can be found after a restart.
+
+With replicas the store is the deploy guard: a unique index allows one active row per
+component+environment, each row carries the leadership epoch it was started under, and a
+state change is refused (`Fenced`) once a newer leader holds the lease: a deposed leader
+takes no further step, and never overwrites what the new leader recorded.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.control.forge import OpenBump
-from bot.core.store import Store
-from bot.deploy.model import DeployRequest, InFlight
+from bot.core.store import Row, Store, StoreConn
+from bot.deploy.model import DeployRequest, InFlight, Refusal
 
 ACTIVE_STATES = ("requested", "applying", "verifying")
+_NOT_DEPOSED = "NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)"
+
+
+class Fenced(RuntimeError):
+    """A newer leader holds the lease: this replica may not move a deploy on."""
 
 
 class DeployRecords:
     """The `deploys` table."""
 
-    def __init__(self, store: Store, logs: Path) -> None:
+    def __init__(self, store: Store, logs: Path, epoch: Callable[[], int] = lambda: 0) -> None:
         self.store = store
         self.logs = logs
+        self.epoch = epoch  # the leadership epoch this replica acts under (0: single)
 
     def log_path(self, deploy_id: int) -> Path:
         return self.logs / f"{deploy_id}.log"
@@ -34,13 +45,24 @@ class DeployRecords:
         self, req: DeployRequest, version: str, from_version: str | None, commit: str | None,
         mr: OpenBump | None,
     ) -> int:  # fmt: skip
-        def write(conn: sqlite3.Connection) -> int:
+        epoch = self.epoch()
+
+        def write(conn: StoreConn) -> int:
+            running = conn.execute(
+                "SELECT id, actor FROM deploys WHERE component=? AND env=? AND state IN (?,?,?)",
+                (req.component, req.env, *ACTIVE_STATES),
+            ).fetchone()
+            if running is not None:
+                raise Refusal(
+                    f"deploy #{running['id']} of {req.component} to {req.env} by"
+                    f" {running['actor']} is running; nothing run"
+                )
             cur = conn.execute(
                 "INSERT INTO deploys (component, env, action, version, from_version, commit_sha,"
-                " mr_url, actor, tasks, state, started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " mr_url, actor, tasks, state, started_at, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (req.component, req.env, req.action, version, from_version, commit,
                  mr.url if mr else None, req.actor, ",".join(req.tasks), "requested",
-                 time.time()),
+                 time.time(), epoch),
             )  # fmt: skip
             deploy_id = int(cur.lastrowid or 0)
             conn.execute(
@@ -59,11 +81,14 @@ class DeployRecords:
         cols = "".join(f", {k}=?" for k in extra)
         if state not in ACTIVE_STATES:
             cols += f", finished_at={time.time()!r}"
-        await self.store.execute(
-            f"UPDATE deploys SET state=?{cols} WHERE id=?", (state, *extra.values(), deploy_id)
+        changed = await self.store.execute(
+            f"UPDATE deploys SET state=?{cols} WHERE id=? AND state IN (?,?,?) AND {_NOT_DEPOSED}",
+            (state, *extra.values(), deploy_id, *ACTIVE_STATES, self.epoch()),
         )
+        if not changed:
+            raise Fenced(f"deploy #{deploy_id}: not moved to {state} (finished, or a newer leader)")
 
-    async def in_flight(self) -> list[sqlite3.Row]:
+    async def in_flight(self) -> list[Row]:
         return await self.store.fetchall(
             "SELECT * FROM deploys WHERE state IN (?,?,?) ORDER BY id", ACTIVE_STATES
         )
@@ -139,7 +164,7 @@ async def deploy_rows(
     return [dict(r) for r in rows]
 
 
-async def latest_review(store: Store, component: str, env: str) -> sqlite3.Row | None:
+async def latest_review(store: Store, component: str, env: str) -> Row | None:
     """The newest review (`!apply` on a `review: true` environment) of component in env."""
     return await store.fetchone(
         "SELECT * FROM deploys WHERE component=? AND env=? AND action='review'"
@@ -151,7 +176,7 @@ async def latest_review(store: Store, component: str, env: str) -> sqlite3.Row |
 async def claim_review(store: Store, review_id: int, by: str) -> bool:
     """Mark a waiting review confirmed; False when it was not waiting (confirmed twice)."""
 
-    def claim(conn: sqlite3.Connection) -> bool:
+    def claim(conn: StoreConn) -> bool:
         cur = conn.execute(
             "UPDATE deploys SET state='confirmed', error=? WHERE id=? AND state='reviewed'",
             (f"confirmed by {by}", review_id),

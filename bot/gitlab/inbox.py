@@ -12,9 +12,9 @@ process died between the 200 and the processing) are handled first, so nothing i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.core.metrics import Metrics
 from bot.core.sal import current_action
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 from bot.gitlab.events import Event, parse_event
 from bot.gitlab.fields import MalformedEvent
 
@@ -128,6 +128,8 @@ class EventWorker:
         self._lanes: dict[str, deque[tuple[int, str, bytes]]] = {}
         self._queued = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # replicas: another replica may store events, so look again this often (seconds)
+        self.poll_every: float | None = None
 
     def wake(self) -> None:
         """Called by the webhook route after it stored an event."""
@@ -144,7 +146,9 @@ class EventWorker:
                     continue
                 if not self._lanes:
                     self._idle.set()
-                await self._wake.wait()
+                # replicas: another replica may have stored events; look again after a while
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_every)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -278,9 +282,7 @@ class EventWorker:
         return int(row[0]) if row else 0
 
 
-def insert_events(
-    items: list[tuple[str | None, str, bytes]], conn: sqlite3.Connection
-) -> list[bool]:
+def insert_events(items: list[tuple[str | None, str, bytes]], conn: StoreConn) -> list[bool]:
     """Store each (dedupe key, kind header, raw body) unless its dedupe key is known; True
     where it was new. Runs inside the caller's transaction (the webhook's group commit)."""
     now = time.time()

@@ -18,14 +18,13 @@ import asyncio
 import fnmatch
 import logging
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from bot.chat.announcer import Announcer
 from bot.core.config import ComponentConfig, Config, GitlabConfig
-from bot.core.store import Store
+from bot.core.store import Store, StoreConn
 from bot.core.text import format_duration
 from bot.core.versions import parse_version
 from bot.gitlab.api import GitLabAPI, GitLabError
@@ -250,7 +249,7 @@ class PipelineAnnouncer:
     async def _record(
         self, ev: PipelineEvent, component: str | None, phase: Phase, version: str | None
     ) -> None:
-        def upsert(conn: sqlite3.Connection) -> None:
+        def upsert(conn: StoreConn) -> None:
             conn.execute(
                 "INSERT INTO pipelines (project, pipeline_id, component, ref, sha, status, stage,"
                 " version, url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -11,6 +11,8 @@ from bot.chat.outbox import Outbox
 from bot.core.config import FloodConfig
 from bot.core.store import Store
 
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
+
 
 class Clock:
     def __init__(self) -> None:
@@ -54,8 +56,8 @@ async def _drain(outbox: Outbox) -> None:
     raise AssertionError("outbox never settled")
 
 
-async def _outbox(tmp_path: Path, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
-    store = Store(tmp_path / "s.sqlite3")
+async def _outbox(store_url: str, chat: RecordingChat, clock: Clock) -> tuple[Store, Outbox]:
+    store = Store(store_url)
     await store.open()
     flood = FloodConfig(burst=4, per_second=0.5, coalesce=0)  # the window has its own test
     return store, Outbox(store, [chat], flood, clock=clock)
@@ -76,9 +78,9 @@ def test_plan_line_packs_announcements_but_not_replies() -> None:
     assert (text, ids) == ("reply", [9])
 
 
-async def test_burst_is_limited_and_everything_arrives_once_in_order(tmp_path: Path) -> None:
+async def test_burst_is_limited_and_everything_arrives_once_in_order(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     for i in range(20):
         await outbox.enqueue("#ops", f"item{i:02d} " + "x" * 140)
     await _drain(outbox)
@@ -95,10 +97,10 @@ async def test_burst_is_limited_and_everything_arrives_once_in_order(tmp_path: P
     await store.close()
 
 
-async def test_updates_coalesce_into_latest_state_and_finals_are_kept(tmp_path: Path) -> None:
+async def test_updates_coalesce_into_latest_state_and_finals_are_kept(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
     chat.connected = False
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     await outbox.enqueue("#ops", "pipeline 7 stage 1/3 build", key="p7")
     await outbox.enqueue("#ops", "pipeline 7 stage 2/3 test", key="p7")
     await outbox.enqueue("#ops", "pipeline 7 success", key="p7", final=True)
@@ -113,9 +115,9 @@ async def test_updates_coalesce_into_latest_state_and_finals_are_kept(tmp_path: 
     await store.close()
 
 
-async def test_replies_jump_the_queue(tmp_path: Path) -> None:
+async def test_replies_jump_the_queue(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     for i in range(6):
         await outbox.enqueue("#ops", f"announcement {i} " + "y" * 300)
     await outbox.enqueue("#ops", "status: all good", adapter="irc", priority=1)
@@ -124,18 +126,41 @@ async def test_replies_jump_the_queue(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_queued_lines_survive_a_restart(tmp_path: Path) -> None:
+async def test_queued_lines_survive_a_restart(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
     chat.connected = False
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     await outbox.enqueue("#ops", "deploy 12 done", key="d12", final=True)
     await store.close()
     chat.connected = True
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     await _drain(outbox)
     assert chat.lines == [("#ops", "deploy 12 done")]
     await _drain(outbox)
     assert len(chat.lines) == 1  # sent once
+    await store.close()
+
+
+async def test_a_deposed_leader_sends_nothing_and_a_new_leader_starts_with_an_empty_bucket(
+    store_url: str,
+) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, old = await _outbox(store_url, chat, clock)
+    old.epoch = lambda: 1
+    await old.enqueue("#ops", "deploy 12 done", key="d12", final=True)
+    await store.execute(
+        "INSERT INTO leader_lease (name, holder, epoch, renewed_at, expires_at)"
+        " VALUES ('deploybot', 'replica-b', 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    assert await old.drain_once() is None  # a newer leader holds the lease: not a word
+    assert chat.lines == [] and await old.pending_count() == 1
+
+    new = Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
+    new.epoch, new.start_empty = (lambda: 2), True
+    assert await new.drain_once() == 2.0  # no burst: the old leader may have spent it
+    clock.now += 2.0
+    await _drain(new)
+    assert chat.lines == [("#ops", "deploy 12 done")]
     await store.close()
 
 
@@ -156,9 +181,9 @@ def test_a_backlog_is_packed_in_short_forms_and_a_lone_item_in_full() -> None:
     assert text == items[0].text and ids == [1]  # alone: the full line with its URL
 
 
-async def test_a_line_for_a_room_nobody_serves_goes_to_the_default_room(tmp_path: Path) -> None:
+async def test_a_line_for_a_room_nobody_serves_goes_to_the_default_room(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
-    store = Store(tmp_path / "s.sqlite3")
+    store = Store(store_url)
     await store.open()
     flood = FloodConfig(burst=4, per_second=0.5, coalesce=0)  # the window has its own test
     outbox = Outbox(store, [chat], flood, clock=clock, default_room="#ops")
@@ -203,9 +228,9 @@ async def test_fresh_announcements_wait_the_coalescing_window_replies_do_not(
         await store.close()
 
 
-async def test_a_final_coalesced_while_its_row_is_being_sent_is_not_lost(tmp_path: Path) -> None:
+async def test_a_final_coalesced_while_its_row_is_being_sent_is_not_lost(store_url: str) -> None:
     chat, clock = RecordingChat(), Clock()
-    store, outbox = await _outbox(tmp_path, chat, clock)
+    store, outbox = await _outbox(store_url, chat, clock)
     sent = chat.send
 
     async def send_while_the_final_arrives(room: str, text: str) -> None:

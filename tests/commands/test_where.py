@@ -10,7 +10,7 @@ import pytest
 
 from bot.core.config import Config
 from bot.core.git import git
-from bot.core.store import Store
+from bot.core.store import store_from_config
 from tests.support.bumpworld import Repos, base_config, git_config, make_repos
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import console_session
@@ -70,7 +70,7 @@ async def test_pipeline_in_the_store_counts_as_built(
     config: Config, repos: Repos, tmp_path: Path
 ) -> None:
     sha = await push_commit(repos, tmp_path)
-    store = Store(config.bot.state_dir / "deploybot.sqlite3")
+    store = store_from_config(config)
     await store.open()
     url = "https://gitlab.example.org/repos/cloud/toolforge/builds-api/-/pipelines/77"
     await store.execute(

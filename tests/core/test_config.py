@@ -138,3 +138,20 @@ def test_review_timeout_is_a_duration() -> None:
     assert err.value.errors == [
         "environments[0].review_timeout: expected a duration like 15m, 90s or 1h, not 'soon'"
     ]
+
+
+def test_store_and_leader_election_settings_are_checked() -> None:
+    assert parse_config({}).store_url.endswith("var/deploybot.sqlite3")
+    pg = {"url": "postgresql://deploybot@db:5432/deploybot", "password_env": "PGPASS"}
+    config = parse_config({"store": pg, "leader_election": {"backend": "postgres"}})
+    assert config.leader_election is not None and config.leader_election.lease_seconds == 15
+    with pytest.raises(ConfigError) as err:
+        parse_config({"store": {"url": "postgresql://deploybot:hunter2@db/deploybot"}})
+    assert err.value.errors == [
+        "store.url: inline password in the url; use store.password_env or _file"
+    ]
+    with pytest.raises(ConfigError) as err:
+        parse_config({"leader_election": {"backend": "kubernetes"}})
+    assert err.value.errors == [
+        "leader_election: replicas need a shared store; set store.url to postgresql://"
+    ]

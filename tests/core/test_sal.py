@@ -12,11 +12,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from bot.core.config import SalSink
 from bot.core.redact import Redactor
 from bot.core.sal import Sal, SalEntry
 from bot.core.store import Store
 from tests.support.session import console_session
+
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
 DEPLOYBOT = [sys.executable, "-m", "bot.cli"]
 
@@ -83,11 +87,13 @@ def test_sal_entry_survives_kill_9_of_the_running_bot(demo_config_path: Path) ->
     assert json.loads(jsonl.read_text().splitlines()[0])["id"] == entries[0]["id"]
 
 
-async def test_failing_sink_is_retried_from_the_store_and_loses_nothing(tmp_path: Path) -> None:
+async def test_failing_sink_is_retried_from_the_store_and_loses_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the sink wants a directory")
     target = blocker / "sal.jsonl"
-    store = Store(tmp_path / "s.sqlite3")
+    store = Store(store_url)
     await store.open()
     sal = Sal(store, [SalSink(store=True), SalSink(jsonl=target)], Redactor(["s3cr3t-token"]))
     entry = await sal.record(

@@ -27,6 +27,8 @@ from tests.support.bumpworld import FIXTURE, base_config
 from tests.support.deployworld import IMAGE, NS, DeployBed, bed
 from tests.support.fakes.gitlab import FakeGitLab
 
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
+
 __all__ = ["bed"]
 
 DIFF_ARGV = ["-e", "toolsbeta", "--file", "components/builds-api/helmfile.yaml", "diff",

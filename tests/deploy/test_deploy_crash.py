@@ -13,12 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.core.redact import Redactor
 from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.core.store import store_from_config
 from tests.support.deployworld import NS, DeployBed, bed
+
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
 __all__ = ["bed"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +94,7 @@ async def test_kill_9_mid_apply_then_restart_marks_it_interrupted(bed: DeployBed
     assert [c["sub"] for c in bed.records()] == ["diff", "sync"]  # nothing applied again
     assert (bed.tmp / "demo" / "var" / "deploys" / "1.log").read_text().count("$ helmfile") == 2
 
-    store = Store(bed.tmp / "demo" / "var" / "deploybot.sqlite3")
+    store = store_from_config(bed.config)
     await store.open()
     try:
         entries = list(reversed(await Sal(store, [], Redactor()).query(limit=10)))

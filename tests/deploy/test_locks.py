@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.app import App
 from bot.deploy.model import DeployRequest
 from tests.support.deployworld import DeployBed, bed
+
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
 __all__ = ["bed"]
 

@@ -23,6 +23,8 @@ from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.webhookbot import SECRET, RunningBot, fixture, metric
 
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
+
 __all__ = ["bed"]
 
 CONTROL = "repos/cloud/toolforge/toolforge-deploy"

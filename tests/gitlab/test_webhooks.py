@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import Config
-from bot.core.store import Store
+from bot.core.store import store_from_config
 from tests.support.webhookbot import SECRET, RunningBot, config_with, fixture, metric
+
+pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ async def test_pipeline_without_stages_is_stored_marked_malformed_and_harmless(
 
 
 async def test_event_left_pending_by_a_crash_is_processed_on_start(config: Config) -> None:
-    store = Store(config.bot.state_dir / "deploybot.sqlite3")
+    store = store_from_config(config)
     await store.open()
     body = json.dumps(fixture("pipeline_running_stage2.json")).encode()
     await store.execute(

@@ -15,7 +15,7 @@ import uuid
 from bot.chat.base import Message
 from bot.core.auth import Role
 from bot.core.errors import Refused, UserError
-from bot.core.health import is_store_failure
+from bot.core.health import is_store_failure, store_reason
 from bot.core.sal import SalEntry, actor_name, current_action
 from bot.services import Services
 from commands.lanes import Lanes, lane_keys
@@ -181,7 +181,7 @@ class Dispatcher:
                 self.services.outbox.health.failed(exc)
                 log.error("command %s: the store cannot write: %s", spec.name, exc)
                 return (
-                    f"{spec.name}: failed: the bot's store cannot write ({exc}); this reply"
+                    f"{spec.name}: failed: the bot's store cannot write ({store_reason(exc)}); this reply"
                     " is not saved; tell the bot's operator (see /ready)",
                     "store_failed",
                 )

@@ -30,6 +30,12 @@ def is_store_failure(exc: BaseException) -> bool:
     return False
 
 
+def store_reason(exc: BaseException) -> str:
+    """The database's own words (SQLAlchemy wraps them with the SQL, which is noise here)."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if isinstance(orig, BaseException) else exc) or type(exc).__name__
+
+
 class StoreHealth:
     """The last store write failure, until a write succeeds again."""
 
@@ -40,7 +46,7 @@ class StoreHealth:
     def failed(self, exc: BaseException) -> None:
         if self.error is None:
             self.since = time.monotonic()
-        self.error = str(exc) or type(exc).__name__
+        self.error = store_reason(exc)
 
     def ok(self) -> None:
         self.error, self.since = None, None

@@ -90,8 +90,8 @@ class DeployReporting:
     async def _brings(self, d: Deploy) -> None:
         """Announce the commits between what runs and what is deployed (first few inline)."""
         old, diffs = d.from_version, self.services.diffs
-        if self.bumper is None or old is None or old == d.version:
-            return
+        if self.bumper is None or old is None or old == d.version or d.is_rollback:
+            return  # a rollback takes commits away; its line names both versions instead
         brings = await self.bumper.source.changes(d.req.component, old, d.version)
         if brings is not None:
             link = await diffs.save(brings.listing() + "\n") if diffs is not None else None

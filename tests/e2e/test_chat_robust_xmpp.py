@@ -195,5 +195,10 @@ async def test_deploy_in_the_component_room_shows_each_state_once_in_order(
         next((s for s in ("pushed", "deploying", "diff", "done", " -> ") if s in line), line)
         for line in lines
     ]
-    assert states == [" -> ", "pushed", "deploying", "diff", "done"], lines  # pin, then push ...
+    # pin, then push, then the deploy's states, each once and in order; a demo deploy takes
+    # no time, so `flood.coalesce` may fold its start and diff into the final state
+    order = [" -> ", "pushed", "deploying", "diff", "done"]
+    assert states[:2] == order[:2] and states[-1] == "done", lines
+    assert len(set(states)) == len(states), lines
+    assert states == sorted(states, key=order.index), lines
     assert bot.running

@@ -27,7 +27,7 @@ def test_invalid_utf8_on_the_console_is_text_not_an_internal_error(tmp_path: Pat
         assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
         out = res.stdout.decode("utf-8", "replace")
         assert "internal error" not in out
-        assert "logged #1: " in out and "restarted" in out
+        assert "logged #1 " in out and "restarted" in out
         assert "you are console:" in out
 
 

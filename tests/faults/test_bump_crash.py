@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,28 +19,12 @@ from bot.core.git import git
 from bot.core.redact import Redactor
 from bot.core.sal import Sal
 from bot.core.store import Store
+from tests.support.crashbed import start_bot, until
 from tests.support.deployworld import DeployBed, bed
 
 __all__ = ["bed"]
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
-    with out.open("ab") as fh:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "-c", str(config),
-            cwd=ROOT, env=dict(os.environ), stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh,
-        )  # fmt: skip
-
-
-async def until(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)  # another process's files
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_kill_9_after_push_before_sal_completes_the_entry_on_restart(

@@ -13,37 +13,18 @@ import contextlib
 import getpass
 import os
 import signal
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bot.deploy.orphans import group_alive
+from tests.support.crashbed import start_bot, until
 from tests.support.deployworld import NS, DeployBed, bed
 
 __all__ = ["bed"]
 pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
-    with out.open("ab") as fh:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "-c", str(config),
-            cwd=ROOT, env=dict(os.environ), stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh,
-        )  # fmt: skip
-
-
-async def until(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)  # another process's files and process table
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_kill_9_mid_apply_the_step_dies_and_its_orphan_blocks_applies(

@@ -1,0 +1,30 @@
+"""`deploybot run` as a subprocess that a test can `kill -9`, and polling another process's
+files with a deadline: the bed of the crash tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
+    with out.open("ab") as fh:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", "-c", str(config),
+            cwd=ROOT, env=dict(os.environ), stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh,
+        )  # fmt: skip
+
+
+async def until(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)  # another process's files
+    raise AssertionError(f"timed out waiting for {what}")

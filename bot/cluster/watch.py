@@ -112,6 +112,8 @@ class Follower:
         self.changed.set()
 
 
+STOP_WAIT = 5.0  # seconds the watches get to stop once the rollout is judged
+
 KINDS = ("deployments", "statefulsets", "daemonsets", "replicasets", "pods")
 
 
@@ -161,7 +163,11 @@ async def watch_rollout(
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # a watch stream that ignores its cancellation (a half-closed connection) must not
+        # hold the deploy: wait a bounded time, then leave it to finish on its own
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT)
+        if stuck:
+            log.warning("%d rollout watch(es) did not stop within %gs", len(stuck), STOP_WAIT)
     errors = [f.error for f in followers.values() if f.error]
     return WatchOutcome(None, last, errors[0] if errors else None)
 

@@ -262,7 +262,7 @@ async def test_an_expired_resource_version_lists_again(
     kube.drop_watches()
     kube.finish_rollout(NS, "builds-api")
     kube.compact()  # the change is gone from the history: resuming answers 410 Gone
-    result = await asyncio.wait_for(task, 10)
+    result = await asyncio.wait_for(task, 15)
 
     assert result.ok, result.summary
     assert len(deployment_lists(kube)) >= 2  # listed again (a slow machine may list once more)

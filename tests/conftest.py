@@ -8,7 +8,7 @@ PostgreSQL (one server per test session, a fresh database per test).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from bot.core.config import Config, load_config
 from bot.demo.setup import prepare
 from tests.support.postgres import PgServer, running_postgres
 from tests.support.session import free_port
+from tests.support.xmppserver import ProsodyServer, running_prosody
 
 # real PostgreSQL and OCI registry fixtures (`postgres`, `oci_registry`)
 pytest_plugins = ["tests.support.pytest_plugin"]
@@ -75,3 +76,10 @@ async def demo_config_path(tmp_path: Path, engine: str, request: pytest.FixtureR
 @pytest.fixture
 async def demo_config(demo_config_path: Path) -> Config:
     return load_config(demo_config_path)
+
+
+@pytest.fixture
+async def prosody(tmp_path: Path) -> AsyncIterator[ProsodyServer]:
+    """A real Prosody on loopback (XMPP tests; skips locally, fails under CI when missing)."""
+    async with running_prosody(tmp_path / "prosody") as server:
+        yield server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,7 +13,7 @@ from slixmpp import JID
 
 from bot.chat.base import Message
 from bot.chat.xmpp import XmppAdapter, clean_text, split_body
-from tests.support.xmppserver import ProsodyServer, TestClient, running_prosody, wait_for
+from tests.support.xmppserver import ProsodyServer, TestClient, wait_for
 
 ROOM = "ops@conference.localhost"
 
@@ -47,12 +46,6 @@ def make_adapter(server: ProsodyServer, password: str | None = None) -> XmppAdap
         tls=False,
         reconnect_max=1.0,
     )
-
-
-@pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[ProsodyServer]:
-    async with running_prosody(tmp_path / "prosody") as server:
-        yield server
 
 
 @pytest.fixture

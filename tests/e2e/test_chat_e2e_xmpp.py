@@ -12,17 +12,11 @@ from typing import Any
 import pytest
 
 from tests.support.botproc import BotProcess
-from tests.support.xmppserver import ProsodyServer, TestClient, running_prosody, wait_for
+from tests.support.xmppserver import ProsodyServer, TestClient, wait_for
 
 ROOM = "ops@conference.localhost"
 BOT_NICK = "deploybot"
 PASSWORD_ENV = "DEPLOYBOT_E2E_XMPP_PASSWORD"
-
-
-@pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[ProsodyServer]:
-    async with running_prosody(tmp_path / "prosody") as server:
-        yield server
 
 
 @pytest.fixture

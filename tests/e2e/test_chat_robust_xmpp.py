@@ -18,18 +18,12 @@ import yaml
 
 from bot.demo.setup import prepare
 from tests.support.botproc import BotProcess
-from tests.support.xmppserver import ProsodyServer, TestClient, running_prosody, wait_for
+from tests.support.xmppserver import ProsodyServer, TestClient, wait_for
 
 ROOM = "ops@conference.localhost"
 NICK = "deploybot"
 PASSWORD_ENV = "DEPLOYBOT_E2E_XMPP_PASSWORD"
 EDIT_ANSWER = "edits are not run; send the command again"
-
-
-@pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[ProsodyServer]:
-    async with running_prosody(tmp_path / "prosody") as server:
-        yield server
 
 
 @pytest.fixture

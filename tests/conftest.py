@@ -2,7 +2,8 @@
 
 A test module marked `pytestmark = pytest.mark.both_engines` runs each test that uses
 `store_url` (directly or through `demo_config_path`) twice: on SQLite and on a real
-PostgreSQL (one server per test session, a fresh database per test).
+PostgreSQL (one server per test session, a fresh database per test). A test marked
+`postgresql_only` runs once, on PostgreSQL (what only a shared database can do).
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_engines: run store-using tests on SQLite and PostgreSQL"
     )
+    config.addinivalue_line("markers", "postgresql_only: run a store-using test on PostgreSQL")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+    if "engine" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("postgresql_only"):
+        metafunc.parametrize("engine", ["postgresql"], indirect=True)
+    elif metafunc.definition.get_closest_marker("both_engines"):
         metafunc.parametrize("engine", ENGINES, indirect=True)
 
 

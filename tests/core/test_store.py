@@ -73,11 +73,8 @@ async def test_a_schema_newer_than_the_code_is_refused_and_left_alone(store_url:
     assert store.describe() in str(err.value)
 
 
-async def test_replicas_starting_together_migrate_one_at_a_time(
-    engine: str, store_url: str
-) -> None:
-    if engine == "sqlite":
-        pytest.skip("one SQLite file belongs to one process")
+@pytest.mark.postgresql_only  # one SQLite file belongs to one process
+async def test_replicas_starting_together_migrate_one_at_a_time(store_url: str) -> None:
     stores = [Store(store_url) for _ in range(3)]
     await asyncio.gather(*(s.open() for s in stores))  # none trips over another's tables
     try:
@@ -142,11 +139,10 @@ def _deploybot(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DEPLOYBOT, *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.postgresql_only  # copies a SQLite store into PostgreSQL
 def test_store_copy_moves_a_populated_sqlite_store_and_the_sal_reads_back_identical(
-    tmp_path: Path, engine: str, store_url: str, demo_config_path: Path
+    tmp_path: Path, store_url: str, demo_config_path: Path
 ) -> None:
-    if engine == "sqlite":
-        pytest.skip("copying into PostgreSQL: the postgresql run")
     data = yaml.safe_load(demo_config_path.read_text())
     data.pop("store")
     sqlite_config = tmp_path / "sqlite.yaml"

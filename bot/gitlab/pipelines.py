@@ -181,14 +181,17 @@ class PipelineAnnouncer:
 
     async def _lookup(self, component: str, comp: ComponentConfig, ev: PipelineEvent) -> None:
         limit = self.gitlab_config.lookup_timeout
+        started = time.monotonic()
         try:
             async with self._slots:
+                started = time.monotonic()
                 async with asyncio.timeout(limit):
                     version = await self._announce_artifacts(component, comp, ev)
         except TimeoutError:
+            why = self.gitlab.trouble_since(started) if self.gitlab else None
             await self.announcer.announce(
                 f"{component} {ev.sha[:8]}: artifacts could not be looked up within {limit:g}s"
-                f" (GitLab slow or unreachable); try !where {component} {ev.sha[:8]}",
+                f" ({why or 'GitLab slow or unreachable'}); try !where {component} {ev.sha[:8]}",
                 component=component,
             )
             return

@@ -141,3 +141,21 @@ async def test_a_429_with_a_long_retry_after_gives_up_within_the_deadline_saying
             assert bot.lines().index(final) < bot.lines().index(line)
             # Retry-After was honoured (up to the cap): no second request while it waited
             assert [r.path for r in gl.requests] == [f"/projects/{BUILDS}/repository/tags"]
+
+
+async def test_a_lookup_gitlab_refused_does_not_claim_there_is_no_version(
+    demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call rate-limited (Retry-After: 0, so the retries run out before the deadline):
+    the line says the artifacts could not be looked up and why, not that none exist."""
+    async with FakeGitLab(token="glpat-silent-0123456789") as gl:
+        gl.fail_next("GET", "/projects/", 429, {"Retry-After": "0"}, times=1000)
+        cfg = config(demo_config_path, gl.url, 60.0, monkeypatch)
+        async with RunningBot(cfg) as bot:
+            assert (await bot.post(pipeline(3)))[0] == 200
+            line = await bot.wait_line(r"builds-api 00000003: ", timeout=30)
+            assert line == (
+                "[#builds] builds-api 00000003: artifacts could not be looked up (GitLab list"
+                f" tags of {BUILDS} failed after 5 attempts: 429 Too Many Requests (rate"
+                " limited)); try !where builds-api 00000003"
+            )

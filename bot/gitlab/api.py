@@ -2,8 +2,7 @@
 retries and errors that are one clear line and never contain the token.
 
 Every method returns plain values (dicts in GitLab's documented JSON shape, or `Tag`), so
-callers never hold python-gitlab objects. Retries: 429 honours Retry-After (capped), and
-while GitLab's Retry-After runs longer than the cap, new calls fail at once; 5xx,
+callers never hold python-gitlab objects. Retries: 429 honours Retry-After (capped); 5xx,
 connection errors and timeouts back off exponentially with jitter. Writes that GitLab may
 already have applied (create commit/MR/note, merge) are retried only on 429 and failed
 connections, never on a 5xx answer or a timeout, so a retry cannot apply them twice.
@@ -98,7 +97,6 @@ class GitLabAPI:
         self._call_timeout = call_timeout if call_timeout is not None else timeout * 6
         self._rng = random.Random()
         self._trouble: tuple[float, str] | None = None  # (monotonic, why) of the last retry
-        self._blocked_until = 0.0  # monotonic time until which GitLab asked us to wait (429)
         self._session = requests.Session()
         self._session.hooks["response"].append(_raise_on_rate_limit)
         self._gl = gitlab.Gitlab(
@@ -131,22 +129,7 @@ class GitLabAPI:
     def _delay(self, attempt: int) -> float:
         return min(self._backoff * 2**attempt * self._rng.uniform(0.5, 1.5), self._max_retry_after)
 
-    async def _wait_for_rate_limit(self, what: str) -> None:
-        """Before a new call: GitLab asked the bot to wait (429 Retry-After). Wait what is
-        left of it, up to the cap; if more is left, fail at once instead of sending a request
-        GitLab said it would refuse."""
-        left = self._blocked_until - time.monotonic()
-        if left > self._max_retry_after:
-            raise GitLabError(
-                f"GitLab {what} not sent: GitLab asked the bot to wait {left:.0f}s more"
-                " (429 Retry-After)",
-                429,
-            )
-        if left > 0:
-            await asyncio.sleep(left)
-
     async def _call(self, what: str, fn: Callable[[], T], *, write: bool = False) -> T:
-        await self._wait_for_rate_limit(what)
         attempt = 0
         while True:
             status: int | None = None
@@ -156,11 +139,9 @@ class GitLabAPI:
                 status, reason = 429, "429 Too Many Requests (rate limited)"
                 delay = self._delay(attempt) if err.retry_after is None else err.retry_after
                 delay = min(delay, self._max_retry_after)
-                asked = ""
-                if err.retry_after is not None:
-                    asked = f" with Retry-After {err.retry_after:.0f}s"
-                    until = time.monotonic() + err.retry_after
-                    self._blocked_until = max(self._blocked_until, until)
+                asked = (
+                    "" if err.retry_after is None else f" with Retry-After {err.retry_after:.0f}s"
+                )
                 self._trouble = (
                     time.monotonic(),
                     f"GitLab rate-limits the bot: 429{asked}, retries wait at most"

@@ -77,21 +77,6 @@ async def test_retry_after_is_capped(fake: FakeGitLab) -> None:
     assert time.monotonic() - started < 30
 
 
-async def test_while_a_long_retry_after_runs_new_calls_fail_at_once(fake: FakeGitLab) -> None:
-    client = GitLabAPI(fake.url, TOKEN, retries=2, backoff=0.01, max_retry_after=0.05)
-    fake.fail_next("GET", "/projects/", 429, {"Retry-After": "3600"})
-    try:
-        assert await client.get_file(DEPLOY, VALUES, "main") == OLD_PIN  # capped wait, retry
-        sent = len(fake.requests)
-        with pytest.raises(GitLabError) as caught:
-            await client.get_branch(DEPLOY, "main")
-    finally:
-        client.close()
-    assert caught.value.status == 429
-    assert "not sent: GitLab asked the bot to wait" in str(caught.value)
-    assert len(fake.requests) == sent  # nothing went to GitLab
-
-
 async def test_persistent_502_gives_one_line_error_without_token(
     fake: FakeGitLab, api: GitLabAPI
 ) -> None:

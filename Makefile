@@ -66,7 +66,7 @@ screenshots: test-deps debs
 bench: test-deps debs
 	$(BIN)/python -m bench
 
-# the long fuzz run: 10,000 webhooks and 10,000 chat lines (about 7 minutes on 2 cores)
+# the long fuzz run: 10,000 webhooks and 10,000 chat lines (7 to 9 minutes on 2 cores)
 fuzz: test-deps
 	FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider -o timeout=3600 \
 	  --hypothesis-show-statistics tests/faults/test_fuzz.py

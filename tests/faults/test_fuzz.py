@@ -6,7 +6,7 @@ sessions of the real app, 10 fuzzed lines each, each followed by a marker line w
 ends its output, so every line's replies are judged alone: at most three lines ("working on
 it" aside), no "internal error", no exception logged. Examples are few (this runs in `make
 test`: 40 webhooks, 4 sessions); `FUZZ_EXAMPLES=10000` runs 10,000 webhooks and 1,000
-sessions (10,000 lines), about 7 minutes on 2 cores (README, Testing).
+sessions (10,000 lines), 7 to 9 minutes on 2 cores (README, Testing).
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ class Door:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
         self.connections = 0
+        self._closed = False
         self.on_privmsg: Callable[[], None] | None = None  # a PRIVMSG went upstream
 
     async def start(self) -> None:
@@ -74,6 +75,9 @@ class Door:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         await self._admit.wait()
+        if self._closed:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
         except OSError:
@@ -100,6 +104,8 @@ class Door:
                 dst.close()
 
     async def close(self) -> None:
+        self._closed = True
+        self._admit.set()  # held connections end instead of waiting forever
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):

@@ -1,15 +1,23 @@
-"""Benchmark: a 500-event burst for 50 pipelines on a stock ngircd, with and without a slow
-GitLab behind the artifact look-ups (issue "Resilience").
+"""Benchmark: a 500-event burst for 50 pipelines on a stock ngircd, with and without a slow,
+silent or rate-limiting GitLab behind the artifact look-ups (issue "Resilience").
 
 `deploybot run` (a subprocess) sits in one channel on ngircd. Each pipeline gets 10
 deliveries (pending, stage updates, success) on its own commit, interleaved, posted as fast
 as 32 concurrent clients manage. A raw client in the channel records what the bot says
 until every pipeline's final state was seen. Figures: seconds from the last webhook ack
-until every final is visible, lines sent, and whether ngircd disconnected the bot.
+until every final is visible, the announcement lag per pipeline (from the ack of its final
+delivery to its final state seen in the channel: p50, p99, max), lines sent, whether ngircd
+disconnected the bot, and the look-up lines (artifacts, or why not): how many, when after
+the last ack, and what they said (the commit left out).
 
 Runs:
 - `slow_gitlab`: pipelines on `main`, so each success triggers an artifact look-up, against
   a GitLab that answers every request after 2 s (target: all finals within 15 s).
+- `silent_gitlab`: the same against a GitLab that accepts connections and never answers.
+- `gitlab_429`: the same against the GitLab fake answering every request with 429 and
+  `Retry-After: 3600` (retries wait at most 30 s; each look-up must give up within
+  `lookup_timeout`, saying why). These two use `lookup_timeout: 10` so that the 50 look-ups
+  (8 at a time) end within the bench's deadline.
 - `no_lookups`: the same burst on a branch without look-ups (target: within 5 s).
 Both with a flood budget matching stock ngircd (3 lines/s, per room and per network); the
 `no_lookups_defaults` run uses the product's default budget (burst 4, then 1 line per 2 s)
@@ -33,6 +41,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.botproc import BotProcess, pipeline_hook
+from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.ircservers import Ngircd, RawIrcClient, free_port
 
 PIPELINES = 50
@@ -47,6 +56,7 @@ SECRET_ENV = "DEPLOYBOT_BENCH_WEBHOOK_SECRET"
 SECRET = "bench-webhook-secret"
 NGIRCD_FLOOD = {"burst": 5, "per_second": 3.0}
 ITEM_RE = re.compile(r"(?:pipeline (\d+) on .*?: |^\S+ #(\d+) )(\w+)")
+LOOKUP_RE = re.compile(r"^builds-api (\w+): (.*)$")  # "builds-api <sha|version>: ..."
 
 
 def schedule(ref: str, seed: int = 14) -> list[dict[str, Any]]:
@@ -85,9 +95,12 @@ async def slow_gitlab(delay: float) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def post_all(bot: BotProcess, bodies: list[dict[str, Any]]) -> int:
+async def post_all(bot: BotProcess, bodies: list[dict[str, Any]]) -> tuple[int, dict[int, float]]:
+    """Post every body (32 at a time); return the non-200 count and, per pipeline, when
+    its final delivery was acknowledged (time.monotonic())."""
     limit = asyncio.Semaphore(IN_FLIGHT)
     failures = 0
+    acks: dict[int, float] = {}
 
     async def post(index: int, body: dict[str, Any]) -> None:
         nonlocal failures
@@ -95,13 +108,53 @@ async def post_all(bot: BotProcess, bodies: list[dict[str, Any]]) -> int:
             headers = {"X-Gitlab-Token": SECRET, "X-Gitlab-Event-UUID": f"res-{index}"}
             if await bot.post_webhook(body, headers=headers) != 200:
                 failures += 1
+            elif body["object_attributes"]["status"] == "success":
+                acks[int(body["object_attributes"]["id"])] = time.monotonic()
 
     await asyncio.gather(*(post(i, b) for i, b in enumerate(bodies)))
-    return failures
+    return failures, acks
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile (q in 0..1), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))], 2)
+
+
+@asynccontextmanager
+async def silent_gitlab() -> AsyncIterator[str]:
+    """Accepts every request and answers none (until the bench ends)."""
+    released = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        await released.wait()
+        return web.Response(status=503, text="gone")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        released.set()
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def rate_limiting_gitlab() -> AsyncIterator[str]:
+    """The GitLab fake answering every API request with 429 and Retry-After: 3600."""
+    async with FakeGitLab() as gl:
+        gl.fail_next("GET", "/", 429, {"Retry-After": "3600"}, times=10**6)
+        yield gl.url
 
 
 async def one_run(workdir: Path, name: str, ref: str, flood: dict[str, Any] | None,
-                  gitlab_url: str) -> dict[str, Any]:  # fmt: skip
+                  gitlab_url: str, lookup_timeout: float = 60) -> dict[str, Any]:  # fmt: skip
     server = Ngircd(workdir / "ngircd")
     server.dir.mkdir(parents=True)
     await asyncio.to_thread(server.start)
@@ -116,14 +169,17 @@ async def one_run(workdir: Path, name: str, ref: str, flood: dict[str, Any] | No
         "components": {"builds-api": {"project": "repos/cloud/toolforge/builds-api",
                                       "room": CHANNEL}},
         "gitlab": {"url": gitlab_url, "webhook_secret_env": SECRET_ENV, "mr_notes": False,
-                   "announce_branches": ["wip/*"], "lookup_timeout": 60},
+                   "announce_branches": ["wip/*"], "lookup_timeout": lookup_timeout},
     }  # fmt: skip
     if flood:
         config["flood"] = flood
     bot = BotProcess(workdir / "bot", config, {SECRET_ENV: SECRET})
     watcher = RawIrcClient(server.port, "watcher")
     last: dict[int, str] = {}
+    final_seen: dict[int, float] = {}
+    lookups: list[tuple[float, str]] = []  # (when seen, text without the commit)
     lines: list[str] = []
+    looks_up = ref == "main"
 
     def feed(line: Any) -> bool:
         if line.command == "PRIVMSG" and line.nick == BOT_NICK:
@@ -131,38 +187,68 @@ async def one_run(workdir: Path, name: str, ref: str, flood: dict[str, Any] | No
             for item in line.param(1).split(" | "):
                 found = ITEM_RE.search(item)
                 if found:
-                    last[int(found[1] or found[2])] = found[3]
-        return sum(1 for s in last.values() if s == "success") == PIPELINES
+                    pid = int(found[1] or found[2])
+                    last[pid] = found[3]
+                    if found[3] == "success":
+                        final_seen.setdefault(pid, time.monotonic())
+                elif lookup := LOOKUP_RE.search(item):
+                    text = lookup[2].replace(lookup[1], "<sha>")
+                    lookups.append((time.monotonic(), re.sub(r"\b[0-9a-f]{8}\b", "<sha>", text)))
+        finals = sum(1 for s in last.values() if s == "success")
+        return finals == PIPELINES and (not looks_up or len(lookups) >= PIPELINES)
 
     try:
         await bot.start()
         await watcher.connect()
         await watcher.join(CHANNEL)
         started = time.monotonic()
-        failures = await post_all(bot, schedule(ref))
+        failures, acks = await post_all(bot, schedule(ref))
         acked = time.monotonic()
-        complete = True
         try:
             await watcher.wait_for(feed, within=DEADLINE_S)
         except TimeoutError:
-            complete = False
-        done = time.monotonic()
+            pass
+        finals_at = max(final_seen.values()) if len(final_seen) == PIPELINES else None
         kills = [ln for ln in watcher.lines if ln.nick == BOT_NICK and ln.command == "QUIT"]
     finally:
         await watcher.close()
         await bot.stop()
         server.kill()
+    complete = finals_at is not None
+    lags = [final_seen[p] - acks[p] for p in final_seen if p in acks]
+    said: dict[str, int] = {}
+    for _, text in lookups:
+        said[text] = said.get(text, 0) + 1
     return {
         "bench": f"resilience.{name}",
         "events": PIPELINES * len(SEQUENCE),
         "pipelines": PIPELINES,
         "http_not_200": failures,
         "post_seconds": round(acked - started, 2),
-        "seconds_after_last_ack_to_all_finals": round(done - acked, 2) if complete else None,
-        "finals_seen": sum(1 for s in last.values() if s == "success"),
+        "seconds_after_last_ack_to_all_finals": round(finals_at - acked, 2) if finals_at else None,
+        "announcement_lag_s": {
+            "p50": quantile(lags, 0.5),
+            "p99": quantile(lags, 0.99),
+            "max": quantile(lags, 1.0),
+        },  # fmt: skip
+        "finals_seen": len(final_seen),
         "lines_sent": len(lines),
         "bot_disconnected": len(kills),
         "flood": flood or "defaults",
+        **(
+            {
+                "lookup_timeout": lookup_timeout,
+                "lookup_lines": len(lookups),
+                "lookup_lines_after_last_ack_s": {
+                    "first": quantile([t - acked for t, _ in lookups], 0.0),
+                    "p50": quantile([t - acked for t, _ in lookups], 0.5),
+                    "last": quantile([t - acked for t, _ in lookups], 1.0),
+                },
+                "lookup_lines_said": said,
+            }
+            if looks_up
+            else {}
+        ),
         **(
             {
                 "missing": sorted(
@@ -181,13 +267,17 @@ async def run_all(workdir: Path) -> list[dict[str, Any]]:
     results = []
     async with slow_gitlab(2.0) as url:
         results.append(await one_run(workdir / "a", "slow_gitlab", "main", NGIRCD_FLOOD, url))
+    async with silent_gitlab() as url:
+        results.append(await one_run(workdir / "s", "silent_gitlab", "main", NGIRCD_FLOOD, url, 10))
+    async with rate_limiting_gitlab() as url:
+        results.append(await one_run(workdir / "r", "gitlab_429", "main", NGIRCD_FLOOD, url, 10))
     results.append(
         await one_run(workdir / "b", "no_lookups", "wip/burst", NGIRCD_FLOOD, "http://127.0.0.1:9")
     )
     results.append(
         await one_run(workdir / "c", "no_lookups_defaults", "wip/burst", None, "http://127.0.0.1:9")
     )
-    results[0]["target_s"], results[1]["target_s"] = 15, 5
+    results[0]["target_s"], results[3]["target_s"] = 15, 5
     return results
 
 

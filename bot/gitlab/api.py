@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +96,7 @@ class GitLabAPI:
         self._per_page = per_page
         self._call_timeout = call_timeout if call_timeout is not None else timeout * 6
         self._rng = random.Random()
+        self._trouble: tuple[float, str] | None = None  # (monotonic, why) of the last retry
         self._session = requests.Session()
         self._session.hooks["response"].append(_raise_on_rate_limit)
         self._gl = gitlab.Gitlab(
@@ -117,6 +119,13 @@ class GitLabAPI:
             line = line.replace(self._token, "[token]")
         return line[:300]
 
+    def trouble_since(self, since: float) -> str | None:
+        """Why a call last had to retry, if that was after `since` (`time.monotonic()`):
+        e.g. "GitLab rate-limits the bot: 429 with Retry-After 3600s, retries wait at most 30s"."""
+        if self._trouble is None or self._trouble[0] < since:
+            return None
+        return self._trouble[1]
+
     def _delay(self, attempt: int) -> float:
         return min(self._backoff * 2**attempt * self._rng.uniform(0.5, 1.5), self._max_retry_after)
 
@@ -130,6 +139,14 @@ class GitLabAPI:
                 status, reason = 429, "429 Too Many Requests (rate limited)"
                 delay = self._delay(attempt) if err.retry_after is None else err.retry_after
                 delay = min(delay, self._max_retry_after)
+                asked = (
+                    "" if err.retry_after is None else f" with Retry-After {err.retry_after:.0f}s"
+                )
+                self._trouble = (
+                    time.monotonic(),
+                    f"GitLab rate-limits the bot: 429{asked}, retries wait at most"
+                    f" {self._max_retry_after:g}s",
+                )
             except glexc.GitlabAuthenticationError as err:
                 raise GitLabError(
                     f"GitLab {self._url} rejected the API token ({err.response_code}) "
@@ -152,6 +169,8 @@ class GitLabAPI:
                         f"GitLab {what}: {reason}; it may or may not have been applied"
                     ) from None
                 delay = self._delay(attempt)
+            if status != 429:
+                self._trouble = (time.monotonic(), f"GitLab slow or unreachable: {reason}")
             if attempt >= self._retries:
                 raise GitLabError(
                     f"GitLab {what} failed after {attempt + 1} attempts: {reason}", status

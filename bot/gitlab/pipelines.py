@@ -181,14 +181,17 @@ class PipelineAnnouncer:
 
     async def _lookup(self, component: str, comp: ComponentConfig, ev: PipelineEvent) -> None:
         limit = self.gitlab_config.lookup_timeout
+        started = time.monotonic()
         try:
             async with self._slots:
+                started = time.monotonic()
                 async with asyncio.timeout(limit):
                     version = await self._announce_artifacts(component, comp, ev)
         except TimeoutError:
+            why = self.gitlab.trouble_since(started) if self.gitlab else None
             await self.announcer.announce(
                 f"{component} {ev.sha[:8]}: artifacts could not be looked up within {limit:g}s"
-                f" (GitLab slow or unreachable); try !where {component} {ev.sha[:8]}",
+                f" ({why or 'GitLab slow or unreachable'}); try !where {component} {ev.sha[:8]}",
                 component=component,
             )
             return
@@ -276,7 +279,15 @@ class PipelineAnnouncer:
         )
         if seen is not None:  # the branch and the tag pipeline of one release: announce once
             return str(seen["version"])
-        found = await self.resolve_artifacts(component, comp, ev)
+        failures: list[str] = []
+        found = await self.resolve_artifacts(component, comp, ev, failures)
+        if found is None and failures:  # not "none found": GitLab did not let us look
+            await self.announcer.announce(
+                f"{component} {ev.sha[:8]}: artifacts could not be looked up ({failures[0]});"
+                f" try !where {component} {ev.sha[:8]}",
+                component=component,
+            )
+            return None
         if found is None:
             await self.announcer.announce(
                 f"{component} {ev.sha[:8]}: no release version found for this commit"
@@ -290,13 +301,14 @@ class PipelineAnnouncer:
         return found.version
 
     async def resolve_artifacts(
-        self, component: str, comp: ComponentConfig, ev: PipelineEvent
+        self, component: str, comp: ComponentConfig, ev: PipelineEvent, failures: list[str]
     ) -> Artifacts | None:
+        """What the pipeline built, or None; GitLab calls that failed are added to `failures`."""
         registry = registry_host(self.config.registry.url) if self.config.registry else None
         repo: str | None = None
-        version = await self._version_from_tags(ev)
+        version = await self._version_from_tags(ev, failures)
         if version is None:
-            from_log = await self._version_from_logs(ev)
+            from_log = await self._version_from_logs(ev, failures)
             if from_log is None:
                 return None
             version, log_registry, repo = from_log
@@ -308,7 +320,7 @@ class PipelineAnnouncer:
                              f"oci://{registry}/{chart}:{version}")  # fmt: skip
         return Artifacts(version, f"{image}:{version}", f"{chart}:{version}")
 
-    async def _version_from_tags(self, ev: PipelineEvent) -> str | None:
+    async def _version_from_tags(self, ev: PipelineEvent, failures: list[str]) -> str | None:
         """The tag pipeline's own name, else the newest release tag on the commit."""
         own = parse_version(ev.ref) if ev.tag else None
         if own is not None and own.is_release:
@@ -319,13 +331,15 @@ class PipelineAnnouncer:
             tags = await self.gitlab.list_tags(ev.project_path)
         except GitLabError as exc:
             log.warning("cannot list tags of %s: %s", ev.project_path, exc)
+            if exc.status != 404:
+                failures.append(str(exc))
             return None
         releases = [v for t in tags if t.commit == ev.sha and (v := parse_version(t.name))]
         releases = [v for v in releases if v.is_release]
         return max(releases, key=lambda v: v.sort_key).raw if releases else None
 
     async def _version_from_logs(
-        self, ev: PipelineEvent
+        self, ev: PipelineEvent, failures: list[str]
     ) -> tuple[str, str | None, str | None] | None:
         """(version, registry, repo) from the last `Pushed:` line of the latest stages' jobs."""
         if self.gitlab is None:
@@ -341,6 +355,8 @@ class PipelineAnnouncer:
                 trace = await self.gitlab.job_trace(ev.project_path, job.id)
             except GitLabError as exc:
                 log.warning("cannot read the log of job %d: %s", job.id, exc)
+                if exc.status != 404:  # a log that is gone has no line; others: not looked
+                    failures.append(str(exc))
                 continue
             matches = list(self._log_pattern.finditer(trace))
             if matches:

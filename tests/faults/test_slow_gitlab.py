@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from bot.core.config import Config, parse_config
+from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import free_port
 from tests.support.webhookbot import SECRET, RunningBot, fixture
 
@@ -120,3 +121,41 @@ async def test_a_read_command_waiting_on_a_silent_gitlab_gives_up_in_one_line(
             " nothing changed; try again later"
         )
         await bot.wait_line(r"^you are console:tester")
+
+
+async def test_a_429_with_a_long_retry_after_gives_up_within_the_deadline_saying_why(
+    demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeGitLab(token="glpat-silent-0123456789") as gl:
+        gl.fail_next("GET", "/projects/", 429, {"Retry-After": "3600"}, times=1000)
+        cfg = config(demo_config_path, gl.url, 2.0, monkeypatch)
+        async with RunningBot(cfg) as bot:
+            assert (await bot.post(pipeline(2)))[0] == 200
+            final = await bot.wait_line(r"pipeline 800002 on main \(00000002\): success")
+            line = await bot.wait_line(r"could not be looked up", timeout=20)
+            assert line == (
+                "[#builds] builds-api 00000002: artifacts could not be looked up within 2s"
+                " (GitLab rate-limits the bot: 429 with Retry-After 3600s, retries wait at"
+                " most 30s); try !where builds-api 00000002"
+            )
+            assert bot.lines().index(final) < bot.lines().index(line)
+            # Retry-After was honoured (up to the cap): no second request while it waited
+            assert [r.path for r in gl.requests] == [f"/projects/{BUILDS}/repository/tags"]
+
+
+async def test_a_lookup_gitlab_refused_does_not_claim_there_is_no_version(
+    demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call rate-limited (Retry-After: 0, so the retries run out before the deadline):
+    the line says the artifacts could not be looked up and why, not that none exist."""
+    async with FakeGitLab(token="glpat-silent-0123456789") as gl:
+        gl.fail_next("GET", "/projects/", 429, {"Retry-After": "0"}, times=1000)
+        cfg = config(demo_config_path, gl.url, 60.0, monkeypatch)
+        async with RunningBot(cfg) as bot:
+            assert (await bot.post(pipeline(3)))[0] == 200
+            line = await bot.wait_line(r"builds-api 00000003: ", timeout=30)
+            assert line == (
+                "[#builds] builds-api 00000003: artifacts could not be looked up (GitLab list"
+                f" tags of {BUILDS} failed after 5 attempts: 429 Too Many Requests (rate"
+                " limited)); try !where builds-api 00000003"
+            )

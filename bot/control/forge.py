@@ -245,6 +245,8 @@ class GitLabControl:
             raise ForgeUnreachable(str(exc)) from None
 
     async def _find(self, mark: Mapping[str, Any]) -> Published | None:
+        if not mark.get("branch") or not mark.get("message"):
+            return None  # written for another forge: nothing of it can be here
         branch, message = str(mark["branch"]), str(mark["message"]).strip()
         head = await self._gl.get_branch(self.project, branch)
         mrs = await self._gl.merge_requests_from(self.project, branch)
@@ -340,6 +342,8 @@ class GitControl:
 
     async def find_published(self, sha: str, mark: Mapping[str, Any]) -> Published | None:
         """Pushed if `sha` is on the remote branch after a fresh fetch."""
+        if not sha:
+            return None  # written for another forge (GitLab gives the id)
         try:
             await self._control.sync()
         except GitError as exc:

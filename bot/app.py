@@ -38,6 +38,7 @@ from bot.cluster.lease import KubeLease
 from bot.cluster.registry import Registry
 from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
+from bot.control.recovery import Recovery
 from bot.control.repo import control_repo_from_config
 from bot.core.config import Config, read_secret
 from bot.core.connguard import Guard
@@ -355,11 +356,14 @@ class App:
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
         await self.deployer.recover()
-        if self.bumper is not None:  # bumps pushed just before a crash get their SAL entries
-            for component, line in await self.bumper.reconcile():
-                await self.services.announcer.announce(line, component=component)
+        if self.bumper is not None:  # bumps published just before a crash get their SAL entries
+            recovery = Recovery(self.bumper, self._announce_for, self.config.sal.retry_every)
+            self.supervisor.start("intents", recovery.run)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
+
+    async def _announce_for(self, component: str, line: str) -> None:
+        await self.services.announcer.announce(line, component=component)
 
     def _lost(self) -> None:
         """The lease ran out: already fenced (nothing more is said, no deploy moves on); kill

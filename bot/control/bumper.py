@@ -5,19 +5,21 @@ component in the chosen environments, read at the target branch, rewritten with
 `bot.control.pins` so each pin is a one-line diff), and publishes them through the control forge as
 one commit with the Toolforge message format. Bumps of one component are serialized; on the
 plain git forge a lost push race re-plans on a fresh checkout. Every commit or MR the bot
-makes gets one SAL entry per environment it changes.
+makes gets one SAL entry per environment it changes; its intent (`bot.control.intents`) is
+written before the forge is called, so a crash in between cannot lose them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.control.changes import MR_LIST
 from bot.control.forge import (
+    BeforePush,
     BumpError,
     ControlForge,
     FileEdit,
@@ -212,7 +214,6 @@ class Bumper:
         self.source = source
         self._locks: dict[str, asyncio.Lock] = {}
         self.intents = Intents(config.bot.state_dir / "intents")
-        self._writing: set[str] = set()
 
     def releases_url(self, component: str) -> str:
         comp = self.config.components[component]
@@ -287,6 +288,11 @@ class Bumper:
 
     # writing
 
+    def lock(self, component: str) -> asyncio.Lock:
+        """Held while a bump of component plans, publishes and records (and while a
+        leftover intent of it is reconciled)."""
+        return self._locks.setdefault(component, asyncio.Lock())
+
     async def bump(
         self,
         component: str,
@@ -298,8 +304,7 @@ class Bumper:
         action: str = "bump",
     ) -> BumpOutcome:
         """Pin component to version in envs through the forge; record it in the SAL."""
-        lock = self._locks.setdefault(component, asyncio.Lock())
-        async with lock:
+        async with self.lock(component):
             for _ in range(PUSH_ATTEMPTS):
                 plan = await self.plan(component, version, envs)
                 if not plan.files:
@@ -307,68 +312,49 @@ class Bumper:
                 message = commit_message(component, plan, self.releases_url(component), tasks)
                 description = _description(message, actor)
                 olds = {c.env: c.old for c in plan.changes}
-                intent = functools.partial(self._intend, plan.component, plan.version, olds,
-                                           actor, list(tasks), action)  # fmt: skip
+                keys: list[str] = []  # the intents this attempt wrote
+                intend = self._intender(plan, olds, actor, tasks, action, keys)
                 if plan.changes and self.forge.kind == "gitlab":  # an MR description
                     brings = await self.source.changes(component, plan.changes[0].old, version)
                     if brings is not None:
                         description += "\n\n" + brings.listing(MR_LIST)
                 try:
                     published = await self.forge.publish(
-                        component, list(plan.files), message, description, intent
+                        component, list(plan.files), message, description, intend
                     )
-                except PushRace:
-                    self._clear_intents()
-                    continue
-                except BumpError:
-                    self._clear_intents()
+                except (PushRace, BumpError) as exc:
+                    self._forget(keys)
+                    if isinstance(exc, PushRace):
+                        continue
                     raise
                 if published.action != "unchanged":
-                    await self._record(plan.component, plan.version, olds, published, actor,
-                                       tasks, action)  # fmt: skip
-                self.intents.clear(published.commit_sha)
+                    await self.record(plan.component, plan.version, olds, published, actor,
+                                      tasks, action)  # fmt: skip
+                self._forget(keys)
                 return BumpOutcome(plan, published)
         raise BumpError(
             f"nothing changed: {self.forge.branch} kept moving during {PUSH_ATTEMPTS} attempts"
         )
 
-    async def _intend(
-        self, component: str, version: str, olds: Mapping[str, str | None], actor: str,
-        tasks: list[str], action: str, sha: str,
-    ) -> None:  # fmt: skip
-        """Before a push: write down what it is, so a crash cannot lose its SAL entries."""
-        intent = Intent(sha, component, version, dict(olds), actor, tasks, action)
-        await asyncio.to_thread(self.intents.write, intent)
-        self._writing.add(sha)
+    def _intender(
+        self, plan: BumpPlan, olds: Mapping[str, str | None], actor: str, tasks: Sequence[str],
+        action: str, keys: list[str],
+    ) -> BeforePush:  # fmt: skip
+        async def intend(sha: str, mark: dict[str, Any]) -> None:
+            """Before the forge is written to: what it gets, so that a crash cannot lose
+            its SAL entries."""
+            it = Intent(sha, plan.component, plan.version, dict(olds), actor, list(tasks),
+                        action, mark, Intent.new_key(sha))  # fmt: skip
+            await asyncio.to_thread(self.intents.write, it)
+            keys.append(it.id)
 
-    def _clear_intents(self) -> None:
-        for sha in self._writing:
-            self.intents.clear(sha)
-        self._writing.clear()
+        return intend
 
-    async def reconcile(self) -> list[tuple[str, str]]:
-        """After a restart: complete the SAL entries of bumps pushed just before a crash;
-        forget the intents of pushes that never happened. Returns (component, line) pairs
-        to announce."""
-        pushed_check = getattr(self.forge, "pushed", None)
-        said: list[tuple[str, str]] = []
-        for it in await asyncio.to_thread(self.intents.pending):
-            if pushed_check is None or not await pushed_check(it.sha):
-                self.intents.clear(it.sha)
-                continue
-            published = Published("pushed", it.sha)
-            await self._record(it.component, it.version, it.olds, published, it.actor,
-                               it.tasks, it.action, note=" (recorded after a restart)")  # fmt: skip
-            self.intents.clear(it.sha)
-            envs = ", ".join(it.olds)
-            said.append((it.component, (
-                f"{it.component} {it.version} was pushed to {self.forge.branch} in"
-                f" {it.sha[:8]} ({envs}) just before the bot restarted; its SAL entry is now"
-                f" written; nothing was applied by it — !status {it.component} to check"
-            )))  # fmt: skip
-        return said
+    def _forget(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.intents.clear(key)
 
-    async def _record(
+    async def record(
         self,
         component: str,
         version: str,
@@ -379,13 +365,16 @@ class Bumper:
         action: str,
         note: str = "",
     ) -> None:
+        """One SAL entry per environment of `olds` for a published bump."""
         refs = [f"!{published.mr.iid}"] if published.mr else [published.commit_sha[:8]]
         refs += list(tasks)
         for env, old in olds.items():
             env_cfg = self.config.env(env)
             message = deploy_message(actor, component, old, version, env, refs) + note
-            if published.mr is not None:
+            if published.action in ("opened", "updated"):
                 message += f" (bump MR {published.action}, not merged yet)"
+            elif published.mr is not None:
+                message += f" (bump MR {published.action})"
             await self.sal.record(
                 SalEntry(
                     actor=actor,

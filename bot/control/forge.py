@@ -5,16 +5,17 @@ commit on branch `bump_<component>` (reset onto the target branch every time) wi
 merge request for it, reusing whichever MR is already open on that branch. `GitControl`
 (forge: git) commits on the reused checkout under `state_dir`, reset hard to the remote, and
 pushes straight to the branch; a push that loses a race raises `PushRace` so the caller
-re-plans on a fresh checkout.
+re-plans on a fresh checkout. Before either writes, it hands the caller what will find the
+change again (`BeforePush`), and after a restart `find_published` says whether it got there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.control.repo import ControlRepo
 from bot.core.config import Config
@@ -29,6 +30,10 @@ class BumpError(UserError):
 
 class PushRace(Exception):
     """The branch moved on the remote while we committed; re-plan and try again."""
+
+
+class ForgeUnreachable(Exception):
+    """The forge cannot say now whether an intent's change got there; ask again later."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,14 @@ class OpenBump:
 
 @dataclass(frozen=True)
 class Published:
-    action: str  # opened | updated | unchanged | pushed
+    action: str  # opened | updated | unchanged | pushed (after a restart also merged | closed)
     commit_sha: str
     mr: OpenBump | None = None
 
 
-BeforePush = Callable[[str], Awaitable[None]]  # called with the commit id about to be pushed
+# called before the forge is written to: the commit id when known beforehand (git) or "", and
+# what finds the change on the forge after a crash (GitLab: branch, prior head, message, MR)
+BeforePush = Callable[[str, dict[str, Any]], Awaitable[None]]
 _HISTORY_READS = 4  # concurrent file reads while walking a pin's history on GitLab
 
 
@@ -88,6 +95,11 @@ class ControlForge(Protocol):
         description: str,
         before_push: BeforePush | None = None,
     ) -> Published: ...
+
+    async def find_published(self, sha: str, mark: Mapping[str, Any]) -> Published | None:
+        """After a restart: the change an intent planned if the forge has it, None if it
+        never got there; ForgeUnreachable when the forge cannot tell now."""
+        ...
 
 
 class GitLabControl:
@@ -158,11 +170,16 @@ class GitLabControl:
                 head = await self._gl.get_branch(self.project, branch)
                 sha = str((head or {}).get("commit", {}).get("id", ""))
                 return Published("unchanged", sha, existing)
-            existed = existing is not None or (
-                await self._gl.get_branch(self.project, branch) is not None
-            )
+            before = await self._gl.get_branch(self.project, branch)
+            existed = existing is not None or before is not None
         except GitLabError as exc:
             raise BumpError(f"nothing changed: cannot read the control repo: {exc}") from None
+        if before_push is not None:
+            prior = str(before["commit"]["id"]) if before else None
+            await before_push("", {
+                "branch": branch, "prior_head": prior, "message": message, "title": title,
+                "description": description, "mr": existing.iid if existing else None,
+            })  # fmt: skip
         actions = [{"action": "update", "file_path": f.path, "content": f.new_text} for f in files]
         try:
             commit = await self._gl.create_commit(
@@ -217,6 +234,48 @@ class GitLabControl:
                 f"not be deleted ({exc})"
             ) from None
         raise BumpError(f"nothing changed: could not open the bump MR ({error}); removed {branch}")
+
+    async def find_published(self, sha: str, mark: Mapping[str, Any]) -> Published | None:
+        """The commit an intent planned: the bump branch's head or the head of an MR from
+        it (merged or not), never the head the branch had before, with the planned message;
+        and its MR. A commit that got no MR (a crash between the two calls) gets it now."""
+        try:
+            return await self._find(mark)
+        except (GitLabError, BumpError) as exc:
+            raise ForgeUnreachable(str(exc)) from None
+
+    async def _find(self, mark: Mapping[str, Any]) -> Published | None:
+        if not mark.get("branch") or not mark.get("message"):
+            return None  # written for another forge: nothing of it can be here
+        branch, message = str(mark["branch"]), str(mark["message"]).strip()
+        head = await self._gl.get_branch(self.project, branch)
+        mrs = await self._gl.merge_requests_from(self.project, branch)
+        tip = str(head["commit"]["id"]) if head else ""
+        ours = None
+        for sha in dict.fromkeys([tip, *(str(m.get("sha") or "") for m in mrs)]):
+            if not sha or sha == mark.get("prior_head"):
+                continue
+            commit = head["commit"] if head and sha == tip else await self._gl.get_commit(
+                self.project, sha
+            )  # fmt: skip
+            if commit is not None and str(commit.get("message", "")).strip() == message:
+                ours = sha
+                break
+        if ours is None:
+            return None
+        opened = [m for m in mrs if m.get("state") == "opened"] if ours == tip else []
+        mr = next(iter(opened), None) or next((m for m in mrs if m.get("sha") == ours), None)
+        title, description = str(mark.get("title", "")), str(mark.get("description", ""))
+        if mr is None:
+            return await self._open_mr(branch, title, description, ours, existed=True)
+        state = str(mr.get("state"))
+        if state != "opened":
+            return Published(state, ours, _open_bump(mr))
+        if mr.get("title") != title:  # the crash may have come before the retitle
+            await self._gl.update_mr(self.project, int(mr["iid"]), title=title,
+                                     description=description)  # fmt: skip
+        action = "updated" if mark.get("mr") == mr["iid"] else "opened"
+        return Published(action, ours, _open_bump(mr))
 
     async def _branch_has(self, branch: str, files: list[FileEdit]) -> bool:
         for f in files:
@@ -281,15 +340,20 @@ class GitControl:
         async with self._write:
             return await self._commit_and_push(files, message, before_push)
 
-    async def pushed(self, sha: str) -> bool:
-        """True if `sha` is on the remote branch (after a fresh fetch)."""
-        await self._control.sync()
+    async def find_published(self, sha: str, mark: Mapping[str, Any]) -> Published | None:
+        """Pushed if `sha` is on the remote branch after a fresh fetch."""
+        if not sha:
+            return None  # written for another forge (GitLab gives the id)
+        try:
+            await self._control.sync()
+        except GitError as exc:
+            raise ForgeUnreachable(f"cannot fetch the control repo: {exc}") from None
         try:
             await git("merge-base", "--is-ancestor", sha, self._control.tracking,
                       cwd=self.workdir)  # fmt: skip
         except GitError:
-            return False
-        return True
+            return None
+        return Published("pushed", sha)
 
     async def _commit_and_push(
         self, files: list[FileEdit], message: str, before_push: BeforePush | None = None
@@ -320,7 +384,7 @@ class GitControl:
             await self._discard(tracking)
             raise BumpError(f"nothing changed: commit failed: {exc}") from None
         if before_push is not None:
-            await before_push(sha)
+            await before_push(sha, {})
         try:
             await git(
                 "push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}", cwd=self.workdir

@@ -1,12 +1,17 @@
-"""Bump intents: what the bot is about to push, written down before it pushes.
+"""Bump intents: what the bot is about to publish, written down before it publishes.
 
-On the plain git forge a bump is a commit pushed straight to the branch; its SAL entries are
-written after the push. A `kill -9` between the two once left a pin change on main with no
-SAL entry and no announcement. So the planned commit (and everything the SAL entries need)
-is written to `<state_dir>/intents/<sha>.json` (fsynced) before the push and removed once the
-entries are recorded. After a restart each leftover intent is checked against the remote:
-pushed means its SAL entries are completed and announced; not pushed means nothing changed.
-(A file, not a table: the store's schema belongs to the store's own work.)
+A bump's SAL entries are written after the forge took the change (a push to the branch on the
+plain git forge; a commit and a merge request on GitLab). A `kill -9` between the two once left
+a pin change with no SAL entry and no announcement. So what the bump plans (and everything
+its SAL entries need) is written to `<state_dir>/intents/<key>.json` (fsynced) before the
+forge is called and removed once the entries are recorded. After a restart each leftover
+intent is asked of the forge (`bot.control.recovery`): published means its SAL entries are
+completed and announced; not published means nothing changed.
+
+The key is the planned commit on the git forge. GitLab gives the commit its id, so there the
+key is a fresh random id and `mark` holds what finds the change again (the bump branch, its
+head before, the commit message, the MR). (A file, not a table: the store's schema belongs to
+the store's own work.)
 """
 
 from __future__ import annotations
@@ -14,33 +19,45 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+import secrets
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Intent:
-    sha: str
+    sha: str  # the planned commit; "" where the forge gives the id (GitLab)
     component: str
     version: str
     olds: dict[str, str | None]  # env -> version pinned before
     actor: str
     tasks: list[str]
     action: str
+    mark: dict[str, Any] = field(default_factory=dict)  # what finds it on the forge
+    key: str = ""  # the file's name: the sha, or a random id when there is none
+
+    @staticmethod
+    def new_key(sha: str) -> str:
+        return sha or secrets.token_hex(10)
+
+    @property
+    def id(self) -> str:
+        return self.key or self.sha
 
 
 class Intents:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
 
-    def _path(self, sha: str) -> Path:
-        if not sha.isalnum():
-            raise ValueError(f"not a commit id: {sha!r}")
-        return self.dir / f"{sha}.json"
+    def _path(self, key: str) -> Path:
+        if not key.isalnum():
+            raise ValueError(f"not an intent key: {key!r}")
+        return self.dir / f"{key}.json"
 
     def write(self, intent: Intent) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(intent.sha)
+        path = self._path(intent.id)
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             json.dump(asdict(intent), f)
@@ -48,9 +65,12 @@ class Intents:
             os.fsync(f.fileno())
         tmp.replace(path)
 
-    def clear(self, sha: str) -> None:
+    def has(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def clear(self, key: str) -> None:
         with contextlib.suppress(OSError):
-            self._path(sha).unlink()
+            self._path(key).unlink()
 
     def pending(self) -> list[Intent]:
         out = []

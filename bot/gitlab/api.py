@@ -267,6 +267,19 @@ class GitLabAPI:
 
         return await self._call(f"find open MR from {source_branch} in {project}", run)
 
+    async def merge_requests_from(
+        self, project: str | int, source_branch: str, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` MRs from `source_branch` in any state, newest first."""
+
+        def run() -> list[dict[str, Any]]:
+            mrs = self._project(project).mergerequests.list(
+                state="all", source_branch=source_branch, get_all=False, per_page=limit
+            )
+            return [m.asdict() for m in mrs][:limit]
+
+        return await self._call(f"list MRs from {source_branch} in {project}", run)
+
     async def get_mr(self, project: str | int, iid: int) -> dict[str, Any] | None:
         def run() -> dict[str, Any]:
             result: dict[str, Any] = self._project(project).mergerequests.get(iid).asdict()

@@ -2,13 +2,15 @@
 python-gitlab client (no GitLab server installs here).
 
 State is seeded through plain methods (`add_project`, `add_commit`, `add_tag`, ...) and read
-back the same way; every request is recorded in `requests`, and `fail_next` queues faults
-(429 with Retry-After, 502, ...). Shapes follow GitLab's REST API docs. Simplification: a
+back the same way; every request is recorded in `requests`, `fail_next` queues faults
+(429 with Retry-After, 502, ...), and `hold` keeps one request waiting for the test's go
+(after applying it, or without ever applying it), so a client can be killed in that window. Shapes follow GitLab's REST API docs. Simplification: a
 merge takes the source branch's tree as is (no three-way merge, no conflicts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -81,6 +83,21 @@ class _Fault:
 
 
 @dataclass
+class Hold:
+    """One request held by `FakeGitLab.hold`: `reached` is set when it arrived (and, with
+    `apply`, was applied); it is answered after `release()`."""
+
+    method: str
+    prefix: str
+    apply: bool
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.go.set()
+
+
+@dataclass
 class _Project:
     id: int
     path: str
@@ -124,6 +141,7 @@ class FakeGitLab:
         self.requests: list[RecordedRequest] = []
         self._projects: dict[int, _Project] = {}
         self._faults: list[_Fault] = []
+        self._holds: list[Hold] = []
         self._ids = itertools.count(101)
         self._clock = itertools.count()
         self._runner: web.AppRunner | None = None
@@ -169,6 +187,8 @@ class FakeGitLab:
         return self.url
 
     async def stop(self) -> None:
+        for hold in self._holds:
+            hold.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -261,6 +281,18 @@ class FakeGitLab:
     ) -> None:
         """The next `times` requests matching method and /api/v4-relative prefix get `status`."""
         self._faults.append(_Fault(method.upper(), path_prefix, status, headers or {}, times))
+
+    def hold(self, method: str, path_prefix: str, *, apply: bool) -> Hold:
+        """Hold the next request matching method and /api/v4-relative prefix until
+        `release()`: applied first and then answered (`apply`), or never applied and
+        answered 503 (as if it had never reached GitLab)."""
+        held = Hold(method.upper(), path_prefix, apply)
+        self._holds.append(held)
+        return held
+
+    def clear_faults(self) -> None:
+        """GitLab is well again: the queued faults are dropped."""
+        self._faults.clear()
 
     def file(self, project: int | str, ref: str, path: str) -> str | None:
         commit = self._project(project).resolve(ref)
@@ -359,6 +391,21 @@ class FakeGitLab:
                 )
         if request.headers.get("PRIVATE-TOKEN") != self.token:
             return web.json_response({"message": "401 Unauthorized"}, status=401)
+        held = next((h for h in self._holds if h.method == request.method
+                     and unquote(path).startswith(h.prefix)), None)  # fmt: skip
+        if held is None:
+            return await self._handle(request, path, body)
+        self._holds.remove(held)
+        if not held.apply:
+            held.reached.set()
+            await held.go.wait()
+            return web.json_response({"message": "503 held, never applied"}, status=503)
+        response = await self._handle(request, path, body)
+        held.reached.set()
+        await held.go.wait()
+        return response
+
+    async def _handle(self, request: web.Request, path: str, body: Any) -> web.StreamResponse:
         try:
             for method, pattern, handler in self._routes:
                 match = pattern.match(path)

@@ -14,20 +14,42 @@ from pathlib import Path
 
 import pytest
 
+from bot.chat.base import Message
 from bot.chat.irc import IrcAdapter
 from bot.chat.outbox import Outbox
 from bot.core.config import FloodConfig
 from bot.core.store import Store
-from tests.chat.test_irc_adapter import Inbox, Things, cleanup, joined_client, started  # noqa: F401
 from tests.support.ircservers import (  # noqa: F401  (fixtures)
     IrcServer,
     Ngircd,
+    RawIrcClient,
     inspircd_atheme_fixture,
     ngircd_fixture,
     unique,
 )
 
 BUDGET_LOG = "IRC line budget: "
+Things = list[IrcAdapter | RawIrcClient]
+
+
+@pytest.fixture
+async def cleanup() -> AsyncIterator[Things]:
+    things: Things = []
+    yield things
+    for thing in reversed(things):
+        await (thing.stop() if isinstance(thing, IrcAdapter) else thing.close())
+
+
+async def ignore(msg: Message) -> None:
+    pass
+
+
+async def started(bot: IrcAdapter) -> None:
+    """Start the adapter and wait (with a deadline) until it is in its channels."""
+    await bot.start(ignore)
+    async with asyncio.timeout(20):
+        while not (bot.connected and all(bot.room_states().values())):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # polling a flag, with a deadline
 
 
 def budget_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -49,27 +71,27 @@ async def test_the_budget_fits_the_server_and_is_logged_once(
     server_name: str,
     expected: str,
     request: pytest.FixtureRequest,
-    cleanup: Things,  # noqa: F811
+    cleanup: Things,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="deploybot.irc")
     server: IrcServer = request.getfixturevalue(server_name)
     bot = IrcAdapter(server.host, server.port, unique("pace"), [unique("#pace")])
     cleanup.append(bot)
-    await started(bot, Inbox())
+    await started(bot)
     told = budget_lines(caplog)
     assert len(told) == 1 and told[0].startswith(expected), told
 
 
 async def test_an_explicit_budget_wins_over_the_servers(
     ngircd: Ngircd,
-    cleanup: Things,  # noqa: F811
+    cleanup: Things,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="deploybot.irc")
     bot = IrcAdapter(ngircd.host, ngircd.port, unique("pace"), [unique("#pace")], flood=(3, 1.5))
     cleanup.append(bot)
-    await started(bot, Inbox())
+    await started(bot)
     assert budget_lines(caplog) == ["burst 3, then 1.5 lines/s (chat.irc.flood)"]
 
 
@@ -84,15 +106,18 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def test_a_reply_goes_out_before_announcements_queued_earlier(
     ngircd: Ngircd,
     store: Store,
-    cleanup: Things,  # noqa: F811
+    cleanup: Things,
 ) -> None:
     """A deploy's announcements in the channel wait for the wire (ngircd: 2 lines/s, the room's
     own budget is large here); bob's private reply, queued after them, overtakes them."""
     channel = unique("#deploys")
     bot = IrcAdapter(ngircd.host, ngircd.port, unique("pace"), [channel])
     cleanup.append(bot)
-    await started(bot, Inbox())
-    bob = await joined_client(ngircd, unique("bob"), channel, cleanup)
+    await started(bot)
+    bob = RawIrcClient(ngircd.port, unique("bob"))
+    cleanup.append(bob)
+    await bob.connect()
+    await bob.join(channel)
     outbox = Outbox(store, [bot], FloodConfig(burst=20, coalesce=0))
     runner = asyncio.create_task(outbox.run())
     try:

@@ -114,6 +114,7 @@ def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatA
                 ping_timeout=irc.ping_timeout,
                 join_retry=irc.join_retry,
                 join_retry_max=irc.join_retry_max,
+                flood=(irc.flood.burst, irc.flood.per_second) if irc.flood else None,
             )
         )
     xmpp = config.chat.xmpp
@@ -200,7 +201,6 @@ class App:
             self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
             default_room=config.chat.default_room, may_send=self.leadership.may_act,
             health=StoreHealth(),
-            networks={"irc": config.chat.irc.flood} if config.chat.irc else None,
         )  # fmt: skip
         outbox.start_empty = election is not None
         outbox.epoch = lambda: self.leadership.epoch

@@ -57,6 +57,12 @@ class ChatAdapter(Protocol):
         """Each configured room (channel, MUC) -> joined right now (all False while down)."""
         ...
 
+    def ready_in(self) -> float:
+        """Seconds until a line can go on the wire without waiting for the connection's own
+        budget (0: now). The outbox plans a line only then, so replies queued meanwhile
+        still go first."""
+        ...
+
     def owns(self, room: str) -> bool:
         """True if announcements for `room` should go out through this adapter."""
         ...

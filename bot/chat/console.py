@@ -45,6 +45,9 @@ class ConsoleAdapter:
     def room_states(self) -> dict[str, bool]:
         return {}  # the console has no rooms to join
 
+    def ready_in(self) -> float:
+        return 0.0
+
     def owns(self, room: str) -> bool:
         return room == ROOM
 

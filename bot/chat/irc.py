@@ -18,7 +18,6 @@ import ssl
 from collections.abc import Iterable
 
 from bot.chat.base import Message, OnMessage
-from bot.chat.flood import TokenBucket
 from bot.chat.ircchannels import JOIN_ERRORS, ChannelKeeper
 from bot.chat.ircerrors import describe
 from bot.chat.ircproto import (
@@ -32,6 +31,7 @@ from bot.chat.ircproto import (
     split_text,
 )
 from bot.chat.ircsession import NICK_IN_USE, WANTED_CAPS, Registration, redact
+from bot.chat.pacing import WirePacer
 
 WHOX_TOKEN = "42"
 REGAIN_INTERVAL = 30.0
@@ -68,8 +68,7 @@ class IrcAdapter:
         join_retry: float = 5.0,
         join_retry_max: float = 60.0,
         logger_name: str = "deploybot.irc",
-        send_burst: int = 5,
-        send_rate: float = 1.0,
+        flood: tuple[int, float] | None = None,
         caps: Iterable[str] = WANTED_CAPS,
     ) -> None:
         self._host, self._port, self._tls = host, port, tls
@@ -82,7 +81,7 @@ class IrcAdapter:
         self._join_retry = (join_retry, join_retry_max)
         self._reconnect_max = reconnect_max
         self._log = logging.getLogger(logger_name)
-        self._bucket = TokenBucket(send_burst, send_rate, now=0.0)
+        self._pacer = WirePacer(flood, now=0.0)  # flood None: chosen from the server software
         self._send_lock = asyncio.Lock()
         self._private_rooms: dict[str, None] = {}  # insertion-ordered set, bounded
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=1000)
@@ -116,6 +115,9 @@ class IrcAdapter:
         states = self._chans.states()
         return states if self.connected else dict.fromkeys(states, False)
 
+    def ready_in(self) -> float:
+        return self._pacer.wait_time(asyncio.get_running_loop().time())
+
     @property
     def nick(self) -> str:
         """The nick currently in use (may differ from the configured one after a 433)."""
@@ -143,15 +145,14 @@ class IrcAdapter:
         prefix_len = len(self._own_prefix.encode()) if self._own_prefix else DEFAULT_PREFIX_LEN
         lines = split_text(room, text, prefix_len=prefix_len)
         async with self._send_lock:
-            loop = asyncio.get_running_loop()
-            for line in lines:
-                wait = self._bucket.wait_time(loop.time())
+            for line in lines:  # every part of a split line is paced like a line of its own
+                wait = self._pacer.wait_time(asyncio.get_running_loop().time())
                 if wait > 0:
                     await asyncio.sleep(wait + 0.001)  # pacing, not waiting for an event
-                self._bucket.take(loop.time())
                 if not self.connected:
                     raise ConnectionError("IRC connection lost while sending")
-                self._write(line)
+                self._pacer.take(asyncio.get_running_loop().time())
+                self._write(line, paced=True)
             writer = self._writer
             if writer is not None:
                 with contextlib.suppress(OSError, TimeoutError):
@@ -205,6 +206,7 @@ class IrcAdapter:
         )
         loop = asyncio.get_running_loop()
         self._writer = writer
+        self._pacer.new_connection(loop.time())
         self._last_rx = loop.time()
         self._write_all(self._reg.greeting(self._nick, self._realname))
         dead_after = self._ping_interval + self._ping_timeout
@@ -252,9 +254,11 @@ class IrcAdapter:
             self._next_regain = now + REGAIN_INTERVAL
             self._write(format_line("NICK", self._wanted_nick))
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, *, paced: bool = False) -> None:
         if self._writer is None:
             raise ConnectionError("IRC is not connected")
+        if self._registered and not paced:  # JOIN, WHO, PONG...: the same budget, into debt
+            self._pacer.charge(asyncio.get_running_loop().time())
         self._log.debug(">> %s", redact(line))
         self._writer.write(line.encode("utf-8") + b"\r\n")
 
@@ -311,6 +315,10 @@ class IrcAdapter:
         self._nick = line.param(0, self._nick)
         self._log.info("registered on %s:%s as %s", self._host, self._port, self._nick)
         self._join_due(asyncio.get_running_loop().time())
+
+    def _on_004(self, line: Line) -> None:  # RPL_MYINFO: <nick> <server> <version> ...
+        if told := self._pacer.learn(line.param(2), asyncio.get_running_loop().time()):
+            self._log.info("IRC line budget: %s", told)
 
     def _on_005(self, line: Line) -> None:
         self._reg.isupport(line)

@@ -5,9 +5,11 @@ crash or a chat outage loses nothing: rows stay pending until an adapter accepte
 Updates carrying the same `key` (one pipeline, one deploy) replace the still-unsent text,
 so a backlog shows the latest state; a final state is never replaced. On rate-limited
 networks a fresh announcement is held for `flood.coalesce` seconds first, so a burst spends
-its first lines on states that are still current, and every line takes a token from its
-room's budget and from the network's (`chat.irc.flood`: what the server tolerates from one
-connection). When the store cannot write, a line goes straight to chat, unpersisted.
+its first lines on states that are still current. A line is planned only when its
+connection can put it on the wire at once (`ready_in`: the adapter paces every line by the
+one budget the server allows, see bot.chat.pacing), replies first; an announcement also
+takes a token from its room's budget (`flood`, politeness), a reply does not (it was asked
+for). When the store cannot write, a line goes straight to chat, unpersisted.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
-from bot.core.config import FloodConfig, NetworkFlood
+from bot.core.config import FloodConfig
 from bot.core.health import StoreHealth, is_store_failure
 from bot.core.store import Row, Store, StoreClosed, StoreConn
 
@@ -37,7 +39,6 @@ class Outbox:
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[list[float]], None] | None = None,
         health: StoreHealth | None = None,
-        networks: Mapping[str, NetworkFlood] | None = None,
         default_room: str | None = None,
         may_send: Callable[[], bool] = lambda: True,
     ):
@@ -56,7 +57,6 @@ class Outbox:
         self._idle = asyncio.Event()
         self._stopping = False
         self.health = health or StoreHealth()
-        self.networks = dict(networks or {})  # adapter name -> budget of the whole connection
         self.default_room = default_room  # takes lines for rooms no adapter serves (with a note)
         self._stuck_rooms: set[str] = set()  # rooms already reported as unserved
         self._unmarked: set[int] = set()  # sent, but the store could not mark them yet
@@ -130,14 +130,6 @@ class Outbox:
         if self.on_sent:
             self.on_sent([0.0])
 
-    def _network_bucket(self, adapter: str) -> TokenBucket | None:
-        budget = self.networks.get(adapter)
-        if budget is None:
-            return None
-        return self._buckets.setdefault(
-            (adapter, ""), TokenBucket(budget.burst, budget.per_second, self.clock())
-        )
-
     def pick_adapter(self, adapter: str | None, room: str) -> ChatAdapter | None:
         if adapter is not None:
             return next((a for a in self.adapters if a.name == adapter), None)
@@ -186,33 +178,43 @@ class Outbox:
         next_wait: float | None = held
         if orphans and not await self._reroute(orphans):
             next_wait = 30.0  # nowhere to send them yet: they wait, and the error is logged
-        for (adapter_name, room), items in by_target.items():
+
+        def urgency(target: tuple[str, str]) -> tuple[int, int]:
+            items = by_target[target]
+            return (-max(p.priority for p in items), min(p.id for p in items))
+
+        for adapter_name, room in sorted(by_target, key=urgency):  # replies first
+            items = by_target[(adapter_name, room)]
             adapter = adapters[adapter_name]
             if not adapter.connected:
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             limited = adapter.rate_limited
-            bucket = self._buckets.get((adapter.name, room)) or self._new_bucket(adapter.name, room)
-            network = self._network_bucket(adapter.name)
-            if limited and network is not None and not network.take(self.clock()):
-                wait = network.wait_time(self.clock())
-                next_wait = wait if next_wait is None else min(next_wait, wait)
+            if limited and (wire := adapter.ready_in()) > 0:  # the connection's own budget
+                next_wait = wire if next_wait is None else min(next_wait, wire)
                 continue
-            if limited and not bucket.take(self.clock()):
-                if network is not None:
-                    network.refund()
-                wait = bucket.wait_time(self.clock())
-                next_wait = wait if next_wait is None else min(next_wait, wait)
-                continue
-            text, ids = plan_line(items) if limited else (items[0].text, [items[0].id])
+            replies = [p for p in items if p.priority > 0]
+            bucket: TokenBucket | None = None
+            if replies:  # asked for: not charged to the room's budget
+                text, ids = plan_line(replies)
+            elif limited:
+                bucket = self._buckets.get((adapter.name, room)) or self._new_bucket(
+                    adapter.name, room
+                )
+                if not bucket.take(self.clock()):
+                    wait = bucket.wait_time(self.clock())
+                    next_wait = wait if next_wait is None else min(next_wait, wait)
+                    continue
+                text, ids = plan_line(items)
+            else:
+                text, ids = items[0].text, [items[0].id]
             if not self.may_send() or not await self._claim(ids):
                 return None  # fenced: not the leader (any more)
             try:
                 await adapter.send(room, text)
             except ConnectionError:
-                bucket.refund()
-                if network is not None:
-                    network.refund()
+                if bucket is not None:
+                    bucket.refund()
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
             await self._mark_sent(ids, {p.id: p.text for p in items if p.id in set(ids)})

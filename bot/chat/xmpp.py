@@ -136,6 +136,9 @@ class XmppAdapter:
     def room_states(self) -> dict[str, bool]:
         return {room: self._nick_in(room) is not None for room in self._rooms}
 
+    def ready_in(self) -> float:
+        return 0.0  # no wire budget of its own: the outbox's per-room budget paces it
+
     def _nick_in(self, room: str) -> str | None:
         keeper = self._keepers.get(room)
         return keeper.nick if keeper is not None and self.connected else None

@@ -23,8 +23,8 @@ class KeepaliveConfig(Model):
 
 
 class NetworkFlood(Model):
-    """What one IRC server tolerates from a connection, across all its channels. The
-    default fits InspIRCd's default class (burst 8, then 1 line/s; ngircd allows 3 lines/s)."""
+    """What one IRC server reads from a connection without delay, across all its channels.
+    Unset, the bot picks it from the server software it registers with (bot.chat.pacing)."""
 
     burst: int = Field(5, ge=1)
     per_second: float = Field(1.0, gt=0)
@@ -38,7 +38,7 @@ class IrcConfig(KeepaliveConfig):
     realname: str = "deploybot"
     channels: list[str] = []
     sasl: SaslConfig | None = None
-    flood: NetworkFlood = NetworkFlood()
+    flood: NetworkFlood | None = None  # None: chosen from the server's software
 
 
 class XmppConfig(KeepaliveConfig):

@@ -258,8 +258,10 @@ class SalConfig(Model):
 
 
 class FloodConfig(Model):
+    """Per-room budget for unasked lines (announcements); replies are not counted."""
+
     burst: int = Field(4, ge=1)
-    per_second: float = Field(0.5, gt=0)
+    per_second: float = Field(1.0, gt=0)
     coalesce: float = Field(
         0.3, ge=0, description="seconds a fresh announcement waits for newer states"
     )

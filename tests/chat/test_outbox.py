@@ -1,4 +1,5 @@
-"""The announcer: durable outbox, per-room flood budget, coalescing, packing, restarts."""
+"""The announcer: durable outbox, per-room flood budget, coalescing, packing, restarts,
+and the order lines take onto a connection whose own budget (the adapter's) is spent."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class RecordingChat:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []
         self.connected = True
+        self.wire_wait = 0.0  # seconds until the connection's own budget allows a line
+
+    def ready_in(self) -> float:
+        return self.wire_wait
 
     def owns(self, room: str) -> bool:
         return room.startswith("#")
@@ -123,6 +128,42 @@ async def test_replies_jump_the_queue(store_url: str) -> None:
     await outbox.enqueue("#ops", "status: all good", adapter="irc", priority=1)
     await outbox.drain_once()
     assert chat.lines[0] == ("#ops", "status: all good")
+    await store.close()
+
+
+async def test_a_reply_is_not_charged_to_the_rooms_budget(store_url: str) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, outbox = await _outbox(store_url, chat, clock)
+    for i in range(6):
+        await outbox.enqueue("#ops", f"announcement {i} " + "y" * 300)
+    await _drain(outbox)
+    assert len(chat.lines) == 4  # the room's burst is spent on announcements
+    await outbox.enqueue("#ops", "bob: you are irc-host:bob", priority=1)
+    await outbox.enqueue("#ops", "bob: builds-api toolsbeta: live 1.2", priority=1)
+    await _drain(outbox)
+    assert [text for _, text in chat.lines[4:]] == [
+        "bob: you are irc-host:bob",
+        "bob: builds-api toolsbeta: live 1.2",
+    ]
+    # the room's budget is untouched: the next announcement is due as before the replies
+    assert await outbox.drain_once() == pytest.approx(2.0)
+    await store.close()
+
+
+async def test_nothing_is_planned_while_the_wire_is_busy_then_a_reply_goes_first(
+    store_url: str,
+) -> None:
+    chat, clock = RecordingChat(), Clock()
+    store, outbox = await _outbox(store_url, chat, clock)
+    chat.wire_wait = 0.4  # the connection's budget was just spent (a deploy's lines)
+    await outbox.enqueue("#ops", "deploy #3 diff: 1 resource changed")
+    await outbox.enqueue("#builds", "builds-api #41 success")
+    await outbox.enqueue("#dev", "bob: you are irc-host:bob", priority=1)
+    assert await outbox.drain_once() == pytest.approx(0.4)
+    assert chat.lines == []  # planned only when it can go at once: nothing waits in the adapter
+    chat.wire_wait = 0.0
+    await outbox.drain_once()
+    assert chat.lines[0] == ("#dev", "bob: you are irc-host:bob")  # queued last, sent first
     await store.close()
 
 

@@ -51,6 +51,7 @@ from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
 from bot.core.store import Store, store_from_config
 from bot.core.supervisor import Supervisor
+from bot.deploy import aftercrash
 from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
@@ -355,9 +356,12 @@ class App:
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
         await self.deployer.recover()
-        if self.bumper is not None:  # bumps pushed just before a crash get their SAL entries
-            for component, line in await self.bumper.reconcile():
-                await self.services.announcer.announce(line, component=component)
+        bumper = self.bumper
+        if bumper is not None:  # bumps a crash cut off: SAL entries, next commands
+            await aftercrash.after_restart(self.services, bumper)
+            self.supervisor.start(
+                "intents", lambda: aftercrash.settle_intents(self.services, bumper)
+            )
         for adapter in self.adapters:
             await adapter.start(self.on_message)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ from bot.gitlab.api import GitLabAPI
 from bot.gitlab.pipelines import mr_build_version
 
 PUSH_ATTEMPTS = 4
+PUSH_IN_FLIGHT = 150.0  # s a push cut off by a crash may still land (git's 120 s, a margin)
 _DEV_MR_RE = re.compile(r"0\.0\.[0-9]+-dev-mr-([0-9]+)")
 
 Reader = Callable[[str], Awaitable[str | None]]
@@ -347,20 +349,34 @@ class Bumper:
         self._writing.clear()
 
     async def reconcile(self) -> list[tuple[str, str]]:
-        """After a restart: complete the SAL entries of bumps pushed just before a crash;
-        forget the intents of pushes that never happened. Returns (component, line) pairs
+        """After a restart: complete the SAL entries of bumps pushed just before a crash.
+        An intent not on the remote is kept while the push a crash cut off may still land
+        (`PUSH_IN_FLIGHT` s after it was written), then forgotten with a line. Intents of
+        this process's own running bumps are left to them. Returns (component, line) pairs
         to announce."""
         pushed_check = getattr(self.forge, "pushed", None)
         said: list[tuple[str, str]] = []
         for it in await asyncio.to_thread(self.intents.pending):
-            if pushed_check is None or not await pushed_check(it.sha):
+            if it.sha in self._writing:
+                continue
+            envs = ", ".join(it.olds)
+            if pushed_check is None:
                 self.intents.clear(it.sha)
+                continue
+            if not await pushed_check(it.sha):
+                if _age(self.intents, it.sha) < PUSH_IN_FLIGHT:
+                    continue
+                self.intents.clear(it.sha)
+                said.append((it.component, (
+                    f"{it.component} {it.version} ({it.sha[:8]}, {envs}) never reached"
+                    f" {self.forge.branch} before the bot restarted; nothing changed —"
+                    f" !status {it.component} to check, then try again"
+                )))  # fmt: skip
                 continue
             published = Published("pushed", it.sha)
             await self._record(it.component, it.version, it.olds, published, it.actor,
                                it.tasks, it.action, note=" (recorded after a restart)")  # fmt: skip
             self.intents.clear(it.sha)
-            envs = ", ".join(it.olds)
             said.append((it.component, (
                 f"{it.component} {it.version} was pushed to {self.forge.branch} in"
                 f" {it.sha[:8]} ({envs}) just before the bot restarted; its SAL entry is now"
@@ -402,6 +418,11 @@ class Bumper:
                     sal_project=env_cfg.sal_project if env_cfg else None,
                 )
             )
+
+
+def _age(intents: Intents, sha: str) -> float:  # since it was written; 0: unknown, keep it
+    path = intents.dir / f"{sha}.json"
+    return time.time() - path.stat().st_mtime if path.exists() else 0.0
 
 
 def _description(message: str, actor: str) -> str:

@@ -52,6 +52,7 @@ from bot.core.redact import RedactingFilter, Redactor
 from bot.core.sal import Sal
 from bot.core.store import Store, store_from_config
 from bot.core.supervisor import Supervisor
+from bot.deploy import aftercrash
 from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
@@ -356,14 +357,19 @@ class App:
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
         await self.deployer.recover()
-        if self.bumper is not None:  # bumps published just before a crash get their SAL entries
-            recovery = Recovery(self.bumper, self._announce_for, self.config.sal.retry_every)
+        bumper = self.bumper
+        if bumper is not None:  # bumps a crash cut off: SAL entries, next commands
+            await aftercrash.report_unapplied(self.services, bumper, self.config.components)
+            recovery = Recovery(bumper, self._recovered, self.config.sal.retry_every)
             self.supervisor.start("intents", recovery.run)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
 
-    async def _announce_for(self, component: str, line: str) -> None:
+    async def _recovered(self, component: str, line: str) -> None:
+        """A bump intent settled after a restart: say so, then whether its apply was cut off."""
         await self.services.announcer.announce(line, component=component)
+        if self.bumper is not None:
+            await aftercrash.report_unapplied(self.services, self.bumper, [component])
 
     def _lost(self) -> None:
         """The lease ran out: already fenced (nothing more is said, no deploy moves on); kill

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import signal
@@ -93,11 +94,15 @@ def changed_resources(output: str) -> list[str]:
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """preexec: the child gets SIGKILL when the bot dies, even by `kill -9` (Linux)."""
+def die_with_parent(parent: int | None = None) -> None:
+    """preexec: the child gets SIGKILL when the bot dies, even by `kill -9` (Linux). A bot
+    that died before the prctl took effect sends no signal: with `parent` (the bot's pid,
+    taken before the fork) the child then exits at once instead of running unwatched."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -131,7 +136,7 @@ async def run(
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, no locks
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - a prctl
             )
         except OSError as exc:
             message = f"cannot run {argv[0]}: {exc.strerror or exc}"

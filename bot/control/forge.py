@@ -71,6 +71,8 @@ def bump_branch(component: str) -> str:
 
 class ControlForge(Protocol):
     kind: str  # "gitlab" or "git"
+    # seconds a publishing call a crash cut off may still take effect on the forge
+    in_flight: float
     branch: str  # the target branch
 
     async def refresh(self, max_age: float = 0.0) -> None:
@@ -106,6 +108,7 @@ class GitLabControl:
     """Control repo on GitLab: bumps are merge requests from `bump_<component>`."""
 
     kind = "gitlab"
+    in_flight = 60.0  # a request GitLab already read runs to its own (Puma) 60 s timeout
 
     def __init__(self, gitlab: GitLabAPI, project: str, branch: str) -> None:
         self._gl = gitlab
@@ -292,6 +295,7 @@ class GitControl:
     """Control repo over plain git: bumps are commits pushed straight to the branch."""
 
     kind = "git"
+    in_flight = 150.0  # a push runs up to git's 120 s timeout (bot.core.git), plus a margin
 
     def __init__(self, control: ControlRepo) -> None:
         self._control = control

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,13 @@ class Intents:
 
     def has(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def age(self, key: str) -> float:
+        """Seconds since the intent was written (0 when unknown: treat it as young)."""
+        try:
+            return max(0.0, time.time() - self._path(key).stat().st_mtime)
+        except OSError:
+            return 0.0
 
     def clear(self, key: str) -> None:
         with contextlib.suppress(OSError):

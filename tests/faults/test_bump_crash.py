@@ -71,23 +71,28 @@ async def test_kill_9_after_push_before_sal_completes_the_entry_on_restart(
         f"builds-api {latest} was pushed to main in {head[:8]} (toolsbeta) just before the bot"
         " restarted; its SAL entry is now written; nothing was applied by it"
     )
+    cut_off = (  # toolsbeta auto-applies: the crash also cut off that apply
+        f"builds-api {latest} was pinned in toolsbeta ({head[:8]}) but the bot restarted before"
+        " the auto-apply started; nothing was applied there — !apply builds-api toolsbeta"
+    )
     second = await start_bot(config, second_out)
     try:  # the intents are reconciled in the background: ask once they were
-        await until(lambda: told in second_out.read_text(), "the announcement")
+        await until(lambda: cut_off in second_out.read_text(), "the cut-off auto-apply")
         await asyncio.wait_for(second.communicate(b"!sal builds-api 2\n"), timeout=60)
     finally:
         if second.returncode is None:
             second.kill()
             await second.wait()
     out = second_out.read_text()
-    assert out.count(told) == 1
+    assert out.count(told) == 1 and out.count(cut_off) == 1
+    assert out.index(told) < out.index(cut_off)
     store = Store(bed.tmp / "demo" / "var" / "deploybot.sqlite3")
     await store.open()
     try:
         entries = await Sal(store, [], Redactor()).query(component="builds-api", limit=10)
     finally:
         await store.close()
-    bumps = [e for e in entries if e.commit_sha == head]
+    bumps = [e for e in entries if e.commit_sha == head and e.action == "bump"]
     assert len(bumps) == 1
     assert bumps[0].to_version == latest and bumps[0].env == "toolsbeta"
     assert bumps[0].tasks == ["T9"] and bumps[0].message.endswith("(recorded after a restart)")

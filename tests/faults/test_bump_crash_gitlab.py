@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.control.forge import GitLabControl
 from bot.core.redact import Redactor
 from bot.core.sal import Sal, SalEntry
 from bot.core.store import Store
@@ -170,8 +173,19 @@ async def test_kill_9_after_gitlab_took_the_bump_records_and_announces_it_once(
 async def test_kill_9_before_gitlab_got_the_commit_drops_the_intent(bed: Bed) -> None:
     main = bed.fake.branch_head(CONTROL, "main")
     await deploy_and_kill(bed, bed.fake.hold("POST", COMMITS, apply=False))
+    # as if the restart came after the cut-off call could still have taken effect
+    old = time.time() - GitLabControl.in_flight - 1
+    for path in bed.intents:
+        os.utime(path, (old, old))
     out = await restart(bed, None, bed.tmp / "second.out")
     assert TOLD not in out and WARNED not in out
+    assert (
+        out.count(
+            f"builds-api {bed.latest} (toolsbeta) never reached GitLab before the bot restarted;"
+            " nothing changed — !status builds-api to check, then try again"
+        )
+        == 1
+    )
     assert "no SAL entries for builds-api" in out
     assert bed.fake.branch_head(CONTROL, BRANCH) is None
     assert bed.fake.merge_requests(CONTROL) == []

@@ -13,11 +13,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
+async def start_bot(
+    config: Path, out: Path, env: dict[str, str] | None = None, *, own_group: bool = False
+) -> asyncio.subprocess.Process:
+    """`deploybot run -c config`, console on stdin, everything it prints to `out`. `env`
+    replaces the environment; `own_group` starts it in a new session, so whatever it starts
+    outside its deploy steps' own groups can be found by its process group id (its pid)."""
     with out.open("ab") as fh:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "run", "-c", str(config),
-            cwd=ROOT, env=dict(os.environ), stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh,
+            cwd=ROOT, env=dict(os.environ) if env is None else env,
+            stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh, start_new_session=own_group,
         )  # fmt: skip
 
 

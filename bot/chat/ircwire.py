@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from bot.chat.ircfence import Fence, repeated
+from bot.chat.ircfence import Fence, repeated, target_of
 from bot.chat.ircproto import format_line
 from bot.chat.pacing import WirePacer
 
@@ -44,6 +44,7 @@ class WireSender:
         self._timer: asyncio.TimerHandle | None = None
         self._line_waits = float("-inf")  # when a line that asked for the wire may go
         self._resender: asyncio.Task[None] | None = None
+        self._connection = 0  # counts lost connections: a wait never crosses into the next
 
     def ready_in(self) -> float:
         now = asyncio.get_running_loop().time()
@@ -63,10 +64,10 @@ class WireSender:
             self._arm()
 
     async def _paced_write(self, line: str) -> None:
-        wait = self.pacer.wait_time(asyncio.get_running_loop().time())
+        wait, connection = self.pacer.wait_time(asyncio.get_running_loop().time()), self._connection
         if wait > 0:
             await asyncio.sleep(wait + 0.001)  # pacing, not waiting for an event
-        if not self._deliverable(""):
+        if connection != self._connection or not self._deliverable(target_of(line)):
             raise ConnectionError("IRC connection lost while sending")
         self.pacer.take(asyncio.get_running_loop().time())
         self._write(line, True)
@@ -116,6 +117,7 @@ class WireSender:
 
     def lost(self) -> None:
         """The connection is gone: its unconfirmed lines wait to be sent again."""
+        self._connection += 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -40,6 +40,7 @@ async def runs(workdir: Path, in_flight: bool) -> list[dict[str, object]]:
         "finals": sum(int(r["pipelines"]) for r in results),  # type: ignore[call-overload]
         "finals_lost": sum(len(r["lost"]) for r in results),  # type: ignore[arg-type]
         "finals_repeated": sum(int(r["repeats"]) for r in results),  # type: ignore[call-overload]
+        "lines_resent": sum(int(r["resent"]) for r in results),  # type: ignore[call-overload]
         "late_watcher_sessions": sum(int(r["late_sessions"]) for r in results),  # type: ignore[call-overload]
     })  # fmt: skip
     return results

@@ -31,6 +31,7 @@ from bot.chat.ircproto import (
     split_text,
 )
 from bot.chat.ircsession import NICK_IN_USE, WANTED_CAPS, Registration, redact
+from bot.chat.ircwire import WireSender
 from bot.chat.pacing import WirePacer
 
 WHOX_TOKEN = "42"
@@ -82,7 +83,8 @@ class IrcAdapter:
         self._reconnect_max = reconnect_max
         self._log = logging.getLogger(logger_name)
         self._pacer = WirePacer(flood, now=0.0)  # flood None: chosen from the server software
-        self._send_lock = asyncio.Lock()
+        self._wire = WireSender(self._pacer, self._write, self._deliverable, self._prefix_len)
+        self._wire.log = self._log
         self._private_rooms: dict[str, None] = {}  # insertion-ordered set, bounded
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=1000)
         self._on_message: OnMessage | None = None
@@ -116,7 +118,7 @@ class IrcAdapter:
         return states if self.connected else dict.fromkeys(states, False)
 
     def ready_in(self) -> float:
-        return self._pacer.wait_time(asyncio.get_running_loop().time())
+        return self._wire.ready_in()
 
     @property
     def nick(self) -> str:
@@ -142,21 +144,13 @@ class IrcAdapter:
             raise ConnectionError("IRC is not connected")
         if self._chans.configured(room) and not self._chans.is_joined(room):
             raise ConnectionError(f"IRC: not in {room} ({self._chans.reason(room) or 'joining'})")
-        prefix_len = len(self._own_prefix.encode()) if self._own_prefix else DEFAULT_PREFIX_LEN
-        lines = split_text(room, text, prefix_len=prefix_len)
-        async with self._send_lock:
-            for line in lines:  # every part of a split line is paced like a line of its own
-                wait = self._pacer.wait_time(asyncio.get_running_loop().time())
-                if wait > 0:
-                    await asyncio.sleep(wait + 0.001)  # pacing, not waiting for an event
-                if not self.connected:
-                    raise ConnectionError("IRC connection lost while sending")
-                self._pacer.take(asyncio.get_running_loop().time())
-                self._write(line, paced=True)
-            writer = self._writer
-            if writer is not None:
-                with contextlib.suppress(OSError, TimeoutError):
-                    await asyncio.wait_for(writer.drain(), timeout=10)
+        await self._wire.send(split_text(room, text, prefix_len=self._prefix_len()))
+
+    def _prefix_len(self) -> int:
+        return len(self._own_prefix.encode()) if self._own_prefix else DEFAULT_PREFIX_LEN
+
+    def _deliverable(self, to: str) -> bool:  # to "": any line, as far as the connection goes
+        return self.connected and (self._chans.is_joined(to) or not self._chans.configured(to))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -166,6 +160,7 @@ class IrcAdapter:
                 self._write(format_line("QUIT", "deploybot shutting down"))
                 await asyncio.wait_for(writer.drain(), timeout=2)
             writer.close()
+        await self._wire.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -188,6 +183,7 @@ class IrcAdapter:
                 attempt = 0
             if self._writer is not None:
                 self._writer.close()
+            self._wire.lost()
             self._reset_session()
             if self._stopping:
                 return
@@ -205,7 +201,7 @@ class IrcAdapter:
             timeout=30,
         )
         loop = asyncio.get_running_loop()
-        self._writer = writer
+        self._writer = self._wire.writer = writer
         self._pacer.new_connection(loop.time())
         self._last_rx = loop.time()
         self._write_all(self._reg.greeting(self._nick, self._realname))
@@ -238,8 +234,9 @@ class IrcAdapter:
             raise ConnectionError(f"no data from server for {idle:.0f}s (ping unanswered)")
         if not self._registered:
             return
+        self._wire.check_pong(now, self._ping_interval + self._ping_timeout)
         if idle >= self._ping_interval and not self._pinged:
-            self._write("PING :keepalive")
+            self._wire.keepalive(now)
             self._pinged = True
         if self._fold(self._nick) != self._fold(self._wanted_nick) and now >= self._next_regain:
             self._regain_nick(now)
@@ -254,7 +251,7 @@ class IrcAdapter:
             self._next_regain = now + REGAIN_INTERVAL
             self._write(format_line("NICK", self._wanted_nick))
 
-    def _write(self, line: str, *, paced: bool = False) -> None:
+    def _write(self, line: str, paced: bool = False) -> None:
         if self._writer is None:
             raise ConnectionError("IRC is not connected")
         if self._registered and not paced:  # JOIN, WHO, PONG...: the same budget, into debt
@@ -307,6 +304,9 @@ class IrcAdapter:
     def _on_ping(self, line: Line) -> None:
         self._write(format_line("PONG", line.param(0, "pong")))
 
+    def _on_pong(self, line: Line) -> None:
+        self._wire.pong(line.param(len(line.params) - 1))
+
     def _on_error(self, line: Line) -> None:
         self._log.warning("server says ERROR: %s", line.param(0))
 
@@ -315,6 +315,7 @@ class IrcAdapter:
         self._nick = line.param(0, self._nick)
         self._log.info("registered on %s:%s as %s", self._host, self._port, self._nick)
         self._join_due(asyncio.get_running_loop().time())
+        self._wire.resend_soon()  # lines to nicks; a channel's lines wait for its JOIN
 
     def _on_004(self, line: Line) -> None:  # RPL_MYINFO: <nick> <server> <version> ...
         if told := self._pacer.learn(line.param(2), asyncio.get_running_loop().time()):
@@ -339,6 +340,7 @@ class IrcAdapter:
             self._log.info("joined %s", channel)
             if self._reg.whox:
                 self._write(format_line("WHO", channel, f"%tcuhna,{WHOX_TOKEN}"))
+            self._wire.resend_soon()
             return
         self._accounts.joined(nick, channel)
         if "extended-join" in self._reg.caps and len(line.params) >= 2:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.chat.ircfence import MARKER
 from bot.chat.ircproto import Line
 from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.ircservers import Ngircd, RawIrcClient
@@ -165,6 +166,7 @@ class RestartRun:
     late_sessions: int  # watcher sessions that joined after the bot (should be 0)
     bot_sessions: int  # connections the bot made through the door
     lines: int
+    resent: int  # lines the bot sent again after a reconnect (marked so)
     seconds: float  # from the first delivery until every final was seen (or the deadline)
 
 
@@ -334,5 +336,6 @@ async def burst_with_restarts(
         late_sessions=watch.late,
         bot_sessions=door.connections,
         lines=len(seen.lines),
+        resent=sum(1 for line in seen.lines if line.endswith(MARKER)),
         seconds=round(seconds, 2),
     )

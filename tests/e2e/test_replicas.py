@@ -21,7 +21,7 @@ from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.fakes.kube import FakeKube
 from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
 from tests.support.postgres import PgServer
-from tests.support.tcpproxy import FreezableProxy
+from tests.support.tcpproxy import TcpProxy
 
 LEASE = 3.0
 PROJECT = "repos/cloud/toolforge/builds-api"
@@ -34,7 +34,7 @@ class Replicas:
         self.tmp = tmp
         self.bots: list[BotProcess] = []
         self.clients: list[RawIrcClient] = []
-        self.proxies: list[FreezableProxy] = []
+        self.proxies: list[TcpProxy] = []
         self.count = 0
 
     async def bot(self, config: dict[str, Any]) -> BotProcess:
@@ -171,7 +171,7 @@ async def test_a_leader_cut_off_from_the_database_stops_speaking_before_its_leas
     database = f"t_fence_{nick}"
     pg_server.create_database(database)
     url = pg_server.url_for(database)
-    proxy = FreezableProxy(pg_server.port)
+    proxy = TcpProxy(pg_server.port)
     replicas.proxies.append(proxy)
     await proxy.start()
     cut = await replicas.bot(config_for(ngircd, nick, channel, proxy.url_for(url)))

@@ -1,8 +1,8 @@
 """A pipeline burst while the IRC server is killed and restarted: the bed of the fault test
 and the benchmark that count final states lost (issue "Resilience").
 
-`deploybot run` (a subprocess) talks to a real ngircd through a `Door`: a loopback TCP
-proxy that forwards everything at once, but can hold *new* connections at the door. A
+`deploybot run` (a subprocess) talks to a real ngircd through a door (`TcpProxy`): a
+loopback TCP proxy that forwards everything at once, but can hold *new* connections. A
 watching client records the channel. Each restart: hold the door, SIGKILL ngircd, start it
 on the same port, let the watcher connect and join, open the door. So after every restart
 the watcher is in the channel before the bot is (it sees the bot's JOIN), and every line
@@ -22,7 +22,6 @@ import contextlib
 import random
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from bot.chat.ircfence import MARKER
 from bot.chat.ircproto import Line
 from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.ircservers import Ngircd, RawIrcClient
+from tests.support.tcpproxy import TcpProxy
 
 HOST = "127.0.0.1"
 CHANNEL = "#restarts"
@@ -44,80 +44,6 @@ SEQUENCE += [("success", 3)]
 # a full line ("builds-api: pipeline 7 on wip/x (abcd1234): success in ...") or the short
 # form of a packed backlog ("builds-api #7 success 1m5s")
 ITEM_RE = re.compile(r"(?:pipeline (\d+) on .*?: |^\S+ #(\d+) )(\w+)")
-
-
-class Door:
-    """A loopback TCP proxy to `target_port` that forwards at once, and can hold new
-    connections: `hold()` makes a new connection wait (accepted, not yet forwarded) until
-    `admit()`. Connections already through are never held. `close()` stops it."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self._admit = asyncio.Event()
-        self._admit.set()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-        self.connections = 0
-        self._closed = False
-        self.on_privmsg: Callable[[], None] | None = None  # a PRIVMSG went upstream
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, HOST, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def hold(self) -> None:
-        self._admit.clear()
-
-    def admit(self) -> None:
-        self._admit.set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        await self._admit.wait()
-        if self._closed:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self.connections += 1
-        self._writers.append(up_writer)
-        for src, dst, up in ((reader, up_writer, True), (up_reader, writer, False)):
-            task = asyncio.create_task(self._pump(src, dst, up))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                if up and b"PRIVMSG" in data and self.on_privmsg is not None:
-                    self.on_privmsg()
-                await dst.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                dst.close()
-
-    async def close(self) -> None:
-        self._closed = True
-        self._admit.set()  # held connections end instead of waiting forever
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for w in self._writers:
-            with contextlib.suppress(Exception):
-                w.close()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
 
 
 def schedule(pipelines: int) -> list[list[dict[str, Any]]]:
@@ -238,7 +164,7 @@ async def burst_with_restarts(
     server = Ngircd(workdir / "ngircd")
     server.dir.mkdir(parents=True)
     await asyncio.to_thread(server.start)
-    door = Door(server.port)
+    door = TcpProxy(server.port)
     await door.start()
     config: dict[str, Any] = {
         "bot": {"nick": BOT_NICK},
@@ -280,14 +206,14 @@ async def burst_with_restarts(
     killed = asyncio.Event()
     armed = [False]
 
-    def kill_in_flight() -> None:
-        if armed[0]:
+    def kill_in_flight(data: bytes) -> None:  # a PRIVMSG of the bot's went upstream
+        if armed[0] and b"PRIVMSG" in data:
             armed[0] = False
             door.hold()
             server.kill()
             killed.set()
 
-    door.on_privmsg = kill_in_flight
+    door.on_upstream = kill_in_flight
     poster: asyncio.Task[None] | None = None
     started = time.monotonic()
     try:

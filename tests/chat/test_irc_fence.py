@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -31,14 +29,6 @@ from tests.support.ircservers import (  # noqa: F401  (fixtures)
 
 async def ignore(msg: Message) -> None:
     pass
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "outbox.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def fence_log(caplog: pytest.LogCaptureFixture, what: str) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -93,14 +92,6 @@ async def test_an_explicit_budget_wins_over_the_servers(
     cleanup.append(bot)
     await started(bot)
     assert budget_lines(caplog) == ["burst 3, then 1.5 lines/s (chat.irc.flood)"]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "outbox.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_a_reply_goes_out_before_announcements_queued_earlier(

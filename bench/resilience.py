@@ -31,7 +31,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -71,16 +71,10 @@ def schedule(ref: str, seed: int = 14) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def slow_gitlab(delay: float) -> AsyncIterator[str]:
-    """Every request answered after `delay` s: empty lists, no job logs."""
-
-    async def handler(request: web.Request) -> web.Response:
-        await asyncio.sleep(delay)
-        if request.path.endswith("/trace"):
-            return web.Response(status=404, text='{"message": "404 Not found"}')
-        headers = {"X-Total": "0", "X-Total-Pages": "1", "X-Page": "1", "X-Per-Page": "100"}
-        return web.json_response([], headers=headers)
-
+async def serving(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """`handler` answering every path on a loopback port; yields its base URL."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, shutdown_timeout=1)
@@ -91,6 +85,21 @@ async def slow_gitlab(delay: float) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def slow_gitlab(delay: float) -> AsyncIterator[str]:
+    """Every request answered after `delay` s: empty lists, no job logs."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        if request.path.endswith("/trace"):
+            return web.Response(status=404, text='{"message": "404 Not found"}')
+        headers = {"X-Total": "0", "X-Total-Pages": "1", "X-Page": "1", "X-Per-Page": "100"}
+        return web.json_response([], headers=headers)
+
+    async with serving(handler) as url:
+        yield url
 
 
 async def post_all(bot: BotProcess, bodies: list[dict[str, Any]]) -> tuple[int, dict[int, float]]:
@@ -130,17 +139,11 @@ async def silent_gitlab() -> AsyncIterator[str]:
         await released.wait()
         return web.Response(status=503, text="gone")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        released.set()
-        await runner.cleanup()
+    async with serving(handler) as url:
+        try:
+            yield url
+        finally:
+            released.set()  # held requests end before the server stops
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from bot.chat.ircproto import Line
+from bot.chat.irc.proto import Line
 from tests.support.botproc import BotProcess
 from tests.support.ircservers import InspircdAtheme, RawIrcClient
 

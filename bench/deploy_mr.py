@@ -41,7 +41,7 @@ def _control_files() -> dict[str, str]:
 async def _run() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bot.app import App
-    from bot.core.config import parse_config
+    from bot.config.model import parse_config
     from tests.support.fakes.gitlab import FakeGitLab
 
     async with FakeGitLab(token=TOKEN) as fake:

@@ -44,7 +44,7 @@ PROJECT = "repos/cloud/toolforge/builds-api"
 async def _ingest(url: str) -> dict[str, Any]:
     from bot.app import App
     from bot.chat.console import ConsoleAdapter
-    from bot.core.config import parse_config
+    from bot.config.model import parse_config
 
     os.environ["DEPLOYBOT_BENCH_WEBHOOK_SECRET"] = SECRET
     async with _bare_server() as bare_url:

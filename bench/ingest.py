@@ -153,7 +153,7 @@ async def _bot(tmp: str) -> AsyncIterator[tuple[str, Callable[[], Any]]]:
     sys.path.insert(0, str(ROOT))
     from bot.app import App
     from bot.chat.console import ConsoleAdapter
-    from bot.core.config import parse_config
+    from bot.config.model import parse_config
 
     os.environ["DEPLOYBOT_BENCH_WEBHOOK_SECRET"] = SECRET
     port = _free_port()

@@ -53,7 +53,7 @@ async def _run() -> dict[str, Any]:
     import yaml
 
     from bot.app import App, use_io_threads
-    from bot.core.config import parse_config
+    from bot.config.model import parse_config
     from bot.status.lines import status_lines
     from tests.support.fakes.kube import FakeKube
 

@@ -36,7 +36,7 @@ EVENTS = 100
 
 
 def _board() -> Any:
-    from bot.core.sal import SalEntry
+    from bot.store.sal import SalEntry
     from bot.web.board import BoardView, CellView, InFlightView, RowView, WindowView
 
     def version(n: int) -> str:
@@ -108,7 +108,7 @@ async def _board_figure(http: aiohttp.ClientSession, base: str) -> dict[str, Any
 
 
 async def _fanout_figure(http: aiohttp.ClientSession, base: str, feed: Any) -> dict[str, Any]:
-    from bot.chat.announcer import Announced
+    from bot.delivery.announcer import Announced
 
     received = [0] * PAGES
     got_all = asyncio.Event()
@@ -164,8 +164,8 @@ async def _run() -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
     import aiohttp_jinja2
 
+    from bot.delivery.feed import Feed
     from bot.web import setup_templates
-    from bot.web.feed import Feed
 
     board = _board()
     feed = Feed()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench.chat_roundtrip import BOT_NICK, CHANNEL, bot_on_inspircd, millis, percentile
-from bot.chat.ircproto import Line
+from bot.chat.irc.proto import Line
 from tests.support.botproc import pipeline_hook
 from tests.support.ircservers import RawIrcClient
 

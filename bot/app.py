@@ -26,43 +26,43 @@ import commands.prune
 import commands.sal
 import commands.status
 import commands.where
-from bot.chat.announcer import Announcer
 from bot.chat.base import ChatAdapter, Message
 from bot.chat.console import ConsoleAdapter
-from bot.chat.irc import IrcAdapter
-from bot.chat.outbox import Outbox
+from bot.chat.irc.adapter import IrcAdapter
 from bot.chat.xmpp import XmppAdapter
 from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import ClusterError, KubeCluster
 from bot.cluster.lease import KubeLease
 from bot.cluster.registry import Registry
+from bot.config.model import Config, read_secret
 from bot.control.bumper import build_bumper
 from bot.control.diffs import DiffStore
 from bot.control.recovery import Recovery
 from bot.control.repo import control_repo_from_config
-from bot.core.config import Config, read_secret
 from bot.core.connguard import Guard
 from bot.core.errors import StartupError
 from bot.core.health import StoreHealth
-from bot.core.leader import Elector, Leadership, LeaseBackend, PostgresLease
-from bot.core.locks import Locks
 from bot.core.logbudget import LogBudget
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
-from bot.core.sal import Sal
-from bot.core.store import Store, store_from_config
 from bot.core.supervisor import Supervisor
+from bot.delivery.announcer import Announcer
+from bot.delivery.outbox import Outbox
 from bot.deploy import aftercrash
 from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
-from bot.gitlab.pipelines import PipelineAnnouncer
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
 from bot.http import build_http_app
 from bot.monitors.checks import Monitors
+from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
 from bot.services import Services
 from bot.status.board import StatusBoard
+from bot.store.db import Store, store_from_config
+from bot.store.leader import Elector, Leadership, LeaseBackend, PostgresLease
+from bot.store.locks import Locks
+from bot.store.sal import Sal
 from commands.dispatch import Dispatcher
 from commands.spec import Capabilities, CommandSet
 
@@ -233,7 +233,16 @@ class App:
         )
         # capabilities, each given what it needs; they tell each other things through hooks
         charts = ChartRepos(config, self.services.registry)
-        self.bumper = build_bumper(config, self.store, sal, control, gitlab, charts)
+        store = self.store
+        self.bumper = build_bumper(
+            config,
+            store,
+            sal,
+            control,
+            gitlab,
+            charts,
+            mr_builds=lambda c, iid: mr_build_version(store, c, iid),
+        )
         self.board = StatusBoard(self.services, self.bumper)
         self.monitors = Monitors(self.services, self.bumper, self.board)
         self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)

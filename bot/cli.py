@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 from bot import __version__
-from bot.core.config import Config, ConfigError, load_config
+from bot.config.model import Config, ConfigError, load_config
+from bot.config.secrets import sasl_problems, unreadable_secrets
 from bot.core.errors import StartupError, StoreError
 from bot.core.logs import FORMATS, setup_logging
 from bot.core.redact import Redactor
-from bot.core.sal import Sal, parse_since
-from bot.core.secretcheck import sasl_problems, unreadable_secrets
-from bot.core.store import Store, store_from_config
-from bot.core.storecopy import copy_store
+from bot.store.copy import copy_store
+from bot.store.db import Store, store_from_config
+from bot.store.sal import Sal, parse_since
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.chat.announcer import Announcer
-from bot.chat.outbox import Outbox
 from bot.cluster.kube import KubeCluster
 from bot.cluster.registry import Registry
+from bot.config.model import Config
 from bot.control.diffs import DiffStore
 from bot.control.repo import ControlRepo
-from bot.core.config import Config
-from bot.core.locks import Locks
 from bot.core.metrics import Metrics
 from bot.core.redact import Redactor
-from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.delivery.announcer import Announcer
+from bot.delivery.outbox import Outbox
 from bot.gitlab.api import GitLabAPI
+from bot.store.db import Store
+from bot.store.locks import Locks
+from bot.store.sal import Sal
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ target's artifacts and re-pin it through the bump path before applying it.
 
 from __future__ import annotations
 
-from bot.core.auth import Role
+from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.versions import RefError
 from bot.deploy import review

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.cluster.kube import ClusterError
+from bot.config.auth import Role
 from bot.control.bumper import Bumper, BumpOutcome, BumpPlan
-from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version

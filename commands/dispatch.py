@@ -13,11 +13,11 @@ import logging
 import uuid
 
 from bot.chat.base import Message
-from bot.core.auth import Role
+from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure, store_reason
-from bot.core.sal import SalEntry, actor_name, current_action
 from bot.services import Services
+from bot.store.sal import SalEntry, actor_name, current_action
 from commands.lanes import Lanes, lane_keys
 from commands.parse import Invocation, ParseError, parse_line
 from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_mean

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core.auth import Role, grants
+from bot.config.auth import Role, grants
 from commands.parse import Invocation
 from commands.spec import Context, command
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from bot.chat.base import Message
-from bot.core.auth import Role
+from bot.config.auth import Role
 
 
 def lane_keys(msg: Message, role: Role, flags: Iterable[str]) -> tuple[str, ...]:

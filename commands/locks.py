@@ -1,16 +1,16 @@
 """`!lock` and `!unlock`: block deploys of a component (in one environment or all).
 
-A lock names its owner and reason, is persisted (`bot.core.locks`), shows in `!status` and makes
+A lock names its owner and reason, is persisted (`bot.store.locks`), shows in `!status` and makes
 every deploy by someone else refuse with that reason. Only the owner or an admin unlocks.
 Both are mutating actions, so both write a SAL entry.
 """
 
 from __future__ import annotations
 
-from bot.core.auth import Role
+from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
-from bot.core.locks import ALL_ENVS, Lock
-from bot.core.sal import SalEntry, actor_name
+from bot.store.locks import ALL_ENVS, Lock
+from bot.store.sal import SalEntry, actor_name
 from commands.parse import Invocation
 from commands.spec import Context, command
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from bot.cluster.kube import ClusterError, KubeCluster
 from bot.cluster.livestate import target_of
 from bot.cluster.podlogs import EVENTS, TAIL_LINES, pod_logs
-from bot.core.auth import Role
+from bot.config.auth import Role
 from bot.core.errors import UserError
 from commands.parse import Invocation
 from commands.spec import Context, command

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.cluster.registry import RegistryError
-from bot.core.auth import Role
+from bot.config.auth import Role
 from bot.core.errors import UserError
 from bot.monitors.protect import artifact_repos
 from bot.monitors.prune import GRACE_DAYS, KEEP_NEWEST, plan_prune

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import difflib
 
-from bot.core.auth import Role
-from bot.core.config import Config
+from bot.config.auth import Role
+from bot.config.model import Config
 from bot.core.errors import UserError
-from bot.core.sal import SalEntry, actor_name
+from bot.store.sal import SalEntry, actor_name
 from commands.parse import Invocation
 from commands.spec import Context, command, did_you_mean
 

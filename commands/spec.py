@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from bot.chat.base import Message
+from bot.config.auth import Role, refusal, role_for
+from bot.config.model import Config
 from bot.control.bumper import Bumper
-from bot.core.auth import Role, refusal, role_for
-from bot.core.config import Config
 from bot.core.errors import Refused, UserError
 from bot.deploy.deployer import Deployer
 from bot.monitors.checks import Monitors

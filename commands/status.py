@@ -7,7 +7,7 @@ the healthy ones. At most three lines; the rest is linked to `GET /status`.
 
 from __future__ import annotations
 
-from bot.core.auth import Role
+from bot.config.auth import Role
 from bot.core.errors import UserError
 from bot.status.lines import cell_lines
 from commands.parse import Invocation

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 
+from bot.config.auth import Role
 from bot.control.bumper import Bumper
 from bot.control.forge import BumpError
 from bot.control.releases import SourceError
-from bot.core.auth import Role
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Tag, Version, check_ref
 from bot.deploy.running import live_of
-from bot.gitlab.pipelines import newest_pipeline
+from bot.pipelines.announce import newest_pipeline
 from commands.parse import Invocation
 from commands.spec import Context, command
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.core.config import Config, load_config
+from bot.config.model import Config, load_config
 from bot.demo.setup import prepare
 from tests.support.postgres import PgServer, running_postgres
 from tests.support.session import free_port

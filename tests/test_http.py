@@ -8,7 +8,7 @@ import aiohttp
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.core.config import Config
+from bot.config.model import Config
 
 
 async def test_health_ready_metrics(demo_config: Config) -> None:

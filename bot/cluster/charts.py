@@ -18,7 +18,7 @@ import aiohttp
 import yaml
 
 from bot.cluster.registry import Registry, RegistryError
-from bot.core.config import Config
+from bot.config.model import Config
 from bot.core.errors import UserError
 from bot.core.versions import Tag
 

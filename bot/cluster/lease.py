@@ -2,7 +2,7 @@
 
 The library's `LeaderElection.try_acquire_or_renew` decides each round (create, renew, or
 take over an expired Lease, with the API server's optimistic concurrency refusing a stale
-write); `bot.core.leader.Elector` times the rounds and fences. Each change of holder counts
+write); `bot.store.leader.Elector` times the rounds and fences. Each change of holder counts
 up `spec.leaseTransitions`, which is the leadership epoch.
 """
 
@@ -17,8 +17,8 @@ from kubernetes.aio.leaderelection import electionconfig
 from kubernetes.aio.leaderelection.leaderelection import LeaderElection
 from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from bot.core.config import LeaderElectionConfig
-from bot.core.leader import Grant
+from bot.config.model import LeaderElectionConfig
+from bot.store.leader import Grant
 
 log = logging.getLogger("deploybot.leader")
 POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -25,8 +25,8 @@ from bot.cluster.workloads import (
     PodState,
     live_from_deployments,
 )
-from bot.core.config import Config
-from bot.core.store import Store
+from bot.config.model import Config
+from bot.store.db import Store
 
 
 class Cluster(Protocol):

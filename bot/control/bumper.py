@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.config.model import Config
 from bot.control.changes import MR_LIST
 from bot.control.forge import (
     BeforePush,
@@ -27,21 +28,21 @@ from bot.control.forge import (
     PushRace,
     control_forge_from_config,
 )
+from bot.control.gitlabport import GitLabPort
 from bot.control.intents import Intent, Intents
 from bot.control.pins import PinError, pin_diff, pin_file_candidates, read_pin, replace_pin
 from bot.control.releases import ComponentSource, ConfiguredSource, SourceError
 from bot.control.repo import ControlRepo
-from bot.core.config import Config
-from bot.core.sal import Sal, SalEntry, deploy_message
-from bot.core.store import Store
 from bot.core.versions import RefError, Version, check_ref, parse_version, resolve_ref
-from bot.gitlab.api import GitLabAPI
-from bot.gitlab.pipelines import mr_build_version
+from bot.store.db import Store
+from bot.store.sal import Sal, SalEntry, deploy_message
 
 PUSH_ATTEMPTS = 4
 _DEV_MR_RE = re.compile(r"0\.0\.[0-9]+-dev-mr-([0-9]+)")
 
 Reader = Callable[[str], Awaitable[str | None]]
+# the version CI built for a merge request (`mr<IID>` refs); the pipeline capability owns that
+MrBuilds = Callable[[str, int], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,10 @@ class Bumper:
         sal: Sal,
         forge: ControlForge,
         source: ComponentSource,
+        mr_builds: MrBuilds | None = None,
     ) -> None:
         self.config = config
+        self.mr_builds = mr_builds
         self.store = store
         self.sal = sal
         self.forge = forge
@@ -257,7 +260,7 @@ class Bumper:
         return None
 
     async def _mr_versions(self, component: str, iid: int) -> dict[int, str]:
-        version = await mr_build_version(self.store, component, iid)
+        version = await self.mr_builds(component, iid) if self.mr_builds else None
         return {iid: version} if version else {}
 
     async def resolve(self, component: str, ref: str, envs: Sequence[str]) -> Version:
@@ -403,12 +406,13 @@ def build_bumper(
     store: Store,
     sal: Sal,
     control: ControlRepo | None,
-    gitlab: GitLabAPI | None,
+    gitlab: GitLabPort | None,
     charts: ComponentSource | None = None,
+    mr_builds: MrBuilds | None = None,
 ) -> Bumper | None:
     """The bump service for the configured control repo (None when there is none);
     `charts` reads the versions of upstream charts (`helm_repo`)."""
     forge = control_forge_from_config(config, control, gitlab)
     if forge is None:
         return None
-    return Bumper(config, store, sal, forge, ConfiguredSource(config, gitlab, charts))
+    return Bumper(config, store, sal, forge, ConfiguredSource(config, gitlab, charts), mr_builds)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.config.model import Config
+from bot.control.gitlabport import GitLabPort
 from bot.control.repo import ControlRepo
-from bot.core.config import Config
-from bot.core.errors import UserError
+from bot.core.errors import GitLabError, UserError
 from bot.core.git import GitError, git
-from bot.gitlab.api import GitLabAPI, GitLabError
 
 
 class BumpError(UserError):
@@ -110,7 +110,7 @@ class GitLabControl:
     kind = "gitlab"
     in_flight = 60.0  # a request GitLab already read runs to its own (Puma) 60 s timeout
 
-    def __init__(self, gitlab: GitLabAPI, project: str, branch: str) -> None:
+    def __init__(self, gitlab: GitLabPort, project: str, branch: str) -> None:
         self._gl = gitlab
         self.project = project
         self.branch = branch
@@ -416,7 +416,7 @@ class GitControl:
 
 
 def control_forge_from_config(
-    config: Config, control: ControlRepo | None, gitlab: GitLabAPI | None
+    config: Config, control: ControlRepo | None, gitlab: GitLabPort | None
 ) -> ControlForge | None:
     """The forge bumps go to, or None when the control repo is not configured."""
     cr = config.control_repo

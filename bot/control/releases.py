@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bot.config.model import ComponentConfig, Config
 from bot.control.changes import Change, Changes, parse_git_log
-from bot.core.config import ComponentConfig, Config
-from bot.core.errors import UserError
+from bot.control.gitlabport import GitLabPort
+from bot.core.errors import GitLabError, UserError
 from bot.core.git import GitError, git
 from bot.core.versions import Tag, parse_version
-from bot.gitlab.api import GitLabAPI, GitLabError
 
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
 _PREFIX_RE = re.compile(r"[0-9a-f]{7,40}")
@@ -80,7 +80,7 @@ def _check_sha(sha: str) -> str:
 class GitLabSource:
     """Component repositories on GitLab (`components.<name>.project`)."""
 
-    def __init__(self, config: Config, gitlab: GitLabAPI, ttl: float = 15.0) -> None:
+    def __init__(self, config: Config, gitlab: GitLabPort, ttl: float = 15.0) -> None:
         self._config = config
         self._gitlab = gitlab
         self._cache = _TagCache(ttl)
@@ -250,7 +250,7 @@ class ConfiguredSource:
     `repo_url`)."""
 
     def __init__(
-        self, config: Config, gitlab: GitLabAPI | None, charts: ComponentSource | None = None
+        self, config: Config, gitlab: GitLabPort | None, charts: ComponentSource | None = None
     ) -> None:
         self._config = config
         self._gitlab = GitLabSource(config, gitlab) if gitlab is not None else None

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.config.model import ComponentConfig, Config
 from bot.control.pins import PinError, pin_file_candidates, read_pin
-from bot.core.config import ComponentConfig, Config
 from bot.core.git import GitError, git
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.config.model import Config
 from bot.control.bumper import read_pins
 from bot.control.pins import PinError, pin_file_candidates
 from bot.control.repo import ControlRepo
-from bot.core.config import Config
 from bot.core.git import git_bytes
 
 _TIMEOUT = 60.0

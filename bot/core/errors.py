@@ -17,3 +17,11 @@ class StartupError(Exception):
 
 class StoreError(RuntimeError):
     """The store cannot be opened as it is; the message is one line naming it."""
+
+
+class GitLabError(Exception):
+    """A GitLab call that could not complete; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

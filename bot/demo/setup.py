@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from bot.app import App
+from bot.config.model import load_config
 from bot.control.pins import pin_file_candidates, replace_pin
-from bot.core.config import load_config
 from bot.core.git import git
 
 EPOCH = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)

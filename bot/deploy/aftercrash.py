@@ -19,8 +19,8 @@ import logging
 from collections.abc import Iterable
 
 from bot.control.bumper import Bumper
-from bot.core.sal import SalEntry, deploy_message
 from bot.services import Services
+from bot.store.sal import SalEntry, deploy_message
 
 PIN_CHANGED = ("pushed", "mr-opened", "mr-updated")
 log = logging.getLogger("deploybot.aftercrash")

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from bot.cluster.kube import ClusterError
 from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
-from bot.core.errors import UserError
-from bot.core.sal import SalEntry, actor_name
+from bot.core.errors import GitLabError, UserError
 from bot.deploy.running import running_version
-from bot.gitlab.api import GitLabError
 from bot.services import Services
+from bot.store.sal import SalEntry, actor_name
 
 log = logging.getLogger("deploybot.deployer")
 

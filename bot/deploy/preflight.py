@@ -17,11 +17,11 @@ from bot.cluster.livestate import target_of
 from bot.cluster.registry import RegistryError
 from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
+from bot.core.errors import GitLabError
 from bot.core.windows import describe_refusal, in_window, parse_windows
 from bot.deploy.model import Checked, Refusal
 from bot.deploy.records import last_deployed
 from bot.deploy.running import live_version
-from bot.gitlab.api import GitLabError
 from bot.services import Services
 
 

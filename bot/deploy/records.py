@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.control.forge import OpenBump
-from bot.core.store import Row, Store, StoreConn
 from bot.deploy.model import DeployRequest, InFlight, Refusal
+from bot.store.db import Row, Store, StoreConn
 
 ACTIVE_STATES = ("requested", "applying", "verifying")
 _NOT_DEPOSED = "NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)"

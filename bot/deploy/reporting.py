@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.config.model import Config
 from bot.control import upgrades
 from bot.control.bumper import Bumper
-from bot.core.config import Config
-from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.deploy.model import Deploy, DeployOutcome, DeployRequest
 from bot.deploy.records import DeployRecords
 from bot.services import Services
+from bot.store.sal import SalEntry, actor_name, deploy_message
 
 DEMO_NOTE = "demo: nothing was deployed to a cluster"
 

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from bot.cluster.kube import ClusterError
 from bot.control import upgrades
 from bot.core.errors import UserError
-from bot.core.sal import SalEntry, actor_name, deploy_message
 from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Deploy, DeployFailed, DeployOutcome, DeployRequest
 from bot.deploy.records import claim_review, latest_review
 from bot.deploy.running import running_version
+from bot.store.sal import SalEntry, actor_name, deploy_message
 
 
 async def _record(dep: Deployer, d: Deploy, result: str, text: str) -> None:

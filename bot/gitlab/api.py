@@ -23,15 +23,9 @@ import gitlab
 import gitlab.exceptions as glexc
 import requests
 
+from bot.core.errors import GitLabError
+
 T = TypeVar("T")
-
-
-class GitLabError(Exception):
-    """A GitLab call that could not complete; `status` is the HTTP status when there was one."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class _RateLimited(Exception):

@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.core.metrics import Metrics
-from bot.core.sal import current_action
-from bot.core.store import Store, StoreConn
 from bot.gitlab.events import Event, parse_event
 from bot.gitlab.fields import MalformedEvent
+from bot.store.db import Store, StoreConn
+from bot.store.sal import current_action
 
 log = logging.getLogger("deploybot.events")
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.core.config import Config, read_secret
+from bot.config.model import Config, read_secret
 from bot.core.metrics import Metrics
-from bot.core.store import Store
 from bot.gitlab.inbox import event_kind, insert_events
+from bot.store.db import Store
 
 log = logging.getLogger("deploybot.webhooks")
 

@@ -4,7 +4,7 @@ Every `monitors.interval`, and soon after a relevant webhook, one check reads th
 sources as `!status` (fresh) and looks for: drift (live != pinned on main), releases merged
 but not deployed to production, Helm releases left failed or pending, unhealthy pods
 (failing waiting reasons, restart counts rising) and live, pinned or `previous` versions whose image or chart is gone from the
-registry. `bot.core.alerts` turns the findings into raise/remind/clear announcements; the state
+registry. `bot.store.alerts` turns the findings into raise/remind/clear announcements; the state
 is stored, shown by `!status` and exported as `deploybot_monitor_alerts{kind}`. With
 `registry.protect`, the in-use artifacts are then kept labelled in Harbor (`bot.monitors.protect`).
 """
@@ -24,7 +24,6 @@ from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
 from bot.control.bumper import Bumper
-from bot.core.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
 from bot.core.versions import newer_than, parse_version, release_versions
 from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
@@ -32,6 +31,7 @@ from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
+from bot.store.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
 
 log = logging.getLogger("deploybot.monitors")
 

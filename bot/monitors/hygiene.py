@@ -12,8 +12,8 @@ from datetime import UTC
 from bot.cluster.hygiene import certificates, unprotected_workloads
 from bot.cluster.kube import ClusterError, KubeCluster
 from bot.cluster.livestate import target_of
-from bot.core.alerts import Finding, Scope
 from bot.services import Services
+from bot.store.alerts import Finding, Scope
 
 
 async def hygiene_findings(services: Services, now: float) -> tuple[list[Finding], set[Scope]]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from bot.cluster.registry import Registry, RegistryError, harbor_path, oci_tag
-from bot.core.config import Config
+from bot.config.model import Config
 
 _SHOWN = 3
 

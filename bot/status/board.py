@@ -32,15 +32,15 @@ from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.control.releases import SourceError
 from bot.control.snapshot import PinSnapshot
-from bot.core.alerts import Alert, AlertStore
 from bot.core.errors import UserError
 from bot.core.git import GitError
-from bot.core.locks import ALL_ENVS, Lock
 from bot.core.pathway import Pathway, pathway
 from bot.core.text import one_line
 from bot.core.versions import RefError, Tag, Version, release_versions
 from bot.deploy.records import active_deploys
 from bot.services import Services
+from bot.store.alerts import Alert, AlertStore
+from bot.store.locks import ALL_ENVS, Lock
 
 log = logging.getLogger("deploybot.status")
 

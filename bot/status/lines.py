@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.core.alerts import DELIBERATE
 from bot.core.pathway import Pathway
 from bot.core.text import format_age, one_line
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.store.alerts import DELIBERATE
 
 
 def _versions(got: Got[list[str]]) -> str:

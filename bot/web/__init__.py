@@ -14,11 +14,11 @@ import jinja2
 from aiohttp import web
 
 from bot import __version__
+from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
 from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.web.access import Access
-from bot.web.feed import Feed
 from bot.web.pages import Handler, Pages
 from bot.web.templating import filters
 

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot.core.auth import grants
-from bot.core.config import Config, read_secret
+from bot.config.auth import grants
+from bot.config.model import Config, read_secret
 
 log = logging.getLogger("deploybot.web")
 

@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot.chat.announcer import Announced
-from bot.core.sal import SalEntry
 from bot.core.text import format_age, format_duration, one_line
 from bot.core.windows import in_window, next_opening, parse_windows
+from bot.delivery.announcer import Announced
 from bot.deploy.records import deploy_rows
-from bot.gitlab.pipelines import NewestPipeline, newest_pipelines
+from bot.pipelines.announce import NewestPipeline, newest_pipelines
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.store.sal import SalEntry
 
 
 @dataclass

@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.core.redact import Redactor
-from bot.core.store import Store
 from bot.core.text import format_duration
 from bot.deploy.records import ACTIVE_STATES, deploy_rows
+from bot.store.db import Store
 
 POLL = 0.25
 _EXIT_RE = re.compile(r"^\[deploybot\] (exit (-?\d+) after [\d.]+s|killed after .*)$")

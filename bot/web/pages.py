@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot.control.releases import SourceError
 from bot.core.git import GitError
+from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
 from bot.services import Services
@@ -25,7 +26,6 @@ from bot.web.access import COOKIE, Access, safe_next
 from bot.web.board import build_board
 from bot.web.deploys import read_from, state_of, stream_deploy
 from bot.web.diffview import Move, brought, diff_section, lines_of, moves_of
-from bot.web.feed import Feed
 from bot.web.history import chart, kind_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.architecture.importgraph import LAYERS, cycles, graph, unit, upward
 
 ROOT = Path(__file__).resolve().parents[2]
-ADAPTERS = {"bot.chat.irc", "bot.chat.xmpp", "bot.chat.console"}
+ADAPTERS = {"bot.chat.irc.adapter", "bot.chat.xmpp", "bot.chat.console"}
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
@@ -39,7 +39,7 @@ def test_core_imports_no_other_bot_package() -> None:
 def test_only_the_composition_root_knows_the_chat_adapters() -> None:
     g = graph(ROOT)
     users = {m for m, deps in g.items() if deps & ADAPTERS} - ADAPTERS
-    assert users <= {"bot.app", "bot.chat.irc", "bot.demo.setup", "bot.cli"}, users
+    assert users <= {"bot.app", "bot.chat.irc.adapter", "bot.demo.setup", "bot.cli"}, users
     assert not any(d.startswith("commands") for m, deps in g.items() if m in ADAPTERS for d in deps)
 
 

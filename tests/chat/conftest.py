@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.store import Store
+from bot.store.db import Store
 
 
 @pytest.fixture

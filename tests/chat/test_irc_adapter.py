@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.chat.base import Message
-from bot.chat.irc import WANTED_CAPS, IrcAdapter
+from bot.chat.irc.adapter import WANTED_CAPS, IrcAdapter
 from tests.support.ircservers import (  # noqa: F401  (fixtures)
     InspircdAtheme,
     IrcServer,

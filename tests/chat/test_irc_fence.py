@@ -14,11 +14,11 @@ import logging
 import pytest
 
 from bot.chat.base import Message
-from bot.chat.irc import IrcAdapter
-from bot.chat.ircfence import TOKEN_PREFIX
-from bot.chat.outbox import Outbox
-from bot.core.config import FloodConfig
-from bot.core.store import Store
+from bot.chat.irc.adapter import IrcAdapter
+from bot.chat.irc.fence import TOKEN_PREFIX
+from bot.config.model import FloodConfig
+from bot.delivery.outbox import Outbox
+from bot.store.db import Store
 from tests.support.ircservers import (  # noqa: F401  (fixtures)
     Ngircd,
     RawIrcClient,

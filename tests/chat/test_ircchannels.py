@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat.ircchannels import ChannelKeeper
+from bot.chat.irc.channels import ChannelKeeper
 
 
 def keeper() -> ChannelKeeper:

@@ -1,8 +1,8 @@
-"""The delivery fence's bookkeeping (bot.chat.ircfence): which lines go again after a reconnect."""
+"""The delivery fence's bookkeeping (bot.chat.irc.fence): which lines go again after a reconnect."""
 
 from __future__ import annotations
 
-from bot.chat.ircfence import MARKER, Fence, repeated
+from bot.chat.irc.fence import MARKER, Fence, repeated
 
 
 def lines(n: int, target: str = "#ops") -> list[str]:

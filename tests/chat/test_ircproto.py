@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.chat.ircproto import (
+from bot.chat.irc.proto import (
     AccountTracker,
     clean_text,
     format_line,

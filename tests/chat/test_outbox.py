@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.chat.flood import Pending, TokenBucket, plan_line
-from bot.chat.outbox import Outbox
-from bot.core.config import FloodConfig
-from bot.core.store import Store
+from bot.config.model import FloodConfig
+from bot.delivery.outbox import Outbox
+from bot.store.db import Store
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 

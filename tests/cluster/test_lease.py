@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bot.cluster.lease import KubeLease
-from bot.core.config import LeaderElectionConfig
+from bot.config.model import LeaderElectionConfig
 from tests.support.fakes.kube import FakeKube
 
 LEASE = 2.0

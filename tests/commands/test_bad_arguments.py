@@ -3,7 +3,7 @@ that looks like an answer (console sessions over the demo's repos)."""
 
 from __future__ import annotations
 
-from bot.core.config import Config
+from bot.config.model import Config
 from tests.support.session import console_session
 
 

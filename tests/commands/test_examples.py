@@ -7,7 +7,7 @@ import re
 import pytest
 
 from bot.app import COMMAND_MODULES
-from bot.core.config import Config
+from bot.config.model import Config
 from commands.spec import CommandSet
 from tests.support.session import console_session
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.config import Config, ConfigError, parse_config
+from bot.config.model import Config, ConfigError, parse_config
 from bot.core.redact import Redactor
-from bot.core.sal import Sal, SalEntry, stashbot_line
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal, SalEntry, stashbot_line
 from tests.support.session import console_session
 
 

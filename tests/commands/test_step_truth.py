@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from bot.core.config import Config
+from bot.config.model import Config
 from tests.support.session import console_session
 
 

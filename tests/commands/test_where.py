@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import Config
+from bot.config.model import Config
 from bot.core.git import git
-from bot.core.store import store_from_config
+from bot.store.db import store_from_config
 from tests.support.bumpworld import Repos, base_config, git_config, make_repos
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import console_session

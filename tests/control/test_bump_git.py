@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import App
+from bot.config.model import Config
 from bot.control.bumper import Bumper
-from bot.core.config import Config
 from bot.core.git import git
 from tests.support.bumpworld import Repos, git_config, make_repos, remote_file, remote_head
 from tests.support.session import console_session

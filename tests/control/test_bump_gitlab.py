@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.core.config import Config
+from bot.config.model import Config
 from tests.support.bumpworld import FIXTURE, LOGGING_PINS, base_config
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import console_session

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from bot.app import App
+from bot.config.model import Config
 from bot.control.forge import GitControl
 from bot.control.intents import Intent, Intents
 from bot.control.recovery import IN_FLIGHT_EVERY, Recovery
-from bot.core.config import Config
 from tests.support.bumpworld import Repos, git_config, make_repos, remote_file
 from tests.support.session import console_session
 

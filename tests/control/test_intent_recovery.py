@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from bot.app import App
+from bot.config.model import Config
 from bot.control.bumper import Bumper
 from bot.control.intents import Intent
 from bot.control.recovery import Recovery
-from bot.core.config import Config
 from bot.core.git import git
-from bot.core.sal import SalEntry
+from bot.store.sal import SalEntry
 from tests.support.bumpworld import FIXTURE, base_config, git_config, make_repos
 from tests.support.fakes.gitlab import FakeGitLab
 

@@ -12,11 +12,11 @@ import pytest
 from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import chart_label_version
 from bot.cluster.registry import Registry
-from bot.core.config import parse_config
+from bot.config.model import parse_config
 from bot.core.git import git
 from bot.core.redact import Redactor
-from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal
 from tests.support.bumpworld import Repos, git_config, make_repos, remote_file
 from tests.support.chartrepo import ChartRepo
 from tests.support.fakes.registry import FakeRegistry

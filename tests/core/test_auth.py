@@ -1,7 +1,7 @@
 """Role decisions from auth.rules: accounts, hostmasks, globs."""
 
-from bot.core.auth import Role, role_for
-from bot.core.config import AuthRule
+from bot.config.auth import Role, role_for
+from bot.config.model import AuthRule
 
 RULES = [
     AuthRule(who=["irc:taavi", "xmpp:taavi@example.org"], role="deployer"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import ConfigError, load_config, parse_config
+from bot.config.model import ConfigError, load_config, parse_config
 from bot.core.text import duration_seconds
 
 ROOT = Path(__file__).resolve().parents[2]

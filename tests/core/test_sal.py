@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import SalSink
+from bot.config.model import SalSink
 from bot.core.redact import Redactor
-from bot.core.sal import Sal, SalEntry
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal, SalEntry
 from tests.support.session import console_session
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL

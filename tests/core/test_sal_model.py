@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 from bot.core.redact import Redactor
-from bot.core.sal import Sal, SalEntry
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal, SalEntry
 from tests.support.session import console_session
 
 

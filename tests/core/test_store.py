@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from bot.core.errors import StoreError
-from bot.core.migrations.legacy import LEGACY
-from bot.core.store import Store, StoreConn
+from bot.store.db import Store, StoreConn
+from bot.store.migrations.legacy import LEGACY
 
 pytestmark = pytest.mark.both_engines
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from bot.core.config import ConfigError, parse_config
+from bot.config.model import ConfigError, parse_config
 from bot.core.windows import WindowError, in_window, next_opening, parse_window, parse_windows
 
 # 2026-11-02 is a Monday

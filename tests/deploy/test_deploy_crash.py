@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from bot.core.redact import Redactor
-from bot.core.sal import Sal
-from bot.core.store import store_from_config
+from bot.store.db import store_from_config
+from bot.store.sal import Sal
 from tests.support.deployworld import NS, DeployBed, bed
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.store import Store
 from bot.deploy.model import DeployRequest, Refusal
 from bot.deploy.records import DeployRecords, Fenced
+from bot.store.db import Store
 
 pytestmark = pytest.mark.both_engines
 

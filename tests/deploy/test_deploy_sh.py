@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import DEPLOY_SH, parse_config
+from bot.config.model import DEPLOY_SH, parse_config
 from bot.core.git import git
 from tests.support.deployworld import NS, DeployBed, bed
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bot.chat.ircfence import MARKER
-from bot.chat.ircproto import Line
+from bot.chat.irc.fence import MARKER
+from bot.chat.irc.proto import Line
 from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.ircservers import (  # noqa: F401  (fixtures)
     InspircdAtheme,

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from bot.core.redact import Redactor
-from bot.core.sal import Sal, SalEntry
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal, SalEntry
 from tests.support.session import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

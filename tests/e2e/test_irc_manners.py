@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat.ircproto import Line
+from bot.chat.irc.proto import Line
 from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.ircservers import (  # noqa: F401  (fixtures)
     Ngircd,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.core.config import load_config
+from bot.config.model import load_config
 
 
 async def _metrics_with(base: str, name: str, timeout: float = 30.0) -> str:

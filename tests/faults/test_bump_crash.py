@@ -17,8 +17,8 @@ import yaml
 
 from bot.core.git import git
 from bot.core.redact import Redactor
-from bot.core.sal import Sal
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal
 from tests.support.crashbed import start_bot, until
 from tests.support.deployworld import DeployBed, bed
 

@@ -24,8 +24,8 @@ import yaml
 
 from bot.control.forge import GitLabControl
 from bot.core.redact import Redactor
-from bot.core.sal import Sal, SalEntry
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import Sal, SalEntry
 from tests.support.bumpworld import FIXTURE
 from tests.support.crashbed import start_bot, until
 from tests.support.fakes.gitlab import FakeGitLab, Hold

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import Config
+from bot.config.model import Config
 from tests.support.session import console_session, free_port
 
 pytestmark = pytest.mark.faults

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
-from bot.core.config import parse_config
+from bot.config.model import parse_config
 from tests.support.webhookbot import RunningBot
 
 pytestmark = pytest.mark.faults

@@ -30,7 +30,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core.config import load_config
+from bot.config.model import load_config
 from bot.demo.setup import prepare
 from tests.support.session import console_session, free_port
 

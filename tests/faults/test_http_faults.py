@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.core.config import Config
+from bot.config.model import Config
 from bot.core.logbudget import LogBudget
 from tests.support.webhookbot import SECRET, RunningBot, config_with
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bot.core.config import parse_config
+from bot.config.model import parse_config
 from tests.support.session import console_session, free_port
 
 pytestmark = pytest.mark.faults

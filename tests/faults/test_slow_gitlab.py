@@ -17,7 +17,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import free_port
 from tests.support.webhookbot import SECRET, RunningBot, fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import Config
+from bot.config.model import Config
 from tests.support.webhookbot import SECRET, RunningBot, config_with, fixture
 
 pytestmark = pytest.mark.faults

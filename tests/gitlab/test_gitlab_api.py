@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.gitlab.api import GitLabAPI, GitLabError
+from bot.core.errors import GitLabError
+from bot.gitlab.api import GitLabAPI
 from tests.support.fakes.gitlab import FakeGitLab
 
 TOKEN = "glpat-s3cret-t0ken-value"

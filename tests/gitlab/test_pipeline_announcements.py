@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.webhookbot import SECRET, RunningBot, fixture
 

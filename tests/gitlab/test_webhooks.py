@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import Config
-from bot.core.store import store_from_config
+from bot.config.model import Config
+from bot.store.db import store_from_config
 from tests.support.webhookbot import SECRET, RunningBot, config_with, fixture, metric
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL

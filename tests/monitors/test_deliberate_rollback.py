@@ -8,8 +8,8 @@ import io
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.core.alerts import AlertStore
-from bot.core.config import Config
+from bot.config.model import Config
+from bot.store.alerts import AlertStore
 
 
 async def undeployed_text(config: Config, lines: list[str]) -> str:

@@ -12,7 +12,7 @@ import aiohttp
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.core.config import Config
+from bot.config.model import Config
 from bot.deploy.model import DeployRequest
 from bot.deploy.records import DeployRecords
 from bot.status.board import StatusBoard

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 from bot.core.git import git
 from tests.support.session import free_port
 

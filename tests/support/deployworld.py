@@ -24,9 +24,9 @@ import yaml
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 from bot.core.git import git
-from bot.core.sal import SalEntry
+from bot.store.sal import SalEntry
 from tests.support.fakes.kube import FakeKube
 from tests.support.oci_registry import OciRegistry
 from tests.support.session import free_port

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.chat.ircfence import MARKER
-from bot.chat.ircproto import Line
+from bot.chat.irc.fence import MARKER
+from bot.chat.irc.proto import Line
 from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.ircservers import Ngircd, RawIrcClient
 from tests.support.tcpproxy import TcpProxy

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat.ircproto import Line, format_line, parse_line
+from bot.chat.irc.proto import Line, format_line, parse_line
 
 HOST = "127.0.0.1"
 TEMPLATES = Path(__file__).parent / "servers"

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from bot.app import App
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 from bot.core.git import git
 from bot.core.versions import parse_version
 from bot.demo.setup import prepare

@@ -7,7 +7,7 @@ import socket
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.core.config import Config
+from bot.config.model import Config
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import yaml
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
-from bot.core.config import Config, parse_config
+from bot.config.model import Config, parse_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gitlab"
 SECRET = "whsec-0123456789abcdef"

@@ -3,8 +3,8 @@ oldest events and is told to re-read; a reconnecting page gets what it missed.""
 
 from __future__ import annotations
 
-from bot.chat.announcer import Announced
-from bot.web.feed import QUEUE_SIZE, RECENT, Feed
+from bot.delivery.announcer import Announced
+from bot.delivery.feed import QUEUE_SIZE, RECENT, Feed
 
 
 def said(n: int, component: str | None = "builds-api") -> Announced:

@@ -1,9 +1,9 @@
 """The sending side of the IRC adapter: every line paced by the connection's one budget, and
 the delivery fence that makes the bot's lines reach the channel at least once.
 
-Split out of bot.chat.irc (which owns the socket, registration, channels and accounts) because
+Split out of bot.chat.irc.adapter (which owns the socket, registration, channels and accounts) because
 the two halves of delivery belong together: the pacer (bot.chat.pacing) says when a line may
-go, the fence (bot.chat.ircfence) remembers what went and was not yet proven handled, and this
+go, the fence (bot.chat.irc.fence) remembers what went and was not yet proven handled, and this
 class decides when a fence PING costs nothing a waiting line needed (when the next token is
 free and no line asked for it), and sends the unproven lines again after a reconnect.
 """
@@ -15,8 +15,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from bot.chat.ircfence import Fence, repeated, target_of
-from bot.chat.ircproto import format_line
+from bot.chat.irc.fence import Fence, repeated, target_of
+from bot.chat.irc.proto import format_line
 from bot.chat.pacing import WirePacer
 
 GRACE = 0.02  # after the next token is free, before a fence PING may take it

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from bot.core.store import Store
+from bot.store.db import Store
 
 log = logging.getLogger("deploybot.leader")
 

@@ -1,5 +1,5 @@
 """The store's one migration history (Alembic), for SQLite and PostgreSQL alike.
 
 `versions/` holds the revisions; `env.py` runs them on the connection the store hands over
-(`bot/core/migrate.py`). Revisions are frozen once released: change the schema by adding one.
+(`bot/store/migrate.py`). Revisions are frozen once released: change the schema by adding one.
 """

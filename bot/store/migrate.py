@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from bot.core.errors import StoreError
-from bot.core.migrations.legacy import LEGACY, LEGACY_VERSION
+from bot.store.migrations.legacy import LEGACY, LEGACY_VERSION
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "r0001"

@@ -4,7 +4,7 @@ IRC never acknowledges a PRIVMSG. A line written into a connection that dies bef
 read it (the server was killed, the link dropped) is lost for everyone, although the outbox
 already marked it sent. But a server handles one client's commands in order, so the PONG to
 a PING of ours proves that every line written before that PING was handled. The adapter
-(bot.chat.irc) records here each line it writes, sends one PING (`ping`) when unconfirmed
+(bot.chat.irc.adapter) records here each line it writes, sends one PING (`ping`) when unconfirmed
 lines exist and no other line waits for the wire, and after a reconnect sends the unconfirmed
 lines again, first and in order (`next_resend`). A line whose PONG died with the server is
 shown twice: at least once, never lost. Memory is bounded (`cap` lines, oldest dropped).

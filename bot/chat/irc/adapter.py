@@ -18,9 +18,9 @@ import ssl
 from collections.abc import Iterable
 
 from bot.chat.base import Message, OnMessage
-from bot.chat.ircchannels import JOIN_ERRORS, ChannelKeeper
-from bot.chat.ircerrors import describe
-from bot.chat.ircproto import (
+from bot.chat.irc.channels import JOIN_ERRORS, ChannelKeeper
+from bot.chat.irc.errors import describe
+from bot.chat.irc.proto import (
     DEFAULT_PREFIX_LEN,
     AccountTracker,
     Line,
@@ -30,8 +30,8 @@ from bot.chat.ircproto import (
     parse_line,
     split_text,
 )
-from bot.chat.ircsession import NICK_IN_USE, WANTED_CAPS, Registration, redact
-from bot.chat.ircwire import WireSender
+from bot.chat.irc.session import NICK_IN_USE, WANTED_CAPS, Registration, redact
+from bot.chat.irc.wire import WireSender
 from bot.chat.pacing import WirePacer
 
 WHOX_TOKEN = "42"

@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bot.chat.announcer import Announcer
-from bot.core.config import ComponentConfig, Config, GitlabConfig
-from bot.core.store import Store, StoreConn
+from bot.config.model import ComponentConfig, Config, GitlabConfig
+from bot.core.errors import GitLabError
 from bot.core.text import format_duration
 from bot.core.versions import parse_version
-from bot.gitlab.api import GitLabAPI, GitLabError
+from bot.delivery.announcer import Announcer
+from bot.gitlab.api import GitLabAPI
 from bot.gitlab.events import (
     PIPELINE_FINAL_STATUSES,
     PipelineEvent,
@@ -35,6 +35,7 @@ from bot.gitlab.events import (
     stage_progress,
 )
 from bot.gitlab.inbox import Router
+from bot.store.db import Store, StoreConn
 
 log = logging.getLogger("deploybot.pipelines")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.core.sal import utcnow
-from bot.core.store import Store
+from bot.store.db import Store
+from bot.store.sal import utcnow
 
 ALL_ENVS = "*"
 

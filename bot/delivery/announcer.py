@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.chat.outbox import Outbox
-from bot.core.config import Config
+from bot.config.model import Config
 from bot.core.redact import Redactor
+from bot.delivery.outbox import Outbox
 
 log = logging.getLogger("deploybot.announcer")
 

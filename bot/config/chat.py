@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bot.core.configbase import Model
+from bot.config.base import Model
 
 
 class SaslConfig(Model):

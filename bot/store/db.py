@@ -1,7 +1,7 @@
 """The store: the one place state that matters lives, so a `kill -9` loses nothing.
 
 SQLite (the embedded default, one file) or PostgreSQL (shared by replicas), through
-SQLAlchemy 2 Core with one Alembic migration history for both (`bot/core/migrations/`).
+SQLAlchemy 2 Core with one Alembic migration history for both (`bot/store/migrations/`).
 Domain modules (sal, outbox, locks, ...) own their SQL, written once with `?` placeholders;
 `sqltext.for_engine` translates them for PostgreSQL in this one place.
 
@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from bot.core import migrate
-from bot.core.config import Config, read_secret
+from bot.config.model import Config, read_secret
 from bot.core.errors import StoreError
-from bot.core.sqltext import for_engine, inserted_table
+from bot.store import migrate
+from bot.store.sqltext import for_engine, inserted_table
 
 T = TypeVar("T")
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line
-from bot.core.config import FloodConfig
+from bot.config.model import FloodConfig
 from bot.core.health import StoreHealth, is_store_failure
-from bot.core.store import Row, Store, StoreClosed, StoreConn
+from bot.store.db import Row, Store, StoreClosed, StoreConn
 
 log = logging.getLogger("deploybot.outbox")
 

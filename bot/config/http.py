@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.core.configbase import Model
+from bot.config.base import Model
 
 
 class HttpAuthConfig(Model):

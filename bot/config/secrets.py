@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from bot.core.config import Config, read_secret
+from bot.config.model import Config, read_secret
 
 SASL_PATH = "chat.irc.sasl."
 SASL_WHY = " (SASL needs it; the bot does not connect without the login it was told to use)"

@@ -13,7 +13,7 @@ import asyncio
 import sqlalchemy as sa
 
 from bot.core.errors import StoreError
-from bot.core.store import Store
+from bot.store.db import Store
 
 CHUNK = 1000
 

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bot.core.chatconfig import (
+from bot.config.base import NAME_RE, SECRET_WORDS, ConfigError, Model, read_secret
+from bot.config.chat import (
     ChatConfig,
     ConsoleConfig,
     IrcConfig,
@@ -22,9 +23,8 @@ from bot.core.chatconfig import (
     SaslConfig,
     XmppConfig,
 )
-from bot.core.configbase import NAME_RE, SECRET_WORDS, ConfigError, Model, read_secret
-from bot.core.configerrors import format_errors, nearest
-from bot.core.httpconfig import HttpAuthConfig, HttpConfig, is_loopback
+from bot.config.errors import format_errors, nearest
+from bot.config.http import HttpAuthConfig, HttpConfig, is_loopback
 from bot.core.text import duration_seconds
 from bot.core.windows import parse_windows
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from fnmatch import fnmatchcase
 
-from bot.core.config import AuthRule
+from bot.config.model import AuthRule
 
 
 class Role(IntEnum):

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bot.core.store import Store, StoreConn
 from bot.core.text import format_age
+from bot.store.db import Store, StoreConn
 
 KINDS = (
     "drift", "undeployed", "unhealthy", "missing-artifact", "helm-release", "no-pdb",

@@ -1,6 +1,6 @@
 """IRC registration phase: CAP 302 negotiation, SASL PLAIN login, nick fallback, ISUPPORT.
 
-Split out of the adapter (bot.chat.irc) so the handshake rules read top to bottom in one
+Split out of the adapter (bot.chat.irc.adapter) so the handshake rules read top to bottom in one
 place: the adapter owns the socket, channels and accounts; this module owns what is agreed
 while registering (plus CAP NEW/DEL later). It does no I/O: handlers return the lines to
 send and the adapter writes them. One Registration per connection.
@@ -12,7 +12,7 @@ import base64
 import logging
 import random
 
-from bot.chat.ircproto import Line, format_line
+from bot.chat.irc.proto import Line, format_line
 
 WANTED_CAPS = frozenset(
     "message-tags account-tag extended-join account-notify server-time multi-prefix sasl batch".split()

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from aiohttp import web
 
-from bot.chat.announcer import Announced
+from bot.delivery.announcer import Announced
 
 HEARTBEAT = 15.0
 QUEUE_SIZE = 200

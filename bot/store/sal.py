@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.core.config import SalSink
+from bot.config.model import SalSink
 from bot.core.redact import Redactor
-from bot.core.store import Store, StoreConn
+from bot.store.db import Store, StoreConn
 
 log = logging.getLogger("deploybot.sal")
 

@@ -1,0 +1,1 @@
+"""How every capability speaks: the durable outbox, the announcer (which room), the live feed."""

@@ -12,10 +12,10 @@ from pathlib import Path
 
 # rank of each top-level unit; an import may point to the same or a lower rank only
 LAYERS: dict[str, int] = {
-    "bot.core": 0,
+    "bot.core": 0, "bot.config": 0, "bot.store": 0,
     "bot.chat": 1, "bot.gitlab": 1, "bot.cluster": 1, "bot.control": 1,
-    "bot.services": 2,
-    "bot.deploy": 3,
+    "bot.delivery": 2, "bot.services": 2,
+    "bot.deploy": 3, "bot.pipelines": 3,
     "bot.status": 4,
     "bot.monitors": 5,
     "commands": 6,

@@ -57,7 +57,7 @@ def test_top_level_stays_small_and_modules_stay_short() -> None:
     assert len(top) <= 8, top
     for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "commands").rglob("*.py")]:
         lines = len(path.read_text().splitlines())
-        assert lines <= 450, f"{path.relative_to(ROOT)} has {lines} lines"
+        assert lines <= 600, f"{path.relative_to(ROOT)} has {lines} lines"
 
 
 def test_no_test_module_imports_another_test_module() -> None:

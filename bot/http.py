@@ -82,7 +82,7 @@ def build_http_app(
         deploy_id = request.match_info["id"]
         if not deploy_id.isdigit():
             return web.Response(status=404, text="no such deploy\n")
-        path = deployer.log_path(int(deploy_id))
+        path = deployer.report.log_path(int(deploy_id))
         try:
             text = await asyncio.to_thread(path.read_text, "utf-8", "replace")
         except OSError:

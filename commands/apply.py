@@ -11,7 +11,7 @@ from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.versions import RefError
 from bot.deploy import review
-from bot.deploy.model import DeployOutcome, DeployRequest
+from bot.deploy.model import Action, DeployOutcome, DeployRequest
 from commands.parse import Invocation
 from commands.spec import Context, command
 
@@ -27,7 +27,7 @@ async def authorize(ctx: Context, req: DeployRequest, needed: Role = Role.deploy
             except Refused as exc:
                 raise Refused(f"--force: {exc}") from None
     except Refused as exc:
-        await deployer.refuse(req, str(exc))  # with the precise action (rollback-emergency)
+        await deployer.report.refuse(req, str(exc))  # with the precise action (rollback-emergency)
         exc.logged = True
         raise
 
@@ -57,7 +57,9 @@ async def apply(ctx: Context, inv: Invocation) -> str | None:
     if len(args) != 2 and not confirm:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component, env = ctx.component(args[0]), ctx.env(args[1])
-    req = DeployRequest(component, env, ctx.actor, "apply", tuple(inv.tasks), "force" in inv.flags)
+    req = DeployRequest(
+        component, env, ctx.actor, Action.APPLY, tuple(inv.tasks), "force" in inv.flags
+    )
     env_cfg = ctx.config.env(env)
     await authorize(ctx, req)
     if confirm:  # a review waits: on a `review: true` env, or production crossing a script
@@ -86,7 +88,7 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component, env = ctx.component(args[0]), ctx.env(args[1])
     emergency = "emergency" in inv.flags
-    action = "rollback-emergency" if emergency else "rollback"
+    action = Action.EMERGENCY if emergency else Action.ROLLBACK
     req = DeployRequest(component, env, ctx.actor, action, tuple(inv.tasks), "force" in inv.flags)
     await authorize(ctx, req, Role.admin if emergency else Role.deployer)
     deployer = ctx.deployer

@@ -15,7 +15,7 @@ from bot.control.bumper import Bumper, BumpOutcome, BumpPlan
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version
-from bot.deploy.model import DeployRequest
+from bot.deploy.model import Action, DeployRequest
 from bot.deploy.running import live_of, live_version
 from commands.parse import Invocation
 from commands.spec import Context, command
@@ -39,8 +39,8 @@ async def _authorize(ctx: Context, component: str, envs: Sequence[str]) -> None:
         ctx.require(Role.deployer, component, env)
         lock = await ctx.services.locks.get(component, env)
         if lock is not None and lock.owner != ctx.actor:
-            req = DeployRequest(component, env, ctx.actor, ctx.spec.name)
-            refused = await ctx.deployer.refuse(req, f"{lock.describe()}; nothing changed")
+            req = DeployRequest(component, env, ctx.actor, Action(ctx.spec.name))
+            refused = await ctx.deployer.report.refuse(req, f"{lock.describe()}; nothing changed")
             raise UserError(refused.line)
 
 
@@ -145,7 +145,7 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     values = await _runs_in(ctx, component, source)
     if len(values) != 1:
         raise UserError(f"{component} pins differ in {source} ({', '.join(values)}); use !deploy")
-    req = DeployRequest(component, target, ctx.actor, "promote", tuple(inv.tasks))
+    req = DeployRequest(component, target, ctx.actor, Action.PROMOTE, tuple(inv.tasks))
     if refused := await ctx.deployer.check_artifacts(req, values[0]):
         raise UserError(refused.line)
     outcome = await bumper.bump(

@@ -30,6 +30,7 @@ from bot.deploy.emergency import emergency_target, is_older
 from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.model import (
+    Action,
     Checked,
     Deploy,
     DeployFailed,
@@ -39,13 +40,13 @@ from bot.deploy.model import (
 )
 from bot.deploy.orphans import orphan_group, wait_gone
 from bot.deploy.records import DeployRecords
-from bot.deploy.reporting import DeployReporting
+from bot.deploy.reporting import DeployReport
 from bot.deploy.running import live_version, running_version
 from bot.deploy.steps import Steps
 from bot.services import Services
 
 
-class Deployer(DeployReporting):
+class Deployer:
     """The deploy service (one per bot)."""
 
     def __init__(
@@ -62,6 +63,7 @@ class Deployer(DeployReporting):
         self.dir = self.config.bot.state_dir / "deploys"
         self.records = DeployRecords(services.store, self.dir)
         self.steps = Steps(services, self.dir)
+        self.report = DeployReport(services, self.records, bumper)
         self._busy: dict[tuple[str, str], str] = {}  # (component, env) -> who holds it
         self._tasks: set[asyncio.Task[DeployOutcome | None]] = set()
 
@@ -71,13 +73,13 @@ class Deployer(DeployReporting):
         """Check, then deploy what is pinned; returns when the deploy has finished."""
         key = (req.component, req.env)
         if key in self._busy:
-            return await self.refuse(req, f"{self._busy[key]}; nothing run")
+            return await self.report.refuse(req, f"{self._busy[key]}; nothing run")
         self._busy[key] = f"a deploy of {req.component} to {req.env} by {req.actor} is running"
         try:
             try:
                 d = await self._prepare(req)
             except UserError as exc:
-                return await self.refuse(req, str(exc))
+                return await self.report.refuse(req, str(exc))
             task = asyncio.create_task(self._execute(d), name=f"deploy-{d.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -109,7 +111,7 @@ class Deployer(DeployReporting):
             cfg = self.config.env(env)
             if cfg is None or not cfg.auto_apply or (gitlab and not cfg.deploy_before_merge):
                 continue
-            req = DeployRequest(component, env, actor, "auto-apply", tuple(tasks))
+            req = DeployRequest(component, env, actor, Action.AUTO_APPLY, tuple(tasks))
             outcomes.append(await self.apply(req))
         return outcomes
 
@@ -122,7 +124,7 @@ class Deployer(DeployReporting):
             await preflight.check_lock(self.services, req.component, req.env, req.actor)
             await self._checks(req, version, Checked())
         except UserError as exc:
-            return await self.refuse(req, str(exc))
+            return await self.report.refuse(req, str(exc))
         return None
 
     async def check_artifacts(self, req: DeployRequest, version: str) -> DeployOutcome | None:
@@ -130,7 +132,7 @@ class Deployer(DeployReporting):
         try:
             await preflight.check_registry(self.services, req.component, version, False, Checked())
         except Refusal as exc:
-            return await self.refuse(req, str(exc))
+            return await self.report.refuse(req, str(exc))
         return None
 
     async def stop(self) -> None:
@@ -148,11 +150,11 @@ class Deployer(DeployReporting):
         s = self.services
         if req.action != "rollback-emergency":  # an emergency does not wait for a window
             preflight.check_window(s, req.env, req.force, self.now(), checked)
-        if not req.action.startswith("rollback"):  # going back never waits for `requires`
+        if not req.action.is_rollback:  # going back never waits for `requires`
             await preflight.check_requires(
                 s, self.bumper, req.component, req.env, version, req.force, checked
             )
-        emergency = req.action == "rollback-emergency"
+        emergency = req.action == Action.EMERGENCY
         if not emergency:  # the emergency rollback is the way out of a failed or pending release
             await preflight.check_helm_release(s, req.component, req.env, req.force, checked)
         if emergency and not version:
@@ -167,13 +169,13 @@ class Deployer(DeployReporting):
         checked = Checked()
         env_cfg = self.config.env(req.env)
         if env_cfg and env_cfg.review and req.commit is None and req.action != "review":
-            if not req.action.startswith("rollback"):  # going back is never held up
+            if not req.action.is_rollback:  # going back is never held up
                 raise Refusal(f"{req.env} applies only after a review: !apply {req.component}"
                               f" {req.env} runs the diff; nothing run")  # fmt: skip
         await preflight.check_lock(s, req.component, req.env, req.actor)
         revisions: tuple[int | None, int | None] = (None, None)
         from_version: str | None = None
-        if req.action == "rollback-emergency":
+        if req.action == Action.EMERGENCY:
             commit, mr = None, None
             version, source, from_version, revisions = await emergency_target(s, req)
         else:
@@ -247,14 +249,16 @@ class Deployer(DeployReporting):
         req = d.req
         notes = d.checked.notes + d.checked.forced
         shown = f" ({'; '.join(notes)})" if notes else ""
-        await self._record(d, "started", f"{self._base(d)}: {req.action} started{shown}")
+        await self.report.record(
+            d, "started", f"{self.report.base(d)}: {req.action} started{shown}"
+        )
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
         via = "via" if d.is_rollback else "from"
-        await self._say(d, self._demo(
+        await self.report.say(d, self.report.demo(
             f"{verb.get(req.action, 'deploying')} {d.what()} (deploy #{d.id}{d.for_tasks})"
             f" {via} {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
         ))  # fmt: skip
-        await self._brings(d)
+        await self.report.brings(d)
         workdir = self.dir / str(d.id)
         try:
             verified = await self._run_steps(d, workdir)
@@ -269,21 +273,21 @@ class Deployer(DeployReporting):
 
     async def _run_steps(self, d: Deploy, workdir: Path) -> str:
         deploy, steps, scripts = self.config.deploy, self.steps, ""
-        if d.req.action == "rollback-emergency":
+        if d.req.action == Action.EMERGENCY:
             self.dir.mkdir(parents=True, exist_ok=True)
             await self.records.set_state(d.id, "applying")
             await steps.run(d, "rollback", deploy.rollback, self.dir)
         else:
             await steps.checkout(d, workdir)
-            scripts = await self.upgrade_scripts(d, workdir)
+            scripts = await self.report.upgrade_scripts(d, workdir)
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
                 result = await steps.run(d, "diff", deploy.diff, workdir)
-                await self._say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
+                await self.report.say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
             await steps.run(d, "apply", deploy.apply, workdir)
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts
-        if d.req.action == "rollback-emergency" and not d.version:
+        if d.req.action == Action.EMERGENCY and not d.version:
             d.version = await self._now_running(d)
             verified += f"; runs {d.version or 'an unknown version'} now"
             if d.from_version and d.version and is_older(d.from_version, d.version):
@@ -305,7 +309,7 @@ class Deployer(DeployReporting):
         req = d.req
         seconds = time.monotonic() - d.started
         took = format_duration(seconds)
-        if state == "done" and req.action == "rollback-emergency":
+        if state == "done" and req.action == Action.EMERGENCY:
             detail += "; " + await self._repin(d)
         if state == "failed":
             prefix = str(self.config.bot.prefix)
@@ -313,20 +317,22 @@ class Deployer(DeployReporting):
                 detail += f" · {advice}"
         await self.records.set_state(d.id, state, result=detail, version=d.version,
                                      error=None if state == "done" else detail)  # fmt: skip
-        await self._record(d, state, f"{self._base(d)}: {req.action} {state} in {took}: {detail}")
+        await self.report.record(
+            d, state, f"{self.report.base(d)}: {req.action} {state} in {took}: {detail}"
+        )
         what = f"rollback of {d.what()}" if d.is_rollback else d.what()
-        line = self._demo(
+        line = self.report.demo(
             f"deploy #{d.id} {state}: {what}"
             f"{' (' + ', '.join(req.tasks) + ')' if req.tasks else ''} in {took}: "
-            f"{detail} · log: {self.log_url(d.id)}"
+            f"{detail} · log: {self.report.log_url(d.id)}"
         )
-        await self._say(d, line, final=True)
+        await self.report.say(d, line, final=True)
         self.services.metrics.deploys.labels(state).inc()
         self.services.metrics.deploy_duration.labels(req.component, req.env, state).observe(seconds)
         self.on_finished(req.component)  # what runs changed: no stale !status, wake monitors
         if d.mr is not None and state in ("done", "failed"):
             done = Deployed(req.component, req.env, d.version, req.actor, d.id, state, took,
-                            self.log_url(d.id), d.tests, d.tests_tail)  # fmt: skip
+                            self.report.log_url(d.id), d.tests, d.tests_tail)  # fmt: skip
             await follow_up(self.services, self.bumper, d.mr, done)
         return DeployOutcome(d.id, state, line, d.version)
 
@@ -347,7 +353,7 @@ class Deployer(DeployReporting):
         try:
             out = await self._bumper().bump(
                 d.req.component, d.version, [d.req.env], actor=d.req.actor,
-                tasks=d.req.tasks, action="rollback-emergency",
+                tasks=d.req.tasks, action=Action.EMERGENCY,
             )  # fmt: skip
         except UserError as exc:
             return f"re-pin failed ({exc}); pin {d.version} by hand"
@@ -364,7 +370,9 @@ class Deployer(DeployReporting):
         rows = await self.records.in_flight()
         for row in rows:
             tasks = tuple(t for t in row["tasks"].split(",") if t)
-            req = DeployRequest(row["component"], row["env"], row["actor"], row["action"], tasks)
+            req = DeployRequest(
+                row["component"], row["env"], row["actor"], Action(row["action"]), tasks
+            )
             d = Deploy(row["id"], req, row["version"], row["from_version"], row["commit_sha"],
                        "", None, Checked())  # fmt: skip
             live = await self._live_now(req.component, req.env, live_timeout)
@@ -383,11 +391,13 @@ class Deployer(DeployReporting):
                 )
             await self.records.set_state(d.id, "interrupted", result=detail,
                                          error=f"bot restarted while {row['state']}")  # fmt: skip
-            await self._record(d, "interrupted", f"{self._base(d)}: {req.action} {detail}")
+            await self.report.record(
+                d, "interrupted", f"{self.report.base(d)}: {req.action} {detail}"
+            )
             self.services.metrics.deploys.labels("interrupted").inc()
-            await self._say(
+            await self.report.say(
                 d, f"deploy #{d.id} of {req.component} {d.version} to {req.env} {detail}"
-                f" · log: {self.log_url(d.id)}", final=True,
+                f" · log: {self.report.log_url(d.id)}", final=True,
             )  # fmt: skip
             await asyncio.to_thread(shutil.rmtree, self.dir / str(d.id), True)
         return [int(r["id"]) for r in rows]
@@ -401,7 +411,7 @@ class Deployer(DeployReporting):
 
         async def gone() -> None:
             self._busy.pop(key, None)
-            await self._say(
+            await self.report.say(
                 d, f"deploy #{d.id}'s leftover process group {pgid} has exited; check, then"
                 f" !apply {d.req.component} {d.req.env} to retry", final=True,
             )  # fmt: skip

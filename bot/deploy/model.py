@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from bot.control.forge import OpenBump
 from bot.core.errors import UserError
@@ -28,12 +29,29 @@ class Checked:
     forced: list[str] = field(default_factory=list)
 
 
+class Action(StrEnum):
+    """What a deploy request asks for; the value is what the SAL and the `deploys` table say."""
+
+    APPLY = "apply"
+    AUTO_APPLY = "auto-apply"
+    DEPLOY = "deploy"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    EMERGENCY = "rollback-emergency"
+    REVIEW = "review"  # the diff of a reviewed environment; applies nothing
+    CONFIRM = "confirm"  # a second person applies a waiting review
+
+    @property
+    def is_rollback(self) -> bool:
+        return self in (Action.ROLLBACK, Action.EMERGENCY)
+
+
 @dataclass
 class DeployRequest:
     component: str
     env: str
     actor: str
-    action: str = "apply"  # apply | auto-apply | rollback | rollback-emergency | promote
+    action: Action = Action.APPLY
     tasks: tuple[str, ...] = ()
     force: bool = False  # admin override of windows / requires (the caller checks the role)
     version: str | None = None  # rollbacks: the version the deploy must end up at
@@ -59,7 +77,7 @@ class Deploy:
 
     @property
     def is_rollback(self) -> bool:
-        return self.req.action.startswith("rollback")
+        return self.req.action.is_rollback
 
     def what(self) -> str:
         """`builds-api 0.0.134 to tools`, or for a rollback both versions:

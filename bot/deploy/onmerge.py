@@ -16,7 +16,7 @@ from bot.cluster.kube import ClusterError
 from bot.control.bumper import Bumper
 from bot.core.errors import UserError
 from bot.deploy.deployer import Deployer
-from bot.deploy.model import DeployRequest
+from bot.deploy.model import Action, DeployRequest
 from bot.deploy.running import running_version
 from bot.gitlab.events import MergeRequestEvent
 from bot.gitlab.inbox import Router
@@ -105,7 +105,7 @@ class ControlRepoMRs:
                 continue
             if pinned and pinned[0] != runs:
                 reqs.append(
-                    DeployRequest(component, env.name, actor, "auto-apply", version=pinned[0])
+                    DeployRequest(component, env.name, actor, Action.AUTO_APPLY, version=pinned[0])
                 )
         if reqs:
             self.deployer.apply_later(reqs)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.control.forge import OpenBump
-from bot.deploy.model import DeployRequest, InFlight, Refusal
+from bot.deploy.model import Action, DeployRequest, InFlight, Refusal
 from bot.store.db import Row, Store, StoreConn
 
 ACTIVE_STATES = ("requested", "applying", "verifying")
@@ -127,7 +127,7 @@ async def deliberate_rollback(store: Store, component: str, env: str) -> RolledB
         " component=? AND env=? AND state='done' ORDER BY id DESC LIMIT 1",
         (component, env),
     )
-    if row is None or not str(row["action"]).startswith("rollback"):
+    if row is None or row["action"] not in (Action.ROLLBACK, Action.EMERGENCY):
         return None
     return RolledBack(
         str(row["actor"]), float(row["finished_at"] or 0), row["from_version"], row["version"]

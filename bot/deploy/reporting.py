@@ -16,13 +16,14 @@ from bot.store.sal import SalEntry, actor_name, deploy_message
 DEMO_NOTE = "demo: nothing was deployed to a cluster"
 
 
-class DeployReporting:
-    """Set by the deployer's constructor."""
+class DeployReport:
+    """What the deployer says and records about a deploy; composed into it, never inherited."""
 
-    services: Services
-    config: Config
-    records: DeployRecords
-    bumper: Bumper | None
+    def __init__(self, services: Services, records: DeployRecords, bumper: Bumper | None) -> None:
+        self.services = services
+        self.config: Config = services.config
+        self.records = records
+        self.bumper = bumper
 
     def log_path(self, deploy_id: int) -> Path:
         return self.records.log_path(deploy_id)
@@ -30,10 +31,10 @@ class DeployReporting:
     def log_url(self, deploy_id: int) -> str:
         return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
 
-    def _demo(self, text: str) -> str:
+    def demo(self, text: str) -> str:
         return f"{text} · {DEMO_NOTE}" if self.config.demo else text
 
-    async def _say(self, d: Deploy, text: str, *, final: bool = False) -> None:
+    async def say(self, d: Deploy, text: str, *, final: bool = False) -> None:
         await self.services.announcer.announce(
             text, component=d.req.component, key=f"deploy:{d.id}", final=final
         )
@@ -54,7 +55,7 @@ class DeployReporting:
         self.services.metrics.deploys.labels("refused").inc()
         return DeployOutcome(None, "refused", f"refused: {reason}")
 
-    async def _record(self, d: Deploy, result: str, message: str) -> None:
+    async def record(self, d: Deploy, result: str, message: str) -> None:
         env_cfg = self.config.env(d.req.env)
         await self.services.sal.record(
             SalEntry(
@@ -66,7 +67,7 @@ class DeployReporting:
             )
         )  # fmt: skip
 
-    def _base(self, d: Deploy) -> str:
+    def base(self, d: Deploy) -> str:
         req = d.req
         to = d.version or "(the previous Helm revision, helm picks it)"
         return deploy_message(req.actor, req.component, d.from_version, to, req.env, d.refs)
@@ -80,14 +81,14 @@ class DeployReporting:
         if not names:
             return ""
         text = upgrades.describe(d.req.component, names)
-        await self._record(d, "upgrade-scripts", f"{self._base(d)}: {text}")
+        await self.record(d, "upgrade-scripts", f"{self.base(d)}: {text}")
         await self.services.announcer.announce(
             f"deploy #{d.id} of {d.req.component} {d.from_version} -> {d.version} in"
             f" {d.req.env}: {text}", component=d.req.component, key=f"scripts:{d.id}",
         )  # fmt: skip
         return f"; {text}"
 
-    async def _brings(self, d: Deploy) -> None:
+    async def brings(self, d: Deploy) -> None:
         """Announce the commits between what runs and what is deployed (first few inline)."""
         old, diffs = d.from_version, self.services.diffs
         if self.bumper is None or old is None or old == d.version or d.is_rollback:

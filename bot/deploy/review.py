@@ -21,7 +21,7 @@ from bot.control import upgrades
 from bot.core.errors import UserError
 from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
-from bot.deploy.model import Deploy, DeployFailed, DeployOutcome, DeployRequest
+from bot.deploy.model import Action, Deploy, DeployFailed, DeployOutcome, DeployRequest
 from bot.deploy.records import claim_review, latest_review
 from bot.deploy.running import running_version
 from bot.store.sal import SalEntry, actor_name, deploy_message
@@ -36,7 +36,7 @@ async def _record(dep: Deployer, d: Deploy, result: str, text: str) -> None:
             actor=req.actor, action="review", message=f"{base}: {text}",
             component=req.component, env=req.env, from_version=d.from_version,
             to_version=d.version, commit_sha=d.commit, mr_url=d.mr.url if d.mr else None,
-            tasks=list(req.tasks), result=result, log_url=dep.log_url(d.id),
+            tasks=list(req.tasks), result=result, log_url=dep.report.log_url(d.id),
             sal_project=env_cfg.sal_project if env_cfg else None,
         )
     )  # fmt: skip
@@ -62,17 +62,17 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     """Run the diff of what `!apply` would deploy; apply nothing."""
     config = dep.config
     env_cfg = config.env(req.env)
-    req.action = "review"
+    req.action = Action.REVIEW
     if not config.deploy.diff:
-        return await dep.refuse(req, f"{req.env} needs a review but deploy.diff is not set")
+        return await dep.report.refuse(req, f"{req.env} needs a review but deploy.diff is not set")
     try:
         d = await dep.prepare(req)
     except UserError as exc:
-        return await dep.refuse(req, str(exc))
+        return await dep.report.refuse(req, str(exc))
     workdir = dep.dir / str(d.id)
     try:
         await dep.steps.checkout(d, workdir)
-        scripts = await dep.upgrade_scripts(d, workdir)
+        scripts = await dep.report.upgrade_scripts(d, workdir)
         await dep.records.set_state(d.id, "applying")
         summary = dep.steps.diff_summary(
             await dep.steps.run(d, "diff", config.deploy.diff, workdir)
@@ -81,7 +81,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
         await dep.records.set_state(d.id, "failed", result=str(exc), error=str(exc))
         await _record(dep, d, "failed", f"review failed: {exc}")
         line = f"review #{d.id} of {req.component} in {req.env} failed: {exc} · log: "
-        return DeployOutcome(d.id, "failed", line + dep.log_url(d.id), d.version)
+        return DeployOutcome(d.id, "failed", line + dep.report.log_url(d.id), d.version)
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
     await dep.records.set_state(d.id, "reviewed", result=summary)
@@ -93,7 +93,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     line = (
         f"review #{d.id}: {req.component} {d.from_version or '(none)'} -> {d.version} in"
         f" {req.env} from {d.source}{tasks}: {summary}{scripts} · diff:"
-        f" {dep.log_url(d.id)} · nothing applied; {who} confirms with"
+        f" {dep.report.log_url(d.id)} · nothing applied; {who} confirms with"
         f" !apply {req.component} {req.env} confirm until {until}"
     )
     await dep.services.announcer.announce(line, component=req.component, key=f"deploy:{d.id}")
@@ -104,29 +104,31 @@ async def confirm(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     """Apply the waiting review of component in env, exactly its commit."""
     env_cfg = dep.config.env(req.env)
     c, env = req.component, req.env
-    req.action = "confirm"
+    req.action = Action.CONFIRM
     row = await latest_review(dep.services.store, c, env)
     if row is None or row["state"] != "reviewed":
         why = "" if row is None else f" (review #{row['id']} is {row['state']})"
-        return await dep.refuse(req, f"no review of {c} in {env} waits{why}; !apply {c} {env}")
+        return await dep.report.refuse(
+            req, f"no review of {c} in {env} waits{why}; !apply {c} {env}"
+        )
     rid = int(row["id"])
     timeout = duration_seconds(env_cfg.review_timeout) if env_cfg else 900.0
     age = time.time() - float(row["finished_at"] or 0)
     if age > timeout:
-        return await dep.refuse(
+        return await dep.report.refuse(
             req, f"review #{rid} expired {format_duration(age - timeout)} ago (review_timeout"
             f" {env_cfg.review_timeout if env_cfg else '15m'}); !apply {c} {env} for a new one",
         )  # fmt: skip
     if (env_cfg is None or env_cfg.review_by == "other") and row["actor"] == req.actor:
-        return await dep.refuse(
+        return await dep.report.refuse(
             req, f"review #{rid} was requested by {actor_name(req.actor)}; another deployer"
             f" must confirm it (review_by: other)",
         )  # fmt: skip
     if not await claim_review(dep.services.store, rid, req.actor):
-        return await dep.refuse(req, f"review #{rid} was confirmed already")
+        return await dep.report.refuse(req, f"review #{rid} was confirmed already")
     tasks = [t for t in (row["tasks"] or "").split(",") if t]
     apply = DeployRequest(
-        c, env, req.actor, "apply", tuple(dict.fromkeys([*tasks, *req.tasks])), req.force,
+        c, env, req.actor, Action.APPLY, tuple(dict.fromkeys([*tasks, *req.tasks])), req.force,
         version=row["version"], commit=row["commit_sha"],
     )  # fmt: skip
     await dep.services.sal.record(
@@ -135,7 +137,7 @@ async def confirm(dep: Deployer, req: DeployRequest) -> DeployOutcome:
             message=f"{actor_name(req.actor)}: confirmed review #{rid} of {c} {row['version']}"
             f" in {env} by {actor_name(row['actor'])}" + "".join(f" {t}" for t in apply.tasks),
             to_version=row["version"], commit_sha=row["commit_sha"], tasks=list(apply.tasks),
-            result="confirmed", log_url=dep.log_url(rid),
+            result="confirmed", log_url=dep.report.log_url(rid),
             sal_project=env_cfg.sal_project if env_cfg else None,
         )
     )  # fmt: skip

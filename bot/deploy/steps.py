@@ -19,7 +19,7 @@ from bot.cluster.livestate import target_of
 from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, fill, run
 from bot.core.git import GitError, git
 from bot.deploy.failures import meaningful_line
-from bot.deploy.model import Deploy, DeployFailed
+from bot.deploy.model import Action, Deploy, DeployFailed
 from bot.deploy.orphans import pgid_path
 from bot.deploy.running import live_version
 from bot.services import Services
@@ -107,7 +107,7 @@ class Steps:
             live = await live_version(self.services, d.req.component, d.req.env)
         except ClusterError as exc:
             raise DeployFailed(f"rolled out but the live version is unknown: {exc}") from None
-        if d.req.action == "rollback-emergency" and live and not live.startswith("mixed"):
+        if d.req.action == Action.EMERGENCY and live and not live.startswith("mixed"):
             d.version = live
             return f"live version {live} verified"
         if live != d.version:

@@ -150,7 +150,7 @@ class Pages:
             brings.append((move, tags, why))
             for row in await deploy_rows(self.services.store, component=move.component, limit=50):
                 if row["version"] == move.new and row["env"] == move.env and len(ran) < 3:
-                    log = (await read_from(self.deployer.log_path(row["id"]), 0)).decode(
+                    log = (await read_from(self.deployer.report.log_path(row["id"]), 0)).decode(
                         "utf-8", "replace"
                     )
                     section = diff_section(self.services.redactor(log))
@@ -174,7 +174,9 @@ class Pages:
 
     async def deploy(self, request: web.Request) -> web.StreamResponse:
         row = await self._deploy_row(request)
-        log = (await read_from(self.deployer.log_path(row["id"]), 0)).decode("utf-8", "replace")
+        log = (await read_from(self.deployer.report.log_path(row["id"]), 0)).decode(
+            "utf-8", "replace"
+        )
         log = self.services.redactor(log)
         state = state_of(row, log)
         if not wants_html(request):
@@ -192,7 +194,7 @@ class Pages:
     async def deploy_stream(self, request: web.Request) -> web.StreamResponse:
         row = await self._deploy_row(request)
         return await stream_deploy(
-            request, self.services.store, self.deployer.log_path(row["id"]),
+            request, self.services.store, self.deployer.report.log_path(row["id"]),
             self.services.redactor, row["id"], self.closing,
         )  # fmt: skip
 

@@ -308,7 +308,7 @@ async def test_bump_mr_gets_a_note_per_env_and_is_merged_once_every_env_runs_it(
                     else ("", "")
                 )
                 done = Deployed("builds-api", env, new, "console:tester", deploy_id, "done", "9s",
-                                deployer.log_url(deploy_id), *tests)  # fmt: skip
+                                deployer.report.log_url(deploy_id), *tests)  # fmt: skip
                 await follow_up(app.services, app.bumper, bump, done)
                 states.append(gl.merge_requests(control)[0]["state"])
             sal = await app.services.sal.query(limit=5)

@@ -194,17 +194,24 @@ class App:
         self.adapters = build_adapters(config, console)
         self.supervisor = Supervisor()
         self._stop = asyncio.Event()
+        self._exits: contextlib.AsyncExitStack | None = None  # what start() did, to undo
         self._runner: web.AppRunner | None = None
         self._http_server: asyncio.Server | None = None
         self.http_guard: Guard | None = None
         self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
+        self.services = self._services()
+        self._capabilities()
+        self._intake()
+
+    def _services(self) -> Services:
+        """The low-level kit: store, outbox (speaking only while this replica leads), SAL,
+        announcer and the clients of outside systems."""
+        config = self.config
         outbox = Outbox(
             self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
-            default_room=config.chat.default_room, may_send=self.leadership.may_act,
+            default_room=config.chat.default_room, leadership=self.leadership,
             health=StoreHealth(),
         )  # fmt: skip
-        outbox.start_empty = election is not None
-        outbox.epoch = lambda: self.leadership.epoch
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
@@ -214,9 +221,7 @@ class App:
             self.store, config.sal.sinks, self.redactor,
             irc_send if config.chat.irc else None, default_project,
         )  # fmt: skip
-        gitlab = self._gitlab(config)
-        control = control_repo_from_config(config)
-        self.services = Services(
+        return Services(
             config=config,
             store=self.store,
             sal=sal,
@@ -226,36 +231,38 @@ class App:
             metrics=self.metrics,
             redactor=self.redactor,
             diffs=DiffStore(config.bot.state_dir, config.bot.public_url),
-            control=control,
-            gitlab=gitlab,
+            control=control_repo_from_config(config),
+            gitlab=self._gitlab(config),
             clusters=build_clusters(config),
             registry=build_registry(config),
+            leadership=self.leadership,
         )
-        # capabilities, each given what it needs; they tell each other things through hooks
-        charts = ChartRepos(config, self.services.registry)
-        store = self.store
+
+    def _capabilities(self) -> None:
+        """The capabilities, each given what it needs; they tell each other things through
+        hooks. Then the commands over them."""
+        config, services, store = self.config, self.services, self.store
+        charts = ChartRepos(config, services.registry)
         self.bumper = build_bumper(
-            config,
-            store,
-            sal,
-            control,
-            gitlab,
-            charts,
+            config, store, services.sal, services.control, services.gitlab, charts,
             mr_builds=lambda c, iid: mr_build_version(store, c, iid),
-        )
-        self.board = StatusBoard(self.services, self.bumper)
-        self.monitors = Monitors(self.services, self.bumper, self.board)
-        self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
-        self.deployer.records.epoch = lambda: self.leadership.epoch
+        )  # fmt: skip
+        self.board = StatusBoard(services, self.bumper)
+        self.monitors = Monitors(services, self.bumper, self.board)
+        self.deployer = Deployer(services, self.bumper, on_finished=self._deploy_finished)
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
-        self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
+        self.dispatcher = Dispatcher(services, caps, CommandSet.collect(COMMAND_MODULES))
+        self.pipelines = PipelineAnnouncer(config, store, services.gitlab, services.announcer)
+
+    def _intake(self) -> None:
+        """Webhooks: the route stores them, the event worker routes them to capabilities."""
+        config = self.config
         router = Router()
-        self.pipelines = PipelineAnnouncer(config, self.store, gitlab, self.services.announcer)
         self.pipelines.register(router)
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
-        if election is not None:  # webhooks stored by a standby are the leader's to process
+        if config.leader_election is not None:  # a standby's webhooks are the leader's
             self.events.poll_every = 0.5
         self.webhook_policy = SecretPolicy(config)
         self.webhooks = WebhookIngest(
@@ -323,11 +330,40 @@ class App:
             log.exception("handling a chat line failed")
 
     async def start(self) -> None:
+        """Start, pushing the undoing of each step: `stop()` unwinds them in reverse."""
+        self._exits = exits = contextlib.AsyncExitStack()
         for handler in logging.getLogger().handlers:
             for log_filter in self._log_filters:  # the budget first: it groups by template
                 handler.addFilter(log_filter)
+        exits.callback(self._remove_log_filters)
         use_io_threads()
         await self.store.open()
+        exits.push_async_callback(self.store.close)
+        exits.push_async_callback(self._resign)  # the next leader need not wait for the lease
+        exits.push_async_callback(self._close_clients)
+        exits.push_async_callback(self._stop_adapters)
+        exits.push_async_callback(self.supervisor.stop)
+        exits.push_async_callback(self._flush_outbox)
+        exits.push_async_callback(self.monitors.stop)  # a running check finishes (bounded)
+        exits.push_async_callback(self.pipelines.stop)
+        exits.push_async_callback(self._stop_deployer)
+        exits.push_async_callback(self.dispatcher.stop, 5.0)
+        await self._listen()
+        exits.push_async_callback(self._stop_http)
+        self.metrics.leader.set_function(lambda: 1 if self.leadership.may_act() else 0)
+        if self.config.leader_election is None:
+            await self._lead()
+        else:
+            self.elector = Elector(
+                lease_backend(self.config, self.store), self.leadership,
+                on_elected=lambda: self.supervisor.start("lead", self._lead),
+                on_lost=self._lost,
+            )  # fmt: skip
+            self.supervisor.start("leader-election", self.elector.run)
+        log.info("deploybot started; http on %s", self.config.http.listen)
+
+    async def _listen(self) -> None:
+        """Serve HTTP behind the connection guard; a taken port is one clear line."""
         http_app = self.http_app()
         if (warning := self.webhook_policy.warning()) is not None:
             log.warning("%s", warning)
@@ -347,17 +383,6 @@ class App:
                 f" (port {http.port} is"
                 " taken? choose another with http.listen, or --listen for the demo)"
             ) from None
-        self.metrics.leader.set_function(lambda: 1 if self.leadership.may_act() else 0)
-        if self.config.leader_election is None:
-            await self._lead()
-        else:
-            self.elector = Elector(
-                lease_backend(self.config, self.store), self.leadership,
-                on_elected=lambda: self.supervisor.start("lead", self._lead),
-                on_lost=self._lost,
-            )  # fmt: skip
-            self.supervisor.start("leader-election", self.elector.run)
-        log.info("deploybot started; http on %s", self.config.http.listen)
 
     async def _lead(self) -> None:
         """What only the leader (or a single instance) runs."""
@@ -413,34 +438,48 @@ class App:
             w.cancel()
 
     async def stop(self) -> None:
-        """Stop accepting, flush the outbox, close adapters, close the store."""
+        """Undo what start() did, in reverse: stop accepting (HTTP), let commands finish,
+        stop deploys and capabilities, flush the outbox, stop the background tasks, close
+        chat and the clients, resign the lease, close the store."""
+        exits, self._exits = self._exits, None
+        if exits is not None:
+            await exits.aclose()
+
+    async def _stop_http(self) -> None:
         if self._http_server is not None:
             self._http_server.close()
             self._http_server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.dispatcher.stop(timeout=5.0)
+
+    async def _stop_deployer(self) -> None:
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
-        await self.pipelines.stop()
-        await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
+
+    async def _flush_outbox(self) -> None:
         speaking = self.leadership.may_act()  # a standby (or a fenced leader) sends nothing
         if self.store.is_open and speaking and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")
-        await self.supervisor.stop()
+
+    async def _stop_adapters(self) -> None:
         for adapter in self.adapters:
             with contextlib.suppress(Exception):
                 await adapter.stop()
+
+    async def _close_clients(self) -> None:
         if self.services.gitlab is not None:
             self.services.gitlab.close()
         if self.services.registry is not None:
             await self.services.registry.close()
         for cluster in self.services.clusters.values():
             await cluster.close()
+
+    async def _resign(self) -> None:
         if self.elector is not None:
-            await self.elector.resign()  # the next leader need not wait for the lease
-        await self.store.close()
+            await self.elector.resign()
+
+    def _remove_log_filters(self) -> None:
         for handler in logging.getLogger().handlers:
             for log_filter in self._log_filters:
                 handler.removeFilter(log_filter)

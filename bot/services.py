@@ -20,6 +20,7 @@ from bot.delivery.announcer import Announcer
 from bot.delivery.outbox import Outbox
 from bot.gitlab.api import GitLabAPI
 from bot.store.db import Store
+from bot.store.leader import Leadership
 from bot.store.locks import Locks
 from bot.store.sal import Sal
 
@@ -39,3 +40,4 @@ class Services:
     gitlab: GitLabAPI | None = None
     clusters: dict[str, KubeCluster] = field(default_factory=dict)  # env name -> cluster
     registry: Registry | None = None
+    leadership: Leadership = field(default_factory=Leadership)  # single instance: always

@@ -16,6 +16,7 @@ from bot.chat.base import Message
 from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure, store_reason
+from bot.core.tasks import TaskSet
 from bot.services import Services
 from bot.store.sal import SalEntry, actor_name, current_action
 from commands.lanes import Lanes, lane_keys
@@ -35,16 +36,14 @@ class Dispatcher:
         self.commands = commands
         self._edits_answered: dict[tuple[str, str, str], None] = {}  # bounded, oldest first
         self.lanes = Lanes()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = TaskSet()
 
     async def submit(self, msg: Message) -> None:
         """Handle `msg` in its own task and return at once (the chat adapters' entry)."""
         if len(self._running) >= MAX_RUNNING:
             await self._reply(msg, "too many commands in progress; try again in a minute")
             return
-        task = asyncio.create_task(self._handle_logged(msg), name="command")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running.spawn(self._handle_logged(msg), name="command")
 
     async def _handle_logged(self, msg: Message) -> None:
         try:
@@ -54,10 +53,8 @@ class Dispatcher:
 
     async def stop(self, timeout: float) -> None:
         """Let running commands finish for up to `timeout` s, then cancel the rest."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout)
-        for task in list(self._running):
-            task.cancel()
+        await self._running.wait(timeout)
+        self._running.cancel()
 
     async def handle(self, msg: Message) -> None:
         """Answer one chat line (ignores lines that are not for the bot)."""

@@ -21,6 +21,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bot.chat.base import Message, OnMessage
 from bot.chat.mucrooms import REGAIN_EVERY, RoomKeeper
+from bot.core.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class XmppAdapter:
         self._stopping = False
         self._on_message: OnMessage | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers = TaskSet()
 
     # -- ChatAdapter -------------------------------------------------------------------
 
@@ -182,10 +183,8 @@ class XmppAdapter:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
-        for task in list(self._handlers):
-            task.cancel()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=self._timeout)
+        self._handlers.cancel()
+        await self._handlers.wait(self._timeout)
 
     # -- session lifecycle -------------------------------------------------------------
 
@@ -376,9 +375,7 @@ class XmppAdapter:
     def _deliver(self, message: Message) -> None:
         if self._on_message is None:
             return
-        task = asyncio.create_task(self._call_handler(message))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        self._handlers.spawn(self._call_handler(message))
 
     async def _call_handler(self, message: Message) -> None:
         assert self._on_message is not None

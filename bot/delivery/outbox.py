@@ -1,4 +1,5 @@
-"""The announcer: a durable outbox in the store, drained to chat under flood control.
+"""The outbox: every line the bot says, durable in the store, drained to chat under flood
+control (the announcer, bot.delivery.announcer, words what is said unasked and queues it here).
 
 Every line the bot sends (replies and unasked announcements) is written here first, so a
 crash or a chat outage loses nothing: rows stay pending until an adapter accepted them.
@@ -24,6 +25,7 @@ from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.config.model import FloodConfig
 from bot.core.health import StoreHealth, is_store_failure
 from bot.store.db import Row, Store, StoreClosed, StoreConn
+from bot.store.leader import Leadership
 
 log = logging.getLogger("deploybot.outbox")
 
@@ -40,7 +42,7 @@ class Outbox:
         on_sent: Callable[[list[float]], None] | None = None,
         health: StoreHealth | None = None,
         default_room: str | None = None,
-        may_send: Callable[[], bool] = lambda: True,
+        leadership: Leadership | None = None,
     ):
         self.store = store
         self.adapters = list(adapters)
@@ -48,11 +50,9 @@ class Outbox:
         self.clock = clock
         self.on_sent = on_sent
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        # replicas: only a leader whose lease is valid speaks, and it starts with an empty
-        # budget (the previous leader may just have spent the server's)
-        self.may_send = may_send
-        self.start_empty = False
-        self.epoch: Callable[[], int] = lambda: 0  # the leadership epoch (0: single instance)
+        # replicas: only a leader whose lease is valid speaks, claims lines under its epoch,
+        # and starts with empty budgets (the previous leader may just have spent the server's)
+        self.leadership = leadership or Leadership()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
@@ -208,7 +208,7 @@ class Outbox:
                 text, ids = plan_line(items)
             else:
                 text, ids = items[0].text, [items[0].id]
-            if not self.may_send() or not await self._claim(ids):
+            if not self.leadership.may_act() or not await self._claim(ids):
                 return None  # fenced: not the leader (any more)
             try:
                 await adapter.send(room, text)
@@ -256,7 +256,7 @@ class Outbox:
 
     def _new_bucket(self, adapter: str, room: str) -> TokenBucket:
         bucket = TokenBucket(self.flood.burst, self.flood.per_second, self.clock())
-        if self.start_empty:
+        if self.leadership.starts_empty:
             bucket.tokens = 0.0
         self._buckets[(adapter, room)] = bucket
         return bucket
@@ -266,11 +266,11 @@ class Outbox:
         lease (or another sent them). A crash between send and `_mark_sent` repeats at most
         this one line: one line is in flight at a time."""
         marks = ",".join("?" for _ in ids)
-        epoch = self.epoch()
+        fenced, params = self.leadership.not_deposed()
         claimed = await self.store.execute(
             f"UPDATE outbox SET claimed_epoch=? WHERE id IN ({marks}) AND sent_at IS NULL"  # noqa: S608
-            " AND NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)",
-            (epoch, *ids, epoch),
+            f" AND {fenced}",
+            (self.leadership.epoch, *ids, *params),
         )
         return claimed == len(ids)
 

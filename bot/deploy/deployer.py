@@ -12,7 +12,6 @@ interrupted, says so in chat and the SAL with the live state re-read, and never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.core.errors import UserError
 from bot.core.git import GitError, git
+from bot.core.tasks import TaskSet
 from bot.core.text import format_duration
 from bot.deploy import functests, preflight
 from bot.deploy.emergency import emergency_target, is_older
@@ -61,11 +61,11 @@ class Deployer:
         self.config = services.config
         self.now = now
         self.dir = self.config.bot.state_dir / "deploys"
-        self.records = DeployRecords(services.store, self.dir)
+        self.records = DeployRecords(services.store, self.dir, services.leadership)
         self.steps = Steps(services, self.dir)
         self.report = DeployReport(services, self.records, bumper)
         self._busy: dict[tuple[str, str], str] = {}  # (component, env) -> who holds it
-        self._tasks: set[asyncio.Task[DeployOutcome | None]] = set()
+        self._tasks = TaskSet()  # deploys, auto-applies, orphan watches
 
     # --- entry points --------------------------------------------------------------------
 
@@ -80,9 +80,7 @@ class Deployer:
                 d = await self._prepare(req)
             except UserError as exc:
                 return await self.report.refuse(req, str(exc))
-            task = asyncio.create_task(self._execute(d), name=f"deploy-{d.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = self._tasks.spawn(self._execute(d), name=f"deploy-{d.id}")
             return await asyncio.shield(task)  # a caller going away does not stop the deploy
         finally:
             self._busy.pop(key, None)
@@ -96,9 +94,7 @@ class Deployer:
                 outcome = await self.apply(req)
             return outcome
 
-        task = asyncio.create_task(in_order(), name="auto-apply")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(in_order(), name="auto-apply")
 
     async def auto_apply(
         self, component: str, envs: list[str], actor: str, tasks: list[str]
@@ -137,12 +133,7 @@ class Deployer:
 
     async def stop(self) -> None:
         """Cancel running deploys (their commands are killed, their rows interrupted)."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.stop()
 
     # --- preflight -------------------------------------------------------------------------
 
@@ -416,9 +407,7 @@ class Deployer:
                 f" !apply {d.req.component} {d.req.env} to retry", final=True,
             )  # fmt: skip
 
-        task = asyncio.create_task(wait_gone(self.dir, d.id, pgid, gone), name=f"orphan-{d.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(wait_gone(self.dir, d.id, pgid, gone), name=f"orphan-{d.id}")
 
     async def _live_now(self, component: str, env: str, limit: float) -> str:
         if env not in self.services.clusters:

@@ -12,7 +12,6 @@ takes no further step, and never overwrites what the new leader recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Any
 from bot.control.forge import OpenBump
 from bot.deploy.model import Action, DeployRequest, InFlight, Refusal
 from bot.store.db import Row, Store, StoreConn
+from bot.store.leader import Leadership
 
 ACTIVE_STATES = ("requested", "applying", "verifying")
-_NOT_DEPOSED = "NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)"
 
 
 class Fenced(RuntimeError):
@@ -33,10 +32,10 @@ class Fenced(RuntimeError):
 class DeployRecords:
     """The `deploys` table."""
 
-    def __init__(self, store: Store, logs: Path, epoch: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, store: Store, logs: Path, leadership: Leadership | None = None) -> None:
         self.store = store
         self.logs = logs
-        self.epoch = epoch  # the leadership epoch this replica acts under (0: single)
+        self.leadership = leadership or Leadership()  # its epoch: 0 for a single instance
 
     def log_path(self, deploy_id: int) -> Path:
         return self.logs / f"{deploy_id}.log"
@@ -45,7 +44,7 @@ class DeployRecords:
         self, req: DeployRequest, version: str, from_version: str | None, commit: str | None,
         mr: OpenBump | None,
     ) -> int:  # fmt: skip
-        epoch = self.epoch()
+        epoch = self.leadership.epoch
 
         def write(conn: StoreConn) -> int:
             running = conn.execute(
@@ -81,9 +80,10 @@ class DeployRecords:
         cols = "".join(f", {k}=?" for k in extra)
         if state not in ACTIVE_STATES:
             cols += f", finished_at={time.time()!r}"
+        fenced, params = self.leadership.not_deposed()
         changed = await self.store.execute(
-            f"UPDATE deploys SET state=?{cols} WHERE id=? AND state IN (?,?,?) AND {_NOT_DEPOSED}",
-            (state, *extra.values(), deploy_id, *ACTIVE_STATES, self.epoch()),
+            f"UPDATE deploys SET state=?{cols} WHERE id=? AND state IN (?,?,?) AND {fenced}",
+            (state, *extra.values(), deploy_id, *ACTIVE_STATES, *params),
         )
         if not changed:
             raise Fenced(f"deploy #{deploy_id}: not moved to {state} (finished, or a newer leader)")

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.core.metrics import Metrics
+from bot.core.tasks import TaskSet, wait_until
 from bot.gitlab.events import Event, parse_event
 from bot.gitlab.fields import MalformedEvent
 from bot.store.db import Store, StoreConn
@@ -127,7 +128,7 @@ class EventWorker:
         self._high = 0  # the highest event id taken from the store
         self._lanes: dict[str, deque[tuple[int, str, bytes]]] = {}
         self._queued = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()  # one per busy lane
         # replicas: another replica may store events, so look again this often (seconds)
         self.poll_every: float | None = None
 
@@ -150,19 +151,14 @@ class EventWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_every)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
+            self._tasks.cancel()
             self._lanes.clear()
             self._queued = 0
             self._high = 0  # what was not finished is still pending in the store
 
     async def wait_idle(self, timeout: float) -> bool:
         """Until everything stored so far was processed; False on timeout."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_until(self._idle, timeout)
 
     async def _take(self, limit: int = 200) -> int:
         """Queue pending events not taken yet into their lanes; start idle lanes."""
@@ -187,9 +183,7 @@ class EventWorker:
                 lane.append((row["id"], row["kind"], raw))
                 continue
             self._lanes[key] = deque([(row["id"], row["kind"], raw)])
-            task = asyncio.create_task(self._drain(key), name=f"events-{key}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._drain(key), name=f"events-{key}")
         return len(rows)
 
     async def _drain(self, key: str) -> None:

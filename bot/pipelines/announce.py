@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from bot.config.model import ComponentConfig, Config, GitlabConfig
 from bot.core.errors import GitLabError
+from bot.core.tasks import TaskSet
 from bot.core.text import format_duration
 from bot.core.versions import parse_version
 from bot.delivery.announcer import Announcer
@@ -106,10 +107,8 @@ class PipelineAnnouncer:
         self.gitlab_config = config.gitlab or GitlabConfig(url="")
         self._log_pattern = re.compile(self.gitlab_config.job_log_pattern)
         self._slots = asyncio.Semaphore(MAX_LOOKUPS)
-        self._lookups: set[asyncio.Task[None]] = set()
+        self._lookups = TaskSet()
         self._looking: set[tuple[str, str]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def register(self, router: Router) -> None:
         router.register("pipeline", self.on_pipeline)
@@ -168,17 +167,10 @@ class PipelineAnnouncer:
         if key in self._looking:
             return  # the branch and the tag pipeline of one release: one look-up
         self._looking.add(key)
-        task = asyncio.create_task(self._lookup(component, comp, ev), name=f"lookup-{ev.sha[:8]}")
-        self._lookups.add(task)
-
-        def done(t: asyncio.Task[None]) -> None:
-            self._lookups.discard(t)
-            self._looking.discard(key)
-            if not self._lookups:
-                self._idle.set()
-
-        self._idle.clear()
-        task.add_done_callback(done)
+        self._lookups.spawn(
+            self._lookup(component, comp, ev), name=f"lookup-{ev.sha[:8]}",
+            on_done=lambda _: self._looking.discard(key),
+        )  # fmt: skip
 
     async def _lookup(self, component: str, comp: ComponentConfig, ev: PipelineEvent) -> None:
         limit = self.gitlab_config.lookup_timeout
@@ -212,17 +204,10 @@ class PipelineAnnouncer:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Until no look-up runs; False on timeout."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self._lookups.wait_idle(timeout)
 
     async def stop(self) -> None:
-        for task in list(self._lookups):
-            task.cancel()
-        if self._lookups:
-            await asyncio.wait(set(self._lookups))
+        await self._lookups.stop()
 
     @staticmethod
     def _progress_line(component: str, ev: PipelineEvent, phase: Phase) -> str:

@@ -31,6 +31,8 @@ from bot.store.db import Store
 
 log = logging.getLogger("deploybot.leader")
 
+NOT_DEPOSED = "NOT EXISTS (SELECT 1 FROM leader_lease WHERE epoch > ?)"
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -84,6 +86,18 @@ class Leadership:
 
     def valid_for(self) -> float:
         return self._valid_until - time.monotonic()
+
+    @property
+    def starts_empty(self) -> bool:
+        """Replicas: a new leader starts with empty flood budgets (the previous leader may
+        just have spent the server's)."""
+        return not self.single
+
+    def not_deposed(self) -> tuple[str, tuple[int]]:
+        """A SQL condition, with its parameter, that holds while no newer leader has the
+        lease: a write guarded by it is fenced in the same statement. The lease's table is
+        named only here and in the backends."""
+        return NOT_DEPOSED, (self.epoch,)
 
 
 class Elector:

@@ -1,8 +1,9 @@
-"""The announcer: durable outbox, per-room flood budget, coalescing, packing, restarts,
+"""The outbox: durable, per-room flood budget, coalescing, packing, restarts,
 and the order lines take onto a connection whose own budget (the adapter's) is spent."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,16 @@ from bot.chat.flood import Pending, TokenBucket, plan_line
 from bot.config.model import FloodConfig
 from bot.delivery.outbox import Outbox
 from bot.store.db import Store
+from bot.store.leader import Leadership
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
+
+
+def leading(epoch: int) -> Leadership:
+    """A replica that holds the lease under `epoch`."""
+    leadership = Leadership(lease_seconds=60.0)
+    leadership.renewed(time.monotonic(), epoch)
+    return leadership
 
 
 class Clock:
@@ -186,9 +195,12 @@ async def test_a_deposed_leader_sends_nothing_and_a_new_leader_starts_with_an_em
     store_url: str,
 ) -> None:
     chat, clock = RecordingChat(), Clock()
-    store, old = await _outbox(store_url, chat, clock)
-    old.epoch = lambda: 1
+    store, _ = await _outbox(store_url, chat, clock)
+    old = Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5, coalesce=0), clock=clock,
+                 leadership=leading(epoch=1))  # fmt: skip
     await old.enqueue("#ops", "deploy 12 done", key="d12", final=True)
+    assert await old.drain_once() == 2.0  # a leader starts with an empty budget
+    clock.now += 2.0
     await store.execute(
         "INSERT INTO leader_lease (name, holder, epoch, renewed_at, expires_at)"
         " VALUES ('deploybot', 'replica-b', 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
@@ -196,8 +208,8 @@ async def test_a_deposed_leader_sends_nothing_and_a_new_leader_starts_with_an_em
     assert await old.drain_once() is None  # a newer leader holds the lease: not a word
     assert chat.lines == [] and await old.pending_count() == 1
 
-    new = Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock)
-    new.epoch, new.start_empty = (lambda: 2), True
+    new = Outbox(store, [chat], FloodConfig(burst=4, per_second=0.5), clock=clock,
+                 leadership=leading(epoch=2))  # fmt: skip
     assert await new.drain_once() == 2.0  # no burst: the old leader may have spent it
     clock.now += 2.0
     await _drain(new)

@@ -3,6 +3,7 @@ over one database) and a deposed leader may and may not do."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,16 @@ import pytest
 from bot.deploy.model import DeployRequest, Refusal
 from bot.deploy.records import DeployRecords, Fenced
 from bot.store.db import Store
+from bot.store.leader import Leadership
 
 pytestmark = pytest.mark.both_engines
+
+
+def leading(epoch: int) -> Leadership:
+    """A replica that holds the lease under `epoch`."""
+    leadership = Leadership(lease_seconds=60.0)
+    leadership.renewed(time.monotonic(), epoch)
+    return leadership
 
 
 async def test_one_active_deploy_per_target_across_replicas_and_a_deposed_leader_is_fenced(
@@ -21,8 +30,8 @@ async def test_one_active_deploy_per_target_across_replicas_and_a_deposed_leader
     for store in stores:
         await store.open()
     try:
-        old = DeployRecords(stores[0], tmp_path / "a", epoch=lambda: 1)
-        new = DeployRecords(stores[1], tmp_path / "b", epoch=lambda: 2)
+        old = DeployRecords(stores[0], tmp_path / "a", leading(epoch=1))
+        new = DeployRecords(stores[1], tmp_path / "b", leading(epoch=2))
         req = DeployRequest("builds-api", "toolsbeta", "irc:taavi")
         first = await old.insert(req, "0.0.134", "0.0.133", "e0437775", None)
         with pytest.raises(Refusal) as err:  # the other replica sees the running deploy

@@ -53,7 +53,7 @@ from bot.deploy.deployer import Deployer
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
-from bot.gitlab.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
+from bot.gitlab.webhooks import SecretPolicy, WebhookIngest
 from bot.http import build_http_app
 from bot.monitors.checks import Monitors
 from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
@@ -272,13 +272,15 @@ class App:
 
     def http_app(self) -> web.Application:
         """The HTTP routes over this bot's parts, webhooks included."""
-        app = build_http_app(
-            self.services, self.board, self.deployer, self.events, self.ready,
-            lambda: {a.name: a.connected for a in self.adapters},
-            lambda: {a.name: a.room_states() for a in self.adapters},
-        )  # fmt: skip
-        add_webhook_route(app, self.webhooks)
-        return app
+        return build_http_app(
+            self.services, self.board, self.deployer, self.events, self.webhooks, self
+        )
+
+    def chat_state(self) -> dict[str, bool]:
+        return {a.name: a.connected for a in self.adapters}
+
+    def room_states(self) -> dict[str, dict[str, bool]]:
+        return {a.name: a.room_states() for a in self.adapters}
 
     def _deploy_finished(self, component: str) -> None:
         """What runs changed: no stale `!status`, and the monitors look again now."""

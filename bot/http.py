@@ -1,63 +1,84 @@
-"""The bot's HTTP server: health, readiness, metrics, SAL/status pages, deploy logs, webhooks.
+"""The bot's HTTP server: the one route table, and the endpoints that answer plain text.
 
-The HTML pages, the live feed and the access check are in `bot.web`.
-
-Routes are thin: each reads from or hands off to a service. The webhook route
-(`POST /webhooks/gitlab`) is added by the composition root with bot.webhooks.add_webhook_route.
+Every route is listed in `route_table`: health, readiness, metrics, the webhook intake,
+the pages (bot.web), the live feed, deploy logs, diffs and static files. Routes are thin:
+each reads from or hands off to a service. A page that also has a text view answers curl
+and `Accept: text/plain` with the text (`negotiated`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
+from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
 from bot.gitlab.inbox import EventWorker
+from bot.gitlab.webhooks import WebhookIngest
 from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
-from bot.web import add_pages
+from bot.web import STATIC, setup_templates
+from bot.web.access import Access
+from bot.web.pages import Pages, wants_html
 
-ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
-ChatState = Callable[[], dict[str, bool]]
-RoomStates = Callable[[], dict[str, dict[str, bool]]]  # adapter -> configured room -> joined
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_http_app(
-    services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
-    ready: ReadyCheck, chat_state: ChatState, room_states: RoomStates = dict,
-) -> web.Application:  # fmt: skip
-    app = web.Application(client_max_size=services.config.http.max_body_bytes)
+class Liveness(Protocol):
+    """What readiness and the metrics ask of the running bot."""
 
-    async def healthz(request: web.Request) -> web.Response:
+    async def ready(self) -> tuple[bool, str]: ...
+
+    def chat_state(self) -> dict[str, bool]: ...  # adapter -> connected
+
+    def room_states(self) -> dict[str, dict[str, bool]]: ...  # adapter -> room -> joined
+
+
+class PlainText:
+    """The endpoints that answer text: health, readiness, metrics, deploy logs, and the text
+    views of the SAL, the status board and diffs."""
+
+    def __init__(
+        self, services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
+        live: Liveness,
+    ) -> None:  # fmt: skip
+        self.services = services
+        self.board = board
+        self.deployer = deployer
+        self.events = events
+        self.live = live
+
+    async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    async def ready_(request: web.Request) -> web.Response:
-        ok, why = await ready()
+    async def ready(self, request: web.Request) -> web.Response:
+        ok, why = await self.live.ready()
         return web.Response(text=why + "\n", status=200 if ok else 503)
 
-    async def metrics(request: web.Request) -> web.Response:
-        services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
-        services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
-        services.metrics.oldest_event_age.set(await events.oldest_pending_age())
-        for adapter_name, up in chat_state().items():
-            services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
-        for adapter_name, rooms in room_states().items():
-            services.metrics.rooms_joined.labels(adapter_name).set(sum(rooms.values()))
+    async def metrics(self, request: web.Request) -> web.Response:
+        m = self.services.metrics
+        m.queue_depth.labels("outbox").set(await self.services.outbox.pending_count())
+        m.queue_depth.labels("webhook_events").set(await self.events.pending_count())
+        m.oldest_event_age.set(await self.events.oldest_pending_age())
+        for adapter_name, up in self.live.chat_state().items():
+            m.chat_connected.labels(adapter_name).set(1 if up else 0)
+        for adapter_name, rooms in self.live.room_states().items():
+            m.rooms_joined.labels(adapter_name).set(sum(rooms.values()))
         return web.Response(
-            body=services.metrics.render(),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+            body=m.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
 
-    async def sal(request: web.Request) -> web.Response:
+    async def sal(self, request: web.Request) -> web.Response:
         q = request.query
         try:
             limit = max(1, min(int(q.get("limit", "50")), 1000))
         except ValueError:
             return web.Response(status=400, text="limit must be a number\n")
-        entries = await services.sal.query(
+        entries = await self.services.sal.query(
             component=q.get("component"), env=q.get("env"), actor=q.get("actor"), limit=limit
         )
         lines = [
@@ -67,32 +88,82 @@ def build_http_app(
         ]
         return web.Response(text="\n".join(lines) + "\n")
 
-    async def status(request: web.Request) -> web.Response:
-        cfg = services.config
-        lines = await status_lines(board, list(cfg.components), cfg.env_names)
+    async def status(self, request: web.Request) -> web.Response:
+        cfg = self.services.config
+        lines = await status_lines(self.board, list(cfg.components), cfg.env_names)
         return web.Response(text="\n".join(lines) + "\n")
 
-    async def diff(request: web.Request) -> web.Response:
-        text = await services.diffs.load(request.match_info["id"])
+    async def diff(self, request: web.Request) -> web.Response:
+        text = await self.services.diffs.load(request.match_info["id"])
         if text is None:
             return web.Response(status=404, text="no such diff\n")
         return web.Response(text=text, content_type="text/plain")
 
-    async def deploy_log(request: web.Request) -> web.Response:
+    async def deploy_log(self, request: web.Request) -> web.Response:
         deploy_id = request.match_info["id"]
         if not deploy_id.isdigit():
             return web.Response(status=404, text="no such deploy\n")
-        path = deployer.report.log_path(int(deploy_id))
+        path = self.deployer.report.log_path(int(deploy_id))
         try:
             text = await asyncio.to_thread(path.read_text, "utf-8", "replace")
         except OSError:
             return web.Response(status=404, text=f"no log for deploy #{deploy_id}\n")
-        return web.Response(text=services.redactor(text), content_type="text/plain")
+        return web.Response(text=self.services.redactor(text), content_type="text/plain")
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/ready", ready_)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/deploys/{id}/log", deploy_log)
-    # the pages; these text views still answer curl and `Accept: text/plain`
-    add_pages(app, services, board, deployer, {"/sal": sal, "/status": status, "/diffs/{id}": diff})
+
+def negotiated(page: Handler, text: Handler) -> Handler:
+    """The page for a browser, the text view for curl and `Accept: text/plain`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await (page if wants_html(request) else text)(request)
+
+    return handler
+
+
+def route_table(
+    plain: PlainText, pages: Pages, feed: Feed, webhooks: WebhookIngest
+) -> list[web.AbstractRouteDef]:
+    """Every HTTP route of the bot."""
+    return [
+        web.get("/healthz", plain.healthz),
+        web.get("/ready", plain.ready),
+        web.get("/metrics", plain.metrics),
+        web.get("/deploys/{id}/log", plain.deploy_log),
+        web.get("/", pages.root),
+        web.get("/status", negotiated(pages.status, plain.status)),
+        web.get("/events", feed.stream),  # the live feed (Server-Sent Events)
+        web.get("/sal", negotiated(pages.sal, plain.sal)),
+        web.get("/diffs/{id}", negotiated(pages.diff, plain.diff)),
+        web.get("/deploys/{id}", pages.deploy),  # the page, or its text for curl
+        web.get("/deploys/{id}/stream", pages.deploy_stream),
+        web.get("/components/{component}", pages.component),
+        web.get("/login", pages.login_form),
+        web.post("/login", pages.login),
+        web.static("/static/", STATIC),
+        web.post("/webhooks/gitlab", webhooks.handle),  # GitLab: verify, store, answer
+    ]
+
+
+def build_http_app(
+    services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
+    webhooks: WebhookIngest, live: Liveness,
+) -> web.Application:  # fmt: skip
+    """The aiohttp application: templates, the access check, the route table, and the live
+    feed fed by the announcer (closed at shutdown with the open deploy streams)."""
+    app = web.Application(client_max_size=services.config.http.max_body_bytes)
+    access = Access(services.config)
+    feed = Feed()
+    pages = Pages(services, board, deployer, feed, access)
+    setup_templates(app, services.config.http.task_url)
+    app.middlewares.append(access.middleware)
+    plain = PlainText(services, board, deployer, events, live)
+    app.add_routes(route_table(plain, pages, feed, webhooks))
+    unlisten = services.announcer.listen(feed.publish)
+
+    async def shutdown(app: web.Application) -> None:
+        pages.closing.set()
+        feed.close()
+        unlisten()
+
+    app.on_shutdown.append(shutdown)
     return app

@@ -28,7 +28,6 @@ from bot.store.db import Store
 
 log = logging.getLogger("deploybot.webhooks")
 
-PATH = "/webhooks/gitlab"
 MAX_KEY_LENGTH = 200  # longer dedupe keys are stored as their SHA-256, never cut
 
 
@@ -189,7 +188,3 @@ class WebhookIngest:
             for p, new in zip(batch, results, strict=True):
                 if not p.waiter.done():  # the client may have gone away meanwhile
                     p.waiter.set_result(new)
-
-
-def add_webhook_route(app: web.Application, ingest: WebhookIngest) -> None:
-    app.router.add_post(PATH, ingest.handle)

@@ -1,5 +1,5 @@
 """The pages: the board (`/status`), `/sal`, `/diffs/<id>`, `/deploys/<id>`,
-`/components/<c>`, and the login form. Server-rendered with Jinja2 (autoescaped); the small
+`/components/<c>`, and the login form (their routes are in the route table, bot.http). Server-rendered with Jinja2 (autoescaped); the small
 scripts in `static/` only listen to the live streams. A request that does not ask for HTML
 (curl, `Accept: text/plain`) gets the plain-text view the route had before.
 """
@@ -52,38 +52,14 @@ def wants_html(request: web.Request) -> bool:
 class Pages:
     def __init__(
         self, services: Services, board: StatusBoard, deployer: Deployer, feed: Feed,
-        access: Access, text_views: dict[str, Handler],
+        access: Access,
     ) -> None:  # fmt: skip
         self.services = services
         self.board = board
         self.deployer = deployer
         self.feed = feed
         self.access = access
-        self.text = text_views
-        self.closing = asyncio.Event()
-
-    def negotiated(self, path: str, page: Handler) -> Handler:
-        text = self.text.get(path)
-
-        async def handler(request: web.Request) -> web.StreamResponse:
-            if text is not None and not wants_html(request):
-                return await text(request)
-            return await page(request)
-
-        return handler
-
-    def routes(self, app: web.Application) -> None:
-        add = app.router.add_get
-        add("/", self.root)
-        add("/status", self.negotiated("/status", self.status))
-        add("/events", self.feed.stream)
-        add("/sal", self.negotiated("/sal", self.sal))
-        add("/diffs/{id}", self.negotiated("/diffs/{id}", self.diff))
-        add("/deploys/{id}", self.deploy)
-        add("/deploys/{id}/stream", self.deploy_stream)
-        add("/components/{component}", self.component)
-        add("/login", self.login_form)
-        app.router.add_post("/login", self.login)
+        self.closing = asyncio.Event()  # set at shutdown: open deploy streams end
 
     def _page(self, request: web.Request, template: str, **ctx: Any) -> web.Response:
         ctx.setdefault("title", "deploybot")

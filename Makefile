@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry chromium
 
-.PHONY: demo test lint typecheck unit bench fuzz venv test-deps debs helm-bins screenshots clean
+.PHONY: demo test check lint typecheck unit fast bench fuzz venv test-deps debs helm-bins screenshots clean
 
 $(BIN)/deploybot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ typecheck: test-deps
 
 unit: test-deps debs helm-bins
 	$(BIN)/pytest -q
+
+# the inner loop: no apt step, no real servers or deploybot processes (the `real` marker,
+# set automatically by what a test starts; see tests/support/real.py)
+fast: test-deps
+	$(BIN)/pytest -q -p no:cacheprovider -m "not real"
+
+check: lint typecheck fast
 
 test: lint typecheck unit
 

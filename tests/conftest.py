@@ -8,7 +8,9 @@ PostgreSQL (one server per test session, a fresh database per test). A test mark
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import yaml
 from bot.config.model import Config, load_config
 from bot.demo.setup import prepare
 from tests.support.postgres import PgServer, running_postgres
+from tests.support.real import reaches_real
 from tests.support.session import free_port
 from tests.support.xmppserver import ProsodyServer, running_prosody
 
@@ -33,6 +36,28 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "both_engines: run store-using tests on SQLite and PostgreSQL"
     )
     config.addinivalue_line("markers", "postgresql_only: run a store-using test on PostgreSQL")
+    config.addinivalue_line(
+        "markers", "real: starts a real server or a deploybot process (set automatically)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `real` every test whose fixtures or code start a real server or a `deploybot`
+    process (tests.support.real), and every test run on PostgreSQL."""
+    for item in items:
+        if _is_real(item):
+            item.add_marker(pytest.mark.real)
+
+
+def _is_real(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("engine") == "postgresql":
+        return True
+    if reaches_real(getattr(item, "function", None)):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs if info is not None else {}
+    return any(reaches_real(d.func) for name in item.fixturenames for d in defs.get(name, ()))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -67,11 +92,25 @@ def store_url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> st
     return server.url_for(name)
 
 
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo directory (its git repositories and config), built once per session."""
+    template = tmp_path_factory.mktemp("demo-template") / "demo"
+    asyncio.run(prepare(template))
+    return template.resolve()
+
+
 @pytest.fixture
-async def demo_config_path(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Path:
-    """The demo's config and real git repos (control repo + component repos) in tmp; on
-    PostgreSQL when the test runs on that engine."""
-    path = await prepare(tmp_path / "demo", listen=f"127.0.0.1:{free_port()}")
+async def demo_config_path(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest, demo_template: Path
+) -> Path:
+    """The demo's config and real git repos (control repo + component repos) in tmp, copied
+    from the session's template; on PostgreSQL when the test runs on that engine."""
+    demo = (tmp_path / "demo").resolve()
+    shutil.copytree(demo_template, demo, symlinks=True)
+    config = demo / "deploybot.yaml"
+    config.write_text(config.read_text().replace(str(demo_template), str(demo)))
+    path = await prepare(demo, listen=f"127.0.0.1:{free_port()}")
     if engine != "sqlite":
         data = yaml.safe_load(path.read_text())
         data["store"] = {"url": request.getfixturevalue("store_url")}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 from kubernetes import config as k8s_config
 
 from tests.chart.helm import CHART, NAMESPACE, RELEASE, ROOT, Helm, by_kind, one, require
+from tests.support.real import deploybot
 
 FULLNAME = f"{RELEASE}-deploybot"
 READ_RULES = {("apps", "deployments", verb) for verb in ("get", "list", "watch")} | {
@@ -223,7 +223,7 @@ def test_rendered_config_is_a_valid_bot_config_with_the_pod_layout(
         # the pod gets every secret the config names through secretEnv
         secrets = {name: "from-a-secret" for name in _env_names(config)}
         check = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
+            [*deploybot(), "check-config", "-c", str(path)],
             capture_output=True,
             text=True,
             cwd=ROOT,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.real import deploybot
 
 CONFIG = """\
 deploy:
@@ -39,7 +40,7 @@ gitlab:
 def check(path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DEPLOYBOT_CHECK_UNSET"}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
+        [*deploybot(), "check-config", "-c", str(path)],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
 

@@ -2,13 +2,13 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config.model import ConfigError, load_config, parse_config
 from bot.core.text import duration_seconds
+from tests.support.real import deploybot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_hostmask_identities_need_explicit_trust() -> None:
 
 def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
+        [*deploybot(), "check-config", "-c", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,7 +9,6 @@ import getpass
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from bot.core.redact import Redactor
 from bot.store.db import store_from_config
 from bot.store.sal import Sal
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.real import deploybot
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
     with out.open("ab") as fh:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "-c", str(config),
+            *deploybot(), "run", "-c", str(config),
             cwd=ROOT, env=dict(os.environ), stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh,
         )  # fmt: skip
 

@@ -9,7 +9,6 @@ import getpass
 import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.real import deploybot
 from tests.support.session import free_port
 
 __all__ = ["bed"]
@@ -28,7 +28,7 @@ LEASE = 3.0
 async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
     with out.open("ab") as fh:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "-c", str(config),
+            *deploybot(), "run", "-c", str(config),
             cwd=ROOT, env=dict(os.environ), stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh,
         )  # fmt: skip
 

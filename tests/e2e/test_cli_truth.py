@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from bot.core.redact import Redactor
 from bot.store.db import Store
 from bot.store.sal import Sal, SalEntry
+from tests.support.real import deploybot
 from tests.support.session import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [*deploybot(), *args],
         input=stdin, capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
 
@@ -87,7 +87,7 @@ def test_sal_since_and_a_reader_that_leaves(tmp_path: Path) -> None:
         )
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "sal", "-c", config, "--limit", "1000"],
+        [*deploybot(), "sal", "-c", config, "--limit", "1000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.real import deploybot
 from tests.support.session import free_port
 
 SESSION = "!help\n!whoami\n!log hello from the demo\n!sal\n!status\n"
@@ -13,7 +13,7 @@ SESSION = "!help\n!whoami\n!log hello from the demo\n!sal\n!status\n"
 
 def test_piped_demo_session(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "demo"),
+        [*deploybot(), "demo", "--dir", str(tmp_path / "demo"),
          "--listen", f"127.0.0.1:{free_port()}"],
         input=SESSION, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -39,7 +39,7 @@ def test_piped_demo_session(tmp_path: Path) -> None:
 
 def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "demo"),
+        [*deploybot(), "demo", "--dir", str(tmp_path / "demo"),
          "--listen", f"127.0.0.1:{free_port()}"],
         input="!deploy builds-api latest T123\n!status builds-api toolsbeta\n!sal builds-api 1\n",
         capture_output=True, text=True, timeout=120,

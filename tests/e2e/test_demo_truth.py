@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.real import deploybot
 from tests.support.session import free_port
 
 SESSION = [
@@ -24,7 +24,7 @@ SESSION = [
 
 def demo(directory: Path, lines: list[str]) -> list[str]:
     res = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(directory),
+        [*deploybot(), "demo", "--dir", str(directory),
          "--listen", f"127.0.0.1:{free_port()}"],
         input="".join(line + "\n" for line in lines), capture_output=True, text=True, timeout=120,
     )  # fmt: skip

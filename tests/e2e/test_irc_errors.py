@@ -6,7 +6,6 @@ line naming the variable, instead of silently connecting without SASL."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 from tests.support.botproc import BotProcess
@@ -15,6 +14,7 @@ from tests.support.ircservers import (  # noqa: F401  (fixtures)
     inspircd_atheme_fixture,
     unique,
 )
+from tests.support.real import deploybot
 
 
 async def test_tls_against_a_plaintext_port_names_the_cause(
@@ -54,7 +54,7 @@ async def test_unset_sasl_password_stops_the_start_with_one_line(tmp_path: Path)
         "    sasl: {username: bot, password_env: DEPLOYBOT_TEST_UNSET_SASL}\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", "-c", str(cfg),
+        *deploybot(), "run", "-c", str(cfg),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
 from bot.config.model import load_config
+from tests.support.real import deploybot
 
 
 async def _metrics_with(base: str, name: str, timeout: float = 30.0) -> str:
@@ -32,7 +32,7 @@ async def _metrics_with(base: str, name: str, timeout: float = 30.0) -> str:
 async def test_json_logs_and_metrics_after_a_demo_deploy(demo_config_path: Path) -> None:
     listen = load_config(demo_config_path).http.listen
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", "-c", str(demo_config_path),
+        *deploybot(), "run", "-c", str(demo_config_path),
         "--log-format", "json", "-v",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -63,7 +63,7 @@ async def test_json_logs_and_metrics_after_a_demo_deploy(demo_config_path: Path)
 
 async def test_schema_is_a_json_schema_of_the_config() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "schema", stdout=asyncio.subprocess.PIPE
+        *deploybot(), "schema", stdout=asyncio.subprocess.PIPE
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 0
@@ -77,13 +77,13 @@ async def test_config_comes_from_the_environment_and_bad_log_format_is_one_line(
 ) -> None:
     env = {"DEPLOYBOT_CONFIG": str(demo_config_path), "PATH": "/usr/bin:/bin"}
     ok = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "check-config",
+        *deploybot(), "check-config",
         stdout=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     out, _ = await ok.communicate()
     assert ok.returncode == 0 and b": ok (" in out
     bad = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "check-config",
+        *deploybot(), "check-config",
         stderr=asyncio.subprocess.PIPE, env={**env, "DEPLOYBOT_LOG_FORMAT": "xml"},
     )  # fmt: skip
     _, err = await bad.communicate()

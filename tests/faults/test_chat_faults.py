@@ -4,12 +4,12 @@ the user may not deploy."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config.model import Config
+from tests.support.real import deploybot
 from tests.support.session import console_session, free_port
 
 pytestmark = pytest.mark.faults
@@ -19,7 +19,7 @@ def test_invalid_utf8_on_the_console_is_text_not_an_internal_error(tmp_path: Pat
     session = b"!log caf\xe9 restarted \xff\xfe pods\n!sal 1\n!whoami\n"
     for encoding in ("utf-8", "latin-1"):  # PYTHONIOENCODING as in a UTF-8 and a C locale
         res = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / encoding),
+            [*deploybot(), "demo", "--dir", str(tmp_path / encoding),
              "--listen", f"127.0.0.1:{free_port()}"],
             input=session, capture_output=True, timeout=120,
             env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": encoding},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from bot.config.model import parse_config
+from tests.support.real import deploybot
 from tests.support.webhookbot import RunningBot
 
 pytestmark = pytest.mark.faults
@@ -111,7 +111,7 @@ def test_read_only_state_dir_is_one_line_naming_the_path(
         config = tmp_path / "deploybot.yaml"
         config.write_text(yaml.safe_dump(data))
         res = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "run", "-c", str(config)],
+            [*deploybot(), "run", "-c", str(config)],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     finally:

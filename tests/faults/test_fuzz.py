@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +31,7 @@ from hypothesis import strategies as st
 
 from bot.config.model import load_config
 from bot.demo.setup import prepare
+from tests.support.real import deploybot
 from tests.support.session import console_session, free_port
 
 pytestmark = pytest.mark.faults
@@ -71,7 +71,7 @@ def bot_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config_path.write_text(yaml.safe_dump(data))
     log = (tmp / "bot.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "run", "-c", str(config_path)],
+        [*deploybot(), "run", "-c", str(config_path)],
         cwd=ROOT, env={**os.environ, "FUZZ_SECRET": SECRET}, stdout=log, stderr=log,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip

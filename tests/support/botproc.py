@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from tests.support.real import deploybot, real
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +92,7 @@ class BotExited(RuntimeError):
     """The bot process ended while a test expected it to run."""
 
 
+@real
 class BotProcess:
     """One `deploybot run` subprocess over a config written into `directory`."""
 
@@ -126,7 +128,7 @@ class BotProcess:
     async def start(self, within: float = 60.0, expect: int = 200) -> None:
         """Start the bot and wait until `/ready` answers `expect` (200: chat connected and
         every room joined; 503 for a bot that cannot be in all its rooms yet)."""
-        argv = [sys.executable, "-m", "bot.cli", "run", "-c", str(self.config_path)]
+        argv = [*deploybot(), "run", "-c", str(self.config_path)]
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -206,7 +208,7 @@ class BotProcess:
     async def sal_entries(self) -> list[dict[str, Any]]:
         """The SAL as `deploybot sal -c <config> --json` prints it (oldest first)."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "sal", "-c", str(self.config_path), "--json",
+            *deploybot(), "sal", "-c", str(self.config_path), "--json",
             cwd=ROOT, env=self._env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.real import real
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--no-first-run",
@@ -43,6 +45,7 @@ def require_chromium() -> None:
         pytest.skip(INSTALL_HINT)
 
 
+@real
 class Browser:
     def __init__(self, browser: Any) -> None:
         self.browser = browser
@@ -67,6 +70,7 @@ class Browser:
         assert self.errors == [], self.errors
 
 
+@real
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
     require_chromium()

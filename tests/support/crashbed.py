@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.real import deploybot, real
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@real
 async def start_bot(
     config: Path, out: Path, env: dict[str, str] | None = None, *, own_group: bool = False
 ) -> asyncio.subprocess.Process:
@@ -21,7 +23,7 @@ async def start_bot(
     outside its deploy steps' own groups can be found by its process group id (its pid)."""
     with out.open("ab") as fh:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "-c", str(config),
+            *deploybot(), "run", "-c", str(config),
             cwd=ROOT, env=dict(os.environ) if env is None else env,
             stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh, start_new_session=own_group,
         )  # fmt: skip

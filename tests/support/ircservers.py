@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from bot.chat.irc.proto import Line, format_line, parse_line
+from tests.support.real import real
 
 HOST = "127.0.0.1"
 TEMPLATES = Path(__file__).parent / "servers"
@@ -78,6 +79,7 @@ def _offers_cap(port: int, cap: str) -> bool:
     return any(cap in ln.split(":", 2)[-1].replace("=", " ").split() for ln in ls_lines)
 
 
+@real
 class IrcServer:
     """Processes of one test IRC network in a directory; restartable on the same ports."""
 

@@ -41,6 +41,7 @@ from bot.deploy.orphans import group_alive
 from tests.support.crashbed import start_bot, until
 from tests.support.deployworld import BIN, NS, _releases, kubeconfig
 from tests.support.fakes.kube import FakeKube
+from tests.support.real import real
 from tests.support.session import free_port
 
 COMPONENT, ENV = "builds-api", "toolsbeta"
@@ -391,6 +392,7 @@ async def _type(bot: asyncio.subprocess.Process, line: str) -> None:
     await bot.stdin.drain()
 
 
+@real
 async def run_point(root: Path, template: Path, point: Point) -> Outcome:
     """One trial in `root` (a fresh directory) over a copy of `template`."""
     root.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.procs import HOST, free_port, log_tail, missing, stop_process, wait_until
+from tests.support.real import real
 
 INSTALL = "apt-get install -y --no-install-recommends docker-registry"
 START_TIMEOUT = 20.0
@@ -326,6 +327,7 @@ def list_tags(base_url: str, name: str) -> list[str]:
 # --- the server ----------------------------------------------------------------------------
 
 
+@real
 @dataclass
 class OciRegistry:
     """One `docker-registry serve` process on 127.0.0.1, storing under `root`."""
@@ -404,6 +406,7 @@ def find_binary() -> str | None:
     return shutil.which("docker-registry", path="/usr/bin:/usr/sbin:/usr/local/bin")
 
 
+@real
 @contextlib.contextmanager
 def running_registry(tmpdir: Path) -> Iterator[OciRegistry]:
     """Start an empty registry (filesystem storage under `tmpdir`, deletes enabled) on a free

@@ -39,6 +39,7 @@ from tests.support.procs import (
     stop_process,
     wait_until,
 )
+from tests.support.real import real
 
 INSTALL = "apt-get install -y --no-install-recommends postgresql"
 SUPERUSER = "deploybot"
@@ -163,6 +164,7 @@ def _is_postgres(pid: int) -> bool:
         return False
 
 
+@real
 @dataclass
 class PgServer:
     """One PostgreSQL server process on 127.0.0.1; restartable on the same port and data."""
@@ -340,6 +342,7 @@ class PgServer:
         self.psql(f'CREATE DATABASE "{name}"', database="postgres")
 
 
+@real
 @contextlib.contextmanager
 def running_postgres(tmpdir: Path, *, keep_data: bool = False) -> Iterator[PgServer]:
     """Start a fresh PostgreSQL with database `deploybot` on a free loopback port; yield it;

@@ -24,6 +24,8 @@ import pytest
 import slixmpp
 from slixmpp import JID
 
+from tests.support.real import real
+
 DOMAIN = "localhost"
 MUC_DOMAIN = "conference.localhost"
 USERS = {"bot": "bot-secret-pw", "alice": "alice-secret-pw", "bob": "bob-secret-pw"}
@@ -53,6 +55,7 @@ class PortInUse(RuntimeError):
     """Another program took the port between choosing it and prosody binding it."""
 
 
+@real
 @dataclass
 class ProsodyServer:
     """One prosody process (restartable on the same port and data dir)."""
@@ -158,6 +161,7 @@ class ProsodyServer:
         return "\n".join(parts)
 
 
+@real
 @contextlib.asynccontextmanager
 async def running_prosody(tmp_path: Path) -> AsyncIterator[ProsodyServer]:
     """Start prosody for one test; always stop it; leave its logs in `tmp_path`.

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from tests.support.real import deploybot
 from tests.support.session import free_port
 from tests.support.webhookbot import RunningBot, config_with
 
@@ -26,7 +26,7 @@ def check_config(
     path = tmp_path / "check.yaml"
     path.write_text(yaml.safe_dump(data))
     res = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
+        [*deploybot(), "check-config", "-c", str(path)],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "DEPLOYBOT_HTTP_TOKEN": "a-token-from-a-secret"},
     )  # fmt: skip

@@ -50,14 +50,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _is_real(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.params.get("engine") == "postgresql":
+    params = dict(getattr(getattr(item, "callspec", None), "params", {}))
+    if params.get("engine") == "postgresql":
         return True
     if reaches_real(getattr(item, "function", None)):
         return True
     info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs if info is not None else {}
-    return any(reaches_real(d.func) for name in item.fixturenames for d in defs.get(name, ()))
+    defs = dict(info.name2fixturedefs) if info is not None else {}
+    manager = item.session._fixturemanager
+    for value in params.values():  # a server class, or a fixture asked for by name
+        if reaches_real(value):
+            return True
+        if isinstance(value, str) and (named := manager.getfixturedefs(value, item)):
+            defs[value] = named
+    return any(reaches_real(d.func) for named in defs.values() for d in named)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -7,7 +7,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,11 +17,10 @@ from bot.config.model import SalSink
 from bot.core.redact import Redactor
 from bot.store.db import Store
 from bot.store.sal import Sal, SalEntry
+from tests.support.real import deploybot
 from tests.support.session import console_session
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
-
-DEPLOYBOT = [sys.executable, "-m", "bot.cli"]
 
 
 def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str]:
@@ -53,7 +51,7 @@ def _wait_for(q: queue.Queue[str], needle: str, timeout: float = 30.0) -> str:
 
 def test_sal_entry_survives_kill_9_of_the_running_bot(demo_config_path: Path) -> None:
     proc = subprocess.Popen(
-        [*DEPLOYBOT, "run", "-c", str(demo_config_path)],
+        [*deploybot(), "run", "-c", str(demo_config_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -71,7 +69,7 @@ def test_sal_entry_survives_kill_9_of_the_running_bot(demo_config_path: Path) ->
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     res = subprocess.run(
-        [*DEPLOYBOT, "sal", "-c", str(demo_config_path), "--json"],
+        [*deploybot(), "sal", "-c", str(demo_config_path), "--json"],
         capture_output=True,
         text=True,
         timeout=60,

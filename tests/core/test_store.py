@@ -6,7 +6,6 @@ import asyncio
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,9 @@ import yaml
 from bot.core.errors import StoreError
 from bot.store.db import Store, StoreConn
 from bot.store.migrations.legacy import LEGACY
+from tests.support.real import deploybot
 
 pytestmark = pytest.mark.both_engines
-
-DEPLOYBOT = [sys.executable, "-m", "bot.cli"]
 
 
 async def test_the_api_modules_use_works_the_same_on_both_engines(store_url: str) -> None:
@@ -102,7 +100,7 @@ def test_an_empty_or_corrupt_sqlite_file_is_refused_with_one_line(
     db = state / "deploybot.sqlite3"
     db.write_bytes(content)
     res = subprocess.run(
-        [*DEPLOYBOT, "sal", "-c", str(_config(tmp_path, state))],
+        [*deploybot(), "sal", "-c", str(_config(tmp_path, state))],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode == 2
@@ -136,7 +134,7 @@ async def test_a_store_from_before_alembic_keeps_its_rows(tmp_path: Path) -> Non
 
 
 def _deploybot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DEPLOYBOT, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*deploybot(), *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.postgresql_only  # copies a SQLite store into PostgreSQL
@@ -149,7 +147,7 @@ def test_store_copy_moves_a_populated_sqlite_store_and_the_sal_reads_back_identi
     sqlite_config.write_text(yaml.safe_dump(data))
     session = "".join(f"!log entry {i} 100% done T{1000 + i}\n" for i in range(25))
     res = subprocess.run(
-        [*DEPLOYBOT, "run", "-c", str(sqlite_config)],
+        [*deploybot(), "run", "-c", str(sqlite_config)],
         input=session, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
@@ -170,7 +168,7 @@ def test_store_copy_moves_a_populated_sqlite_store_and_the_sal_reads_back_identi
     assert "already holds data" in again.stderr and again.stderr.count("\n") == 1
 
     res = subprocess.run(
-        [*DEPLOYBOT, "run", "-c", str(demo_config_path)],
+        [*deploybot(), "run", "-c", str(demo_config_path)],
         input="!log after the move\n", capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr

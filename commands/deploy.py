@@ -2,7 +2,7 @@
 
 `!deploy` opens or updates the bump MR (GitLab forge) or pushes the bump commit (plain git
 forge); `!promote` pins an environment to what the environment it requires has; `!diff`
-shows what a deploy would change without changing anything. The work is `bot.bump.Bumper`.
+shows what a deploy would change without changing anything. The work is `bot.control.bumper.Bumper`.
 """
 
 from __future__ import annotations

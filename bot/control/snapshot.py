@@ -4,7 +4,7 @@
 costs a process each (hundreds for a big control repo). This reads every candidate pin file
 of the plain git checkout in one process and keeps the texts for that commit, so reading
 again costs one `git rev-parse` until the branch moves. Pins are then parsed by the same
-`bot.bump.read_pins` the bumps use.
+`bot.control.bumper.read_pins` the bumps use.
 """
 
 from __future__ import annotations

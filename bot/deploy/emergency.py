@@ -2,7 +2,7 @@
 
 `helm rollback <release> 0` returns to the revision before the current one; after an earlier
 rollback that revision is the *newer* release, so "rolling back" moved production forward.
-Here the choice is made from Helm's own release records (`bot.cluster.kube.helm_history`):
+Here the choice is made from Helm's own release records (`bot.cluster.kube.KubeCluster.helm_history`):
 the newest earlier revision whose chart version is older than what runs now, or, with
 `to <ref>`, the newest revision whose version matches the ref (which may be newer: the user
 said so). No store, forge or registry is consulted, so this works on a bot with no history.

@@ -3,7 +3,7 @@
 The webhook route only verifies and persists; this worker takes the
 pending rows from the store in arrival order into lanes (one per pipeline commit, merge
 request or project: `order_key`), runs lanes concurrently and each lane in order, parses each with the pure
-`bot.gitlab_events.parse_event`, dispatches the typed event through a `Router` (by kind,
+`bot.gitlab.events.parse_event`, dispatches the typed event through a `Router` (by kind,
 and optionally one attribute such as a merge request's `action`, like gidgethub's router),
 and marks the row processed, malformed or failed. Rows still pending at start-up (the
 process died between the 200 and the processing) are handled first, so nothing is lost.

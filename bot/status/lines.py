@@ -1,7 +1,7 @@
 """The status report in words: one compact line per component+environment.
 
 Shared by `!status` (commands/status.py picks what fits in three lines) and `GET /status`
-(every line). The facts come from `bot.status.StatusBoard`.
+(every line). The facts come from `bot.status.board.StatusBoard`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry chromium
 
-.PHONY: demo test check lint typecheck unit fast bench fuzz venv test-deps debs helm-bins screenshots clean
+.PHONY: demo test check lint typecheck suite unit bench fuzz venv test-deps debs helm-bins screenshots clean
 
 $(BIN)/deploybot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,17 +54,19 @@ lint: test-deps
 typecheck: test-deps
 	$(BIN)/mypy
 
-unit: test-deps debs helm-bins
+# the whole suite, with the Debian servers and helm/helmfile it needs
+suite: test-deps debs helm-bins
 	$(BIN)/pytest -q
 
-# the inner loop: no apt step, no real servers or deploybot processes (the `real` marker,
-# set automatically by what a test starts; see tests/support/real.py)
-fast: test-deps
+# the tests not marked `real` (no apt step: no real servers or deploybot processes; the
+# marker is set automatically by what a test starts, see tests/support/real.py)
+unit: test-deps
 	$(BIN)/pytest -q -p no:cacheprovider -m "not real"
 
-check: lint typecheck fast
+# the inner loop
+check: lint typecheck unit
 
-test: lint typecheck unit
+test: lint typecheck suite
 
 # refresh the README's screenshots of the board and a deploy page (real Chromium)
 screenshots: test-deps debs

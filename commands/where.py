@@ -31,6 +31,49 @@ async def _pinned_in(bumper: Bumper, component: str, env: str, ref: str | None =
         return []
 
 
+async def _bumped(
+    bumper: Bumper, component: str, envs: list[str], branch: str, version: str
+) -> bool:
+    """Whether the open bump's branch pins `version` in some environment."""
+    for env in envs:
+        if version in await _pinned_in(bumper, component, env, branch):
+            return True
+    return False
+
+
+async def _find(
+    bumper: Bumper, component: str, ref: str, envs: list[str]
+) -> tuple[Version | None, str | None, bool, bool, str | None]:
+    """What `ref` names: its build (if any), its commit, whether that commit exists and is
+    merged, and the merged commit's link."""
+    version: Version | None = None
+    sha: str | None = None
+    try:
+        version = await bumper.resolve(component, ref, envs)
+    except RefError as exc:
+        if _SHA_RE.fullmatch(ref.lower()) is None or "ambiguous" in str(exc):
+            raise UserError(str(exc)) from None
+        sha = ref.lower()  # a commit without a release build (yet)
+    tags: list[Tag] = []
+    try:
+        tags = await bumper.source.tags(component)
+    except SourceError:
+        pass
+    if version is not None and version.is_release:
+        sha = next((t.commit for t in tags if t.name == version.raw), version.sha8)
+    if sha is None:
+        return version, sha, False, False, None
+    try:
+        found = await bumper.source.merged(component, sha)
+    except SourceError as exc:
+        raise UserError(str(exc)) from None
+    if found is None:
+        return version, sha, False, False, None
+    if found.on_branch:
+        return version, found.sha, True, True, found.url
+    return version, sha, True, False, None
+
+
 @command(
     "where",
     role=Role.anyone,
@@ -49,41 +92,15 @@ async def where(ctx: Context, inv: Invocation) -> str:
         raise UserError(str(exc)) from None
     bumper = ctx.bumper
     envs = ctx.config.env_names
-    version: Version | None = None
-    sha: str | None = None
-    try:
-        version = await bumper.resolve(component, ref, envs)
-    except RefError as exc:
-        if _SHA_RE.fullmatch(ref.lower()) is None or "ambiguous" in str(exc):
-            raise UserError(str(exc)) from None
-        sha = ref.lower()  # a commit without a release build (yet)
-    tags: list[Tag] = []
-    try:
-        tags = await bumper.source.tags(component)
-    except SourceError:
-        pass
-    if version is not None and version.is_release:
-        sha = next((t.commit for t in tags if t.name == version.raw), version.sha8)
-    merged_url: str | None = None
-    merged = exists = False
-    if sha is not None:
-        try:
-            found = await bumper.source.merged(component, sha)
-        except SourceError as exc:
-            raise UserError(str(exc)) from None
-        exists, merged = found is not None, found is not None and found.on_branch
-        if found is not None and found.on_branch:
-            sha = found.sha
-            merged_url = found.url
+    version, sha, exists, merged, merged_url = await _find(bumper, component, ref, envs)
     seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
     built = bool(version and version.is_release) or bool(seen and seen.status == "success")
     bump = await bumper.forge.open_bump(component)
-    in_bump = False
-    if bump is not None and version is not None:
-        for env in envs:
-            if version.raw in await _pinned_in(bumper, component, env, bump.branch):
-                in_bump = True
-                break
+    in_bump = (
+        bump is not None
+        and version is not None
+        and await _bumped(bumper, component, envs, bump.branch, version.raw)
+    )
     pins = {env: await _pinned_in(bumper, component, env) for env in envs}
     path = pathway(
         envs,

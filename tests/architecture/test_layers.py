@@ -32,8 +32,6 @@ LONG_FUNCTIONS = {
     " the baseline schema as it shipped, table after table",
     "bot/delivery/outbox.py:drain_once": "the delivery plan of one round; being reworked"
     " (folding and pacing) on another branch, split after that lands",
-    "commands/where.py:where": "one answer assembled from many sources, in the order it is"
-    " read; to be split along those sources",
     "bot/cluster/runner.py:run": "the argv runner's process lifecycle (spawn, stream, time"
     " out, kill the group, reap) reads best in one piece",
 }

@@ -16,7 +16,7 @@ from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version
 from bot.deploy.model import Action, DeployRequest
-from bot.deploy.running import live_of, live_version
+from bot.model.running import live_of, live_version
 from commands.parse import Invocation
 from commands.spec import Context, command
 

@@ -16,7 +16,7 @@ from bot.control.releases import SourceError
 from bot.core.errors import UserError
 from bot.core.pathway import pathway
 from bot.core.versions import RefError, Tag, Version, check_ref
-from bot.deploy.running import live_of
+from bot.model.running import live_of
 from bot.pipelines.announce import newest_pipeline
 from commands.parse import Invocation
 from commands.spec import Context, command

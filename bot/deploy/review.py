@@ -23,7 +23,7 @@ from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Action, Deploy, DeployFailed, DeployOutcome, DeployRequest
 from bot.deploy.records import claim_review, latest_review
-from bot.deploy.running import running_version
+from bot.model.running import running_version
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
 

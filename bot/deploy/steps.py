@@ -21,7 +21,7 @@ from bot.core.git import GitError, git
 from bot.deploy.failures import meaningful_line
 from bot.deploy.model import Action, Deploy, DeployFailed
 from bot.deploy.orphans import pgid_path
-from bot.deploy.running import live_version
+from bot.model.running import live_version
 from bot.services import Services
 
 

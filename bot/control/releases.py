@@ -24,7 +24,7 @@ from bot.core.git import GitError, git
 from bot.core.versions import Tag, parse_version
 
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
-_PREFIX_RE = re.compile(r"[0-9a-f]{7,40}")
+_PREFIX_RE = re.compile(r"[0-9a-f]{4,40}")
 
 
 class SourceError(Exception):
@@ -79,7 +79,7 @@ class _TagCache:
 def _check_sha(sha: str) -> str:
     low = sha.lower()
     if _PREFIX_RE.fullmatch(low) is None:
-        raise SourceError(f"{sha[:60]!r} is not a commit sha (7-40 hex digits)")
+        raise SourceError(f"{sha[:60]!r} is not a commit sha (4-40 hex digits)")
     return low
 
 

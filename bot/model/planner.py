@@ -14,7 +14,7 @@ Pure functions over the model's facts (`bot.model.state.EnvFacts`). The rules (S
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.model.ancestry import Direction
 from bot.model.state import EnvFacts
@@ -28,6 +28,7 @@ class Advice:
     text: str
     command: str | None = None
     gate: str | None = None
+    known: bool = True  # False: what runs is unknown, so the step is a guess
 
     def line(self) -> str:
         """`tools pins X, runs Y; next: !apply c tools (review: …)`."""
@@ -84,8 +85,10 @@ def plan_env(f: EnvFacts, facts: Mapping[str, EnvFacts] | None = None, prefix: s
     runs = f"runs {f.running}" if f.running else "what runs is unknown"
     text = f"{env} pins {f.pinned}, {runs}"
     if f.requires is not None and not f.requires_ok:
-        return _required_first(f, facts or {}, prefix, text)
-    return _apply(f, prefix, text)
+        advice = _required_first(f, facts or {}, prefix, text)
+    else:
+        advice = _apply(f, prefix, text)
+    return replace(advice, known=move != Direction.UNKNOWN)
 
 
 def _required_first(f: EnvFacts, facts: Mapping[str, EnvFacts], prefix: str, text: str) -> Advice:
@@ -100,23 +103,26 @@ def _required_first(f: EnvFacts, facts: Mapping[str, EnvFacts], prefix: str, tex
     if f.required_pinned and theirs is not None:
         inner = plan_env(theirs, facts, prefix)
         if inner.command is not None:
-            return Advice(f"{text}; {req} first: {inner.text}", inner.command, inner.gate)
+            both = "; ".join(g for g in (gate, inner.gate) if g)
+            return Advice(f"{text}; {req} first: {inner.text}", inner.command, both)
     return Advice(f"{text}; {req} first", f"{prefix}deploy {c} {f.pinned} to {req}", gate)
 
 
 def plan_version(
     component: str, version: str, contains: Mapping[str, bool | None],
     facts: Mapping[str, EnvFacts], envs: Sequence[str], prefix: str = "!",
+    pin_contains: Mapping[str, bool | None] | None = None,
 ) -> Advice:  # fmt: skip
     """The next step for `version` on its path to production: the first environment (in
-    order) whose running release does not contain it."""
+    order) whose running release does not contain it. Where that environment's pin already
+    contains it, applying the pin is the step (never pinning back to `version`)."""
     for env in envs:
         if contains.get(env):
             continue
         f = facts.get(env)
         if f is None:
             return Advice(f"what runs in {env} is unknown")
-        if f.pinned == version:
+        if f.pinned == version or (pin_contains or {}).get(env):
             return plan_env(f, facts, prefix)
         if f.requires is not None and contains.get(f.requires):
             return Advice(

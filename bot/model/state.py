@@ -16,7 +16,7 @@ refusal never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -75,6 +75,19 @@ class EnvFacts:
     last_commit: str | None = None  # control-repo commit last applied here
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What a caller read already (the status board's cells), so the model does not read it
+    again; `running` None with `live_known` means the cluster did not answer."""
+
+    pinned: str | None
+    running: str | None
+    release: ReleaseState | None = None
+
+
+SeenMap = Mapping[str, Seen]
+
+
 class Model:
     """Reads the facts; one per bot (the history cache is shared)."""
 
@@ -89,7 +102,9 @@ class Model:
         self.unapplied = unapplied
         self.now = now
 
-    async def pinned(self, component: str, env: str) -> str | None:
+    async def pinned(self, component: str, env: str, seen: SeenMap | None = None) -> str | None:
+        if seen is not None and env in seen:
+            return seen[env].pinned
         if self.bumper is None:
             return None
         try:
@@ -98,7 +113,9 @@ class Model:
             return None
         return pins[0] if pins else None
 
-    async def running(self, component: str, env: str) -> str | None:
+    async def running(self, component: str, env: str, seen: SeenMap | None = None) -> str | None:
+        if seen is not None and env in seen:
+            return seen[env].running
         try:
             return await running_version(self.services, component, env)
         except ClusterError:
@@ -112,17 +129,22 @@ class Model:
         """Is moving env to `target` forward or back (from what runs, else its pin)?"""
         return await self.history.direction(component, await self.current(component, env), target)
 
-    async def offered(self, component: str, env: str) -> Offered:
+    async def offered(self, component: str, env: str, seen: SeenMap | None = None) -> Offered:
         """What env runs for `requires`: live with a cluster, else deployed or pinned."""
         services = self.services
         if has_live_state(services, env):
-            try:
-                live = await running_version(services, component, env)
-            except ClusterError as exc:
-                raise UserError(f"cannot read what runs in {env}: {exc}") from None
+            if seen is not None and env in seen:
+                live = seen[env].running
+            else:
+                try:
+                    live = await running_version(services, component, env)
+                except ClusterError as exc:
+                    raise UserError(f"cannot read what runs in {env}: {exc}") from None
             return Offered(frozenset({live} if live else set()), "live")
         runs = {await last_deployed(services.store, component, env)}
-        if self.bumper is not None:
+        if seen is not None and env in seen:
+            runs.add(seen[env].pinned)
+        elif self.bumper is not None:
             runs |= set(await self.bumper.pinned(component, env))
         return Offered(frozenset(v for v in runs if v), "deployed or pinned")
 
@@ -146,8 +168,12 @@ class Model:
         now = self.now()
         return None if in_window(windows, now) else f"{env} is {describe_refusal(windows, now)}"
 
-    async def release(self, component: str, env: str) -> ReleaseState | None:
+    async def release(
+        self, component: str, env: str, seen: SeenMap | None = None
+    ) -> ReleaseState | None:
         """The Helm release's records (None: no cluster, none, or unreadable)."""
+        if seen is not None and env in seen:
+            return seen[env].release
         cluster = self.services.clusters.get(env)
         if cluster is None:
             return None
@@ -157,14 +183,13 @@ class Model:
         except ClusterError:
             return None
 
-    async def facts(self, component: str, env: str) -> EnvFacts:
+    async def facts(self, component: str, env: str, seen: SeenMap | None = None) -> EnvFacts:
         """Everything the planner needs about component in env."""
-        cfg = self.services.config
-        env_cfg = cfg.env(env)
-        pinned = await self.pinned(component, env)
-        running = await self.running(component, env)
+        env_cfg = self.services.config.env(env)
+        pinned = await self.pinned(component, env, seen)
+        running = await self.running(component, env, seen)
         try:
-            offered = await self.offered(component, env)
+            offered = await self.offered(component, env, seen)
         except UserError:
             offered = Offered(frozenset(), "unknown")
         move = (
@@ -173,7 +198,7 @@ class Model:
             else Direction.UNKNOWN
         )
         lock = await self.services.locks.get(component, env)
-        release = await self.release(component, env)
+        release = await self.release(component, env, seen)
         facts = EnvFacts(
             component, env, pinned, running, has_live_state(self.services, env), move, offered,
             review=bool(env_cfg and env_cfg.review),
@@ -189,23 +214,26 @@ class Model:
         if required is None or pinned is None:
             return facts
         try:
-            theirs = await self.offered(component, required)
+            theirs = await self.offered(component, required, seen)
         except UserError:
             theirs = Offered(frozenset(), "unknown")
-        req_running = await self.running(component, required)
+        req_running = await self.running(component, required, seen)
         return _with_requires(
-            facts, required, theirs, await self.pinned(component, required),
+            facts, required, theirs, await self.pinned(component, required, seen),
             await self.history.contains(component, req_running, pinned),
         )  # fmt: skip
 
-    async def all_facts(self, component: str) -> dict[str, EnvFacts]:
-        return {env: await self.facts(component, env) for env in self.services.config.env_names}
+    async def all_facts(self, component: str, seen: SeenMap | None = None) -> dict[str, EnvFacts]:
+        envs = self.services.config.env_names
+        return {env: await self.facts(component, env, seen) for env in envs}
 
-    async def contains(self, component: str, version: str) -> dict[str, bool | None]:
+    async def contains(
+        self, component: str, version: str, seen: SeenMap | None = None
+    ) -> dict[str, bool | None]:
         """Per environment: does what runs there contain `version` (None: unknown)?"""
         out: dict[str, bool | None] = {}
         for env in self.services.config.env_names:
-            running = await self.running(component, env)
+            running = await self.running(component, env, seen)
             out[env] = await self.history.contains(component, running, version)
         return out
 

@@ -47,12 +47,13 @@ async def version_view(
     model: Model, component: str, version: str, *, merged: bool = True, built: bool = True,
     bump_open: bool = False, bump_label: str = "bump MR open",
     links: dict[str, str | None] | None = None, prefix: str = "!",
+    seen: SeenMap | None = None,
 ) -> VersionView:  # fmt: skip
     """`version`'s path: an environment is reached when what runs there contains it (live
     state known), else when it is pinned there."""
     envs = model.services.config.env_names
-    facts = await model.all_facts(component)
-    contains = await model.contains(component, version)
+    facts = await model.all_facts(component, seen)
+    contains = await model.contains(component, version, seen)
     path = pathway(
         envs, merged=merged, built=built, bump_open=bump_open,
         pinned={e: facts[e].pinned == version for e in envs},

@@ -386,7 +386,7 @@ class StatusBoard:
         if set(status.cells) != set(self.services.config.env_names):
             return  # a partial gather: the planner needs every environment
         prefix = str(self.services.config.bot.prefix)
-        seen = {env: await self._seen(cell) for env, cell in status.cells.items()}
+        seen = await self.seen(status)
         advice = await self._get(
             ("advice", c), lambda: env_advice(model, c, prefix, seen), fresh=True
         )
@@ -398,6 +398,10 @@ class StatusBoard:
                 ("contains", c, latest.raw), lambda: model.contains(c, latest.raw, seen), True
             )
             status.contains_latest = got.value or {}
+
+    async def seen(self, status: ComponentStatus) -> dict[str, Seen]:
+        """What the cells read, as the model takes it."""
+        return {env: await self._seen(cell) for env, cell in status.cells.items()}
 
     async def _seen(self, cell: Cell) -> Seen:
         """What the cell read, for the model (no second read of a hung cluster)."""

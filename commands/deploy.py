@@ -254,13 +254,19 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     )
     text += plan.shared_note
     first = plan.changes[0]
-    brings = await bumper.source.changes(component, first.old, version.raw)
+    back = first.old != version.raw and bool(
+        await ctx.model.history.is_ancestor(component, version.raw, first.old)
+    )
+    if back:  # going back: the commits of new..old are taken away
+        brings = await bumper.source.changes(component, version.raw, first.old)
+    else:
+        brings = await bumper.source.changes(component, first.old, version.raw)
     page = plan.diff() + (f"\n{brings.listing()}\n" if brings else "")
     diffs = ctx.services.diffs
     link = await diffs.save(page) if diffs is not None else None
     if brings is not None:
         where = f"{first.env}: " if len({c.old for c in plan.changes}) > 1 else ""
-        text += f"\n{where}{brings.line(link)}"
+        text += f"\n{where}{brings.back_line(link) if back else brings.line(link)}"
     if link is not None:
         text += f"\nfull diff: {link}"
     return text

@@ -344,7 +344,8 @@ class Deployer:
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
                 result = await steps.run(d, "diff", deploy.diff, workdir)
-                await self.report.say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
+                summary = steps.diff_summary(result, self.report.log_url(d.id))
+                await self.report.say(d, f"deploy #{d.id} diff: {summary}")
             await steps.run(d, "apply", deploy.apply, workdir)
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts

@@ -52,6 +52,8 @@ async def crosses_scripts(dep: Deployer, req: DeployRequest) -> bool:
         commit, _ = await dep.source_of(req.component, req.env)
         pins = await bumper.pinned(req.component, req.env, commit)
         running = await running_version(dep.services, req.component, req.env)
+        if running is None:  # what runs is unknown: count from the previous pin
+            running = await bumper.previous(req.component, req.env)
     except (UserError, ClusterError):
         return False  # the apply itself will say what is wrong
     names = await control.names_at(commit, f"components/{req.component}")
@@ -75,7 +77,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
         scripts = await dep.report.upgrade_scripts(d, workdir)
         await dep.records.set_state(d.id, "applying")
         summary = dep.steps.diff_summary(
-            await dep.steps.run(d, "diff", config.deploy.diff, workdir)
+            await dep.steps.run(d, "diff", config.deploy.diff, workdir), dep.report.log_url(d.id)
         )
     except DeployFailed as exc:
         await dep.records.set_state(d.id, "failed", result=str(exc), error=str(exc))

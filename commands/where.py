@@ -121,7 +121,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         links_shown.append(f"open bump MR !{bump.iid} is for another version")
     now = " · ".join(f"{env} {','.join(v) or 'unknown'}" for env, v in pins.items())
     lines = [head, f"pinned now: {now}"]
-    if view is not None and version is not None and version.is_release and merged:
+    if view is not None and version is not None and version.is_release:
         inside = [e for e in envs if view.contains.get(e)]
         if inside:
             lines[1] += f" · runs in (contained in what runs): {', '.join(inside)}"

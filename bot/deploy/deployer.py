@@ -156,10 +156,19 @@ class Deployer:
     # --- preflight -------------------------------------------------------------------------
 
     def _check_direction(self, req: DeployRequest, version: str, move: Direction) -> None:
-        """A rollback only goes back; forward is `!deploy`'s (through every gate)."""
+        """A rollback only goes back; forward is `!deploy`'s (through every gate). An apply
+        of a pin that is a step back (edited by hand, or moved since the advice) says so
+        instead of going back unasked: `!rollback` (or an admin's --force) does that."""
+        c, env = req.component, req.env
+        if req.action in (Action.APPLY, Action.CONFIRM) and move == Direction.BACK:
+            if not req.force:
+                raise Refusal(
+                    f"{env} pins {version}, older than what runs there: applying it is a step"
+                    f" back; to go back: !rollback {c} {env} to {version} (or an admin's"
+                    f" --force); to keep what runs, pin it again with !deploy; nothing run"
+                )
         if req.action != Action.ROLLBACK or move in (Direction.BACK, Direction.UNKNOWN):
             return
-        c, env = req.component, req.env
         if move == Direction.SAME:
             raise Refusal(f"{env} already runs {version}; nothing to roll back; nothing run")
         raise Refusal(

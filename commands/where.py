@@ -16,7 +16,7 @@ from bot.control.releases import SourceError
 from bot.core.errors import UserError
 from bot.core.versions import RefError, Tag, Version, check_ref
 from bot.model.pathway import pathway
-from bot.model.views import version_view
+from bot.model.views import VersionView, version_view
 from bot.pipelines.announce import newest_pipeline
 from commands.parse import Invocation
 from commands.spec import Context, command
@@ -104,12 +104,12 @@ async def where(ctx: Context, inv: Invocation) -> str:
                        links=links, bump_label=label)  # fmt: skip
     described = view.describe() if view is not None else path.describe()
     name = version.raw if version else sha or ref
-    branch = ctx.config.components[component].default_branch
     if version is None and not exists:
         return (
             f"{component} {ref}: no such commit or build in its repository; "
             f"check the sha, or try {ctx.prefix}where {component} latest"
         )
+    branch = ctx.config.components[component].default_branch
     if version is not None and not version.is_release:
         head = f"{component} {name} is a dev build (not on the path to production)"
     elif not merged and sha is not None:
@@ -119,14 +119,20 @@ async def where(ctx: Context, inv: Invocation) -> str:
     links_shown = [f"{s.label} {s.link}" for s in path.steps if s.link]
     if bump is not None and not in_bump:
         links_shown.append(f"open bump MR !{bump.iid} is for another version")
-    now = " · ".join(f"{env} {','.join(v) or 'unknown'}" for env, v in pins.items())
-    lines = [head, f"pinned now: {now}"]
-    if view is not None and version is not None and version.is_release:
-        inside = [e for e in envs if view.contains.get(e)]
-        if inside:
-            lines[1] += f" · runs in (contained in what runs): {', '.join(inside)}"
-        if view.advice.command is not None:
-            lines[1] += f" · {view.advice.line()}"
+    lines = [head, _now(pins, view if version is not None and version.is_release else None)]
     if links_shown:
         lines.append(" · ".join(links_shown))
     return "\n".join(lines)
+
+
+def _now(pins: dict[str, list[str]], view: VersionView | None) -> str:
+    """`pinned now: …`, which environments contain it (by ancestry) and the next step."""
+    text = "pinned now: " + " · ".join(f"{e} {','.join(v) or 'unknown'}" for e, v in pins.items())
+    if view is None:
+        return text
+    inside = [e for e in pins if view.contains.get(e)]
+    if inside:
+        text += f" · runs in (contained in what runs): {', '.join(inside)}"
+    if view.advice.command is not None:
+        text += f" · {view.advice.line()}"
+    return text

@@ -71,15 +71,25 @@ def cell_line(
             a.kind + (" (rolled back on purpose)" if DELIBERATE in a.text else "") for a in alerts
         ]
         parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
-    advice = cell.advice  # the planner's next step, when there is one and it is not a guess
     trouble = cell.release_trouble
-    if advice and advice.command and advice.known and cell.deploying is None and not trouble:
-        parts.append(advice.line())
-    elif cell.drifted and cell.deploying is None and advice is None and not trouble:
-        parts.append("live is not the pin (the next step could not be worked out)")
+    if (step_text := _next_step(cell)) is not None:
+        parts.append(step_text)
     if trouble is not None:  # last: it ends with the next command
         parts.append(f"{trouble.describe()}; next: {trouble.next_step(cell.component, cell.env)}")
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
+
+
+def _next_step(cell: Cell) -> str | None:
+    """The planner's next step, when there is one and it is not a guess (no deploy in
+    flight, no Helm release in trouble: that part names its own step)."""
+    advice = cell.advice
+    if cell.deploying is not None or cell.release_trouble is not None:
+        return None
+    if advice is not None and advice.command and advice.known:
+        return advice.line()
+    if cell.drifted and advice is None:
+        return "live is not the pin (the next step could not be worked out)"
+    return None
 
 
 def cell_lines(

@@ -390,6 +390,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return asyncio.run(make_world(tmp_path_factory.mktemp("planner")))
 
 
+@pytest.mark.timeout(max(900, EXAMPLES * 5))  # about 1.3 s an example on 2 cores
 @settings(
     max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -18,6 +18,7 @@ from bot.app import App
 from bot.chat.console import ConsoleAdapter
 from bot.cluster.runner import RunResult
 from bot.config.model import Config, load_config
+from bot.core.git import git
 from bot.deploy.steps import Steps
 from bot.store.alerts import Alert, AlertStore
 from tests.support.session import console_session
@@ -213,3 +214,34 @@ async def test_a_six_character_prefix_resolves(demo_config: Config, demo_config_
     assert lines[0].startswith("builds-api 0.0.133-") and lines[0].endswith(
         f"-> {latest} in toolsbeta"
     ), lines
+
+
+async def test_upgrade_scripts_are_counted_from_the_previous_pin_when_what_runs_is_unknown(
+    demo_config_path: Path, tmp_path: Path
+) -> None:
+    """Was: no script named when the running version was unknown, although the bump line
+    of the same command said "0.0.132 -> 0.0.134"."""
+    data = yaml.safe_load(demo_config_path.read_text())
+    for env in data["environments"]:
+        if env["name"] == "tools":  # no live state and no requires: only the pins speak
+            env.pop("live_file", None)
+            env.pop("requires", None)
+    data["monitors"] = {"enabled": False}
+    demo_config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    control = demo_config_path.parent / "git" / "toolforge-deploy.git"
+    work = tmp_path / "work"
+    await git("clone", "-q", str(control), str(work))
+    (work / "components" / "builds-api" / "0.0.134-migrate.sh").write_text("#!/bin/sh\n")
+    await git("add", "-A", cwd=work)
+    await git("commit", "-qm", "a script", cwd=work)
+    await git("push", "-q", "origin", "HEAD:main", cwd=work)
+    tags = releases(demo_config_path)
+    lines = answers(
+        await console_session(
+            load_config(demo_config_path),
+            ["!deploy builds-api latest to tools", "!apply builds-api tools"],
+        )
+    )
+    review = next(x for x in lines if x.startswith("review #1: "))
+    assert "components/builds-api/0.0.134-migrate.sh" in review, review
+    assert f"(what runs is unknown: counted from the previous pin {tags[-3]})" in review

@@ -55,6 +55,7 @@ from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
 from bot.http import build_http_app
+from bot.model.state import Model
 from bot.monitors.checks import Monitors
 from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
 from bot.services import Services
@@ -243,9 +244,12 @@ class App:
             charts,
             mr_builds=lambda c, iid: mr_build_version(store, c, iid),
         )
-        self.board = StatusBoard(self.services, self.bumper)
+        self.model = Model(self.services, self.bumper)  # one model: its history cache is shared
+        self.board = StatusBoard(self.services, self.bumper, model=self.model)
         self.monitors = Monitors(self.services, self.bumper, self.board)
-        self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
+        self.deployer = Deployer(
+            self.services, self.bumper, on_finished=self._deploy_finished, model=self.model
+        )
         self.deployer.records.epoch = lambda: self.leadership.epoch
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
         self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))

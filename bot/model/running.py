@@ -4,9 +4,6 @@ table, which `bot.deploy.records` writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import live_sources, target_of
 from bot.services import Services
 from bot.store.db import Store
@@ -52,21 +49,3 @@ async def running_version(services: Services, component: str, env: str) -> str |
     if has_live_state(services, env):
         return await live_version(services, component, env)
     return await last_deployed(services.store, component, env)
-
-
-async def live_of(
-    services: Services, component: str, version: str, envs: Sequence[str]
-) -> dict[str, bool | None]:
-    """Per environment: does it run exactly `version` (None: no live state, or unknown)?"""
-    sources = live_sources(services.config, services.clusters)
-    out: dict[str, bool | None] = {}
-    for env in envs:
-        if env not in sources:
-            out[env] = None
-            continue
-        try:
-            live = await live_version(services, component, env)
-        except ClusterError:
-            live = None
-        out[env] = None if live is None else live == version
-    return out

@@ -15,7 +15,8 @@ from tests.support.session import console_session
 
 
 def answers(lines: list[str]) -> list[str]:
-    return [line for line in lines if not line.startswith("[#")]
+    """The replies (no announcements, no "working on it" a loaded machine may add)."""
+    return [x for x in lines if not x.startswith("[#") and not x.endswith("working on it…")]
 
 
 def reviewed(path: Path, env: str = "tools") -> Config:

@@ -28,7 +28,8 @@ EVERYWHERE = ["!deploy builds-api latest", "!promote builds-api", "!apply builds
 
 
 def answers(lines: list[str]) -> list[str]:
-    return [line for line in lines if not line.startswith("[#")]
+    """The replies (no announcements, no "working on it" a loaded machine may add)."""
+    return [x for x in lines if not x.startswith("[#") and not x.endswith("working on it…")]
 
 
 def releases(config_path: Path, component: str = "builds-api") -> list[str]:

@@ -75,10 +75,13 @@ screenshots: test-deps debs
 bench: test-deps debs
 	$(BIN)/python -m bench
 
-# the long fuzz run: 10,000 webhooks and 10,000 chat lines (7 to 9 minutes on 2 cores)
+# the long fuzz run: 10,000 webhooks and 10,000 chat lines (7 to 9 minutes on 2 cores), then
+# 5,000 random deploy histories against the planner's rules (tests/model, about 2 hours)
 fuzz: test-deps
 	FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider -o timeout=3600 \
 	  --hypothesis-show-statistics tests/faults/test_fuzz.py
+	FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=14400 \
+	  tests/model/test_planner_properties.py
 
 clean:
 	rm -rf $(VENV) .deploybot-demo .mypy_cache .ruff_cache .pytest_cache

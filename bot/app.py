@@ -55,6 +55,7 @@ from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest
 from bot.http import build_http_app
+from bot.model.state import Model
 from bot.monitors.checks import Monitors
 from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
 from bot.services import Services
@@ -247,9 +248,12 @@ class App:
             config, store, services.sal, services.control, services.gitlab, charts,
             mr_builds=lambda c, iid: mr_build_version(store, c, iid),
         )  # fmt: skip
-        self.board = StatusBoard(services, self.bumper)
+        self.model = Model(services, self.bumper)  # one model: its history cache is shared
+        self.board = StatusBoard(services, self.bumper, model=self.model)
         self.monitors = Monitors(services, self.bumper, self.board)
-        self.deployer = Deployer(services, self.bumper, on_finished=self._deploy_finished)
+        self.deployer = Deployer(
+            services, self.bumper, on_finished=self._deploy_finished, model=self.model
+        )
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
         self.dispatcher = Dispatcher(services, caps, CommandSet.collect(COMMAND_MODULES))
         self.pipelines = PipelineAnnouncer(config, store, services.gitlab, services.announcer)

@@ -12,6 +12,8 @@ from bot.core.errors import Refused, UserError
 from bot.core.versions import RefError
 from bot.deploy import review
 from bot.deploy.model import Action, DeployOutcome, DeployRequest
+from bot.model.ancestry import Direction
+from bot.model.planner import plan_env
 from commands.parse import Invocation
 from commands.spec import Context, command
 
@@ -36,6 +38,8 @@ def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
     """The result line; a room that already sees the deploy's announcements gets none."""
     if outcome.state == "refused":
         raise UserError(outcome.line)
+    if outcome.state == "nothing":  # no deploy ran, so nothing was announced
+        return outcome.line
     if ctx.sees_announcements(component):
         return None
     return outcome.line
@@ -64,12 +68,46 @@ async def apply(ctx: Context, inv: Invocation) -> str | None:
     await authorize(ctx, req)
     if confirm:  # a review waits: on a `review: true` env, or production crossing a script
         return reply(ctx, component, await review.confirm(ctx.deployer, req))
+    if not req.force and (nothing := await _nothing_to_apply(ctx, component, env)):
+        return nothing
     production = ctx.config.env_names[-1] == env
     if (env_cfg is not None and env_cfg.review) or (
         production and await review.crosses_scripts(ctx.deployer, req)
     ):
         return reply(ctx, component, await review.review(ctx.deployer, req))
     return reply(ctx, component, await ctx.deployer.apply(req))
+
+
+async def _nothing_to_apply(ctx: Context, component: str, env: str) -> str | None:
+    """`nothing to apply: tools already runs X` when the pin runs and nothing is unapplied
+    (a reviewed environment then runs no review either)."""
+    env_cfg = ctx.config.env(env)
+    bumper = ctx.deployer.bumper
+    if bumper is not None and env_cfg is not None and env_cfg.deploy_before_merge:
+        if await bumper.forge.open_bump(component) is not None:
+            return None  # the open bump MR's pin is what applies, not main's
+    facts = await ctx.model.facts(component, env)
+    if facts.pin_move != Direction.SAME or facts.unapplied or facts.trouble:
+        return None
+    return plan_env(facts, prefix=ctx.prefix).line()
+
+
+async def _back_only(ctx: Context, req: DeployRequest, target: str) -> None:
+    """`!rollback … to <ref>` goes back only (from what runs, else the pin); forward is
+    `!deploy`'s, through every gate. Refused (and recorded) before anything is pinned."""
+    move = await ctx.model.direction(req.component, req.env, target)
+    c, env = req.component, req.env
+    if move == Direction.SAME:
+        why = f"{env} already runs {target}; nothing to roll back"
+    elif move == Direction.FORWARD:
+        why = (
+            f"{target} is not older than what {env} runs, so this is not a rollback: a move"
+            f" forward goes through requires and review: !deploy {c} {target} to {env}"
+        )
+    else:
+        return
+    refused = await ctx.deployer.report.refuse(req, f"{why}; nothing changed")
+    raise UserError(refused.line)
 
 
 @command(
@@ -103,6 +141,7 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
     except RefError as exc:
         raise UserError(f"{exc}; nothing changed") from None
     req.version = target
+    await _back_only(ctx, req, target)
     refusal = await deployer.precheck(req, target)
     if refusal is not None:
         raise UserError(refusal.line)

@@ -13,16 +13,24 @@ from bot.cluster.kube import ClusterError
 from bot.config.auth import Role
 from bot.control.bumper import Bumper, BumpOutcome, BumpPlan
 from bot.core.errors import UserError
-from bot.core.pathway import pathway
 from bot.core.versions import RefError, Version
 from bot.deploy.model import Action, DeployRequest
-from bot.deploy.running import live_of, live_version
+from bot.model.ancestry import Direction
+from bot.model.pathway import pathway
+from bot.model.planner import plan_env
+from bot.model.running import live_version
+from bot.model.views import version_view
 from commands.parse import Invocation
 from commands.spec import Context, command
 
 
-def _target(ctx: Context, words: Sequence[str]) -> list[str]:
-    """`[to] <env>` or nothing (every environment)."""
+def _target(ctx: Context, words: Sequence[str], *, pin: bool = False) -> list[str]:
+    """`[to] <env>`, or nothing: every environment (`!diff`), or for a pin (`!deploy`) the
+    start of the promotion path: the `auto_apply` environments and those that require no
+    other. An environment that requires another (production) changes only through `to`,
+    `!promote` or a merged MR."""
+    if not words and pin:
+        return [e.name for e in ctx.config.environments if e.auto_apply or not e.requires]
     if not words:
         return list(ctx.config.env_names)
     if len(words) == 2 and words[0] == "to":
@@ -66,41 +74,54 @@ def _already(plan: BumpPlan) -> str:
 async def _reply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = ()) -> str:
     plan, published = outcome.plan, outcome.published
     if published is None:
-        return (
-            f"{plan.component} is already at {plan.version} in {', '.join(plan.envs)}; "
-            "nothing changed"
-        )
-    envs = ctx.config.env_names
-    pinned_now = {c.env for c in plan.already}
-    if published.mr is None:  # git forge: the commit is the pin
-        pinned_now |= set(plan.changed_envs)
-    for env in envs:
-        if env not in plan.envs and plan.version in await _pins(ctx, plan.component, env):
-            pinned_now.add(env)
-    path = pathway(
-        envs,
-        merged=True,
-        built=True,
-        bump_open=published.mr is not None,
-        pinned={env: env in pinned_now for env in envs},
-        live=await live_of(ctx.services, plan.component, plan.version, envs),
-        bump_label="bump MR open" if published.mr else "bump committed",
-    )
+        text = f"{plan.component} is already at {plan.version} in {', '.join(plan.envs)}"
+        facts = await ctx.model.all_facts(plan.component)
+        steps = [plan_env(facts[e], facts, ctx.prefix) for e in plan.envs if e in facts]
+        todo = next((a for a in steps if a.command is not None), None)
+        if todo is None:  # every one runs it too
+            return f"{text}; nothing changed"
+        return f"{text}; nothing changed · {todo.line()}"
     first = plan.summary() + _already(plan) + (f" ({', '.join(tasks)})" if tasks else "")
     if published.mr is not None:
         if published.action == "unchanged":
             return f"MR !{published.mr.iid} already proposes this: {published.mr.url}\n{first}"
         where = f"MR !{published.mr.iid} {published.action}: {published.mr.url}"
-    else:
-        where = f"pushed {published.commit_sha[:8]} to {ctx.bumper.forge.branch}"
-    return f"{first}\n{where} · {path.describe(f'{ctx.prefix}apply {plan.component}')}"
+        return f"{first}\n{where} · {await _mr_path(ctx, outcome)}"
+    where = f"pushed {published.commit_sha[:8]} to {ctx.bumper.forge.branch}"
+    view = await version_view(
+        ctx.model, plan.component, plan.version, bump_open=False, bump_label="bump committed",
+        prefix=ctx.prefix,
+    )  # fmt: skip
+    return f"{first}\n{where} · {view.describe()}"
+
+
+async def _mr_path(ctx: Context, outcome: BumpOutcome) -> str:
+    """The step while the bump is an MR: pinned counts where the MR or main pins it."""
+    plan = outcome.plan
+    envs = ctx.config.env_names
+    pinned_now = {c.env for c in plan.already}
+    for env in envs:
+        if env not in plan.envs and plan.version in await _pins(ctx, plan.component, env):
+            pinned_now.add(env)
+    contains = await ctx.model.contains(plan.component, plan.version)
+    facts = await ctx.model.all_facts(plan.component)
+    path = pathway(
+        envs, merged=True, built=True, bump_open=True,
+        pinned={env: env in pinned_now for env in envs},
+        live={e: contains[e] if facts[e].live_known else None for e in envs},
+        bump_label="bump MR open",
+    )  # fmt: skip
+    return path.describe(f"{ctx.prefix}apply {plan.component}")
 
 
 @command(
     "deploy",
     role=Role.deployer,
-    usage="<component> <ref> [to <env>] [T123]",
-    summary="pin a version in the control repo (bump MR, or a commit on the plain git forge)",
+    usage="<component> <ref> [to <env>] [--force] [T123]",
+    summary="pin a version in the control repo (bump MR, or a commit on the plain git forge);"
+    " without `to`, only the environments that apply it now (auto_apply); pinning an older"
+    " release than what runs is a downgrade and needs --force (or !rollback)",
+    flags=["force"],
     examples=[
         ("!deploy builds-api latest to toolsbeta", r"in toolsbeta|already at"),
         ("!deploy builds-api nothex1", r"unknown ref"),
@@ -110,12 +131,31 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     if len(inv.args) < 2:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component = ctx.component(inv.args[0])
-    envs = _target(ctx, inv.args[2:])
+    envs = _target(ctx, inv.args[2:], pin=True)
     await _authorize(ctx, component, envs)
+    if "force" in inv.flags:
+        ctx.require(Role.admin, component, envs[0])
     bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
+    if "force" not in inv.flags:
+        await _no_downgrade(ctx, component, version.raw, envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
     return await _auto_apply(ctx, outcome, inv.tasks)
+
+
+async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequence[str]) -> None:
+    """Pinning an ancestor of what runs is a step back: say so; `--force` (admin) pins it
+    anyway, `!rollback` is the command for going back."""
+    model = ctx.model
+    for env in envs:
+        runs = await model.running(component, env)
+        if await model.history.direction(component, runs, version) != Direction.BACK:
+            continue
+        raise UserError(
+            f"{version} is older than the {runs} that {env} runs: a downgrade; to go back:"
+            f" {ctx.prefix}rollback {component} {env} to {version} (or add --force to pin it"
+            " anyway); nothing changed"
+        )
 
 
 @command(
@@ -214,13 +254,19 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     )
     text += plan.shared_note
     first = plan.changes[0]
-    brings = await bumper.source.changes(component, first.old, version.raw)
+    back = first.old != version.raw and bool(
+        await ctx.model.history.is_ancestor(component, version.raw, first.old)
+    )
+    if back:  # going back: the commits of new..old are taken away
+        brings = await bumper.source.changes(component, version.raw, first.old)
+    else:
+        brings = await bumper.source.changes(component, first.old, version.raw)
     page = plan.diff() + (f"\n{brings.listing()}\n" if brings else "")
     diffs = ctx.services.diffs
     link = await diffs.save(page) if diffs is not None else None
     if brings is not None:
         where = f"{first.env}: " if len({c.old for c in plan.changes}) > 1 else ""
-        text += f"\n{where}{brings.line(link)}"
+        text += f"\n{where}{brings.back_line(link) if back else brings.line(link)}"
     if link is not None:
         text += f"\nfull diff: {link}"
     return text

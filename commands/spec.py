@@ -21,6 +21,7 @@ from bot.config.model import Config
 from bot.control.bumper import Bumper
 from bot.core.errors import Refused, UserError
 from bot.deploy.deployer import Deployer
+from bot.model.state import Model
 from bot.monitors.checks import Monitors
 from bot.services import Services
 from bot.status.board import StatusBoard
@@ -140,6 +141,11 @@ class Context:
     @property
     def deployer(self) -> Deployer:
         return self.caps.deployer
+
+    @property
+    def model(self) -> Model:
+        """What runs where, release ancestry and the planner's facts (the deployer's)."""
+        return self.caps.deployer.model
 
     @property
     def board(self) -> StatusBoard:

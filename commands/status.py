@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bot.config.auth import Role
 from bot.core.errors import UserError
+from bot.status.board import NO_CLUSTER
 from bot.status.lines import cell_lines
 from commands.parse import Invocation
 from commands.spec import Context, command
@@ -24,7 +25,7 @@ FIRST_CHECK_WAIT = 3.0  # seconds `!status` waits for the monitors' first check 
     summary="per component and environment: pinned, live, latest built, step k/n, health, "
     "bump MR, lock, alerts",
     examples=[
-        ("!status", r"need attention|healthy|no components"),
+        ("!status", r"need attention|healthy|unknown|no components"),
         ("!status builds-api", r"builds-api toolsbeta: .*pinned"),
         ("!status builds-api prod", r"unknown environment 'prod'; environments: toolsbeta, tools"),
     ],
@@ -53,10 +54,15 @@ async def status(ctx: Context, inv: Invocation) -> str:
             lines = lines[:keep] + [f"… {len(lines) - keep} more: {more_at}"]
         return "\n".join(lines)
     attention = [line for cell, line in cells if cell.needs_attention]
-    healthy = len(cells) - len(attention)
+    calm = [cell for cell, _ in cells if not cell.needs_attention]
+    blind = sum(1 for cell in calm if cell.health.error == NO_CLUSTER)
+    healthy = len(calm) - blind
+    counts = ([f"{healthy} healthy"] if healthy or not blind else []) + (
+        [f"{blind} health unknown (no cluster configured)"] if blind else []
+    )
     if not attention:
-        return f"all {healthy} component+environment pairs healthy; details: {more_at}"
+        return f"nothing needs attention: {' · '.join(counts)}; details: {more_at}"
     shown = attention[: MAX_LINES - 1]
     rest = len(attention) - len(shown)
     tail = f"{rest} more need attention · " if rest else ""
-    return "\n".join(shown + [f"{tail}{healthy} healthy; details: {more_at}"])
+    return "\n".join(shown + [f"{tail}{' · '.join(counts)}; details: {more_at}"])

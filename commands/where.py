@@ -2,7 +2,7 @@
 
 Gathers the evidence for each step (merged on the default branch, built by a pipeline or
 tagged as a release, proposed in the open bump MR, pinned per environment on the control
-repo's target branch) and lets `bot.core.pathway` turn it into "step k of n".
+repo's target branch) and lets `bot.model.pathway` turn it into "step k of n".
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from bot.control.bumper import Bumper
 from bot.control.forge import BumpError
 from bot.control.releases import SourceError
 from bot.core.errors import UserError
-from bot.core.pathway import pathway
 from bot.core.versions import RefError, Tag, Version, check_ref
-from bot.deploy.running import live_of
+from bot.model.pathway import pathway
+from bot.model.views import VersionView, version_view
 from bot.pipelines.announce import newest_pipeline
 from commands.parse import Invocation
 from commands.spec import Context, command
 
-_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
+_SHA_RE = re.compile(r"[0-9a-f]{4,40}")
 
 
 async def _pinned_in(bumper: Bumper, component: str, env: str, ref: str | None = None) -> list[str]:
@@ -102,42 +102,54 @@ async def where(ctx: Context, inv: Invocation) -> str:
         and await _bumped(bumper, component, envs, bump.branch, version.raw)
     )
     pins = {env: await _pinned_in(bumper, component, env) for env in envs}
-    path = pathway(
-        envs,
-        merged=merged,
-        built=built,
-        bump_open=in_bump,
-        pinned={env: version is not None and version.raw in pins[env] for env in envs},
-        live=await live_of(ctx.services, component, version.raw, envs) if version else None,
-        links={
-            "merged": merged_url,
-            "built": seen.url if seen else None,
-            "bump": bump.url if bump else None,
-        },
-        bump_label="bump MR open" if bumper.forge.kind == "gitlab" else "bump committed",
-    )
+    links = {
+        "merged": merged_url,
+        "built": seen.url if seen else None,
+        "bump": bump.url if bump else None,
+    }
+    label = "bump MR open" if bumper.forge.kind == "gitlab" else "bump committed"
+    view = None
+    if version is not None:
+        view = await version_view(
+            ctx.model, component, version.raw, merged=merged, built=built, bump_open=in_bump,
+            bump_label=label, links=links, prefix=ctx.prefix,
+        )  # fmt: skip
+        path = view.path
+    else:
+        pinned = {env: False for env in envs}
+        path = pathway(envs, merged=merged, built=built, bump_open=False, pinned=pinned,
+                       links=links, bump_label=label)  # fmt: skip
+    described = view.describe() if view is not None else path.describe()
     name = version.raw if version else sha or ref
-    apply_cmd = f"{ctx.prefix}apply {component}"
-    branch = ctx.config.components[component].default_branch
     if version is None and not exists:
         return (
             f"{component} {ref}: no such commit or build in its repository; "
             f"check the sha, or try {ctx.prefix}where {component} latest"
         )
+    branch = ctx.config.components[component].default_branch
     if version is not None and not version.is_release:
         head = f"{component} {name} is a dev build (not on the path to production)"
     elif not merged and sha is not None:
-        head = f"{component} {name}: not on {branch}"
-        head += f" (yet) · {path.describe(apply_cmd)}"
+        head = f"{component} {name}: not on {branch} (yet) · {described}"
     else:
-        head = f"{component} {name}: {path.describe(apply_cmd)}"
-    links = [f"{s.label} {s.link}" for s in path.steps if s.link]
+        head = f"{component} {name}: {described}"
+    links_shown = [f"{s.label} {s.link}" for s in path.steps if s.link]
     if bump is not None and not in_bump:
-        links.append(f"open bump MR !{bump.iid} is for another version")
-    now = " · ".join(f"{env} {','.join(v) or 'unknown'}" for env, v in pins.items())
-    lines = [head, f"pinned now: {now}"]
-    if links:
-        lines.append(" · ".join(links))
-    elif path.k == 2:
-        lines.append(f"next: {ctx.prefix}deploy {component} {ref}")
+        links_shown.append(f"open bump MR !{bump.iid} is for another version")
+    lines = [head, _now(pins, view if version is not None and version.is_release else None)]
+    if links_shown:
+        lines.append(" · ".join(links_shown))
     return "\n".join(lines)
+
+
+def _now(pins: dict[str, list[str]], view: VersionView | None) -> str:
+    """`pinned now: …`, which environments contain it (by ancestry) and the next step."""
+    text = "pinned now: " + " · ".join(f"{e} {','.join(v) or 'unknown'}" for e, v in pins.items())
+    if view is None:
+        return text
+    inside = [e for e in pins if view.contains.get(e)]
+    if inside:
+        text += f" · runs in (contained in what runs): {', '.join(inside)}"
+    if view.advice.command is not None:
+        text += f" · {view.advice.line()}"
+    return text

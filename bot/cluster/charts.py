@@ -92,6 +92,10 @@ class ChartRepos:
         """Nor a repository to compare (their changelog is upstream's)."""
         return None
 
+    async def is_ancestor(self, component: str, old: str, new: str) -> None:
+        """Nor a history: their order is the semver order of the versions."""
+        return None
+
     async def _index(self, repo: str, chart: str) -> list[str]:
         url = f"{repo}/index.yaml"
         host = urlsplit(repo).hostname or repo

@@ -43,6 +43,17 @@ class Changes:
             text += f" and {n - INLINE} more" + (f": {link}" if link else "")
         return text
 
+    def back_line(self, link: str | None = None) -> str:
+        """Going back from `new` to `old`: `takes back 2 commits: a1b2c3d4 fix x (Alice); …`."""
+        n = len(self.commits)
+        if n == 0:
+            return f"takes back no commits ({self.old} and {self.new} are built from the same code)"
+        shown = "; ".join(c.short() for c in self.commits[:INLINE])
+        text = f"takes back {n} commit{'s' if n > 1 else ''}: {shown}"
+        if n > INLINE:
+            text += f" and {n - INLINE} more" + (f": {link}" if link else "")
+        return text
+
     def listing(self, limit: int | None = None) -> str:
         """One `- sha subject (author)` line per commit, for a page or an MR description."""
         shown = self.commits if limit is None else self.commits[:limit]

@@ -9,6 +9,7 @@ Tag lists are cached for a few seconds so one chat command never lists them twic
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from bot.core.git import GitError, git
 from bot.core.versions import Tag, parse_version
 
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
-_PREFIX_RE = re.compile(r"[0-9a-f]{7,40}")
+_PREFIX_RE = re.compile(r"[0-9a-f]{4,40}")
 
 
 class SourceError(Exception):
@@ -53,6 +54,11 @@ class ComponentSource(Protocol):
         """The commits between two release versions (None when they cannot be read)."""
         ...
 
+    async def is_ancestor(self, component: str, old: str, new: str) -> bool | None:
+        """Is release `old` (its commit) an ancestor of, or the same commit as, release
+        `new`? None when the history cannot say (no repository, unreadable)."""
+        ...
+
 
 @dataclass
 class _TagCache:
@@ -73,7 +79,7 @@ class _TagCache:
 def _check_sha(sha: str) -> str:
     low = sha.lower()
     if _PREFIX_RE.fullmatch(low) is None:
-        raise SourceError(f"{sha[:60]!r} is not a commit sha (7-40 hex digits)")
+        raise SourceError(f"{sha[:60]!r} is not a commit sha (4-40 hex digits)")
     return low
 
 
@@ -134,6 +140,18 @@ class GitLabSource:
             if len(c.get("parent_ids") or []) <= 1  # merge commits say nothing new
         ]
         return Changes(old, new, tuple(commits))
+
+    async def is_ancestor(self, component: str, old: str, new: str) -> bool | None:
+        """By the compare API: `old` is in `new`'s history when `new..old` has no commits."""
+        if not _versions(old, new):
+            return None
+        if old == new:
+            return True
+        try:
+            found = await self._gitlab.compare(self._comp(component).project or "", new, old)
+        except (GitLabError, SourceError):
+            return None
+        return not found
 
 
 class GitSource:
@@ -218,6 +236,23 @@ class GitSource:
             return None
         return Changes(old, new, tuple(parse_git_log(out)))
 
+    async def is_ancestor(self, component: str, old: str, new: str) -> bool | None:
+        """`git merge-base --is-ancestor` of the two release tags in the mirror clone."""
+        if not _versions(old, new):
+            return None
+        if old == new:
+            return True
+        try:
+            path = await self._sync_mirror(component)
+            refs = [f"refs/tags/{old}", f"refs/tags/{new}"]
+            if not all([await self._commit(path, r) for r in refs]):  # a tag newer than the mirror
+                path = await self._sync_mirror(component, force=True)
+                if not all([await self._commit(path, r) for r in refs]):
+                    return None
+        except (GitError, SourceError):
+            return None
+        return await is_ancestor_in(path, *refs)
+
     @staticmethod
     async def _commit(path: Path, prefix: str) -> str | None:
         try:
@@ -226,6 +261,21 @@ class GitSource:
             return None
         full = out.strip()
         return full if _FULL_SHA_RE.fullmatch(full) else None
+
+
+async def is_ancestor_in(repo: Path, old: str, new: str) -> bool | None:
+    """`git merge-base --is-ancestor old new` in `repo`: True, False, or None (git failed)."""
+    proc = await asyncio.create_subprocess_exec(
+        "git", "merge-base", "--is-ancestor", old, new, cwd=repo,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        code = await asyncio.wait_for(proc.wait(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+    return {0: True, 1: False}.get(code)
 
 
 def parse_ls_remote(out: str) -> list[Tag]:
@@ -281,6 +331,12 @@ class ConfiguredSource:
         except SourceError:
             return None
 
+    async def is_ancestor(self, component: str, old: str, new: str) -> bool | None:
+        try:
+            return await self._for(component).is_ancestor(component, old, new)
+        except SourceError:
+            return None
+
 
 class _OneLine:
     """A source whose one-line errors (`UserError`) become `SourceError`s."""
@@ -299,6 +355,9 @@ class _OneLine:
 
     async def changes(self, component: str, old: str, new: str) -> Changes | None:
         return await self._inner.changes(component, old, new)
+
+    async def is_ancestor(self, component: str, old: str, new: str) -> bool | None:
+        return await self._inner.is_ancestor(component, old, new)
 
 
 def _versions(*names: str) -> bool:

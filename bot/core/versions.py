@@ -25,7 +25,7 @@ _SEMVER_RE = re.compile(
     r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
-_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
+_SHA_RE = re.compile(r"[0-9a-f]{4,40}")
 _MR_RE = re.compile(r"mr([1-9][0-9]{0,8})")
 _HEX40_RE = re.compile(r"[0-9a-f]{40}")
 _REF_CHARS_RE = re.compile(r"[A-Za-z0-9.-]+")
@@ -110,7 +110,7 @@ def _shown(ref: str) -> str:
 
 
 _EXPECTED = (
-    "expected a version (0.0.N-YYYYMMDDHHMMSS-sha8 or semver v1.2.3), a commit sha (7-40 hex), "
+    "expected a version (0.0.N-YYYYMMDDHHMMSS-sha8 or semver v1.2.3), a commit sha (4-40 hex), "
     "'latest', 'previous' or 'mr<IID>'"
 )
 

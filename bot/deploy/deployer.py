@@ -36,13 +36,16 @@ from bot.deploy.model import (
     DeployFailed,
     DeployOutcome,
     DeployRequest,
+    NothingToApply,
     Refusal,
 )
 from bot.deploy.orphans import orphan_group, wait_gone
 from bot.deploy.records import DeployRecords
 from bot.deploy.reporting import DeployReport
-from bot.deploy.running import live_version, running_version
 from bot.deploy.steps import Steps
+from bot.model.ancestry import Direction
+from bot.model.running import live_version, running_version
+from bot.model.state import Model
 from bot.services import Services
 
 
@@ -53,10 +56,12 @@ class Deployer:
         self, services: Services, bumper: Bumper | None, *,
         on_finished: Callable[[str], None] = lambda component: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        model: Model | None = None,
     ) -> None:  # fmt: skip
         """`on_finished(component)` is called after every deploy ends (what runs changed)."""
         self.services = services
         self.bumper = bumper
+        self.model = model or Model(services, bumper, now=now)
         self.on_finished = on_finished
         self.config = services.config
         self.now = now
@@ -78,6 +83,8 @@ class Deployer:
         try:
             try:
                 d = await self._prepare(req)
+            except NothingToApply as exc:  # not a deploy, not a refusal: no row, no SAL
+                return DeployOutcome(None, "nothing", str(exc))
             except UserError as exc:
                 return await self.report.refuse(req, str(exc))
             task = self._tasks.spawn(self._execute(d), name=f"deploy-{d.id}")
@@ -118,7 +125,9 @@ class Deployer:
             if busy is not None:
                 raise Refusal(f"{busy}; nothing changed")
             await preflight.check_lock(self.services, req.component, req.env, req.actor)
-            await self._checks(req, version, Checked())
+            move = await self.model.direction(req.component, req.env, version)
+            self._check_direction(req, version, move)
+            await self._checks(req, version, Checked(), move)
         except UserError as exc:
             return await self.report.refuse(req, str(exc))
         return None
@@ -137,15 +146,44 @@ class Deployer:
 
     # --- preflight -------------------------------------------------------------------------
 
-    async def _checks(self, req: DeployRequest, version: str, checked: Checked) -> None:
+    def _check_direction(self, req: DeployRequest, version: str, move: Direction) -> None:
+        """A rollback only goes back; forward is `!deploy`'s (through every gate). An apply
+        of a pin that is a step back (edited by hand, or moved since the advice) says so
+        instead of going back unasked: `!rollback` (or an admin's --force) does that."""
+        c, env = req.component, req.env
+        if req.action in (Action.APPLY, Action.CONFIRM) and move == Direction.BACK:
+            if not req.force:
+                raise Refusal(
+                    f"{env} pins {version}, older than what runs there: applying it is a step"
+                    f" back; to go back: !rollback {c} {env} to {version} (or an admin's"
+                    f" --force); to keep what runs, pin it again with !deploy; nothing run"
+                )
+        if req.action != Action.ROLLBACK or move in (Direction.BACK, Direction.UNKNOWN):
+            return
+        if move == Direction.SAME:
+            raise Refusal(f"{env} already runs {version}; nothing to roll back; nothing run")
+        raise Refusal(
+            f"{version} is not older than what {env} runs, so this is not a rollback: a move"
+            f" forward goes through requires and review: !deploy {c} {version} to {env};"
+            " nothing run"
+        )
+
+    async def _checks(
+        self, req: DeployRequest, version: str, checked: Checked, move: Direction
+    ) -> None:
+        """Gates by direction: a move forward (or from an unknown state) passes `requires`
+        (and, in `_prepare`, `review`) whichever command asked; a step back does not wait
+        for them; only the admin's `--emergency` skips every gate, and says so."""
         s = self.services
-        if req.action != "rollback-emergency":  # an emergency does not wait for a window
-            preflight.check_window(s, req.env, req.force, self.now(), checked)
-        if not req.action.is_rollback:  # going back never waits for `requires`
-            await preflight.check_requires(
-                s, self.bumper, req.component, req.env, version, req.force, checked
-            )
         emergency = req.action == Action.EMERGENCY
+        if emergency:  # the way out of an incident: no window, requires or review
+            checked.notes.append("emergency: window, requires and review not checked")
+        else:
+            preflight.check_window(s, req.env, req.force, self.now(), checked)
+        if move.gated and not emergency and not self._rollback_of_unknown(req, move):
+            await preflight.check_requires(
+                self.model, req.component, req.env, version, req.force, checked
+            )
         if not emergency:  # the emergency rollback is the way out of a failed or pending release
             await preflight.check_helm_release(s, req.component, req.env, req.force, checked)
         if emergency and not version:
@@ -155,14 +193,26 @@ class Deployer:
             s, req.component, version, req.force, checked, emergency=emergency
         )
 
+    @staticmethod
+    def _rollback_of_unknown(req: DeployRequest, move: Direction) -> bool:
+        """A rollback where nothing says what runs: `!rollback` checked the direction
+        against the pin before re-pinning it."""
+        return req.action == Action.ROLLBACK and move == Direction.UNKNOWN
+
+    def _check_review(self, req: DeployRequest, move: Direction) -> None:
+        env_cfg = self.config.env(req.env)
+        if not (env_cfg and env_cfg.review) or req.commit is not None:
+            return
+        if req.action in (Action.REVIEW, Action.EMERGENCY) or not move.gated:
+            return  # the review itself; the admin's way out; a step back
+        if self._rollback_of_unknown(req, move):
+            return
+        raise Refusal(f"{req.env} applies only after a review: !apply {req.component}"
+                      f" {req.env} runs the diff; nothing run")  # fmt: skip
+
     async def _prepare(self, req: DeployRequest) -> Deploy:
         s = self.services
         checked = Checked()
-        env_cfg = self.config.env(req.env)
-        if env_cfg and env_cfg.review and req.commit is None and req.action != "review":
-            if not req.action.is_rollback:  # going back is never held up
-                raise Refusal(f"{req.env} applies only after a review: !apply {req.component}"
-                              f" {req.env} runs the diff; nothing run")  # fmt: skip
         await preflight.check_lock(s, req.component, req.env, req.actor)
         revisions: tuple[int | None, int | None] = (None, None)
         from_version: str | None = None
@@ -188,16 +238,36 @@ class Deployer:
                 req.tasks = tuple(dict.fromkeys([*req.tasks, *found]))
             if req.version is not None and version != req.version:
                 raise Refusal(f"{source} pins {version}, not {req.version}; nothing run")
-        await self._checks(req, version, checked)
         if from_version is None:
             try:
                 from_version = await running_version(s, req.component, req.env)
             except ClusterError:
                 from_version = None
+        move = await self._move(req, from_version, version)
+        self._check_direction(req, version, move)
+        self._check_review(req, move)
+        await self._checks(req, version, checked, move)
+        await self._check_something(req, version, move)
         deploy_id = await self.records.insert(req, version, from_version, commit, mr)
         d = Deploy(deploy_id, req, version, from_version, commit, source, mr, checked)
         d.revision, d.from_revision = revisions
         return d
+
+    async def _move(self, req: DeployRequest, running: str | None, version: str) -> Direction:
+        if req.action == Action.EMERGENCY and not version:
+            return Direction.BACK  # helm picks the previous revision
+        return await self.model.history.direction(req.component, running, version)
+
+    async def _check_something(self, req: DeployRequest, version: str, move: Direction) -> None:
+        """An apply of what already runs is "nothing to apply" (no deploy, no SAL), unless
+        the model knows of unapplied resources or an admin forces it."""
+        if move != Direction.SAME or req.force or req.action.is_rollback:
+            return
+        if req.action not in (Action.APPLY, Action.AUTO_APPLY, Action.PROMOTE, Action.DEPLOY):
+            return
+        if await self.model.unapplied(req.component, req.env):
+            return
+        raise NothingToApply(f"nothing to apply: {req.env} already runs {version}")
 
     async def source_of(self, component: str, env: str) -> tuple[str, str]:
         """The commit an apply would deploy now, and how to name it (`main@1a2b3c4d`)."""
@@ -274,7 +344,8 @@ class Deployer:
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
                 result = await steps.run(d, "diff", deploy.diff, workdir)
-                await self.report.say(d, f"deploy #{d.id} diff: {steps.diff_summary(result)}")
+                summary = steps.diff_summary(result, self.report.log_url(d.id))
+                await self.report.say(d, f"deploy #{d.id} diff: {summary}")
             await steps.run(d, "apply", deploy.apply, workdir)
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts

@@ -15,7 +15,7 @@ from bot.cluster.kube import ClusterError
 from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.core.errors import GitLabError, UserError
-from bot.deploy.running import running_version
+from bot.model.running import running_version
 from bot.services import Services
 from bot.store.sal import SalEntry, actor_name
 

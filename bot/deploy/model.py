@@ -17,6 +17,10 @@ class Refusal(UserError):
     """A deploy that may not start; nothing was run."""
 
 
+class NothingToApply(UserError):
+    """What an apply would deploy runs already; nothing to do (not a refusal)."""
+
+
 class DeployFailed(Exception):
     """A step failed; the message is the one-line reason."""
 
@@ -109,7 +113,7 @@ class Deploy:
 @dataclass(frozen=True)
 class DeployOutcome:
     id: int | None
-    state: str  # done | failed | refused | interrupted
+    state: str  # done | failed | refused | interrupted | nothing (nothing to apply)
     line: str
     version: str | None = None
 

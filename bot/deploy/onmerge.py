@@ -17,9 +17,9 @@ from bot.control.bumper import Bumper
 from bot.core.errors import UserError
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Action, DeployRequest
-from bot.deploy.running import running_version
 from bot.gitlab.events import MergeRequestEvent
 from bot.gitlab.inbox import Router
+from bot.model.running import running_version
 from bot.services import Services
 
 log = logging.getLogger("deploybot.deployer")

@@ -15,13 +15,11 @@ from bot.cluster.helmrecords import PENDING
 from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.cluster.registry import RegistryError
-from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
-from bot.core.errors import GitLabError
+from bot.core.errors import GitLabError, UserError
 from bot.core.windows import describe_refusal, in_window, parse_windows
 from bot.deploy.model import Checked, Refusal
-from bot.deploy.records import last_deployed
-from bot.deploy.running import live_version
+from bot.model.state import Model
 from bot.services import Services
 
 
@@ -43,30 +41,19 @@ def check_window(services: Services, env: str, force: bool, now: datetime, out: 
 
 
 async def check_requires(
-    services: Services, bumper: Bumper | None, component: str, env: str, version: str,
-    force: bool, out: Checked,
-) -> None:  # fmt: skip
+    model: Model, component: str, env: str, version: str, force: bool, out: Checked
+) -> None:
     """The required environment must run `version` (live with a cluster, else deployed or
-    pinned on the target branch)."""
-    env_cfg = services.config.env(env)
+    pinned on the target branch): `bot.model.state.Model.requires_met`, the rule the
+    planner names too."""
+    try:
+        reason = await model.requires_met(component, env, version)
+    except UserError as exc:
+        raise Refusal(f"{exc}; nothing run") from None
+    if reason is None:
+        return
+    env_cfg = model.services.config.env(env)
     required = env_cfg.requires if env_cfg else None
-    if required is None:
-        return
-    if required in services.clusters:
-        try:
-            runs = {await live_version(services, component, required)}
-        except ClusterError as exc:
-            raise Refusal(f"cannot read what runs in {required}: {exc}; nothing run") from None
-        how = "live"
-    else:
-        runs = {await last_deployed(services.store, component, required)}
-        if bumper is not None:
-            runs |= set(await bumper.pinned(component, required))
-        how = "deployed or pinned"
-    if version in runs:
-        return
-    shown = ", ".join(sorted(v for v in runs if v)) or "unknown"
-    reason = f"{env} requires {required}, which does not run {version} ({how}: {shown})"
     if not force:
         raise Refusal(f"{reason}; nothing run (deploy it to {required} first)")
     out.forced.append(f"{reason}, overridden with --force")

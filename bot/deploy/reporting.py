@@ -3,11 +3,13 @@ what it brings (commits, upgrade scripts). The deployer's half that only speaks.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from bot.config.model import Config
 from bot.control import upgrades
 from bot.control.bumper import Bumper
+from bot.core.errors import UserError
 from bot.deploy.model import Deploy, DeployOutcome, DeployRequest
 from bot.deploy.records import DeployRecords
 from bot.services import Services
@@ -75,12 +77,15 @@ class DeployReport:
     async def upgrade_scripts(self, d: Deploy, checkout: Path) -> str:
         """Name (SAL, room) the upgrade scripts this deploy crosses, before it applies;
         returns `; upgrade scripts …` for the final line, or ""."""
-        names = upgrades.crossed(
-            upgrades.scripts_in(checkout, d.req.component), d.from_version, d.version
-        )
+        old, note = d.from_version, ""
+        if old is None and self.bumper is not None:  # what runs is unknown: the previous pin
+            with contextlib.suppress(UserError):
+                old = await self.bumper.previous(d.req.component, d.req.env)
+            note = f" (what runs is unknown: counted from the previous pin {old})" if old else ""
+        names = upgrades.crossed(upgrades.scripts_in(checkout, d.req.component), old, d.version)
         if not names:
             return ""
-        text = upgrades.describe(d.req.component, names)
+        text = upgrades.describe(d.req.component, names) + note
         await self.record(d, "upgrade-scripts", f"{self.base(d)}: {text}")
         await self.services.announcer.announce(
             f"deploy #{d.id} of {d.req.component} {d.from_version} -> {d.version} in"

@@ -23,7 +23,7 @@ from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Action, Deploy, DeployFailed, DeployOutcome, DeployRequest
 from bot.deploy.records import claim_review, latest_review
-from bot.deploy.running import running_version
+from bot.model.running import running_version
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
 
@@ -52,6 +52,8 @@ async def crosses_scripts(dep: Deployer, req: DeployRequest) -> bool:
         commit, _ = await dep.source_of(req.component, req.env)
         pins = await bumper.pinned(req.component, req.env, commit)
         running = await running_version(dep.services, req.component, req.env)
+        if running is None:  # what runs is unknown: count from the previous pin
+            running = await bumper.previous(req.component, req.env)
     except (UserError, ClusterError):
         return False  # the apply itself will say what is wrong
     names = await control.names_at(commit, f"components/{req.component}")
@@ -75,7 +77,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
         scripts = await dep.report.upgrade_scripts(d, workdir)
         await dep.records.set_state(d.id, "applying")
         summary = dep.steps.diff_summary(
-            await dep.steps.run(d, "diff", config.deploy.diff, workdir)
+            await dep.steps.run(d, "diff", config.deploy.diff, workdir), dep.report.log_url(d.id)
         )
     except DeployFailed as exc:
         await dep.records.set_state(d.id, "failed", result=str(exc), error=str(exc))

@@ -21,7 +21,7 @@ from bot.core.git import GitError, git
 from bot.deploy.failures import meaningful_line
 from bot.deploy.model import Action, Deploy, DeployFailed
 from bot.deploy.orphans import pgid_path
-from bot.deploy.running import live_version
+from bot.model.running import live_version
 from bot.services import Services
 
 
@@ -82,11 +82,15 @@ class Steps:
         return result
 
     @staticmethod
-    def diff_summary(result: RunResult) -> str:
-        """`3 resources changed: ns/Deployment/x, ...` or `no changes`."""
+    def diff_summary(result: RunResult, link: str | None = None) -> str:
+        """`3 resources changed: ns/Deployment/x, ...` or `no changes`; when the exit code
+        says changed but no resource could be read from the output, never "0 resources":
+        `changes (see the diff: <link>)`."""
         if diff_outcome(result.returncode) != "changes":
             return "no changes"
         changed = changed_resources(result.output)
+        if not changed:
+            return f"changes (see the diff: {link})" if link else "changes (see the deploy log)"
         n = len(changed)
         text = f"{n} resource{'s' if n != 1 else ''} changed"
         if changed:

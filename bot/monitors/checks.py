@@ -24,9 +24,12 @@ from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
 from bot.control.bumper import Bumper
-from bot.core.versions import newer_than, parse_version, release_versions
+from bot.core.versions import Version, newer_than, parse_version, release_versions
 from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
+from bot.model.planner import Advice
+from bot.model.state import Model
+from bot.model.views import version_view
 from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
 from bot.services import Services
@@ -40,38 +43,56 @@ WEBHOOK_KINDS = ("pipeline", "merge_request", "tag_push", "push", "deployment")
 
 
 def drift_finding(cell: Cell) -> Finding | None:
-    """Live differs from every pin on main (call only when both are known)."""
+    """Live differs from every pin on main (call only when both are known); the planner's
+    next step ends the text (a pin behind what runs is not advised to be applied)."""
     if not cell.drifted:
         return None
     pins = ",".join(cell.pinned.value or [])
-    return Finding(
-        "drift", cell.component, cell.env, "", f"live {cell.live.value}, main pins {pins}"
-    )
+    text = f"live {cell.live.value}, main pins {pins}"
+    if cell.advice is not None and cell.advice.command is not None:
+        text += f"; {cell.advice.line()}"
+    return Finding("drift", cell.component, cell.env, "", text)
+
+
+async def not_in_prod(
+    model: Model, status: ComponentStatus, prod: str, running: str | None
+) -> list[Version]:
+    """Releases newer than the production pin that what runs there does not contain
+    either (by ancestry: a pin that went back while a newer release runs is not
+    "undeployed"), oldest first."""
+    pins = [v for v in map(parse_version, status.cells[prod].pinned.value or []) if v]
+    if not pins or not release_versions(status.tags.value or []):
+        return []
+    base = max(pins, key=lambda v: v.sort_key)
+    newer = [v for v in newer_than(status.tags.value or [], base) if not v.is_prerelease]
+    return [
+        v
+        for v in newer
+        if not await model.history.contains(status.component, running, v.raw)
+        and not await model.history.is_ancestor(status.component, v.raw, base.raw)
+    ]
 
 
 def undeployed_finding(
-    status: ComponentStatus, prod: str, rolled_back: RolledBack | None = None
-) -> Finding | None:
-    """Release tags newer than the production pin. Its age counts from when the bot first
-    saw it (not the tag's build time); after a deliberate rollback, until anyone deploys
-    again, it says so instead of advising to redeploy what was rolled back."""
-    pins = [v for v in map(parse_version, status.cells[prod].pinned.value or []) if v]
-    releases = release_versions(status.tags.value or [])
-    if not pins or not releases:
-        return None
-    base = max(pins, key=lambda v: v.sort_key)
-    newer = [v for v in newer_than(status.tags.value or [], base) if not v.is_prerelease]
+    status: ComponentStatus, prod: str, newer: list[Version],
+    rolled_back: RolledBack | None = None, advice: Advice | None = None,
+) -> Finding | None:  # fmt: skip
+    """Releases merged but not in production (`not_in_prod`). Its age counts from when the
+    bot first saw it (not the tag's build time); after a deliberate rollback, until anyone
+    deploys again, it says so instead of advising to redeploy what was rolled back; else the
+    planner's next step for the newest release ends it."""
     if not newer:
         return None
+    pins = status.cells[prod].pinned.value or []
     count = f"{len(newer)} release{'s' if len(newer) > 1 else ''}"
     text = (
         f"{count} merged but not deployed to {prod} (newest {newer[-1].raw}, {prod} pins "
-        f"{base.raw})"
+        f"{','.join(pins)})"
     )
     if rolled_back is not None:
         text += f"; {rolled_back.describe()}: {DELIBERATE}"
-    else:
-        text += f"; next: !deploy {status.component} latest"
+    elif advice is not None and advice.command is not None:
+        text += f"; {advice.line()}"
     return Finding("undeployed", status.component, prod, "", text)
 
 
@@ -229,13 +250,23 @@ class Monitors:
                     self._add(check, unhealthy_finding(cell, problems))
             if prod is not None and status.tags.ok and status.cells[prod].pinned.ok:
                 check.checked.add(("undeployed", status.component, prod))
-                back = await deliberate_rollback(self.services.store, status.component, prod)
-                self._add(check, undeployed_finding(status, prod, back))
+                self._add(check, await self._undeployed(status, prod))
         await self._artifacts(statuses, check)
         found, scopes = await hygiene_findings(self.services, now)
         check.findings += found
         check.checked |= scopes
         return check
+
+    async def _undeployed(self, status: ComponentStatus, prod: str) -> Finding | None:
+        c, model = status.component, self.board.model
+        seen = await self.board.seen(status)
+        newer = await not_in_prod(model, status, prod, seen[prod].running)
+        if not newer:
+            return None
+        back = await deliberate_rollback(self.services.store, c, prod)
+        prefix = str(self.services.config.bot.prefix)
+        view = await version_view(model, c, newer[-1].raw, prefix=prefix, seen=seen)
+        return undeployed_finding(status, prod, newer, back, view.advice)
 
     async def in_use(self, component: str) -> tuple[dict[str, list[str]], list[str]]:
         """Version -> roles (`live in tools`, ...) of component in every environment, and the

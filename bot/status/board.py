@@ -34,10 +34,14 @@ from bot.control.releases import SourceError
 from bot.control.snapshot import PinSnapshot
 from bot.core.errors import UserError
 from bot.core.git import GitError
-from bot.core.pathway import Pathway, pathway
 from bot.core.text import one_line
 from bot.core.versions import RefError, Tag, Version, release_versions
 from bot.deploy.records import active_deploys
+from bot.model.pathway import Pathway, pathway
+from bot.model.planner import Advice
+from bot.model.running import last_deployed
+from bot.model.state import Model, Seen
+from bot.model.views import env_advice
 from bot.services import Services
 from bot.store.alerts import Alert, AlertStore
 from bot.store.locks import ALL_ENVS, Lock
@@ -92,6 +96,7 @@ class Cell:
     live_since: float | None = None
     alerts: list[Alert] = field(default_factory=list)
     release: Got[ReleaseState | None] = field(default_factory=Got)  # Helm's newest record
+    advice: Advice | None = None  # the planner's next step here (None: not known)
 
     @property
     def release_trouble(self) -> ReleaseState | None:
@@ -127,6 +132,7 @@ class ComponentStatus:
     tags: Got[list[Tag]]
     bump: Got[OpenBump | None]
     cells: dict[str, Cell]
+    contains_latest: dict[str, bool | None] = field(default_factory=dict)  # by ancestry
 
     @property
     def latest(self) -> Version | None:
@@ -148,8 +154,16 @@ class ComponentStatus:
                 latest.raw in (c.bump_pinned.value or []) for c in cells if c.bump_pinned
             ),
             pinned={c.env: latest.raw in (c.pinned.value or []) for c in cells},
-            live={c.env: (c.live.value == latest.raw) if c.live.ok else None for c in cells},
+            live={c.env: self._contains(c, latest.raw) for c in cells},
         )
+
+    def _contains(self, cell: Cell, version: str) -> bool | None:
+        """Does what runs in cell contain `version` (the model's answer, by ancestry)?"""
+        if not cell.live.ok:
+            return None
+        if cell.env in self.contains_latest:
+            return self.contains_latest[cell.env]
+        return cell.live.value == version
 
 
 class StatusBoard:
@@ -162,9 +176,11 @@ class StatusBoard:
         *,
         clock: Callable[[], float] = time.time,
         git_parallel: int = 8,
+        model: Model | None = None,
     ) -> None:
         self.services = services
         self.bumper = bumper
+        self.model = model or Model(services, bumper)
         self.clock = clock
         self._cache: dict[tuple[str, ...], tuple[float, Got[Any]]] = {}
         self._git = asyncio.Semaphore(git_parallel)
@@ -360,7 +376,42 @@ class StatusBoard:
             *(self._component(c, envs, sources, fresh, all_pods) for c in components)
         )
         await self._annotate(found)
+        await asyncio.gather(*(self._plan(status, fresh) for status in found))
         return list(found)
+
+    async def _plan(self, status: ComponentStatus, fresh: bool) -> None:
+        """The model's answers for the cells: the planner's advice per environment, and
+        which environments contain the newest release (bounded like every source)."""
+        c, model = status.component, self.model
+        if set(status.cells) != set(self.services.config.env_names):
+            return  # a partial gather: the planner needs every environment
+        prefix = str(self.services.config.bot.prefix)
+        seen = await self.seen(status)
+        advice = await self._get(
+            ("advice", c), lambda: env_advice(model, c, prefix, seen), fresh=True
+        )
+        for env, cell in status.cells.items():
+            cell.advice = (advice.value or {}).get(env)
+        latest = status.latest
+        if latest is not None:
+            got = await self._get(
+                ("contains", c, latest.raw), lambda: model.contains(c, latest.raw, seen), True
+            )
+            status.contains_latest = got.value or {}
+
+    async def seen(self, status: ComponentStatus) -> dict[str, Seen]:
+        """What the cells read, as the model takes it."""
+        return {env: await self._seen(cell) for env, cell in status.cells.items()}
+
+    async def _seen(self, cell: Cell) -> Seen:
+        """What the cell read, for the model (no second read of a hung cluster)."""
+        pins = cell.pinned.value or [] if cell.pinned.ok else []
+        pinned = pins[0] if pins else None
+        if cell.live.error == NO_CLUSTER:  # no live state: what the bot last deployed
+            running = await last_deployed(self.services.store, cell.component, cell.env)
+        else:
+            running = cell.live.value if cell.live.ok else None
+        return Seen(pinned, running, cell.release.value if cell.release.ok else None)
 
     async def _annotate(self, found: Sequence[ComponentStatus]) -> None:
         """Locks, raised alerts and live ages: all from the store."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.core.pathway import Pathway
 from bot.core.text import format_age, one_line
+from bot.model.pathway import Pathway
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
 from bot.store.alerts import DELIBERATE
 
@@ -71,12 +71,25 @@ def cell_line(
             a.kind + (" (rolled back on purpose)" if DELIBERATE in a.text else "") for a in alerts
         ]
         parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
-    if cell.drifted and cell.deploying is None:  # pinned but not what runs: say how to apply
-        parts.append(f"to run the pin: {prefix}apply {cell.component} {cell.env}")
     trouble = cell.release_trouble
+    if (step_text := _next_step(cell)) is not None:
+        parts.append(step_text)
     if trouble is not None:  # last: it ends with the next command
         parts.append(f"{trouble.describe()}; next: {trouble.next_step(cell.component, cell.env)}")
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
+
+
+def _next_step(cell: Cell) -> str | None:
+    """The planner's next step, when there is one and it is not a guess (no deploy in
+    flight, no Helm release in trouble: that part names its own step)."""
+    advice = cell.advice
+    if cell.deploying is not None or cell.release_trouble is not None:
+        return None
+    if advice is not None and advice.command and advice.known:
+        return advice.line()
+    if cell.drifted and advice is None:
+        return "live is not the pin (the next step could not be worked out)"
+    return None
 
 
 def cell_lines(

@@ -39,6 +39,7 @@ class CellView:
     lock: str | None
     alerts: list[str]
     deploying: tuple[int, str, str] | None
+    next: str | None = None  # the planner's next step (as `!status` says it)
 
 
 @dataclass
@@ -146,7 +147,16 @@ def cell_view(status: ComponentStatus, cell: Cell, now: float) -> CellView:
         lock=lock,
         alerts=alerts,
         deploying=cell.deploying,
+        next=_next(cell),
     )
+
+
+def _next(cell: Cell) -> str | None:
+    """The planner's step for this cell: the same words `!status` and the alerts use."""
+    advice = cell.advice
+    if advice is None or advice.command is None or not advice.known or cell.deploying:
+        return None
+    return advice.line()
 
 
 def pipeline_text(p: NewestPipeline | None) -> str | None:

@@ -31,14 +31,21 @@ async def test_pin_in_manual_env_is_not_progress_and_names_apply(demo_config: Co
             ],
         )  # fmt: skip
     )
+    # tools requires toolsbeta, which does not run it: the next step is there (planner's
+    # rule 1: never a command the bot will then refuse), and the gate is named
     pinned = lines[1]
+    first = re.search(r"!deploy builds-api (0\.0\.134-\S+) to toolsbeta", pinned)
+    assert first is not None, pinned
+    step = f"— {first.group(0)} (requires: tools applies only what toolsbeta runs)"
     assert pinned.startswith("pushed ") and "step 3 of 5 (bump committed)" in pinned
-    assert pinned.endswith("pinned in tools, not applied — !apply builds-api tools")
+    assert pinned.endswith(f"pinned in tools, not applied {step}")
     where = lines[2]
-    assert where.endswith("pinned in tools, not applied — !apply builds-api tools")
+    assert where.endswith(f"pinned in tools, not applied {step}")
     status = lines[4]
     assert status.startswith("builds-api tools: live 0.0.132-")
-    assert status.endswith("to run the pin: !apply builds-api tools")
+    assert status.endswith(
+        f"next: {first.group(0)} (requires: tools applies only what toolsbeta runs)"
+    )
     assert step_of(pinned) == step_of(where) == step_of(status) == "3/5"
 
 

@@ -146,7 +146,7 @@ def test_check_ref_accepts(ok: str) -> None:
         ("322f874b\x00", "control characters"),
         ("x" * 2048, "too long"),
         ("", "empty"),
-        ("322f87", "unknown ref"),  # too short for a sha
+        ("322", "unknown ref"),  # too short for a sha (git takes 4 or more)
         ("master", "unknown ref"),
         ("mr", "unknown ref"),
         ("mr0", "unknown ref"),
@@ -200,7 +200,10 @@ def test_resolve_sha_matches_tag_commit_when_name_differs() -> None:
 
 def test_resolve_ambiguous_sha_names_candidates() -> None:
     with pytest.raises(RefError, match="unknown ref"):
-        resolve_ref("322f8", _tags())  # too short: check_ref refuses before any lookup
+        resolve_ref("322", _tags())  # too short: check_ref refuses before any lookup
+    with pytest.raises(RefError, match="ambiguous commit 322f: matches 2 versions"):
+        resolve_ref("322f", _tags())  # 4 hex digits, as git takes them: two commits
+    assert resolve_ref("322f87", _tags()).raw == V131  # a 6-character prefix resolves
     tags = _tags() + [Tag("0.0.133-20240224000000-322f874c", "322f874c" + "4" * 32)]
     with pytest.raises(RefError) as err:
         resolve_ref("322f874", tags)

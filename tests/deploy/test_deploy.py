@@ -247,6 +247,8 @@ async def test_requires_checks_the_live_version_of_the_required_env(bed: DeployB
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=live)
     want = bed.pins["tools"]
     bed.push(want)
+    tools = next(e for e in bed.data["environments"] if e["name"] == "tools")
+    Path(tools["live_file"]).write_text(f"builds-api: {bed.releases[0]}\n")  # behind its pin
 
     refused = await bed.run(["!apply builds-api tools"], user="carol")
     forced = await bed.run(["!apply builds-api tools --force"], user="alice")

@@ -14,6 +14,7 @@ from tests.support.session import free_port
 
 SESSION = [
     "!deploy builds-api latest",
+    "!promote builds-api",
     "!where builds-api latest",
     "!status builds-api tools",
     "!apply builds-api tools",
@@ -41,7 +42,7 @@ def step(line: str) -> str:
 def test_the_readme_session_tells_the_truth(tmp_path: Path) -> None:
     out = demo(tmp_path / "demo", SESSION)
     replies = [line for line in out if not line.startswith("[#")]
-    pinned = next(line for line in replies if line.startswith("pushed "))
+    pinned = [line for line in replies if line.startswith("pushed ")][-1]  # the promote's
     assert pinned.endswith("pinned in tools, not applied — !apply builds-api tools")
     where = next(line for line in replies if line.startswith("builds-api 0.0.134-"))
     status = next(line for line in replies if line.startswith("builds-api tools: "))
@@ -56,7 +57,7 @@ def test_the_readme_session_tells_the_truth(tmp_path: Path) -> None:
     rolled = out.index(next(line for line in out if "deploy #3 done" in line))
     alerts = [line for line in out[rolled:] if "ALERT undeployed builds-api tools" in line]
     assert all("rolled back on purpose by " in line for line in alerts)
-    assert not any("!deploy builds-api latest" in line for line in alerts)
+    assert not any("next:" in line for line in alerts)
     after = demo(tmp_path / "demo", ["!status builds-api tools"])  # after a monitor check
     now = next(line for line in after if line.startswith("builds-api tools: "))
     assert "ALERT: undeployed (rolled back on purpose)" in now

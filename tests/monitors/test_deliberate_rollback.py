@@ -5,6 +5,7 @@ was just rolled back (the demo's repos and simulated live state, console as a us
 from __future__ import annotations
 
 import io
+import re
 
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
@@ -31,18 +32,25 @@ async def test_undeployed_alert_after_a_rollback_names_it_until_the_next_deploy(
     demo_config: Config,
 ) -> None:
     before = await undeployed_text(demo_config, ["!status builds-api tools"])
-    assert before.endswith("; next: !deploy builds-api latest")
+    # the planner's step for the newest release: toolsbeta first (tools requires it)
+    assert re.search(r"; next: !deploy builds-api 0\.0\.134-\S+ to toolsbeta$", before), before
 
     after = await undeployed_text(
         demo_config,
-        ["!deploy builds-api latest", "!apply builds-api tools", "!rollback builds-api tools"],
+        [
+            "!deploy builds-api latest",
+            "!promote builds-api",
+            "!apply builds-api tools",
+            "!rollback builds-api tools",
+        ],
     )
     assert "rolled back on purpose by tester at " in after
     assert "kept back deliberately until the next deploy" in after
-    assert "!deploy builds-api latest" not in after
+    assert "next:" not in after
     rolled = after.split("rolled back on purpose by tester at ", 1)[1]
     assert rolled.split(" from ", 1)[1].startswith("0.0.134-")  # the version it left
 
     # someone deploys tools again (what is pinned; toolsbeta runs newer, so --force)
     again = await undeployed_text(demo_config, ["!apply builds-api tools --force"])
-    assert again.endswith("; next: !deploy builds-api latest")  # deployed again: advice back
+    # deployed again: the advice is back (toolsbeta runs it, so tools is promoted next)
+    assert again.endswith("; next: !promote builds-api to tools"), again

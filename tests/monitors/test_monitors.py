@@ -87,7 +87,7 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         assert "ImagePullBackOff" in next(x for x in first if "unhealthy" in x)
         undeployed = next(x for x in first if "undeployed" in x)
         assert "2 releases merged but not deployed to tools" in undeployed
-        assert "!deploy builds-api latest" in undeployed
+        assert "next: !deploy builds-api 0.0.134-" in undeployed
 
         clock.now = t0 + 1000  # past the drift grace period
         await monitors.check_now()

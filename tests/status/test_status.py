@@ -129,7 +129,7 @@ async def test_all_healthy_is_one_line(tmp_path: Path) -> None:
     async with world(tmp_path, _nothing_due) as w:
         out = await console_session(w.config, ["!status", "!status nope"])
     assert out[0] == (
-        f"all 4 component+environment pairs healthy; details: {w.config.bot.public_url}/status"
+        f"nothing needs attention: 4 healthy; details: {w.config.bot.public_url}/status"
     )
     assert out[1].startswith("status: unknown component 'nope'")
 

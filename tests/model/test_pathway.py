@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.core.pathway import pathway, step_count
+from bot.model.pathway import pathway, step_count
 
 ENVS = ["toolsbeta", "tools"]
 

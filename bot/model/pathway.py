@@ -1,4 +1,5 @@
-"""A commit's path to production as "step k of n": pure, no I/O.
+"""A commit's path to production as "step k of n": pure, no I/O (the facts come from the
+model: an environment counts when what runs there contains the version).
 
 Steps: 1 merged · 2 pipeline built image+chart · 3 control-repo bump open (an MR, or on the
 plain git forge the bump commit) · then one step per configured environment, in order: the
@@ -51,10 +52,11 @@ class Pathway:
     def next(self) -> Step | None:
         return self.steps[self.k] if self.k < self.n else None
 
-    def describe(self, apply_cmd: str | None = None) -> str:
+    def describe(self, advice: str | Mapping[str, str] | None = None) -> str:
         """`step 3 of 5 (bump MR open); next: live in toolsbeta`, then for each environment
         where the version is pinned but not running: `pinned in tools, not applied —
-        !apply builds-api tools` (`apply_cmd` is `!apply builds-api`)."""
+        !apply builds-api tools`. `advice` is the planner's command per environment (or a
+        prefix like `!apply builds-api` the environment's name is added to)."""
         current = self.current
         text = f"step {self.k} of {self.n}" + (f" ({current.label})" if current else "")
         nxt = self.next
@@ -62,7 +64,10 @@ class Pathway:
         for step in self.steps:
             if step.pending and step.env:
                 text += f" · pinned in {step.env}, not applied"
-                text += f" — {apply_cmd} {step.env}" if apply_cmd else ""
+                if isinstance(advice, str):
+                    text += f" — {advice} {step.env}"
+                elif advice and advice.get(step.env):
+                    text += f" — {advice[step.env]}"
         return text
 
 

@@ -1,0 +1,102 @@
+"""Gates by direction, not by command name (issue 21, security): a move forward into an
+environment passes `requires` and `review` whichever command asks for it; `!rollback` only
+goes back; `--emergency` (admin) is the one way past them, and the SAL says so. On the
+demo's real git repos and live files, through the real app's console."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from bot.config.model import Config, load_config
+from tests.support.session import console_session
+
+
+def answers(lines: list[str]) -> list[str]:
+    """The replies (no announcements, no "working on it" a loaded machine may add)."""
+    return [x for x in lines if not x.startswith("[#") and not x.endswith("working on it…")]
+
+
+def reviewed(path: Path, env: str = "tools") -> Config:
+    """The demo's config with `review: true` on `env` (a hand-edited config)."""
+    data = yaml.safe_load(path.read_text())
+    for e in data["environments"]:
+        if e["name"] == env:
+            e["review"] = True
+    data["monitors"] = {"enabled": False}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_config(path)
+
+
+def releases(path: Path, component: str = "builds-api") -> list[str]:
+    """The component's release tags in the demo's repository, oldest first."""
+    out = subprocess.run(
+        ["git", "tag", "--list"], cwd=path.parent / "git" / f"{component}.git",
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return sorted(out, key=lambda t: int(t.split(".")[2].split("-")[0]))
+
+
+def live(config: Config, env: str) -> dict[str, str]:
+    cfg = config.env(env)
+    assert cfg is not None and cfg.live_file
+    return dict(yaml.safe_load(Path(cfg.live_file).read_text()))
+
+
+async def test_rollback_to_latest_is_refused_in_a_review_environment(
+    demo_config_path: Path,
+) -> None:
+    """Was: `!rollback jobs-api tools to latest` moved production forward past review."""
+    config = reviewed(demo_config_path)
+    before = live(config, "tools")
+    lines = answers(await console_session(config, ["!rollback jobs-api tools to latest"]))
+    assert len(lines) == 1
+    assert lines[0].startswith("rollback: refused: 0.0.412-")
+    assert "is not older than what tools runs, so this is not a rollback" in lines[0]
+    assert "!deploy jobs-api 0.0.412-" in lines[0] and lines[0].endswith("nothing changed")
+    assert live(config, "tools") == before  # nothing moved
+
+
+async def test_rollback_forward_past_requires_is_refused(demo_config: Config) -> None:
+    """builds-api: toolsbeta runs 0.0.132, so 0.0.134 never ran there."""
+    before = live(demo_config, "tools")
+    lines = answers(
+        await console_session(demo_config, ["!rollback builds-api tools to latest", "!sal 1"])
+    )
+    assert "this is not a rollback" in lines[0] and "!deploy builds-api 0.0.134-" in lines[0]
+    assert "refused" in lines[1]  # the refusal is in the SAL
+    assert live(demo_config, "tools") == before
+
+
+async def test_forward_apply_into_review_env_waits_for_a_second_person(
+    demo_config_path: Path,
+) -> None:
+    config = reviewed(demo_config_path, "toolsbeta")
+    lines = answers(await console_session(config, ["!apply builds-api toolsbeta"]))
+    assert lines[-1].startswith("review #1: builds-api 0.0.132-")
+    assert "nothing applied; another deployer confirms" in lines[-1]
+    assert live(config, "toolsbeta")["builds-api"].startswith("0.0.132-")
+
+
+async def test_rollback_back_in_review_env_needs_no_review(demo_config_path: Path) -> None:
+    """Going back is never held up: no review, no requires."""
+    config = reviewed(demo_config_path)
+    oldest = releases(demo_config_path)[0]
+    lines = answers(await console_session(config, [f"!rollback builds-api tools to {oldest}"]))
+    assert "done: rollback of builds-api in tools from 0.0.132-" in lines[-1], lines
+    assert live(config, "tools")["builds-api"].startswith("0.0.131-")
+
+
+async def test_emergency_forward_skips_the_gates_and_the_sal_says_so(
+    demo_config_path: Path,
+) -> None:
+    config = reviewed(demo_config_path)
+    lines = answers(
+        await console_session(
+            config, ["!rollback builds-api tools --emergency", "!sal builds-api tools 3"]
+        )
+    )
+    sal = "\n".join(lines)
+    assert "emergency: window, requires and review not checked" in sal

@@ -69,6 +69,7 @@ from commands.spec import Capabilities, CommandSet
 log = logging.getLogger("deploybot")
 
 LOST_LEADERSHIP = 75  # exit status of a leader whose lease ran out
+CHECKPOINT_EVERY = 30.0  # seconds between SQLite WAL truncations (the WAL stays small)
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
@@ -348,6 +349,8 @@ class App:
                 " taken? choose another with http.listen, or --listen for the demo)"
             ) from None
         self.metrics.leader.set_function(lambda: 1 if self.leadership.may_act() else 0)
+        if not self.store.postgres:
+            self.supervisor.start("wal-checkpoint", self._checkpoint_loop)
         if self.config.leader_election is None:
             await self._lead()
         else:
@@ -393,6 +396,16 @@ class App:
             os._exit(LOST_LEADERSHIP)
 
         self._leaving = asyncio.get_running_loop().create_task(leave())
+
+    async def _checkpoint_loop(self) -> None:
+        """Truncate SQLite's WAL every CHECKPOINT_EVERY s (left alone it grows to ~4 MB
+        before SQLite checkpoints, which a nearly full disk cannot spare)."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            try:
+                await self.store.checkpoint()
+            except Exception as exc:  # a full disk: the writes say so; try again later
+                log.warning("store checkpoint failed: %s", exc)
 
     async def _sal_retry_loop(self) -> None:
         while True:

@@ -62,6 +62,7 @@ from bot.status.board import StatusBoard
 from bot.store.db import Store, store_from_config
 from bot.store.leader import Elector, Leadership, LeaseBackend, PostgresLease
 from bot.store.locks import Locks
+from bot.store.probe import StoreProbe
 from bot.store.sal import Sal
 from commands.dispatch import Dispatcher
 from commands.spec import Capabilities, CommandSet
@@ -204,6 +205,7 @@ class App:
             default_room=config.chat.default_room, may_send=self.leadership.may_act,
             health=StoreHealth(),
         )  # fmt: skip
+        self.probe = StoreProbe(self.store, outbox.health)
         outbox.start_empty = election is not None
         outbox.epoch = lambda: self.leadership.epoch
 
@@ -270,6 +272,7 @@ class App:
             self.services, self.board, self.deployer, self.events, self.ready,
             lambda: {a.name: a.connected for a in self.adapters},
             lambda: {a.name: a.room_states() for a in self.adapters},
+            self._store_up,
         )  # fmt: skip
         add_webhook_route(app, self.webhooks)
         return app
@@ -290,14 +293,20 @@ class App:
     def console(self) -> ConsoleAdapter | None:
         return next((a for a in self.adapters if isinstance(a, ConsoleAdapter)), None)
 
+    async def _store_up(self) -> bool:
+        return await self.probe.problem() is None
+
     async def ready(self) -> tuple[bool, str]:
-        """200 only when the store is open and writing, chat is connected and webhook events
-        are being handled in time; else the first reason it is not."""
+        """200 only when the store answers and writes (asked on every replica, standbys
+        too), chat is connected and webhook events are handled in time; else the first
+        reason it is not."""
         if not self.store.is_open:
             return False, "store not open"
         health = self.services.outbox.health
         if not health.writable:
             return False, f"store cannot write: {health.error}"
+        if (problem := await self.probe.problem()) is not None:
+            return False, problem
         if not self.leadership.may_act():
             return True, "standby: accepting webhooks; the leader speaks"
         down = [a.name for a in self.adapters if not a.connected]
@@ -308,7 +317,10 @@ class App:
         ]
         if missing:
             return False, "not joined: " + ", ".join(missing)
-        age = await self.events.oldest_pending_age()
+        try:
+            age = await self.events.oldest_pending_age()
+        except Exception as exc:  # the store failed between the probe and this read
+            return False, f"store {self.store.describe()} cannot be read: {type(exc).__name__}"
         limit = self.config.http.ready_max_event_age
         if age > limit:
             return False, f"oldest webhook event waits {age:.0f}s (over {limit:g}s)"

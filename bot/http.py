@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bot.core.health import is_store_failure, store_reason
 from bot.deploy.deployer import Deployer
 from bot.gitlab.inbox import EventWorker
 from bot.services import Services
@@ -21,6 +22,23 @@ from bot.status.lines import status_lines
 from bot.web import add_pages
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
+StoreUp = Callable[[], Awaitable[bool]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A store failure under any route is a 503 with one line, never a 500."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        if not is_store_failure(exc):
+            raise
+        reason = store_reason(exc).strip().splitlines()
+        text = f"store unavailable: {reason[0] if reason else type(exc).__name__}; retry\n"
+        return web.Response(status=503, text=text)
+
+
 ChatState = Callable[[], dict[str, bool]]
 RoomStates = Callable[[], dict[str, dict[str, bool]]]  # adapter -> configured room -> joined
 
@@ -28,8 +46,11 @@ RoomStates = Callable[[], dict[str, dict[str, bool]]]  # adapter -> configured r
 def build_http_app(
     services: Services, board: StatusBoard, deployer: Deployer, events: EventWorker,
     ready: ReadyCheck, chat_state: ChatState, room_states: RoomStates = dict,
+    store_up: StoreUp | None = None,
 ) -> web.Application:  # fmt: skip
-    app = web.Application(client_max_size=services.config.http.max_body_bytes)
+    app = web.Application(
+        client_max_size=services.config.http.max_body_bytes, middlewares=[store_errors]
+    )
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -39,9 +60,17 @@ def build_http_app(
         return web.Response(text=why + "\n", status=200 if ok else 503)
 
     async def metrics(request: web.Request) -> web.Response:
-        services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
-        services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
-        services.metrics.oldest_event_age.set(await events.oldest_pending_age())
+        """Always answers: what needs the store is skipped while it is down (the leader
+        gauge is read from memory, `deploybot_store_up` says why the rest is stale)."""
+        up = await store_up() if store_up is not None else True
+        services.metrics.store_up.set(1 if up else 0)
+        if up:
+            try:
+                await _store_gauges()
+            except Exception as exc:
+                if not is_store_failure(exc):
+                    raise
+                services.metrics.store_up.set(0)
         for adapter_name, up in chat_state().items():
             services.metrics.chat_connected.labels(adapter_name).set(1 if up else 0)
         for adapter_name, rooms in room_states().items():
@@ -50,6 +79,11 @@ def build_http_app(
             body=services.metrics.render(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
+
+    async def _store_gauges() -> None:
+        services.metrics.queue_depth.labels("outbox").set(await services.outbox.pending_count())
+        services.metrics.queue_depth.labels("webhook_events").set(await events.pending_count())
+        services.metrics.oldest_event_age.set(await events.oldest_pending_age())
 
     async def sal(request: web.Request) -> web.Response:
         q = request.query

@@ -22,7 +22,7 @@ from tests.support.session import console_session
 
 
 def _fast_timeout(data: dict[str, Any]) -> None:
-    data["monitors"].update(source_timeout=0.5)
+    data["monitors"].update(source_timeout=3)
 
 
 async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path
         assert f"latest {w.releases['builds-api'][-1]} step 2/5" in beta
         assert "2/2 ready" in beta
         tools = by_cell["jobs-api tools:"]
-        assert "live unknown (no answer within 0.5s)" in tools
+        assert "live unknown (no answer within 3s)" in tools
         assert f"pinned {w.pins[('jobs-api', 'tools')]}" in tools  # git still answered
 
 

@@ -19,13 +19,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.test_replicas import Replicas, config_for, leader_of, replicas, wait_announced
 from tests.support.botproc import BotProcess, pipeline_hook
 from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
 from tests.support.postgres import PgServer, running_postgres
+from tests.support.replicas import (  # noqa: F401 - `replicas_fixture` is a fixture
+    Replicas,
+    config_for,
+    leader_of,
+    replicas_fixture,
+    wait_announced,
+)
 
 pytestmark = pytest.mark.faults
-__all__ = ["ngircd_fixture", "replicas"]  # fixtures used by name
 
 OUTAGE = 30.0  # seconds PostgreSQL is stopped (the figure)
 

@@ -63,6 +63,7 @@ from bot.status.board import StatusBoard
 from bot.store.db import Store, store_from_config
 from bot.store.leader import Elector, Leadership, LeaseBackend, PostgresLease
 from bot.store.locks import Locks
+from bot.store.probe import StoreProbe
 from bot.store.sal import Sal
 from commands.dispatch import Dispatcher
 from commands.spec import Capabilities, CommandSet
@@ -70,6 +71,7 @@ from commands.spec import Capabilities, CommandSet
 log = logging.getLogger("deploybot")
 
 LOST_LEADERSHIP = 75  # exit status of a leader whose lease ran out
+CHECKPOINT_EVERY = 30.0  # seconds between SQLite WAL truncations (the WAL stays small)
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
@@ -213,6 +215,7 @@ class App:
             default_room=config.chat.default_room, leadership=self.leadership,
             health=StoreHealth(),
         )  # fmt: skip
+        self.probe = StoreProbe(self.store, outbox.health)
 
         async def irc_send(channel: str, text: str) -> None:
             await outbox.enqueue(channel, self.redactor(text), adapter="irc")
@@ -302,14 +305,20 @@ class App:
     def console(self) -> ConsoleAdapter | None:
         return next((a for a in self.adapters if isinstance(a, ConsoleAdapter)), None)
 
+    async def store_up(self) -> bool:
+        return await self.probe.problem() is None
+
     async def ready(self) -> tuple[bool, str]:
-        """200 only when the store is open and writing, chat is connected and webhook events
-        are being handled in time; else the first reason it is not."""
+        """200 only when the store answers and writes (asked on every replica, standbys
+        too), chat is connected and webhook events are handled in time; else the first
+        reason it is not."""
         if not self.store.is_open:
             return False, "store not open"
         health = self.services.outbox.health
         if not health.writable:
             return False, f"store cannot write: {health.error}"
+        if (problem := await self.probe.problem()) is not None:
+            return False, problem
         if not self.leadership.may_act():
             return True, "standby: accepting webhooks; the leader speaks"
         down = [a.name for a in self.adapters if not a.connected]
@@ -320,7 +329,10 @@ class App:
         ]
         if missing:
             return False, "not joined: " + ", ".join(missing)
-        age = await self.events.oldest_pending_age()
+        try:
+            age = await self.events.oldest_pending_age()
+        except Exception as exc:  # the store failed between the probe and this read
+            return False, f"store {self.store.describe()} cannot be read: {type(exc).__name__}"
         limit = self.config.http.ready_max_event_age
         if age > limit:
             return False, f"oldest webhook event waits {age:.0f}s (over {limit:g}s)"
@@ -357,6 +369,8 @@ class App:
         await self._listen()
         exits.push_async_callback(self._stop_http)
         self.metrics.leader.set_function(lambda: 1 if self.leadership.may_act() else 0)
+        if not self.store.postgres:
+            self.supervisor.start("wal-checkpoint", self._checkpoint_loop)
         if self.config.leader_election is None:
             await self._lead()
         else:
@@ -424,6 +438,16 @@ class App:
             os._exit(LOST_LEADERSHIP)
 
         self._leaving = asyncio.get_running_loop().create_task(leave())
+
+    async def _checkpoint_loop(self) -> None:
+        """Truncate SQLite's WAL every CHECKPOINT_EVERY s (left alone it grows to ~4 MB
+        before SQLite checkpoints, which a nearly full disk cannot spare)."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            try:
+                await self.store.checkpoint()
+            except Exception as exc:  # a full disk: the writes say so; try again later
+                log.warning("store checkpoint failed: %s", exc)
 
     async def _sal_retry_loop(self) -> None:
         while True:

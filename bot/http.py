@@ -14,6 +14,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from bot.core.health import is_store_failure, store_reason
 from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
 from bot.gitlab.inbox import EventWorker
@@ -28,6 +29,19 @@ from bot.web.pages import Pages, wants_html
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@web.middleware
+async def store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A store failure under any route is a 503 with one line, never a 500."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        if not is_store_failure(exc):
+            raise
+        reason = store_reason(exc).strip().splitlines()
+        text = f"store unavailable: {reason[0] if reason else type(exc).__name__}; retry\n"
+        return web.Response(status=503, text=text)
+
+
 class Liveness(Protocol):
     """What readiness and the metrics ask of the running bot."""
 
@@ -36,6 +50,8 @@ class Liveness(Protocol):
     def chat_state(self) -> dict[str, bool]: ...  # adapter -> connected
 
     def room_states(self) -> dict[str, dict[str, bool]]: ...  # adapter -> room -> joined
+
+    async def store_up(self) -> bool: ...
 
 
 class PlainText:
@@ -60,10 +76,18 @@ class PlainText:
         return web.Response(text=why + "\n", status=200 if ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        """Always answers: what needs the store is skipped while it is down (the leader
+        gauge is read from memory, `deploybot_store_up` says why the rest is stale)."""
         m = self.services.metrics
-        m.queue_depth.labels("outbox").set(await self.services.outbox.pending_count())
-        m.queue_depth.labels("webhook_events").set(await self.events.pending_count())
-        m.oldest_event_age.set(await self.events.oldest_pending_age())
+        up = await self.live.store_up()
+        m.store_up.set(1 if up else 0)
+        if up:
+            try:
+                await self._store_gauges()
+            except Exception as exc:
+                if not is_store_failure(exc):
+                    raise
+                m.store_up.set(0)
         for adapter_name, up in self.live.chat_state().items():
             m.chat_connected.labels(adapter_name).set(1 if up else 0)
         for adapter_name, rooms in self.live.room_states().items():
@@ -71,6 +95,12 @@ class PlainText:
         return web.Response(
             body=m.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
+
+    async def _store_gauges(self) -> None:
+        m = self.services.metrics
+        m.queue_depth.labels("outbox").set(await self.services.outbox.pending_count())
+        m.queue_depth.labels("webhook_events").set(await self.events.pending_count())
+        m.oldest_event_age.set(await self.events.oldest_pending_age())
 
     async def sal(self, request: web.Request) -> web.Response:
         q = request.query
@@ -150,7 +180,9 @@ def build_http_app(
 ) -> web.Application:  # fmt: skip
     """The aiohttp application: templates, the access check, the route table, and the live
     feed fed by the announcer (closed at shutdown with the open deploy streams)."""
-    app = web.Application(client_max_size=services.config.http.max_body_bytes)
+    app = web.Application(
+        client_max_size=services.config.http.max_body_bytes, middlewares=[store_errors]
+    )
     access = Access(services.config)
     feed = Feed()
     pages = Pages(services, board, deployer, feed, access)

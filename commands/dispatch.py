@@ -151,36 +151,57 @@ class Dispatcher:
             return await self._run(ctx, inv)
 
     async def _run(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
+        """The handler's answer; every way it can end is a reply, whatever state the store
+        is in (a refusal whose SAL entry cannot be written is still said)."""
         spec = ctx.spec
         current_action.set(uuid.uuid4().hex[:12])  # every SAL entry of this command shares it
-        limit = self.services.config.bot.read_timeout
         try:
-            ctx.require(spec.role)
-            if spec.role != Role.anyone:  # a change is never cut off halfway
-                return await spec.handler(ctx, inv), "ok"
-            try:
-                async with asyncio.timeout(limit):
-                    return await spec.handler(ctx, inv), "ok"
-            except TimeoutError:
-                return (
-                    f"{spec.name}: no answer within {limit:g}s (GitLab, the cluster or the"
-                    " registry is slow); nothing changed; try again later",
-                    "timeout",
-                )
+            return await self._answer(ctx, inv)
         except Refused as exc:
-            if spec.role >= Role.deployer and not exc.logged:
-                await self._log_refusal(ctx, inv, str(exc))
-            return f"{spec.name}: refused: {exc}", "refused"
+            return await self._refused(ctx, inv, exc), "refused"
         except UserError as exc:
             return f"{spec.name}: {exc}", "error"
         except Exception as exc:
             if is_store_failure(exc):
-                self.services.outbox.health.failed(exc)
-                log.error("command %s: the store cannot write: %s", spec.name, exc)
-                return (
-                    f"{spec.name}: failed: the bot's store cannot write ({store_reason(exc)}); this reply"
-                    " is not saved; tell the bot's operator (see /ready)",
-                    "store_failed",
-                )
+                return self._store_failed(f"{spec.name}: failed", exc), "store_failed"
             log.exception("command %s failed", spec.name)
             return f"{spec.name}: internal error (see the bot log); check !status", "crashed"
+
+    async def _answer(self, ctx: Context, inv: Invocation) -> tuple[str | None, str]:
+        spec = ctx.spec
+        ctx.require(spec.role)
+        if spec.role != Role.anyone:  # a change is never cut off halfway
+            return await spec.handler(ctx, inv), "ok"
+        limit = self.services.config.bot.read_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await spec.handler(ctx, inv), "ok"
+        except TimeoutError:
+            return (
+                f"{spec.name}: no answer within {limit:g}s (GitLab, the cluster or the"
+                " registry is slow); nothing changed; try again later",
+                "timeout",
+            )
+
+    async def _refused(self, ctx: Context, inv: Invocation, exc: Refused) -> str:
+        """The refusal, logged in the SAL for mutating commands when the store can write."""
+        said = f"{ctx.spec.name}: refused: {exc}"
+        if ctx.spec.role < Role.deployer or exc.logged:
+            return said
+        try:
+            await self._log_refusal(ctx, inv, str(exc))
+        except Exception as failure:
+            if not is_store_failure(failure):
+                raise
+            return self._store_failed(said + " (not in the SAL", failure, closing=")")
+        return said
+
+    def _store_failed(self, head: str, exc: BaseException, closing: str = "") -> str:
+        """The one answer for a store failure, wherever it was raised: /ready says 503 until a
+        write succeeds, the log has one line, the user hears what happened."""
+        self.services.outbox.health.failed(exc)
+        log.error("command %s: the store cannot write: %s", head.split(":", 1)[0], exc)
+        return (
+            f"{head}: the bot's store cannot write ({store_reason(exc)}){closing}; this reply"
+            " is not saved; tell the bot's operator (see /ready)"
+        )

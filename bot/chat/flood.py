@@ -73,6 +73,7 @@ def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[i
     Announcements waiting together are packed into one line, each in its short form when it
     has one, joined by " | " up to `max_bytes`, failures first (then oldest first); an item
     too long to share a line goes alone (the adapter splits it at the protocol limit).
+    Identical items are said once (their ids are all delivered by the line).
     """
     if not pending:
         raise ValueError("nothing pending")
@@ -84,13 +85,18 @@ def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[i
     first = ordered[0]
     text, ids = first.packed, [first.id]
     size = len(text.encode())
+    said = {first.packed}
     for item in ordered[1:]:
+        if item.packed in said:  # identical items (a final doubled after a leader kill): once
+            ids.append(item.id)
+            continue
         extra = len(SEPARATOR.encode()) + len(item.packed.encode())
         if size + extra > max_bytes:
             break
         text += SEPARATOR + item.packed
         size += extra
         ids.append(item.id)
+        said.add(item.packed)
     if len(ids) == 1:
         return first.text, ids
     return text, ids

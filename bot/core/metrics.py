@@ -63,6 +63,9 @@ class Metrics:
         )  # fmt: skip
         self.deploys = Counter("deploybot_deploys", "Deploys by result", ["result"], registry=r)
         self.leader = Gauge("deploybot_leader", "1 on the leader, 0 on a standby", registry=r)
+        self.store_up = Gauge(
+            "deploybot_store_up", "1 while the store answers and can write", registry=r
+        )
         self.lines_sent = Counter("deploybot_chat_lines_sent", "Chat lines sent", registry=r)
         self.queue_depth = Gauge("deploybot_queue_depth", "Items waiting", ["queue"], registry=r)
         self.oldest_event_age = Gauge(

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from bot.store.db import Store
 log = logging.getLogger("deploybot.webhooks")
 
 MAX_KEY_LENGTH = 200  # longer dedupe keys are stored as their SHA-256, never cut
+TRACE_EVERY = 300.0  # seconds: a failing store logs its traceback once per kind per interval
 
 
 def dedupe_key(raw: str | None) -> str | None:
@@ -101,6 +103,7 @@ class WebhookIngest:
         self.body_timeout = body_timeout
         self._batch: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
+        self._traced: dict[str, float] = {}  # kind -> when its last traceback was logged
 
     def _reject(self, status: int, reason: str, text: str) -> web.Response:
         self.metrics.webhook_rejected.labels(reason).inc()
@@ -139,14 +142,26 @@ class WebhookIngest:
         )
         try:
             stored = await self._store(key, header or kind, raw)
-        except Exception:  # not stored: GitLab retries on 5xx
-            log.exception("could not store a %s webhook", kind)
+        except Exception as exc:  # not stored: GitLab retries on 5xx
+            self._log_failure(kind, exc)
             return web.Response(status=503, text="could not store the event; retry\n")
         if not stored:
             self.metrics.events_deduped.inc()
             return web.Response(text="duplicate: already received\n")
         self.metrics.events_received.labels(kind).inc()
         return web.Response(text="stored\n")
+
+    def _log_failure(self, kind: str, exc: BaseException) -> None:
+        """One line per failed delivery (kind, cause); the traceback once per kind per
+        TRACE_EVERY s (a database outage is thousands of identical failures)."""
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {cause[0] if cause else ''}"
+        now = time.monotonic()
+        trace = now - self._traced.get(kind, -TRACE_EVERY) >= TRACE_EVERY
+        if trace:
+            self._traced[kind] = now
+        log.error("could not store a %s webhook (answered 503): %s", kind, reason,
+                  exc_info=exc if trace else None)  # fmt: skip
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """The body, or None as soon as it grows past the limit (chunked bodies included)."""

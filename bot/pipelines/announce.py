@@ -109,6 +109,8 @@ class PipelineAnnouncer:
         self._slots = asyncio.Semaphore(MAX_LOOKUPS)
         self._lookups = TaskSet()
         self._looking: set[tuple[str, str]] = set()
+        # commits whose look-up note ("not found", "could not look up") was said: said once
+        self._noted: dict[tuple[str, str], None] = {}
 
     def register(self, router: Router) -> None:
         router.register("pipeline", self.on_pipeline)
@@ -166,6 +168,8 @@ class PipelineAnnouncer:
         key = (ev.project_path, ev.sha)
         if key in self._looking:
             return  # the branch and the tag pipeline of one release: one look-up
+        if self.gitlab is None and not ev.tag:
+            return  # nothing to look it up in: say nothing about versions (it would be false)
         self._looking.add(key)
         self._lookups.spawn(
             self._lookup(component, comp, ev), name=f"lookup-{ev.sha[:8]}",
@@ -182,7 +186,8 @@ class PipelineAnnouncer:
                     version = await self._announce_artifacts(component, comp, ev)
         except TimeoutError:
             why = self.gitlab.trouble_since(started) if self.gitlab else None
-            await self.announcer.announce(
+            await self._note(
+                ev,
                 f"{component} {ev.sha[:8]}: artifacts could not be looked up within {limit:g}s"
                 f" ({why or 'GitLab slow or unreachable'}); try !where {component} {ev.sha[:8]}",
                 component=component,
@@ -190,7 +195,8 @@ class PipelineAnnouncer:
             return
         except Exception as exc:  # a look-up must never take the lane or the bot down
             log.exception("artifact look-up for %s %s failed", component, ev.sha[:8])
-            await self.announcer.announce(
+            await self._note(
+                ev,
                 f"{component} {ev.sha[:8]}: artifacts could not be looked up"
                 f" ({type(exc).__name__}); try !where {component} {ev.sha[:8]}",
                 component=component,
@@ -268,14 +274,18 @@ class PipelineAnnouncer:
         failures: list[str] = []
         found = await self.resolve_artifacts(component, comp, ev, failures)
         if found is None and failures:  # not "none found": GitLab did not let us look
-            await self.announcer.announce(
+            await self._note(
+                ev,
                 f"{component} {ev.sha[:8]}: artifacts could not be looked up ({failures[0]});"
                 f" try !where {component} {ev.sha[:8]}",
                 component=component,
             )
             return None
         if found is None:
-            await self.announcer.announce(
+            if self.gitlab is None:
+                return None  # nothing was looked up: no line about it
+            await self._note(
+                ev,
                 f"{component} {ev.sha[:8]}: no release version found for this commit"
                 " (no release tag on it, no matching line in the job logs)",
                 component=component,
@@ -285,6 +295,17 @@ class PipelineAnnouncer:
         await self.announcer.announce(text, component=component)
         await self._note_on_mr(component, ev, found)
         return found.version
+
+    async def _note(self, ev: PipelineEvent, text: str, *, component: str) -> None:
+        """A look-up note for a commit, said once for that commit (not once per pipeline:
+        a busy commit was 148 identical lines, half the outbox)."""
+        key = (ev.project_path, ev.sha)
+        if key in self._noted:
+            return
+        self._noted[key] = None
+        if len(self._noted) > 1000:
+            del self._noted[next(iter(self._noted))]
+        await self.announcer.announce(text, component=component)
 
     async def resolve_artifacts(
         self, component: str, comp: ComponentConfig, ev: PipelineEvent, failures: list[str]

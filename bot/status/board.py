@@ -3,7 +3,8 @@ the monitors share.
 
 `StatusBoard` reads every source (pins on main and on the open bump MR, release tags, the
 cluster's Deployments and pods, locks, alerts) concurrently, each call bounded by
-`monitors.source_timeout` and reused for `monitors.status_cache` seconds. A source that fails
+`monitors.source_timeout` (and all of one answer within it: a source that can only start once
+another answered gets what is left) and reused for `monitors.status_cache` seconds. A source that fails
 or hangs becomes `Got(error=...)` and shows as "unknown (reason)"; it never fails the answer.
 `bot.status.lines` puts the result into words.
 """
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +51,9 @@ from bot.store.locks import ALL_ENVS, Lock
 log = logging.getLogger("deploybot.status")
 
 T = TypeVar("T")
+# per gather (each task of it sees its own): when its answer is due; the pin snapshot read
+_due: ContextVar[float | None] = ContextVar("status_due", default=None)
+_refreshing: ContextVar[asyncio.Task[Any] | None] = ContextVar("status_snapshot", default=None)
 NO_CLUSTER = "no cluster configured"
 # errors whose message is written for people (one line, no secrets)
 _TOLD = (UserError, SourceError, ClusterError, RegistryError, GitError, RefError)
@@ -209,8 +214,12 @@ class StatusBoard:
         now = time.monotonic()
         if hit is not None and hit[0] > now and not fresh:
             return hit[1]
+        limit = self.timeout
+        due = _due.get()
+        if due is not None:  # this source started late: it gets what is left of the answer's
+            limit = max(0.0, min(limit, due - asyncio.get_running_loop().time()))
         try:
-            value = await asyncio.wait_for(fetch(), self.timeout)
+            value = await asyncio.wait_for(fetch(), limit)
         except TimeoutError:
             return Got(error=f"no answer within {self.timeout:g}s")
         except _TOLD as exc:
@@ -255,19 +264,18 @@ class StatusBoard:
         component: str,
         env: str,
         cluster: Cluster | None,
-        bump: Got[OpenBump | None],
+        bump_task: asyncio.Future[Got[OpenBump | None]],
         fresh: bool,
         all_pods: bool,
     ) -> Cell:
         target = target_of(self.services.config, component)
-        rev = self._snapshot.rev if self._snapshot is not None else ""  # new commit: re-read
-        pinned_task = self._get(
-            ("pinned", component, env, rev), lambda: self._pinned(component, env, None), fresh
-        )
+        pinned_task = asyncio.ensure_future(self._pinned_got(component, env, fresh))
         if cluster is None:
             pinned = await pinned_task
             none: Got[Any] = Got(error=NO_CLUSTER)
-            return Cell(component, env, pinned, none, none)
+            cell = Cell(component, env, pinned, none, none)
+            await self._bump_pinned(cell, bump_task, fresh)
+            return cell
         deps_task = self._get(
             ("deployments", env, target.namespace),
             lambda: cluster.deployments(target.namespace),
@@ -283,14 +291,32 @@ class StatusBoard:
                                 target.chart_name, deps, fresh)  # fmt: skip
         health = await self._health(cluster, env, target.namespace, deps, fresh, all_pods)
         cell = Cell(component, env, pinned, live, health, release=release)
+        await self._bump_pinned(cell, bump_task, fresh)
+        return cell
+
+    async def _pinned_got(self, component: str, env: str, fresh: bool) -> Got[list[str]]:
+        """The pins on main; on plain git after the snapshot read that began with the answer."""
+        refreshing = _refreshing.get()
+        if refreshing is not None:
+            await refreshing
+        rev = self._snapshot.rev if self._snapshot is not None else ""  # new commit: re-read
+        return await self._get(
+            ("pinned", component, env, rev), lambda: self._pinned(component, env, None), fresh
+        )
+
+    async def _bump_pinned(
+        self, cell: Cell, bump_task: asyncio.Future[Got[OpenBump | None]], fresh: bool
+    ) -> None:
+        """The pins on the open bump MR's branch, once the MR is known (within the answer's
+        time: started late, it gets what is left)."""
+        bump = await bump_task
         if bump.value is not None:
             branch = bump.value.branch
             cell.bump_pinned = await self._get(
-                ("pinned", component, env, branch),
-                lambda: self._pinned(component, env, branch),
+                ("pinned", cell.component, cell.env, branch),
+                lambda: self._pinned(cell.component, cell.env, branch),
                 fresh,
             )
-        return cell
 
     async def _live(
         self,
@@ -344,12 +370,18 @@ class StatusBoard:
         fresh: bool,
         all_pods: bool,
     ) -> ComponentStatus:
-        tags_task = self._get(("tags", component), lambda: self._tags(component), fresh)
-        bump = await self._get(("bump", component), lambda: self._open_bump(component), fresh)
-        cells = await asyncio.gather(
-            *(self._cell(component, e, sources.get(e), bump, fresh, all_pods) for e in envs)
+        tags_task = asyncio.ensure_future(
+            self._get(("tags", component), lambda: self._tags(component), fresh)
         )
-        return ComponentStatus(component, await tags_task, bump, {c.env: c for c in cells})
+        bump_task = asyncio.ensure_future(
+            self._get(("bump", component), lambda: self._open_bump(component), fresh)
+        )
+        cells = await asyncio.gather(
+            *(self._cell(component, e, sources.get(e), bump_task, fresh, all_pods) for e in envs)
+        )
+        return ComponentStatus(
+            component, await tags_task, await bump_task, {c.env: c for c in cells}
+        )
 
     async def gather(
         self,
@@ -367,14 +399,19 @@ class StatusBoard:
         cfg = self.services.config
         envs = list(envs) if envs is not None else cfg.env_names
         sources = live_sources(cfg, self.services.clusters)
-        snapshot = self._snapshot
-        if snapshot is not None:  # every pin on main in one read
-            max_age = 0.0 if fresh else cfg.monitors.status_cache
-            got = await self._get(("pins",), lambda: snapshot.refresh(max_age), fresh=True)
-            self._snapshot_error = got.error
-        found = await asyncio.gather(
-            *(self._component(c, envs, sources, fresh, all_pods) for c in components)
-        )
+        due = _due.set(asyncio.get_running_loop().time() + self.timeout)  # every source at once
+        refreshing = _refreshing.set(None)
+        try:
+            snapshot = self._snapshot
+            if snapshot is not None:  # every pin on main in one read, beside the other sources
+                max_age = 0.0 if fresh else cfg.monitors.status_cache
+                _refreshing.set(asyncio.ensure_future(self._refresh(snapshot, max_age)))
+            found = await asyncio.gather(
+                *(self._component(c, envs, sources, fresh, all_pods) for c in components)
+            )
+        finally:
+            _due.reset(due)
+            _refreshing.reset(refreshing)
         await self._annotate(found)
         await asyncio.gather(*(self._plan(status, fresh) for status in found))
         return list(found)
@@ -412,6 +449,10 @@ class StatusBoard:
         else:
             running = cell.live.value if cell.live.ok else None
         return Seen(pinned, running, cell.release.value if cell.release.ok else None)
+
+    async def _refresh(self, snapshot: PinSnapshot, max_age: float) -> None:
+        got = await self._get(("pins",), lambda: snapshot.refresh(max_age), fresh=True)
+        self._snapshot_error = got.error
 
     async def _annotate(self, found: Sequence[ComponentStatus]) -> None:
         """Locks, raised alerts and live ages: all from the store."""

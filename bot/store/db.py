@@ -6,10 +6,12 @@ Domain modules (sal, outbox, locks, ...) own their SQL, written once with `?` pl
 `sqltext.for_engine` translates them for PostgreSQL in this one place.
 
 One connection, used from one dedicated thread (so the event loop never blocks on disk and
-no two statements interleave). SQLite runs in WAL mode with synchronous=NORMAL and takes the
-write lock at BEGIN (IMMEDIATE); PostgreSQL commits synchronously. Either way a transaction
-is committed before the caller hears back, so what a webhook's 200 acknowledged survives a
-`kill -9`. Opening checks the store first: a zero-length or corrupt SQLite file, or a schema
+no two statements interleave). SQLite runs in WAL mode with synchronous=FULL (every commit
+is fsynced: NORMAL survives a `kill -9` but not a power cut or an OS failure, which then
+loses what a webhook's 200 acknowledged) and takes the write lock at BEGIN (IMMEDIATE);
+`checkpoint()` truncates the WAL (the app calls it periodically, so it stays small).
+PostgreSQL keeps its default `synchronous_commit=on`. Either way a transaction is committed
+and on disk before the caller hears back. Opening checks the store first: a zero-length or corrupt SQLite file, or a schema
 newer than this code, is refused with one line naming the store; an empty store is created
 only where none existed.
 """
@@ -285,6 +287,22 @@ class Store:
             self._in_transaction, lambda c: c.execute(sql, params).fetchone(), True
         )
 
+    async def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database and truncate it to zero bytes (a small WAL
+        needs little free space to keep working on a nearly full disk); PostgreSQL: nothing."""
+        if self.path is None:
+            return
+
+        def run() -> None:
+            conn = self._c()
+            if conn.in_transaction():
+                conn.rollback()
+            raw = conn.connection.dbapi_connection  # outside any transaction (autocommit)
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        await self._call(run)
+
     async def transaction(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(conn)` inside one transaction (SQLite: IMMEDIATE), in the store thread;
         `conn` is a `StoreConn`."""
@@ -295,7 +313,7 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we say BEGIN ourselves (see _sqlite_begin)
     for pragma in (
         "journal_mode=WAL",
-        "synchronous=NORMAL",
+        "synchronous=FULL",
         "foreign_keys=ON",
         "busy_timeout=5000",
     ):

@@ -456,7 +456,7 @@ def test_two_replicas_need_an_external_store(helm: Helm) -> None:
 
     rwo = {**STORE, "persistence": {"enabled": True}}
     result = helm.template_result(rwo)
-    assert result.returncode != 0 and "cannot share a ReadWriteOnce volume" in result.stderr
+    assert result.returncode != 0 and "no ReadWriteOnce volume shared" in result.stderr
 
     docs = helm.template(STORE)
     assert deployment(docs)["spec"]["replicas"] == 2

@@ -120,3 +120,26 @@ def test_read_only_state_dir_is_one_line_naming_the_path(
     assert res.stderr.strip().splitlines() == [
         f"deploybot: state directory {readonly / 'var'} is not writable: Read-only file system"
     ]
+
+
+async def test_a_refused_command_is_answered_when_the_store_cannot_write(
+    demo_config_path: Path, small_disk: Path
+) -> None:
+    """The refusal's SAL entry cannot be written: the refusal is still said (it was lost)."""
+    data = yaml.safe_load(demo_config_path.read_text())
+    data["monitors"] = {"enabled": False}
+    data["bot"]["state_dir"] = str(small_disk)
+    data["auth"] = {"rules": [{"who": ["console:somebody-else"], "role": "admin"}]}
+    async with RunningBot(parse_config(data)) as bot:
+        bot.say("!lock builds-api tools before the disk filled")
+        first = await bot.wait_line(r"^lock: refused")
+        assert len(await bot.app.services.sal.query(limit=10)) == 1  # the refusal, logged
+        fill(small_disk)
+        bot.say("!lock builds-api tools while full")
+        bot.say("!whoami")
+        await bot.wait_line(r"^you are console:tester")
+        refused = [line for line in bot.lines() if line.startswith("lock: refused")]
+        assert refused[0] == first
+        assert len(refused) == 2, bot.lines()
+        assert refused[1].startswith(first + " (not in the SAL: the bot's store cannot write")
+        assert "database or disk is full" in refused[1]

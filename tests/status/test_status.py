@@ -22,7 +22,7 @@ from tests.support.session import console_session
 
 
 def _fast_timeout(data: dict[str, Any]) -> None:
-    data["monitors"].update(source_timeout=0.5)
+    data["monitors"].update(source_timeout=5)
 
 
 async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path
         w.kubes["tools"].fault = "hang"
         board = StatusBoard(app.services, app.bumper)  # nothing cached
         lines = await asyncio.wait_for(
-            status_lines(board, list(cfg.components), cfg.env_names), timeout=5
+            status_lines(board, list(cfg.components), cfg.env_names), timeout=15
         )
         by_cell = {" ".join(line.split()[:2]): line for line in lines}
         assert set(by_cell) == {
@@ -46,7 +46,7 @@ async def test_a_hung_cluster_is_shown_unknown_within_the_timeout(tmp_path: Path
         assert f"latest {w.releases['builds-api'][-1]} step 2/5" in beta
         assert "2/2 ready" in beta
         tools = by_cell["jobs-api tools:"]
-        assert "live unknown (no answer within 0.5s)" in tools
+        assert "live unknown (no answer within 5s)" in tools
         assert f"pinned {w.pins[('jobs-api', 'tools')]}" in tools  # git still answered
 
 

@@ -111,14 +111,18 @@ current-context: {{ .Values.kubeconfig.context }}
 {{- define "deploybot.validate" -}}
 {{- $replicas := int .Values.replicaCount -}}
 {{- if gt $replicas 1 -}}
+{{- $needs := list -}}
 {{- if not .Values.store.url -}}
-{{- fail (printf "replicaCount=%d needs an external PostgreSQL store: set store.url (and store.passwordSecret). The default SQLite store lives on one pod's volume and cannot be shared between replicas." $replicas) -}}
+{{- $needs = append $needs "an external PostgreSQL store: set store.url (and store.passwordSecret); the default SQLite store lives on one pod's volume and cannot be shared between replicas" -}}
 {{- end -}}
 {{- if not .Values.leaderElection.enabled -}}
-{{- fail (printf "replicaCount=%d needs leaderElection.enabled=true: otherwise every replica would answer in chat and run deploys." $replicas) -}}
+{{- $needs = append $needs "leaderElection.enabled=true: otherwise every replica would answer in chat and run deploys" -}}
 {{- end -}}
 {{- if include "deploybot.singleWriterVolume" . -}}
-{{- fail (printf "replicaCount=%d cannot share a ReadWriteOnce volume: set persistence.enabled=false (the store is in PostgreSQL) or persistence.accessModes=[ReadWriteMany]." $replicas) -}}
+{{- $needs = append $needs "no ReadWriteOnce volume shared by the replicas: set persistence.enabled=false (the store is in PostgreSQL) or persistence.accessModes=[ReadWriteMany]" -}}
+{{- end -}}
+{{- if $needs -}}
+{{- fail (printf "replicaCount=%d needs %s" $replicas (join "; and " $needs)) -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.leaderElection.enabled (eq .Values.leaderElection.backend "postgres") (not .Values.store.url) -}}

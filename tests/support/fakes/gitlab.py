@@ -146,6 +146,7 @@ class FakeGitLab:
         self._clock = itertools.count()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.delay = 0.0  # seconds every API request waits before it is answered (a slow GitLab)
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             (m, re.compile(rf"^/projects/(?P<project>[^/]+){p}$"), h)
             for m, p, h in [
@@ -375,6 +376,8 @@ class FakeGitLab:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0].removeprefix("/api/v4")
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the slow GitLab being simulated, not a wait
         raw = await request.text()
         body = json.loads(raw) if raw and request.content_type == "application/json" else None
         query = {k: v for k, v in parse_qsl(request.query_string)}

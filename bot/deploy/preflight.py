@@ -15,6 +15,7 @@ from bot.cluster.helmrecords import PENDING
 from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.cluster.registry import RegistryError
+from bot.config.auth import same_person
 from bot.control.bumper import Bumper
 from bot.control.forge import OpenBump
 from bot.core.errors import GitLabError
@@ -27,7 +28,7 @@ from bot.services import Services
 
 async def check_lock(services: Services, component: str, env: str, actor: str) -> None:
     lock = await services.locks.get(component, env)
-    if lock is not None and lock.owner != actor:
+    if lock is not None and not same_person(services.config.people, lock.owner, actor):
         raise Refusal(f"{lock.describe()}; nothing run")
 
 

@@ -92,6 +92,9 @@ def collect_secrets(config: Config) -> list[str | None]:
     if config.registry:
         out.append(read_secret(config.registry.password_env, config.registry.password_file))
     out.append(read_secret(config.store.password_env, config.store.password_file))
+    auth = config.http.auth
+    if auth != "none":  # the pages' token: a `!log` quoting it must not publish it
+        out.append(read_secret(auth.token_env, auth.token_file))
     return out
 
 
@@ -225,7 +228,7 @@ class App:
             locks=Locks(self.store),
             metrics=self.metrics,
             redactor=self.redactor,
-            diffs=DiffStore(config.bot.state_dir, config.bot.public_url),
+            diffs=DiffStore(config.bot.state_dir, config.bot.public_url, self.redactor.outside),
             control=control,
             gitlab=gitlab,
             clusters=build_clusters(config),

@@ -31,7 +31,7 @@ async def logs(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"no cluster configured for {env} (kubeconfig/kube_context); no logs")
     namespace = target_of(ctx.config, component).namespace
     try:
-        report = await pod_logs(cluster, namespace, ctx.services.redactor)
+        report = await pod_logs(cluster, namespace, ctx.services.redactor.outside)
     except ClusterError as exc:
         raise UserError(f"cannot read {namespace} in {env}: {exc}") from None
     diffs = ctx.services.diffs

@@ -1,7 +1,9 @@
 """Full pin diffs served over HTTP, since chat replies only carry a summary.
 
 A diff is stored once under `<state_dir>/diffs/<id>.diff`, its id the first 16 hex digits of
-its SHA-256 (so the same diff gets the same URL), and read back by `GET /diffs/<id>`.
+its SHA-256 (so the same diff gets the same URL), and read back by `GET /diffs/<id>`. The text
+(a pin diff, helm output, pod logs, test output: all from outside) goes through `redact`
+before its id is taken and it is written, so the file on disk holds no secret either.
 """
 
 from __future__ import annotations
@@ -9,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 _ID_RE = re.compile(r"[0-9a-f]{16}")
 
 
 class DiffStore:
-    def __init__(self, state_dir: Path, public_url: str) -> None:
+    def __init__(
+        self, state_dir: Path, public_url: str, redact: Callable[[str], str] | None = None
+    ) -> None:
         self.dir = state_dir / "diffs"
         self.public_url = public_url.rstrip("/")
+        self.redact = redact or (lambda text: text)
 
     async def save(self, text: str) -> str:
-        """Store the diff; return its URL."""
+        """Store the diff (redacted); return its URL."""
+        text = self.redact(text)
         diff_id = hashlib.sha256(text.encode()).hexdigest()[:16]
 
         def write() -> None:

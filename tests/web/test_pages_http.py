@@ -46,7 +46,8 @@ def test_check_config_refuses_open_pages_off_loopback(
         tmp_path, demo_config_path,
         {"listen": "0.0.0.0:8080", "auth": {"token_env": "DEPLOYBOT_HTTP_TOKEN"}},
     )  # fmt: skip
-    assert code == 0, out
+    assert code == 2  # the pages are closed, but the webhook would take unsigned events
+    assert out.strip().startswith("gitlab.webhook_secret_env: http.listen 0.0.0.0:8080 is not")
     code, out = check_config(tmp_path, demo_config_path, {"listen": "[::1]:8080"})
     assert code == 0, out
     code, out = check_config(tmp_path, demo_config_path, {"auth": {}})
@@ -56,7 +57,8 @@ def test_check_config_refuses_open_pages_off_loopback(
 async def test_a_trusted_header_is_checked_against_auth_rules(demo_config_path: Path) -> None:
     config = config_with(
         demo_config_path,
-        http={"listen": f"127.0.0.1:{free_port()}", "auth": {"trusted_header": "X-Forwarded-User"}},
+        http={"listen": f"127.0.0.1:{free_port()}", "auth": {"trusted_header": "X-Forwarded-User"},
+              "trusted_proxies": ["127.0.0.1"]},
         auth={"rules": [{"who": ["console:*"], "role": "admin"},
                         {"who": ["http:*@example.org"], "role": "anyone"}]},
     )  # fmt: skip

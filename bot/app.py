@@ -199,6 +199,7 @@ class App:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._http_server: asyncio.Server | None = None
+        self._pages_server: asyncio.Server | None = None
         self.http_guard: Guard | None = None
         self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
         outbox = Outbox(
@@ -344,6 +345,12 @@ class App:
                 self.http_guard.factory(self._runner.server), http.host, http.port,
                 reuse_address=True,
             )  # fmt: skip
+            if http.pages_listen:  # the pages behind the proxy; same app, own address
+                host, _, port = http.pages_listen.rpartition(":")
+                self._pages_server = await asyncio.get_running_loop().create_server(
+                    self.http_guard.factory(self._runner.server), host.strip("[]"), int(port),
+                    reuse_address=True,
+                )  # fmt: skip
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {http.listen}: {os.strerror(exc.errno) if exc.errno else exc}"
@@ -420,6 +427,9 @@ class App:
         if self._http_server is not None:
             self._http_server.close()
             self._http_server = None
+        if self._pages_server is not None:
+            self._pages_server.close()
+            self._pages_server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

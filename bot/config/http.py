@@ -77,6 +77,8 @@ class HttpConfig(Model):
                 f"auth: none is only allowed when {where} is on loopback, not"
                 f" {self.pages_host}; set http.auth.token_env or http.auth.trusted_header"
             )
+        if self.pages_listen and self.pages_listen.rpartition(":")[2] == str(self.port):
+            raise ValueError("pages_listen needs a port other than listen's")
         if self.auth != "none" and self.auth.trusted_header and not self.trusted_proxies:
             raise ValueError(
                 f"auth.trusted_header {self.auth.trusted_header} is believed only from"

@@ -25,6 +25,7 @@ from bot.config.model import Config, read_secret
 log = logging.getLogger("deploybot.web")
 
 OPEN_PATHS = ("/healthz", "/ready", "/metrics", "/webhooks/", "/static/", "/login", "/logout")
+SHARED_PATHS = ("/healthz", "/ready", "/metrics", "/static/")
 SESSION_SECONDS = 12 * 3600
 LOGIN_FAILURES = 5  # wrong tokens per peer within LOGIN_WINDOW before /login answers 429
 LOGIN_WINDOW = 60.0
@@ -94,9 +95,25 @@ class Access:
             del self._sessions[cookie]
         return None
 
+    def wrong_listener(self, request: web.Request) -> bool:
+        """With `http.pages_listen`, the pages answer only there and the webhook only on
+        `listen` (health, readiness, metrics and static files answer on both)."""
+        http = self.config.http
+        if http.pages_listen is None or request.transport is None:
+            return False
+        sock = request.transport.get_extra_info("sockname")
+        on_pages = bool(sock) and int(sock[1]) == int(http.pages_listen.rpartition(":")[2])
+        if request.path.startswith("/webhooks/"):
+            return on_pages
+        return not on_pages and not request.path.startswith(SHARED_PATHS)
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_open(request.path):
+        if self.wrong_listener(request):
+            resp: web.StreamResponse = web.Response(
+                status=404, text="not served on this address (see http.pages_listen)\n"
+            )
+        elif is_open(request.path):
             resp = await handler(request)
         elif self.who(request) is None:
             resp = self.refuse(request)

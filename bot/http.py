@@ -19,6 +19,7 @@ from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
 from bot.web import add_pages
+from bot.web.access import ACCESS, LOGS_ROLE
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 ChatState = Callable[[], dict[str, bool]]
@@ -73,7 +74,10 @@ def build_http_app(
         return web.Response(text="\n".join(lines) + "\n")
 
     async def diff(request: web.Request) -> web.Response:
-        text = await services.diffs.load(request.match_info["id"])
+        diff_id = request.match_info["id"]
+        if not request.app[ACCESS].may_read(request, await services.diffs.gate(diff_id)):
+            return web.Response(status=403, text=LOGS_ROLE)
+        text = await services.diffs.load(diff_id)
         if text is None:
             return web.Response(status=404, text="no such diff\n")
         return web.Response(text=text, content_type="text/plain")

@@ -37,7 +37,9 @@ async def logs(ctx: Context, inv: Invocation) -> str:
     diffs = ctx.services.diffs
     if diffs is None:
         raise UserError("no page store configured; no logs")
-    link = await diffs.save(report.page(f"!logs {component} {env} (namespace {namespace})"))
+    link = await diffs.save(
+        report.page(f"!logs {component} {env} (namespace {namespace})"), gate=(component, env)
+    )
     if report.failing:
         shown = ", ".join(report.failing[:3]) + (" …" if len(report.failing) > 3 else "")
         what = f"{len(report.shown)} failing pod{'s' if len(report.shown) != 1 else ''} ({shown})"

@@ -25,13 +25,16 @@ class DiffStore:
         self.public_url = public_url.rstrip("/")
         self.redact = redact or (lambda text: text)
 
-    async def save(self, text: str) -> str:
-        """Store the diff (redacted); return its URL."""
+    async def save(self, text: str, gate: tuple[str, str] | None = None) -> str:
+        """Store the diff (redacted); return its URL. `gate` (component, env): only who holds
+        the deployer role there may read it (pod logs, as `!logs` needs)."""
         text = self.redact(text)
         diff_id = hashlib.sha256(text.encode()).hexdigest()[:16]
 
         def write() -> None:
             self.dir.mkdir(parents=True, exist_ok=True)
+            if gate is not None:
+                (self.dir / f"{diff_id}.gate").write_text(" ".join(gate) + "\n")
             path = self.dir / f"{diff_id}.diff"
             if not path.exists():
                 tmp = path.with_suffix(".tmp")
@@ -52,5 +55,20 @@ class DiffStore:
                 return path.read_text(encoding="utf-8")
             except OSError:
                 return None
+
+        return await asyncio.to_thread(read)
+
+    async def gate(self, diff_id: str) -> tuple[str, str] | None:
+        """(component, env) whose deployer role a page needs, or None for an open page."""
+        if _ID_RE.fullmatch(diff_id) is None:
+            return None
+        path = self.dir / f"{diff_id}.gate"
+
+        def read() -> tuple[str, str] | None:
+            try:
+                component, env = path.read_text(encoding="utf-8").split()[:2]
+            except (OSError, ValueError):
+                return None
+            return component, env
 
         return await asyncio.to_thread(read)

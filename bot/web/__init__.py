@@ -18,7 +18,7 @@ from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
 from bot.services import Services
 from bot.status.board import StatusBoard
-from bot.web.access import Access
+from bot.web.access import ACCESS, Access
 from bot.web.pages import Handler, Pages
 from bot.web.templating import filters
 
@@ -44,6 +44,7 @@ def add_pages(
 ) -> Feed:  # fmt: skip
     """Add the pages to `app`; `text_views` (path -> handler) answer non-HTML requests."""
     access = Access(services.config)
+    app[ACCESS] = access
     feed = Feed()
     pages = Pages(services, board, deployer, feed, access, text_views)
     setup_templates(app, services.config.http.task_url)

@@ -19,12 +19,13 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from bot.config.auth import grants
+from bot.config.auth import Role, grants, role_for
 from bot.config.model import Config, read_secret
 
 log = logging.getLogger("deploybot.web")
 
 OPEN_PATHS = ("/healthz", "/ready", "/metrics", "/webhooks/", "/static/", "/login", "/logout")
+LOGS_ROLE = "pod logs need the deployer role on that component and environment, as !logs does\n"
 SHARED_PATHS = ("/healthz", "/ready", "/metrics", "/static/")
 SESSION_SECONDS = 12 * 3600
 LOGIN_FAILURES = 5  # wrong tokens per peer within LOGIN_WINDOW before /login answers 429
@@ -94,6 +95,15 @@ class Access:
         if expires is not None:
             del self._sessions[cookie]
         return None
+
+    def may_read(self, request: web.Request, gate: tuple[str, str] | None) -> bool:
+        """A gated page (pod logs) needs the deployer role there, as `!logs` does; with
+        `auth: none` (loopback only) the local operator reads everything."""
+        if gate is None or self.mode == "none":
+            return True
+        ident = self.who(request)
+        rules = self.config.auth.rules
+        return ident is not None and role_for(rules, (ident,), *gate) >= Role.deployer
 
     def wrong_listener(self, request: web.Request) -> bool:
         """With `http.pages_listen`, the pages answer only there and the webhook only on
@@ -177,3 +187,6 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc or parts.path.startswith("//"):
         return "/status"
     return value
+
+
+ACCESS: web.AppKey[Access] = web.AppKey("access", Access)

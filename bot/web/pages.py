@@ -22,7 +22,7 @@ from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
 from bot.services import Services
 from bot.status.board import StatusBoard
-from bot.web.access import COOKIE, SESSION_SECONDS, Access, safe_next
+from bot.web.access import COOKIE, LOGS_ROLE, SESSION_SECONDS, Access, safe_next
 from bot.web.board import build_board
 from bot.web.deploys import read_from, state_of, stream_deploy
 from bot.web.diffview import Move, brought, diff_section, lines_of, moves_of
@@ -131,6 +131,8 @@ class Pages:
 
     async def diff(self, request: web.Request) -> web.StreamResponse:
         diff_id = request.match_info["id"]
+        if not self.access.may_read(request, await self.services.diffs.gate(diff_id)):
+            raise web.HTTPForbidden(text=LOGS_ROLE)
         text = await self.services.diffs.load(diff_id)
         if text is None:
             raise web.HTTPNotFound(text="no such diff\n")

@@ -64,3 +64,35 @@ def test_the_same_person_on_xmpp_and_irc_is_one_person() -> None:
     assert not same_person(config.people, "irc:alice", "xmpp:bob@example.org")
     with pytest.raises(ConfigError, match=r"people: identity .nick:bob. must start with irc:"):
         parse_config({"people": {"bob": ["nick:bob"]}})
+
+
+async def test_an_mr_approved_only_by_the_person_applying_it_is_refused(
+    bed: DeployBed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.core.git import git
+    from tests.deploy.test_mr_approval import BRANCH, CONTROL, TOKEN, tree_at
+    from tests.support.fakes.gitlab import FakeGitLab
+
+    head = await bed.main_head()
+    await git("branch", BRANCH, head, cwd=bed.control_repo)
+    new = bed.pins["toolsbeta"]
+    bed.push(new)
+    monkeypatch.setenv("DEPLOYBOT_TEST_GITLAB_TOKEN", TOKEN)
+    async with FakeGitLab(token=TOKEN) as gl:
+        gl.add_project(CONTROL, files=await tree_at(bed.control_repo, head))
+        gl.add_project("repos/cloud/toolforge/builds-api")
+        gl.add_commit(CONTROL, BRANCH, {}, "bump", sha=head)
+        mr = gl.add_merge_request(CONTROL, BRANCH, "main", f"builds-api: bump to {new}")
+        bed.data["control_repo"] = {
+            "forge": "gitlab", "project": CONTROL, "url": f"file://{bed.control_repo}",
+        }  # fmt: skip
+        bed.data["gitlab"] = {"url": gl.url, "token_env": "DEPLOYBOT_TEST_GITLAB_TOKEN"}
+        bed.data["people"] = {"alice": ["console:alice", "gitlab:alice.smith"]}
+        bed.data["environments"][0].update(require_mr_approval=True, auto_apply=False)
+        gl.approve(CONTROL, mr["iid"], "Alice.Smith")
+        s = await bed.run(["!apply builds-api toolsbeta"])
+    assert [line for line in s.out if line.startswith("apply: ")] == [
+        f"apply: refused: bump MR !{mr['iid']} is approved only by gitlab:Alice.Smith, the"
+        f" person applying it; another person must approve it ({mr['web_url']}); nothing run"
+    ]
+    assert bed.records() == []

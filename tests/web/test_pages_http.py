@@ -72,7 +72,10 @@ async def test_a_trusted_header_is_checked_against_auth_rules(demo_config_path: 
         for who in ({"X-Forwarded-User": "eve@evil.example"}, {}):
             async with get(bot.base + "/status", headers={**HTML, **who}) as r:
                 assert r.status == 403
-                assert "X-Forwarded-User header is missing, not from http.trusted_proxies, or" in await r.text()
+                assert (
+                    "X-Forwarded-User header is missing, not from http.trusted_proxies, or"
+                    in await r.text()
+                )
         async with get(bot.base + "/events", headers={"X-Forwarded-User": "eve@evil.example"}) as r:
             assert r.status == 403
         status, _ = await bot.post(b'{"object_kind": "note"}', kind="Note Hook", token=None)

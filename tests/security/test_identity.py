@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config.auth import person_of, same_person
 from bot.config.model import ConfigError, parse_config
 from tests.support.deployworld import DeployBed, bed
 
@@ -48,6 +47,8 @@ async def test_a_refused_confirm_leaves_the_review_pending(bed: DeployBed) -> No
 
 
 def test_a_nick_change_is_the_same_person_for_a_hostmask_identity() -> None:
+    from bot.config.auth import same_person
+
     asked = "irc-host:alice!~alice@user/alice"
     assert same_person({}, asked, "irc-host:Alice!~alice@user/alice")
     assert same_person({}, asked, "irc-host:alice_away!~alice@user/alice")
@@ -55,6 +56,8 @@ def test_a_nick_change_is_the_same_person_for_a_hostmask_identity() -> None:
 
 
 def test_the_same_person_on_xmpp_and_irc_is_one_person() -> None:
+    from bot.config.auth import person_of, same_person
+
     config = parse_config(
         {"people": {"alice": ["irc-account:alice", "xmpp:alice@example.org", "console:alice"]}}
     )

@@ -9,7 +9,6 @@ import aiohttp
 import pytest
 
 from bot.app import App
-from bot.core.shapes import scrub
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.kube import pod_json
 from tests.support.session import free_port
@@ -36,11 +35,15 @@ POD_LOG = "booting\n" + "\n".join(CANARIES) + "\npanic: cannot reach the databas
 
 @pytest.mark.parametrize("line", list(CANARIES))
 def test_each_canary_shape_is_masked(line: str) -> None:
+    from bot.core.shapes import scrub
+
     out = scrub(line)
     assert CANARIES[line] not in out and "[redacted]" in out, out
 
 
 def test_what_is_not_a_secret_stays() -> None:
+    from bot.core.shapes import scrub
+
     text = (
         "+chartVersion: 0.0.134-20261107230700-43712340\nAuthor: Alice <alice@example.org>\n"
         "Comparing release=builds-api, chart=toolforge/builds-api\ncommit 98f89941abcdef0123"

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.web.access import ACCESS, COOKIE
+from bot.web.access import COOKIE
 from tests.support.session import free_port
 from tests.support.webhookbot import RunningBot, config_with
 
@@ -76,6 +76,8 @@ async def test_a_cookie_is_worthless_after_logout_and_after_expiry(token_config)
 
 
 def _access(bot: RunningBot):  # type: ignore[no-untyped-def]
+    from bot.web.access import ACCESS
+
     runner = bot.app._runner
     assert runner is not None
     return runner.app[ACCESS]

@@ -120,3 +120,42 @@ async def test_a_cross_site_text_plain_webhook_is_refused(demo_config_path: Path
             assert r.status == 415
         assert await bot.events() == []
         json.loads(body)  # the body itself was a valid merged-MR event
+
+
+async def test_the_session_cookie_is_secure_when_the_trusted_proxy_says_https(
+    demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOYBOT_TEST_PAGE_TOKEN", TOKEN)
+    config = config_with(
+        demo_config_path,
+        http={"listen": f"127.0.0.1:{free_port()}", "trusted_proxies": ["127.0.0.0/8"],
+              "auth": {"token_env": "DEPLOYBOT_TEST_PAGE_TOKEN"}},
+    )  # fmt: skip
+    async with RunningBot(config) as bot, aiohttp.ClientSession() as http:
+        async with http.post(bot.base + "/login", data={"token": TOKEN, "next": "/sal"},
+                             headers={"X-Forwarded-Proto": "https"}, allow_redirects=False) as r:  # fmt: skip
+            assert "Secure" in r.headers["Set-Cookie"]
+        r = await _login(http, bot.base, TOKEN)
+        assert "Secure" not in r.headers["Set-Cookie"]  # plain http from the proxy
+
+
+async def test_pages_listen_serves_the_pages_and_listen_only_the_webhook(
+    demo_config_path: Path,
+) -> None:
+    pages = f"127.0.0.1:{free_port()}"
+    config = config_with(
+        demo_config_path, http={"listen": f"127.0.0.1:{free_port()}", "pages_listen": pages}
+    )
+    body = (Path(__file__).parents[2] / "config/demo/payloads/pipeline_running.json").read_bytes()
+    async with RunningBot(config) as bot, aiohttp.ClientSession() as http:
+        async with http.get(bot.base + "/sal") as r:
+            assert r.status == 404
+        async with http.get(f"http://{pages}/sal") as r:
+            assert r.status == 200
+        for base, status in ((f"http://{pages}", 404), (bot.base, 200)):
+            async with http.post(base + "/webhooks/gitlab", data=body, headers={
+                "Content-Type": "application/json", "X-Gitlab-Event": "Pipeline Hook"}) as r:  # fmt: skip
+                assert r.status == status
+        for base in (bot.base, f"http://{pages}"):
+            async with http.get(base + "/healthz") as r:
+                assert r.status == 200

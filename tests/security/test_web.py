@@ -159,3 +159,17 @@ async def test_pages_listen_serves_the_pages_and_listen_only_the_webhook(
         for base in (bot.base, f"http://{pages}"):
             async with http.get(base + "/healthz") as r:
                 assert r.status == 200
+
+
+async def test_a_pod_log_page_needs_the_role_logs_needs(token_config) -> None:  # type: ignore[no-untyped-def]
+    async with RunningBot(token_config) as bot, aiohttp.ClientSession() as http:
+        diffs = bot.app.services.diffs
+        logs = await diffs.save("== pod builds-api-1\npanic\n", gate=("builds-api", "tools"))
+        plain = await diffs.save("+chartVersion: 2\n")
+        auth = {"Authorization": f"Bearer {TOKEN}"}  # a page reader, no rule for http:token
+        for url, status in ((logs, 403), (plain, 200)):
+            path = "/diffs/" + url.rsplit("/", 1)[1]
+            for accept in ("text/plain", "text/html"):
+                async with http.get(bot.base + path, headers={**auth, "Accept": accept}) as r:
+                    assert r.status == status, (path, accept)
+                    assert "panic" not in await r.text()

@@ -165,6 +165,8 @@ class Access:
         (and the failure counts against the peer)."""
         if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
             self._failures.setdefault(request.remote or "", []).append(time.time())
+            while len(self._failures) > 10_000:  # bounded, whatever the number of peers
+                del self._failures[next(iter(self._failures))]
             return None
         now = time.time()
         self._sessions = {k: v for k, v in self._sessions.items() if v > now}

@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import App
 from bot.core.logs import TEXT
-from tests.security.test_redaction import CANARIES, POD_LOG
+from tests.support.canaries import CANARIES, POD_LOG
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.kube import pod_json
 

@@ -73,26 +73,28 @@ async def test_an_mr_approved_only_by_the_person_applying_it_is_refused(
     bed: DeployBed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bot.core.git import git
-    from tests.deploy.test_mr_approval import BRANCH, CONTROL, TOKEN, tree_at
     from tests.support.fakes.gitlab import FakeGitLab
 
+    control, branch, token = "repos/cloud/toolforge/toolforge-deploy", "bump_builds-api", "glpat-x"
     head = await bed.main_head()
-    await git("branch", BRANCH, head, cwd=bed.control_repo)
+    names = (await git("ls-tree", "-r", "--name-only", head, cwd=bed.control_repo)).split()
+    tree = {n: await git("show", f"{head}:{n}", cwd=bed.control_repo) for n in names}
+    await git("branch", branch, head, cwd=bed.control_repo)
     new = bed.pins["toolsbeta"]
     bed.push(new)
-    monkeypatch.setenv("DEPLOYBOT_TEST_GITLAB_TOKEN", TOKEN)
-    async with FakeGitLab(token=TOKEN) as gl:
-        gl.add_project(CONTROL, files=await tree_at(bed.control_repo, head))
+    monkeypatch.setenv("DEPLOYBOT_TEST_GITLAB_TOKEN", token)
+    async with FakeGitLab(token=token) as gl:
+        gl.add_project(control, files=tree)
         gl.add_project("repos/cloud/toolforge/builds-api")
-        gl.add_commit(CONTROL, BRANCH, {}, "bump", sha=head)
-        mr = gl.add_merge_request(CONTROL, BRANCH, "main", f"builds-api: bump to {new}")
+        gl.add_commit(control, branch, {}, "bump", sha=head)
+        mr = gl.add_merge_request(control, branch, "main", f"builds-api: bump to {new}")
         bed.data["control_repo"] = {
-            "forge": "gitlab", "project": CONTROL, "url": f"file://{bed.control_repo}",
+            "forge": "gitlab", "project": control, "url": f"file://{bed.control_repo}",
         }  # fmt: skip
         bed.data["gitlab"] = {"url": gl.url, "token_env": "DEPLOYBOT_TEST_GITLAB_TOKEN"}
         bed.data["people"] = {"alice": ["console:alice", "gitlab:alice.smith"]}
         bed.data["environments"][0].update(require_mr_approval=True, auto_apply=False)
-        gl.approve(CONTROL, mr["iid"], "Alice.Smith")
+        gl.approve(control, mr["iid"], "Alice.Smith")
         s = await bed.run(["!apply builds-api toolsbeta"])
     assert [line for line in s.out if line.startswith("apply: ")] == [
         f"apply: refused: bump MR !{mr['iid']} is approved only by gitlab:Alice.Smith, the"

@@ -9,28 +9,13 @@ import aiohttp
 import pytest
 
 from bot.app import App
+from tests.support.canaries import CANARIES, POD_LOG
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.kube import pod_json
 from tests.support.session import free_port
 from tests.support.webhookbot import RunningBot, config_with
 
 __all__ = ["bed"]
-
-# each line: the value that must not show, in the shape it has in a real log
-CANARIES = {
-    "DB_PASSWORD=cnry01-db": "cnry01-db",
-    "PGPASSWORD=cnry02pg": "cnry02pg",
-    "aws_secret_access_key=cnry03AwsSecretKeyAbCdEfGhIjKlMnOpQr": "cnry03AwsSecretKeyAbCdEfGhIjKlMnOpQr",
-    'MYSQL_ROOT_PASSWORD: "cnry04mysql"': "cnry04mysql",
-    "dsn postgres://app:cnry05url@db:5432/app": "cnry05url",
-    "exec server --password cnry06flag --verbose": "cnry06flag",
-    "X-Deploy-Auth: cnry07header": "cnry07header",
-    "the admin password is cnry08prose, keep it safe": "cnry08prose",
-    "connecting with password=cnry09kv": "cnry09kv",
-    "token: cnry10tok": "cnry10tok",
-    "Authorization: Bearer cnry11bearer.payload": "cnry11bearer",
-}
-POD_LOG = "booting\n" + "\n".join(CANARIES) + "\npanic: cannot reach the database\n"
 
 
 @pytest.mark.parametrize("line", list(CANARIES))

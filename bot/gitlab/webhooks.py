@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.config.model import Config, read_secret
+from bot.config.model import Config, is_loopback, read_secret
 from bot.core.metrics import Metrics
 from bot.gitlab.inbox import event_kind, insert_events
 from bot.store.db import Store
@@ -55,9 +55,13 @@ class SecretPolicy:
         self.named = bool(gl and (gl.webhook_secret_env or gl.webhook_secret_file))
         value = read_secret(gl.webhook_secret_env, gl.webhook_secret_file) if gl else None
         self._secret = value.encode() if value else None
+        # no `gitlab:` section and reachable from elsewhere: nobody is expected to post
+        self.closed = gl is None and not is_loopback(config.http.host)
 
     def warning(self) -> str | None:
         """What an operator should know at start-up; None when tokens are checked."""
+        if self.closed:
+            return "no gitlab section and http.listen is not loopback: refusing all webhooks"
         if self._secret is not None:
             return None
         if self.named:
@@ -65,6 +69,8 @@ class SecretPolicy:
         return "no webhook secret configured: X-Gitlab-Token is not checked"
 
     def allows(self, token: str | None) -> bool:
+        if self.closed:
+            return False
         if self._secret is None:
             return not self.named
         if token is None:

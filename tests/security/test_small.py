@@ -75,3 +75,14 @@ def test_config_numbers_are_numbers_and_listen_is_host_port(
     with pytest.raises(ConfigError) as exc:
         parse_config(data)
     assert exc.value.errors == [error]
+
+
+def test_a_public_listen_needs_a_webhook_secret_or_says_unsigned_is_meant() -> None:
+    public = {"listen": "0.0.0.0:8080", "auth": {"token_env": "T"}}
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"http": public, "gitlab": {"url": "https://gitlab.example.org"}})
+    assert exc.value.errors[0].startswith("gitlab.webhook_secret_env: http.listen 0.0.0.0:8080")
+    parse_config({"http": public, "gitlab": {"url": "https://gitlab.example.org",
+                                             "allow_unsigned_webhooks": True}})  # fmt: skip
+    parse_config({"http": public, "gitlab": {"url": "https://gitlab.example.org",
+                                             "webhook_secret_env": "S"}})  # fmt: skip

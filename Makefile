@@ -17,7 +17,7 @@ $(BIN)/deploybot: pyproject.toml
 
 venv: $(BIN)/deploybot
 
-# PORT=8081 or LISTEN=0.0.0.0:8081 moves the demo's webhook server (default 127.0.0.1:8080)
+# PORT=8081 or LISTEN=127.0.0.1:8081 (loopback only) moves the demo's webhook server (default 127.0.0.1:8080)
 demo: venv
 	$(BIN)/deploybot demo $(if $(LISTEN),--listen $(LISTEN),$(if $(PORT),--listen 127.0.0.1:$(PORT)))
 

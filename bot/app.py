@@ -95,6 +95,9 @@ def collect_secrets(config: Config) -> list[str | None]:
     if config.registry:
         out.append(read_secret(config.registry.password_env, config.registry.password_file))
     out.append(read_secret(config.store.password_env, config.store.password_file))
+    auth = config.http.auth
+    if auth != "none":  # the pages' token: a `!log` quoting it must not publish it
+        out.append(read_secret(auth.token_env, auth.token_file))
     return out
 
 
@@ -200,6 +203,7 @@ class App:
         self._exits: contextlib.AsyncExitStack | None = None  # what start() did, to undo
         self._runner: web.AppRunner | None = None
         self._http_server: asyncio.Server | None = None
+        self._pages_server: asyncio.Server | None = None
         self.http_guard: Guard | None = None
         self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
         self.services = self._services()
@@ -234,7 +238,7 @@ class App:
             locks=Locks(self.store),
             metrics=self.metrics,
             redactor=self.redactor,
-            diffs=DiffStore(config.bot.state_dir, config.bot.public_url),
+            diffs=DiffStore(config.bot.state_dir, config.bot.public_url, self.redactor.outside),
             control=control_repo_from_config(config),
             gitlab=self._gitlab(config),
             clusters=build_clusters(config),
@@ -397,6 +401,12 @@ class App:
                 self.http_guard.factory(self._runner.server), http.host, http.port,
                 reuse_address=True,
             )  # fmt: skip
+            if http.pages_listen:  # the pages behind the proxy; same app, own address
+                host, _, port = http.pages_listen.rpartition(":")
+                self._pages_server = await asyncio.get_running_loop().create_server(
+                    self.http_guard.factory(self._runner.server), host.strip("[]"), int(port),
+                    reuse_address=True,
+                )  # fmt: skip
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {http.listen}: {os.strerror(exc.errno) if exc.errno else exc}"
@@ -479,6 +489,9 @@ class App:
         if self._http_server is not None:
             self._http_server.close()
             self._http_server = None
+        if self._pages_server is not None:
+            self._pages_server.close()
+            self._pages_server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bot import __version__
-from bot.config.model import Config, ConfigError, load_config
+from bot.config.model import Config, ConfigError, is_loopback, load_config
 from bot.config.secrets import sasl_problems, unreadable_secrets
 from bot.core.errors import StartupError, StoreError
 from bot.core.logs import FORMATS, setup_logging
@@ -194,8 +194,25 @@ def _main(args: argparse.Namespace) -> int:
     if args.cmd == "demo":
         from bot.demo.setup import run_demo
 
+        if args.listen is not None and (why := _demo_listen_problem(args.listen)):
+            print(f"deploybot demo: --listen {args.listen}: {why}", file=sys.stderr)
+            return 2
         return asyncio.run(run_demo(Path(args.dir), args.listen))
     return 2
+
+
+def _demo_listen_problem(listen: str) -> str | None:
+    """Why the demo cannot listen there (its pages have no login and its webhook no secret,
+    so it stays on loopback), else None; checked before the demo directory is touched."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        return "expected HOST:PORT, e.g. 127.0.0.1:8081"
+    if not is_loopback(host.strip("[]")):
+        return (
+            "the demo has no page login and no webhook secret, so it listens on loopback"
+            " only; use 127.0.0.1:" + port + " (a real config sets http.auth and a secret)"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
 from bot.web import STATIC, setup_templates
-from bot.web.access import Access
+from bot.web.access import ACCESS, LOGS_ROLE, Access
 from bot.web.pages import Pages, wants_html
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -124,7 +124,10 @@ class PlainText:
         return web.Response(text="\n".join(lines) + "\n")
 
     async def diff(self, request: web.Request) -> web.Response:
-        text = await self.services.diffs.load(request.match_info["id"])
+        diff_id = request.match_info["id"]
+        if not request.app[ACCESS].may_read(request, await self.services.diffs.gate(diff_id)):
+            return web.Response(status=403, text=LOGS_ROLE)
+        text = await self.services.diffs.load(diff_id)
         if text is None:
             return web.Response(status=404, text="no such diff\n")
         return web.Response(text=text, content_type="text/plain")
@@ -169,6 +172,7 @@ def route_table(
         web.get("/components/{component}", pages.component),
         web.get("/login", pages.login_form),
         web.post("/login", pages.login),
+        web.post("/logout", pages.logout),
         web.static("/static/", STATIC),
         web.post("/webhooks/gitlab", webhooks.handle),  # GitLab: verify, store, answer
     ]
@@ -184,6 +188,7 @@ def build_http_app(
         client_max_size=services.config.http.max_body_bytes, middlewares=[store_errors]
     )
     access = Access(services.config)
+    app[ACCESS] = access
     feed = Feed()
     pages = Pages(services, board, deployer, feed, access)
     setup_templates(app, services.config.http.task_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.cluster.kube import ClusterError
-from bot.config.auth import Role
+from bot.config.auth import Role, same_person
 from bot.control.bumper import Bumper, BumpOutcome, BumpPlan
 from bot.core.errors import UserError
 from bot.core.versions import RefError, Version
@@ -46,7 +46,7 @@ async def _authorize(ctx: Context, component: str, envs: Sequence[str]) -> None:
     for env in envs:
         ctx.require(Role.deployer, component, env)
         lock = await ctx.services.locks.get(component, env)
-        if lock is not None and lock.owner != ctx.actor:
+        if lock is not None and not same_person(ctx.config.people, lock.owner, ctx.actor):
             req = DeployRequest(component, env, ctx.actor, Action(ctx.spec.name))
             refused = await ctx.deployer.report.refuse(req, f"{lock.describe()}; nothing changed")
             raise UserError(refused.line)

@@ -17,6 +17,7 @@ from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure, store_reason
 from bot.core.tasks import TaskSet
+from bot.core.text import chat_safe
 from bot.services import Services
 from bot.store.sal import SalEntry, actor_name, current_action
 from commands.lanes import Lanes, lane_keys
@@ -141,7 +142,10 @@ class Dispatcher:
 
     async def _reply(self, msg: Message, text: str) -> None:
         await self.services.outbox.enqueue(
-            msg.room, self.services.redactor(addressed(msg, text)), adapter=msg.adapter, priority=1
+            msg.room,
+            self.services.redactor(chat_safe(addressed(msg, text))),
+            adapter=msg.adapter,
+            priority=1,
         )
 
     async def _in_lane(

@@ -7,7 +7,7 @@ Both are mutating actions, so both write a SAL entry.
 
 from __future__ import annotations
 
-from bot.config.auth import Role
+from bot.config.auth import Role, same_person
 from bot.core.errors import Refused, UserError
 from bot.store.locks import ALL_ENVS, Lock
 from bot.store.sal import SalEntry, actor_name
@@ -104,7 +104,7 @@ async def unlock(ctx: Context, inv: Invocation) -> str:
         )
         return f"{component} is not locked in {where}; {hints}"
     _require_everywhere(ctx, Role.deployer, component, env)
-    if existing.owner != ctx.actor:
+    if not same_person(ctx.config.people, existing.owner, ctx.actor):
         try:
             _require_everywhere(ctx, Role.admin, component, env)
         except Refused:

@@ -31,13 +31,15 @@ async def logs(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"no cluster configured for {env} (kubeconfig/kube_context); no logs")
     namespace = target_of(ctx.config, component).namespace
     try:
-        report = await pod_logs(cluster, namespace, ctx.services.redactor)
+        report = await pod_logs(cluster, namespace, ctx.services.redactor.outside)
     except ClusterError as exc:
         raise UserError(f"cannot read {namespace} in {env}: {exc}") from None
     diffs = ctx.services.diffs
     if diffs is None:
         raise UserError("no page store configured; no logs")
-    link = await diffs.save(report.page(f"!logs {component} {env} (namespace {namespace})"))
+    link = await diffs.save(
+        report.page(f"!logs {component} {env} (namespace {namespace})"), gate=(component, env)
+    )
     if report.failing:
         shown = ", ".join(report.failing[:3]) + (" …" if len(report.failing) > 3 else "")
         what = f"{len(report.shown)} failing pod{'s' if len(report.shown) != 1 else ''} ({shown})"

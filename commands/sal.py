@@ -59,6 +59,16 @@ def choose_project(config: Config, text: str) -> tuple[str | None, str]:
     return None, text
 
 
+def named_component(config: Config, text: str) -> str | None:
+    """The first configured component the message names, however it is written
+    (`builds-api:`, `BUILDS-API`, `(builds-api)`): the role check must not miss it."""
+    for word in text.split():
+        name = word.strip(".,:;!?()[]{}<>\"'`*").lower()
+        if name in config.components:
+            return name
+    return None
+
+
 @command(
     "log",
     role=Role.deployer,
@@ -75,8 +85,8 @@ async def log_(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     if len(text) > MAX_LOG:
         raise UserError(f"message longer than {MAX_LOG} characters; put details in a task")
-    project, text = choose_project(ctx.config, text)
-    component = next((a for a in text.split() if a in ctx.config.components), None)
+    project, text = choose_project(ctx.config, ctx.services.redactor.outside(text))
+    component = named_component(ctx.config, text)
     if component is not None:  # an entry filed under a component needs the role there
         ctx.require(Role.deployer, component)
     why = ""

@@ -20,6 +20,7 @@ from bot.config.auth import Role, refusal, role_for
 from bot.config.model import Config
 from bot.control.bumper import Bumper
 from bot.core.errors import Refused, UserError
+from bot.core.text import chat_safe
 from bot.deploy.deployer import Deployer
 from bot.model.state import Model
 from bot.monitors.checks import Monitors
@@ -190,7 +191,7 @@ class Context:
         self.replied = True
         await self.services.outbox.enqueue(
             self.message.room,
-            self.services.redactor(addressed(self.message, text)),
+            self.services.redactor(chat_safe(addressed(self.message, text))),
             adapter=self.message.adapter,
             priority=1,
         )

@@ -1,14 +1,12 @@
 """`!logs <component> <env>`: the last lines of a component's failing pods (all its pods when
 none fails) and the namespace's recent Kubernetes events, as one text page.
 
-Logs can carry credentials, so every line goes through the bot's redactor (known secret
-values) and a pattern for the usual shapes (`password=…`, `token: …`, `Authorization: Bearer
-…`) before it is stored.
+Logs can carry credentials, so every line goes through the bot's redactor for outside text
+(known secret values and every secret shape, `bot.core.shapes`) before it is stored.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,17 +18,6 @@ from bot.cluster.kube import ClusterError, KubeCluster, problems_of
 
 TAIL_LINES = 50
 EVENTS = 20
-_SECRET_SHAPES = re.compile(
-    r"(?i)\b(password|passwd|secret|token|api[_-]?key|authorization)(\"?\s*[:=]\s*\"?)"
-    r"(bearer\s+|basic\s+)?[^\s\",;]+"
-)
-
-
-def scrub(text: str) -> str:
-    """Mask values after secret-looking keys (the key stays, so the line still reads)."""
-    return _SECRET_SHAPES.sub(
-        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}<redacted>", text
-    )
 
 
 @dataclass
@@ -75,7 +62,7 @@ async def pod_logs(
                 )  # fmt: skip
             except ClusterError as exc:
                 text = f"(no log: {exc})"
-            report.sections.append(head + "\n" + scrub(redact(str(text).rstrip("\n"))))
+            report.sections.append(head + "\n" + redact(str(text).rstrip("\n")))
     events = await cluster.call(
         f"list events in {namespace}", core.list_namespaced_event, namespace
     )
@@ -88,6 +75,6 @@ async def pod_logs(
     ]
     report.sections.append(
         f"== the {len(recent)} most recent events in {namespace}\n"
-        + scrub(redact("\n".join(lines) or "(none)"))
+        + redact("\n".join(lines) or "(none)")
     )
     return report

@@ -19,7 +19,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,14 +118,17 @@ async def run(
     timeout: float,  # noqa: ASYNC109 - the deploy timeout is the product's setting
     log_path: Path,
     pgid_path: Path | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> RunResult:
     """Run argv to completion (or kill its process group after `timeout` s), appending its
-    output to `log_path`. Cancelling the caller kills the group too."""
+    output to `log_path`, each line through `redact` first (nothing secret reaches the disk
+    or the result). Cancelling the caller kills the group too."""
+    clean = redact or (lambda text: text)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     chunks: list[str] = []
     with log_path.open("a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(argv)}\n")
+        log.write(clean(f"$ {' '.join(argv)}") + "\n")
         log.flush()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -148,7 +151,7 @@ async def run(
         async def pump() -> None:
             assert proc.stdout is not None
             async for raw in proc.stdout:
-                text = raw.decode(errors="replace")
+                text = clean(raw.decode(errors="replace"))
                 chunks.append(text)
                 log.write(text)
                 log.flush()

@@ -7,6 +7,7 @@ only match rules that say `trust: hostmask`; a bare nick is never an identity.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from fnmatch import fnmatchcase
@@ -81,6 +82,30 @@ def role_for(
         if _glob_hit(g.components, component) and _glob_hit(g.environments, env):
             best = max(best, g.role)
     return best
+
+
+def person_of(people: Mapping[str, list[str]], identity: str) -> str:
+    """The person acting as `identity`: two-person rules, lock owners and "own" checks
+    compare these, never identity strings.
+
+    A `people:` entry listing the identity (globs allowed) makes it `person:<name>`, so one
+    person on IRC, XMPP and the console is one person. Otherwise the identity itself,
+    case-folded (`console:ALICE` is `console:alice`); a hostmask is its `user@host` (what a
+    `trust: hostmask` rule matched), so a nick change does not make another person.
+    """
+    ident = identity.lower()
+    kind = ident.partition(":")[0]
+    for name, whos in people.items():
+        for who in whos:
+            if who.partition(":")[0] == kind and fnmatchcase(ident, who.lower()):
+                return f"person:{name.lower()}"
+    if kind == "irc-host" and "!" in ident:
+        return "irc-host:" + ident.partition("!")[2]
+    return ident
+
+
+def same_person(people: Mapping[str, list[str]], a: str, b: str) -> bool:
+    return person_of(people, a) == person_of(people, b)
 
 
 def refusal(needed: Role, component: str | None, env: str | None) -> str:

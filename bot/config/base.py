@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SECRET_WORDS = ("password", "token", "secret")
@@ -36,6 +36,31 @@ class Model(BaseModel):
                         f"inline secret '{key}' is not allowed; use {key}_env or {key}_file"
                     )
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """A number is a number: `yes` (a YAML boolean) or `"30"` is not read as one."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not _numeric(field.annotation):
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, not the boolean {str(value).lower()}")
+        if isinstance(value, str):
+            raise ValueError(f"expected a number, not the string {value!r}")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """`int`, `float` or an optional one (a field a YAML number fills)."""
+    if annotation in (int, float):
+        return True
+    args = getattr(annotation, "__args__", ())
+    return (
+        bool(args)
+        and all(a in (int, float, type(None)) for a in args)
+        and (int in args or float in args)
+    )
 
 
 def read_secret(env: str | None, file: str | None) -> str | None:

@@ -51,6 +51,8 @@ class GitlabConfig(Model):
     token_file: str | None = None
     webhook_secret_env: str | None = None
     webhook_secret_file: str | None = None
+    # a non-loopback http.listen needs a webhook secret unless this says unsigned is meant
+    allow_unsigned_webhooks: bool = False
     mr_notes: bool = True
     announce_mr_pipelines: bool = False
     announce_branches: list[str] = []
@@ -190,6 +192,23 @@ class DeployConfig(Model):
         return data
 
 
+IDENTITY_KINDS = ("irc", "irc-host", "xmpp", "console", "http", "gitlab")
+
+
+def identity_spelling(who: str) -> str:
+    """An identity as the bot spells it: `irc-account:alice` (SPEC's name for a services
+    account) is `irc:alice`; an unknown kind is a ValueError."""
+    kind, sep, rest = who.partition(":")
+    if kind == "irc-account":
+        kind = "irc"
+    if not sep or kind not in IDENTITY_KINDS:
+        raise ValueError(
+            f"identity '{who}' must start with irc: (or irc-account:), irc-host:, xmpp:,"
+            " console:, http: or gitlab:"
+        )
+    return f"{kind}:{rest}"
+
+
 class AuthRule(Model):
     who: list[str]
     role: Literal["anyone", "deployer", "admin"]
@@ -197,14 +216,15 @@ class AuthRule(Model):
     environments: list[str] = ["*"]
     trust: Literal["account", "hostmask"] = "account"
 
+    @field_validator("who")
+    @classmethod
+    def _spelling(cls, v: list[str]) -> list[str]:
+        return [identity_spelling(w) for w in v]
+
     @model_validator(mode="after")
     def _hostmask_needs_trust(self) -> AuthRule:
         for who in self.who:
-            kind, sep, _ = who.partition(":")
-            if not sep or kind not in ("irc", "irc-host", "xmpp", "console", "http"):
-                raise ValueError(
-                    f"identity '{who}' must start with irc:, irc-host:, xmpp:, console: or http:"
-                )
+            kind = who.partition(":")[0]
             if kind == "irc-host" and self.trust != "hostmask":
                 raise ValueError(
                     f"'{who}' is a hostmask: set trust: hostmask on this rule to allow it"
@@ -323,7 +343,15 @@ class Config(Model):
     monitors: MonitorsConfig = MonitorsConfig()
     store: StoreConfig = StoreConfig()
     leader_election: LeaderElectionConfig | None = None
+    # person -> their identities on every network (globs allowed); two-person rules, lock
+    # owners and "own" checks compare people (bot.config.auth.person_of)
+    people: dict[str, list[str]] = {}
     demo: bool = False
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {name: [identity_spelling(w) for w in who] for name, who in v.items()}
 
     def reference_errors(self) -> list[str]:
         """What refers to something that does not exist, each at its YAML path."""
@@ -344,12 +372,26 @@ class Config(Model):
         for comp in self.components:
             if not NAME_RE.match(comp):
                 errors.append(f"components.{comp}: lowercase letters, digits, . _ - only")
+        errors += self._webhook_errors()
         if any(s.irc_channel for s in self.sal.sinks) and not self.sal_projects:
             errors.append(
                 "sal.sinks: stashbot rejects unknown projects; set sal_project on an"
                 " environment or list sal.projects"
             )
         return errors
+
+    def _webhook_errors(self) -> list[str]:
+        """A webhook reachable from elsewhere must be signed, unless the operator says not."""
+        gl = self.gitlab
+        if gl is None or is_loopback(self.http.host) or gl.allow_unsigned_webhooks:
+            return []  # no gitlab section: the route refuses every delivery off loopback
+        if gl and (gl.webhook_secret_env or gl.webhook_secret_file):
+            return []
+        return [
+            f"gitlab.webhook_secret_env: http.listen {self.http.listen} is not loopback, so"
+            " anyone who reaches it could post webhooks; set gitlab.webhook_secret_env (or"
+            " _file), or gitlab.allow_unsigned_webhooks: true"
+        ]
 
     @property
     def sal_projects(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Keeps secrets out of chat, logs and the SAL by replacing known secret values.
+"""Keeps secrets out of chat, logs and the SAL by replacing known secret values (and, in text
+from outside, every secret shape: `Redactor.outside`).
 
 Values are registered as the bot uses them (already stripped of surrounding whitespace by
 `read_secret`), so a token echoed back by a server without its trailing newline is still
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-MASK = "[redacted]"
+from bot.core.shapes import MASK, scrub
 
 
 class Redactor:
@@ -28,6 +29,11 @@ class Redactor:
             if s in text:
                 text = text.replace(s, MASK)
         return text
+
+    def outside(self, text: str) -> str:
+        """Text from outside (pod logs, helm output, diffs, `!log` lines) before it is
+        stored or shown: the configured values and every secret shape (`bot.core.shapes`)."""
+        return scrub(self(text))
 
 
 class RedactingFilter(logging.Filter):

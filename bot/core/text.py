@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import re
 
+# mIRC formatting (colour \x03[fg[,bg]], hex colour \x04[rrggbb[,rrggbb]], bold, reset,
+# monospace, reverse, italics, strikethrough, underline) and every other control character
+# but newline and tab
+_FORMATTING = re.compile(
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+    r"|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+def chat_safe(text: str) -> str:
+    """Text from outside (an MR title, a commit subject, a user's words) as it may reach
+    chat: without IRC formatting or control codes, so nobody paints the bot's lines."""
+    return _FORMATTING.sub("", text)
+
 
 def format_duration(seconds: float) -> str:
     """A measured duration: `45s`, `7m25s`, `1h02m`."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bot.config.model import Config
 from bot.core.redact import Redactor
+from bot.core.text import chat_safe
 from bot.delivery.outbox import Outbox
 
 log = logging.getLogger("deploybot.announcer")
@@ -59,10 +60,9 @@ class Announcer:
         `short` (e.g. "builds-api #41 success 3m") replaces `text` when a backlog is packed.
         """
         room = room or self.room_for(component)
-        text = self.redactor(text)
-        await self.outbox.enqueue(
-            room, text, key=key, final=final, short=self.redactor(short) if short else None
-        )
+        text = self.redactor(chat_safe(text))
+        short = self.redactor(chat_safe(short)) if short else None
+        await self.outbox.enqueue(room, text, key=key, final=final, short=short)
         if self._listeners:
             said = Announced(text, component, key, final, room, time.time())
             for listener in list(self._listeners):

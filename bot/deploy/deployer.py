@@ -221,7 +221,7 @@ class Deployer:
             version, source, from_version, revisions = await emergency_target(s, req)
         else:
             commit, source, mr = await self._source(req.component, req.env)
-            await preflight.check_approval(s, req.env, mr)
+            await preflight.check_approval(s, req.env, mr, req.actor)
             pins = await self._bumper().pinned(req.component, req.env, commit)
             if not pins:
                 raise Refusal(f"{req.component} has no pin in {req.env}; nothing run")

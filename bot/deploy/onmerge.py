@@ -71,7 +71,7 @@ class ControlRepoMRs:
             return  # nothing the channel has not seen (a label or reviewer change)
         component = self._component(ev)
         what = f"{component} bump MR" if component else "control repo MR"
-        by = f" by {ev.user}" if ev.user else ""
+        by = f" by gitlab:{ev.user}" if ev.user else ""
         await s.announcer.announce(
             f"{what} !{ev.iid} {word}{by}: {ev.title[:120]} {ev.url}",
             component=component,

@@ -15,6 +15,7 @@ from bot.cluster.helmrecords import PENDING
 from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.cluster.registry import RegistryError
+from bot.config.auth import same_person
 from bot.control.forge import OpenBump
 from bot.core.errors import GitLabError, UserError
 from bot.core.windows import describe_refusal, in_window, parse_windows
@@ -25,7 +26,7 @@ from bot.services import Services
 
 async def check_lock(services: Services, component: str, env: str, actor: str) -> None:
     lock = await services.locks.get(component, env)
-    if lock is not None and lock.owner != actor:
+    if lock is not None and not same_person(services.config.people, lock.owner, actor):
         raise Refusal(f"{lock.describe()}; nothing run")
 
 
@@ -121,8 +122,11 @@ async def check_registry(
     out.notes.append("artifacts present")
 
 
-async def check_approval(services: Services, env: str, mr: OpenBump | None) -> None:
-    """With `require_mr_approval`, an open bump MR must be approved in GitLab first."""
+async def check_approval(
+    services: Services, env: str, mr: OpenBump | None, actor: str | None = None
+) -> None:
+    """With `require_mr_approval`, an open bump MR must be approved in GitLab first, by a
+    person other than the one who applies it (`people:` says who is who)."""
     env_cfg = services.config.env(env)
     control = services.config.control_repo
     if mr is None or env_cfg is None or not env_cfg.require_mr_approval:
@@ -141,4 +145,11 @@ async def check_approval(services: Services, env: str, mr: OpenBump | None) -> N
         raise Refusal(
             f"bump MR !{mr.iid} is not approved yet{need}; nothing run; approve it in GitLab"
             f" ({mr.url}), then !apply again"
+        )
+    people = services.config.people
+    by = [str((a.get("user") or {}).get("username") or "") for a in state.get("approved_by") or []]
+    if actor and by and all(same_person(people, f"gitlab:{u}", actor) for u in by):
+        raise Refusal(
+            f"bump MR !{mr.iid} is approved only by gitlab:{by[0]}, the person applying it;"
+            f" another person must approve it ({mr.url}); nothing run"
         )

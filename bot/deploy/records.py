@@ -184,3 +184,11 @@ async def claim_review(store: Store, review_id: int, by: str) -> bool:
         return cur.rowcount == 1
 
     return await store.transaction(claim)
+
+
+async def release_review(store: Store, review_id: int) -> None:
+    """A confirm whose apply was refused leaves the review waiting (it was not confirmed)."""
+    await store.execute(
+        "UPDATE deploys SET state='reviewed', error=NULL WHERE id=? AND state='confirmed'",
+        (review_id,),
+    )

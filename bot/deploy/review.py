@@ -17,12 +17,13 @@ import time
 from datetime import UTC, datetime
 
 from bot.cluster.kube import ClusterError
+from bot.config.auth import same_person
 from bot.control import upgrades
 from bot.core.errors import UserError
 from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Action, Deploy, DeployFailed, DeployOutcome, DeployRequest
-from bot.deploy.records import claim_review, latest_review
+from bot.deploy.records import claim_review, latest_review, release_review
 from bot.model.running import running_version
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
@@ -121,10 +122,14 @@ async def confirm(dep: Deployer, req: DeployRequest) -> DeployOutcome:
             req, f"review #{rid} expired {format_duration(age - timeout)} ago (review_timeout"
             f" {env_cfg.review_timeout if env_cfg else '15m'}); !apply {c} {env} for a new one",
         )  # fmt: skip
-    if (env_cfg is None or env_cfg.review_by == "other") and row["actor"] == req.actor:
+    people = dep.config.people
+    if (env_cfg is None or env_cfg.review_by == "other") and same_person(
+        people, row["actor"], req.actor
+    ):
         return await dep.report.refuse(
-            req, f"review #{rid} was requested by {actor_name(req.actor)}; another deployer"
-            f" must confirm it (review_by: other)",
+            req, f"review #{rid} was requested by {actor_name(row['actor'])}"
+            f"{_elsewhere(row['actor'], req.actor)}; another deployer must confirm it"
+            " (review_by: other)",
         )  # fmt: skip
     if not await claim_review(dep.services.store, rid, req.actor):
         return await dep.report.refuse(req, f"review #{rid} was confirmed already")
@@ -143,4 +148,13 @@ async def confirm(dep: Deployer, req: DeployRequest) -> DeployOutcome:
             sal_project=env_cfg.sal_project if env_cfg else None,
         )
     )  # fmt: skip
-    return await dep.apply(apply)
+    outcome = await dep.apply(apply)
+    if outcome.state == "refused":  # nothing applied: the review still waits for a confirm
+        await release_review(dep.services.store, rid)
+    return outcome
+
+
+def _elsewhere(asked: str, confirming: str) -> str:
+    """` (the same person as console:ALICE)` when the identities differ but the person is
+    one (a case variant, a nick change, another network)."""
+    return "" if asked == confirming else f" (the same person as {confirming})"

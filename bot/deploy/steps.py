@@ -72,7 +72,8 @@ class Steps:
                      DEPLOYBOT_ENV=req.env, DEPLOYBOT_VERSION=d.version)  # fmt: skip
         result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
                            log_path=self.logs / f"{d.id}.log",
-                           pgid_path=pgid_path(self.logs, d.id))  # fmt: skip
+                           pgid_path=pgid_path(self.logs, d.id),
+                           redact=redact.outside)  # fmt: skip
         ok = (0, 2) if step == "diff" else (0,)
         if result.timed_out:
             raise DeployFailed(f"{step} killed after {result.duration:.0f}s (deploy.timeout)")

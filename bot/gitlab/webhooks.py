@@ -1,8 +1,10 @@
 """`POST /webhooks/gitlab`: verify, bound, persist, answer — and nothing else.
 
 GitLab waits at most 10 s for an answer, retries, and disables hooks that keep failing, so the
-route does no processing: it checks `X-Gitlab-Token` in constant time (401), bounds the body
-(413), checks it is JSON (400), answers 200 to kinds the bot does not handle, drops repeated
+route does no processing: it checks `X-Gitlab-Token` in constant time (401), demands the
+`X-Gitlab-Event` header (400) and `Content-Type: application/json` (415) that GitLab always
+sends and a browser's cross-site "simple" POST cannot, bounds the body (413), checks it is
+JSON (400), answers 200 to kinds the bot does not handle, drops repeated
 deliveries (`Idempotency-Key`, else `X-Gitlab-Event-UUID`), writes the event to the store
 and only then answers 200 and wakes the event worker (bot.gitlab.inbox). An event that was stored
 is never answered with a 5xx.
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.config.model import Config, read_secret
+from bot.config.model import Config, is_loopback, read_secret
 from bot.core.metrics import Metrics
 from bot.gitlab.inbox import event_kind, insert_events
 from bot.store.db import Store
@@ -54,9 +56,13 @@ class SecretPolicy:
         self.named = bool(gl and (gl.webhook_secret_env or gl.webhook_secret_file))
         value = read_secret(gl.webhook_secret_env, gl.webhook_secret_file) if gl else None
         self._secret = value.encode() if value else None
+        # no `gitlab:` section and reachable from elsewhere: nobody is expected to post
+        self.closed = gl is None and not is_loopback(config.http.host)
 
     def warning(self) -> str | None:
         """What an operator should know at start-up; None when tokens are checked."""
+        if self.closed:
+            return "no gitlab section and http.listen is not loopback: refusing all webhooks"
         if self._secret is not None:
             return None
         if self.named:
@@ -64,6 +70,8 @@ class SecretPolicy:
         return "no webhook secret configured: X-Gitlab-Token is not checked"
 
     def allows(self, token: str | None) -> bool:
+        if self.closed:
+            return False
         if self._secret is None:
             return not self.named
         if token is None:
@@ -116,6 +124,13 @@ class WebhookIngest:
     async def _handle(self, request: web.Request) -> web.Response:
         if not self.policy.allows(request.headers.get("X-Gitlab-Token")):
             return self._reject(401, "token", "invalid or missing X-Gitlab-Token")
+        if not request.headers.get("X-Gitlab-Event", "").strip():
+            # GitLab always names the event; a browser's cross-site form post cannot
+            return self._reject(400, "no_event", "missing X-Gitlab-Event header")
+        if request.content_type != "application/json":
+            return self._reject(
+                415, "content_type", "Content-Type must be application/json (as GitLab sends)"
+            )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
         try:

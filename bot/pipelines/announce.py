@@ -226,7 +226,7 @@ class PipelineAnnouncer:
         if not phase.final:
             if phase.stage:
                 return f"{head}: stage {phase.stage}"
-            by = f" by {ev.user}" if ev.user else ""
+            by = f" by gitlab:{ev.user}" if ev.user else ""
             title = f": {ev.commit_title[:80]}" if ev.commit_title else ""
             return f"{head} started{by}{title}"
         took = f" in {format_duration(ev.duration)}" if ev.duration is not None else ""

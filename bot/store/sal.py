@@ -57,8 +57,11 @@ def utcnow() -> str:
 
 
 def actor_name(identity: str) -> str:
-    """The short name shown in SAL lines: `irc:taavi` -> `taavi`, JIDs keep their local part."""
+    """The short name shown in SAL lines: `irc:taavi` -> `taavi`, JIDs keep their local part;
+    a GitLab user stays `gitlab:alice`."""
     value = identity.partition(":")[2] or identity
+    if identity.startswith("gitlab:"):  # a webhook's user is not the chat user of that name
+        return identity
     if identity.startswith("irc-host:"):
         return value.partition("!")[0]
     if identity.startswith("xmpp:"):

@@ -22,7 +22,7 @@ from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
 from bot.services import Services
 from bot.status.board import StatusBoard
-from bot.web.access import COOKIE, Access, safe_next
+from bot.web.access import COOKIE, LOGS_ROLE, SESSION_SECONDS, Access, safe_next
 from bot.web.board import build_board
 from bot.web.deploys import read_from, state_of, stream_deploy
 from bot.web.diffview import Move, brought, diff_section, lines_of, moves_of
@@ -106,6 +106,8 @@ class Pages:
 
     async def diff(self, request: web.Request) -> web.StreamResponse:
         diff_id = request.match_info["id"]
+        if not self.access.may_read(request, await self.services.diffs.gate(diff_id)):
+            raise web.HTTPForbidden(text=LOGS_ROLE)
         text = await self.services.diffs.load(diff_id)
         if text is None:
             raise web.HTTPNotFound(text="no such diff\n")
@@ -193,12 +195,25 @@ class Pages:
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         target = safe_next(str(form.get("next") or ""))
-        value = self.access.login_ok(str(form.get("token") or ""))
+        wait = self.access.throttled(request)
+        if wait:
+            return web.Response(
+                status=429, text=f"too many wrong tokens; try again in {wait:.0f}s\n",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )  # fmt: skip
+        value = self.access.login_ok(request, str(form.get("token") or ""))
         if value is None:
             # the form again, with the reason (200: a page for a person, not an API answer)
             return self._page(request, "login.html", title="log in", next=target,
                               error="wrong token")  # fmt: skip
         resp = web.HTTPSeeOther(target)
         resp.set_cookie(COOKIE, value, httponly=True, samesite="Strict", path="/",
-                        secure=request.secure, max_age=12 * 3600)  # fmt: skip
+                        secure=self.access.secure(request), max_age=SESSION_SECONDS)  # fmt: skip
+        raise resp
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        """End the session on the server (its cookie is worthless from now on)."""
+        self.access.logout(request)
+        resp = web.HTTPSeeOther("/login")
+        resp.del_cookie(COOKIE, path="/")
         raise resp

@@ -8,7 +8,7 @@ import re
 import aiohttp
 
 from bot.app import App
-from bot.cluster.podlogs import scrub
+from bot.core.shapes import scrub
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.kube import pod_json
 
@@ -24,7 +24,7 @@ LOG = "".join(f"line {i}\n" for i in range(1, 80)) + (
 
 def test_scrub_masks_values_after_secret_keys() -> None:
     assert scrub('{"password": "x1", "user": "u"} api_key=abc Authorization: Basic Zm9v') == (
-        '{"password": "<redacted>", "user": "u"} api_key=<redacted> Authorization: Basic <redacted>'
+        '{"password": "[redacted]", "user": "u"} api_key=[redacted] Authorization: Basic [redacted]'
     )
 
 

@@ -74,7 +74,7 @@ def test_the_irc_sink_line_names_the_actor_the_way_stashbot_reads_a_relay_bot() 
         "!log tools taavi: builds-api A -> B in tools (!12, T358908)"
     )
     gitlab = SalEntry(actor="gitlab:some one", action="x", message="x", sal_project="tools")
-    assert stashbot_line(gitlab).split()[1] == "someone"  # one word, whatever the identity
+    assert stashbot_line(gitlab).split()[1] == "gitlab:someone"  # one word, not a chat nick
 
 
 def test_a_stashbot_sink_needs_a_sal_project() -> None:

@@ -161,7 +161,7 @@ async def test_merged_bump_mr_auto_applies_once_in_auto_apply_envs_only(
         done.removeprefix("[#toolforge-deploy] "),
     ]
     assert not any(" to tools " in line or "refused" in line for line in room)
-    assert f"builds-api bump MR !{mr['iid']} merged by raymond-ndibe" in "\n".join(room)
+    assert f"builds-api bump MR !{mr['iid']} merged by gitlab:raymond-ndibe" in "\n".join(room)
     assert [e for e in sal if e.env == "tools"] == []
     applies = [e for e in sal if e.action == "auto-apply"]
     assert [(e.actor, e.env, e.result) for e in applies] == [

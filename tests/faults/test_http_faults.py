@@ -76,6 +76,7 @@ async def test_slow_webhook_body_gets_408(config: Config) -> None:
         writer.write(
             HEAD
             + f"X-Gitlab-Token: {SECRET}\r\nX-Gitlab-Event: Pipeline Hook\r\n"
+            "Content-Type: application/json\r\n"
             "Content-Length: 1000\r\n\r\n{".encode()
         )
         await writer.drain()

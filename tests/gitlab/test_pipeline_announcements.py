@@ -89,7 +89,7 @@ async def test_pipeline_progress_artifacts_and_mr_note(
             "SELECT component, status, stage, version FROM pipelines WHERE pipeline_id=731205"
         )
     assert bot.lines() == [
-        f"{HEAD} started by raymond-ndibe: builds: retry registry pushes on 502",
+        f"{HEAD} started by gitlab:raymond-ndibe: builds: retry registry pushes on 502",
         f"{HEAD}: stage 2/3 test",
         f"{HEAD}: success in 7m25s {URL}",
         f"[#builds] builds-api {VERSION}: image tools-harbor.wmcloud.org/toolforge/builds-api:"
@@ -253,11 +253,11 @@ async def test_control_repo_bump_mr_lines_once_per_change(demo_config_path: Path
     mr = "https://gitlab.wikimedia.org/repos/cloud/toolforge/toolforge-deploy/-/merge_requests/412"
     # (a merged bump may also start an auto-apply deploy: other lines, not asserted here)
     assert [line for line in bot.lines() if " MR !" in line] == [
-        f"[#builds] builds-api bump MR !412 opened by toolforge-deploybot: {old_title} {mr}",
-        f"[#builds] builds-api bump MR !412 updated by toolforge-deploybot: "
+        f"[#builds] builds-api bump MR !412 opened by gitlab:toolforge-deploybot: {old_title} {mr}",
+        f"[#builds] builds-api bump MR !412 updated by gitlab:toolforge-deploybot: "
         f"builds-api: bump to {VERSION} {mr}",
-        f"[#builds] builds-api bump MR !412 merged by raymond-ndibe: "
+        f"[#builds] builds-api bump MR !412 merged by gitlab:raymond-ndibe: "
         f"builds-api: bump to {VERSION} {mr}",
-        "[#toolforge-deploy] control repo MR !413 opened by toolforge-deploybot: Fix README"
+        "[#toolforge-deploy] control repo MR !413 opened by gitlab:toolforge-deploybot: Fix README"
         " https://gitlab.wikimedia.org/x/-/merge_requests/413",
     ]

@@ -19,10 +19,12 @@ from aiohttp import web
 
 import commands.apply
 import commands.deploy
+import commands.freeze
 import commands.help
 import commands.locks
 import commands.logs
 import commands.prune
+import commands.queue
 import commands.sal
 import commands.status
 import commands.where
@@ -50,7 +52,9 @@ from bot.delivery.announcer import Announcer
 from bot.delivery.outbox import Outbox
 from bot.deploy import aftercrash
 from bot.deploy.deployer import Deployer
+from bot.deploy.freezes import FreezeBook
 from bot.deploy.onmerge import ControlRepoMRs
+from bot.deploy.queue import DeployQueue
 from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
@@ -72,7 +76,8 @@ LOST_LEADERSHIP = 75  # exit status of a leader whose lease ran out
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
-    commands.apply, commands.locks, commands.prune, commands.logs,
+    commands.apply, commands.locks, commands.prune, commands.logs, commands.freeze,
+    commands.queue,
 ]  # fmt: skip
 
 
@@ -245,10 +250,14 @@ class App:
         )
         self.board = StatusBoard(self.services, self.bumper)
         self.monitors = Monitors(self.services, self.bumper, self.board)
-        self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
+        self.freezes = FreezeBook(self.services)
+        self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished,
+                                 freezes=self.freezes)  # fmt: skip
         self.deployer.records.epoch = lambda: self.leadership.epoch
-        caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
+        self.queue = DeployQueue(self.services, self.deployer)
+        caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors, self.queue)
         self.dispatcher = Dispatcher(self.services, caps, CommandSet.collect(COMMAND_MODULES))
+        self.queue.runner = self.dispatcher.run_queued
         router = Router()
         self.pipelines = PipelineAnnouncer(config, self.store, gitlab, self.services.announcer)
         self.pipelines.register(router)
@@ -277,6 +286,7 @@ class App:
         """What runs changed: no stale `!status`, and the monitors look again now."""
         self.board.forget(component)
         self.monitors.wake()
+        self.queue.wake()  # the next in line may go
 
     @staticmethod
     def _gitlab(config: Config) -> GitLabAPI | None:
@@ -373,6 +383,8 @@ class App:
             self.supervisor.start("intents", recovery.run)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
+        self.supervisor.start("freezes", self.freezes.run)
+        self.supervisor.start("deploy-queue", self.queue.run)
 
     async def _recovered(self, component: str, line: str) -> None:
         """A bump intent settled after a restart: say so, then whether its apply was cut off."""
@@ -421,6 +433,7 @@ class App:
             await self._runner.cleanup()
             self._runner = None
         await self.dispatcher.stop(timeout=5.0)
+        await self.queue.stop()
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.pipelines.stop()

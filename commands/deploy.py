@@ -18,6 +18,7 @@ from bot.core.versions import RefError, Version
 from bot.deploy.model import Action, DeployRequest
 from bot.deploy.running import live_of, live_version
 from commands.parse import Invocation
+from commands.queue import maybe_queue
 from commands.spec import Context, command
 
 
@@ -99,18 +100,22 @@ async def _reply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = ()) 
 @command(
     "deploy",
     role=Role.deployer,
-    usage="<component> <ref> [to <env>] [T123]",
-    summary="pin a version in the control repo (bump MR, or a commit on the plain git forge)",
+    usage="<component> <ref> [to <env>] [--queue] [T123]",
+    summary="pin a version in the control repo (bump MR, or a commit on the plain git forge);"
+    " --queue with `to <env>` waits for a busy or locked target",
     examples=[
         ("!deploy builds-api latest to toolsbeta", r"in toolsbeta|already at"),
         ("!deploy builds-api nothex1", r"unknown ref"),
     ],
+    flags=["queue"],
 )
 async def deploy(ctx: Context, inv: Invocation) -> str:
     if len(inv.args) < 2:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component = ctx.component(inv.args[0])
     envs = _target(ctx, inv.args[2:])
+    if len(inv.args) > 2 and (queued := await maybe_queue(ctx, inv, component, envs[0])):
+        return queued
     await _authorize(ctx, component, envs)
     bumper = ctx.bumper
     version = await _resolve(bumper, component, inv.args[1], envs)
@@ -121,9 +126,11 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
 @command(
     "promote",
     role=Role.deployer,
-    usage="<component> [to <env>] [T123]",
-    summary="pin an environment to the version pinned in the environment it requires",
+    usage="<component> [to <env>] [--queue] [T123]",
+    summary="pin an environment to the version pinned in the environment it requires;"
+    " --queue waits for a busy or locked target",
     examples=[("!promote builds-api", r"in tools|already at")],
+    flags=["queue"],
 )
 async def promote(ctx: Context, inv: Invocation) -> str:
     if not inv.args:
@@ -140,6 +147,8 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     source = (cfg.env(target) or cfg.environments[0]).requires
     if source is None:
         raise UserError(f"{target} requires no other environment; use !deploy")
+    if (queued := await maybe_queue(ctx, inv, component, target)) is not None:
+        return queued
     await _authorize(ctx, component, [target])
     bumper = ctx.bumper
     values = await _runs_in(ctx, component, source)

@@ -17,6 +17,7 @@ from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure, store_reason
 from bot.services import Services
+from bot.store.queue import QueueEntry
 from bot.store.sal import SalEntry, actor_name, current_action
 from commands.lanes import Lanes, lane_keys
 from commands.parse import Invocation, ParseError, parse_line
@@ -59,7 +60,14 @@ class Dispatcher:
         for task in list(self._running):
             task.cancel()
 
-    async def handle(self, msg: Message) -> None:
+    async def run_queued(self, entry: QueueEntry) -> None:
+        """A queued command's turn: the line runs again as its owner typed it, through the
+        same parse, role check, handler and gates as a fresh one; its lines name the owner."""
+        msg = Message(entry.adapter, entry.room, entry.nick, entry.command, entry.identities,
+                      private=entry.private)  # fmt: skip
+        await self.handle(msg, queued=entry)
+
+    async def handle(self, msg: Message, queued: QueueEntry | None = None) -> None:
         """Answer one chat line (ignores lines that are not for the bot)."""
         cfg = self.services.config
         if msg.edit_of is not None or msg.replayed:
@@ -84,7 +92,7 @@ class Dispatcher:
                 + (f"; did you mean {cfg.bot.prefix}{hint}?" if hint else "; try !help"),
             )
             return
-        ctx = Context(self.services, self.caps, msg, self.commands, spec)
+        ctx = Context(self.services, self.caps, msg, self.commands, spec, queued=queued)
         unknown_flags = inv.flags - spec.flags
         if unknown_flags:
             bad = sorted(unknown_flags)[0]
@@ -98,7 +106,7 @@ class Dispatcher:
         keys = lane_keys(msg, spec.role, inv.flags)
         task = asyncio.ensure_future(self._in_lane(keys, ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
-        if not done and not ctx.replied:  # a handler that spoke already is visibly at work
+        if not done and not ctx.replied and queued is None:  # one that spoke is visibly at work
             await ctx.reply(f"{spec.name}: working on it…")
         text, result = await task
         self.services.metrics.commands.labels(spec.name, result).inc()

@@ -29,6 +29,7 @@ from bot.deploy import functests, preflight
 from bot.deploy.emergency import emergency_target, is_older
 from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
+from bot.deploy.freezes import FreezeBook
 from bot.deploy.model import (
     Action,
     Checked,
@@ -44,6 +45,7 @@ from bot.deploy.reporting import DeployReport
 from bot.deploy.running import live_version, running_version
 from bot.deploy.steps import Steps
 from bot.services import Services
+from bot.store.sal import actor_name
 
 
 class Deployer:
@@ -53,9 +55,11 @@ class Deployer:
         self, services: Services, bumper: Bumper | None, *,
         on_finished: Callable[[str], None] = lambda component: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        freezes: FreezeBook | None = None,
     ) -> None:  # fmt: skip
         """`on_finished(component)` is called after every deploy ends (what runs changed)."""
         self.services = services
+        self.freezes = freezes or FreezeBook(services, now)
         self.bumper = bumper
         self.on_finished = on_finished
         self.config = services.config
@@ -127,6 +131,16 @@ class Deployer:
             return await self.report.refuse(req, str(exc))
         return None
 
+    async def holder(self, component: str, env: str) -> str | None:
+        """What keeps component+env busy now, e.g. `deploy #17 (bob)`; None when free."""
+        busy = self._busy.get((component, env))
+        if busy is None:
+            return None
+        for row in await self.records.in_flight():
+            if (row["component"], row["env"]) == (component, env):
+                return f"deploy #{row['id']} ({actor_name(row['actor'])})"
+        return busy
+
     async def check_artifacts(self, req: DeployRequest, version: str) -> DeployOutcome | None:
         """The registry preflight alone (for `!promote`); a refusal is recorded."""
         try:
@@ -148,6 +162,7 @@ class Deployer:
 
     async def _checks(self, req: DeployRequest, version: str, checked: Checked) -> None:
         s = self.services
+        await preflight.check_freeze(self.freezes, req, self.now(), checked)
         if req.action != "rollback-emergency":  # an emergency does not wait for a window
             preflight.check_window(s, req.env, req.force, self.now(), checked)
         if not req.action.is_rollback:  # going back never waits for `requires`

@@ -385,6 +385,7 @@ class App:
             await adapter.start(self.on_message)
         self.supervisor.start("freezes", self.freezes.run)
         self.supervisor.start("deploy-queue", self.queue.run)
+        self.supervisor.start("gitlab-deployments", self.deployer.tracker.run)
 
     async def _recovered(self, component: str, line: str) -> None:
         """A bump intent settled after a restart: say so, then whether its apply was cut off."""

@@ -30,6 +30,7 @@ from bot.deploy.emergency import emergency_target, is_older
 from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.freezes import FreezeBook
+from bot.deploy.gitlabdeploys import GitLabDeployments
 from bot.deploy.model import (
     Action,
     Checked,
@@ -56,10 +57,12 @@ class Deployer:
         on_finished: Callable[[str], None] = lambda component: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         freezes: FreezeBook | None = None,
+        tracker: GitLabDeployments | None = None,
     ) -> None:  # fmt: skip
         """`on_finished(component)` is called after every deploy ends (what runs changed)."""
         self.services = services
         self.freezes = freezes or FreezeBook(services, now)
+        self.tracker = tracker or GitLabDeployments(services)  # GitLab's view of deploys
         self.bumper = bumper
         self.on_finished = on_finished
         self.config = services.config
@@ -267,6 +270,7 @@ class Deployer:
         await self.report.record(
             d, "started", f"{self.report.base(d)}: {req.action} started{shown}"
         )
+        await self.tracker.started(d)
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
         via = "via" if d.is_rollback else "from"
         await self.report.say(d, self.report.demo(
@@ -332,6 +336,7 @@ class Deployer:
                 detail += f" · {advice}"
         await self.records.set_state(d.id, state, result=detail, version=d.version,
                                      error=None if state == "done" else detail)  # fmt: skip
+        await self.tracker.ended(d, state)
         await self.report.record(
             d, state, f"{self.report.base(d)}: {req.action} {state} in {took}: {detail}"
         )
@@ -406,6 +411,7 @@ class Deployer:
                 )
             await self.records.set_state(d.id, "interrupted", result=detail,
                                          error=f"bot restarted while {row['state']}")  # fmt: skip
+            await self.tracker.ended(d, "interrupted")
             await self.report.record(
                 d, "interrupted", f"{self.report.base(d)}: {req.action} {detail}"
             )

@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("sha", sa.Text, nullable=False),
         sa.Column("tag", sa.Integer, nullable=False, server_default="0"),
         sa.Column("url", sa.Text, nullable=False),
+        sa.Column("kind", sa.Text, nullable=False, server_default="deploy"),  # or rollback
         sa.Column("status", sa.Text, nullable=False),  # the newest status to tell GitLab
         sa.Column("sent_status", sa.Text),  # what GitLab last accepted
         sa.Column("gitlab_id", sa.Integer),  # GitLab's deployment id once created

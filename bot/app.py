@@ -19,10 +19,12 @@ from aiohttp import web
 
 import commands.apply
 import commands.deploy
+import commands.freeze
 import commands.help
 import commands.locks
 import commands.logs
 import commands.prune
+import commands.queue
 import commands.sal
 import commands.status
 import commands.where
@@ -50,7 +52,9 @@ from bot.delivery.announcer import Announcer
 from bot.delivery.outbox import Outbox
 from bot.deploy import aftercrash
 from bot.deploy.deployer import Deployer
+from bot.deploy.freezes import FreezeBook
 from bot.deploy.onmerge import ControlRepoMRs
+from bot.deploy.queue import DeployQueue
 from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest
@@ -75,7 +79,8 @@ CHECKPOINT_EVERY = 30.0  # seconds between SQLite WAL truncations (the WAL stays
 
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
-    commands.apply, commands.locks, commands.prune, commands.logs,
+    commands.apply, commands.locks, commands.prune, commands.logs, commands.freeze,
+    commands.queue,
 ]  # fmt: skip
 
 
@@ -258,11 +263,15 @@ class App:
         self.model = Model(services, self.bumper)  # one model: its history cache is shared
         self.board = StatusBoard(services, self.bumper, model=self.model)
         self.monitors = Monitors(services, self.bumper, self.board)
+        self.freezes = FreezeBook(services)
         self.deployer = Deployer(
-            services, self.bumper, on_finished=self._deploy_finished, model=self.model
-        )
-        caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
+            services, self.bumper, on_finished=self._deploy_finished, model=self.model,
+            freezes=self.freezes,
+        )  # fmt: skip
+        self.queue = DeployQueue(services, self.deployer)
+        caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors, self.queue)
         self.dispatcher = Dispatcher(services, caps, CommandSet.collect(COMMAND_MODULES))
+        self.queue.runner = self.dispatcher.run_queued
         self.pipelines = PipelineAnnouncer(config, store, services.gitlab, services.announcer)
 
     def _intake(self) -> None:
@@ -297,6 +306,7 @@ class App:
         """What runs changed: no stale `!status`, and the monitors look again now."""
         self.board.forget(component)
         self.monitors.wake()
+        self.queue.wake()  # the next in line may go
 
     @staticmethod
     def _gitlab(config: Config) -> GitLabAPI | None:
@@ -428,6 +438,9 @@ class App:
             self.supervisor.start("intents", recovery.run)
         for adapter in self.adapters:
             await adapter.start(self.on_message)
+        self.supervisor.start("freezes", self.freezes.run)
+        self.supervisor.start("queue-runner", self.queue.run)  # not "deploy-*": tests count those
+        self.supervisor.start("gitlab-deployments", self.deployer.tracker.run)
 
     async def _recovered(self, component: str, line: str) -> None:
         """A bump intent settled after a restart: say so, then whether its apply was cut off."""
@@ -497,6 +510,7 @@ class App:
             self._runner = None
 
     async def _stop_deployer(self) -> None:
+        await self.queue.stop()
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
 

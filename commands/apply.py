@@ -15,6 +15,7 @@ from bot.deploy.model import Action, DeployOutcome, DeployRequest
 from bot.model.ancestry import Direction
 from bot.model.planner import plan_env
 from commands.parse import Invocation
+from commands.queue import maybe_queue
 from commands.spec import Context, command
 
 
@@ -48,24 +49,28 @@ def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
 @command(
     "apply",
     role=Role.deployer,
-    usage="<component> <env> [confirm] [--force] [T123]",
+    usage='<component> <env> [confirm] [--queue] [--emergency] [--force ["reason"]] [T123]',
     summary="deploy what is pinned for <env> (bump branch before merge, else the target branch);"
     " on a `review: true` environment it runs the diff only, and `confirm` (a second deployer)"
-    " applies the reviewed commit",
+    " applies the reviewed commit; --queue waits for a busy or locked target; --emergency goes"
+    " through a deploy freeze",
     examples=[("!apply builds-api toolsbeta", r"deploy #\d+ done: .*nothing was deployed")],
-    flags=["force"],
+    flags=["force", "queue", "emergency"],
 )
 async def apply(ctx: Context, inv: Invocation) -> str | None:
     args = inv.args
+    force = "force" in inv.flags
     confirm = len(args) == 3 and args[2] == "confirm"
-    if len(args) != 2 and not confirm:
+    if len(args) != 2 and not confirm and not (force and len(args) > 2):
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component, env = ctx.component(args[0]), ctx.env(args[1])
-    req = DeployRequest(
-        component, env, ctx.actor, Action.APPLY, tuple(inv.tasks), "force" in inv.flags
-    )
+    req = DeployRequest(component, env, ctx.actor, Action.APPLY, tuple(inv.tasks), force)
+    req.emergency = "emergency" in inv.flags
+    req.reason = "" if confirm else " ".join(args[2:])[:300]
     env_cfg = ctx.config.env(env)
     await authorize(ctx, req)
+    if (queued := await maybe_queue(ctx, inv, component, env)) is not None:
+        return queued
     if confirm:  # a review waits: on a `review: true` env, or production crossing a script
         return reply(ctx, component, await review.confirm(ctx.deployer, req))
     if not req.force and (nothing := await _nothing_to_apply(ctx, component, env)):
@@ -113,12 +118,12 @@ async def _back_only(ctx: Context, req: DeployRequest, target: str) -> None:
 @command(
     "rollback",
     role=Role.deployer,
-    usage="<component> <env> [to <ref>] [--emergency] [--force] [T123]",
+    usage="<component> <env> [to <ref>] [--emergency] [--force] [--queue] [T123]",
     summary="re-pin <env> to the previous version (or <ref>) and apply it; refuses if its "
     "image or chart is gone; --emergency (admin): helm rollback now to the newest older "
     "revision in the cluster's Helm history (or the one running <ref>), then re-pin",
     examples=[("!rollback builds-api toolsbeta", r"deploy #\d+|no previous version")],
-    flags=["emergency", "force"],
+    flags=["emergency", "force", "queue"],
 )
 async def rollback(ctx: Context, inv: Invocation) -> str | None:
     args = inv.args
@@ -129,6 +134,8 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
     action = Action.EMERGENCY if emergency else Action.ROLLBACK
     req = DeployRequest(component, env, ctx.actor, action, tuple(inv.tasks), "force" in inv.flags)
     await authorize(ctx, req, Role.admin if emergency else Role.deployer)
+    if not emergency and (queued := await maybe_queue(ctx, inv, component, env)) is not None:
+        return queued
     deployer = ctx.deployer
     if emergency:  # the cluster's Helm history alone: no store, forge or registry needed
         req.ref = args[3] if len(args) == 4 else None

@@ -21,6 +21,7 @@ from bot.model.planner import plan_env
 from bot.model.running import live_version
 from bot.model.views import version_view
 from commands.parse import Invocation
+from commands.queue import maybe_queue
 from commands.spec import Context, command
 
 
@@ -117,11 +118,12 @@ async def _mr_path(ctx: Context, outcome: BumpOutcome) -> str:
 @command(
     "deploy",
     role=Role.deployer,
-    usage="<component> <ref> [to <env>] [--force] [T123]",
+    usage="<component> <ref> [to <env>] [--force] [--queue] [T123]",
     summary="pin a version in the control repo (bump MR, or a commit on the plain git forge);"
     " without `to`, only the environments that apply it now (auto_apply); pinning an older"
-    " release than what runs is a downgrade and needs --force (or !rollback)",
-    flags=["force"],
+    " release than what runs is a downgrade and needs --force (or !rollback); --queue with"
+    " `to <env>` waits for a busy or locked target",
+    flags=["force", "queue"],
     examples=[
         ("!deploy builds-api latest to toolsbeta", r"in toolsbeta|already at"),
         ("!deploy builds-api nothex1", r"unknown ref"),
@@ -132,6 +134,8 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component = ctx.component(inv.args[0])
     envs = _target(ctx, inv.args[2:], pin=True)
+    if len(inv.args) > 2 and (queued := await maybe_queue(ctx, inv, component, envs[0])):
+        return queued
     await _authorize(ctx, component, envs)
     if "force" in inv.flags:
         ctx.require(Role.admin, component, envs[0])
@@ -161,9 +165,11 @@ async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequen
 @command(
     "promote",
     role=Role.deployer,
-    usage="<component> [to <env>] [T123]",
-    summary="pin an environment to the version pinned in the environment it requires",
+    usage="<component> [to <env>] [--queue] [T123]",
+    summary="pin an environment to the version pinned in the environment it requires;"
+    " --queue waits for a busy or locked target",
     examples=[("!promote builds-api", r"in tools|already at")],
+    flags=["queue"],
 )
 async def promote(ctx: Context, inv: Invocation) -> str:
     if not inv.args:
@@ -180,6 +186,8 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     source = (cfg.env(target) or cfg.environments[0]).requires
     if source is None:
         raise UserError(f"{target} requires no other environment; use !deploy")
+    if (queued := await maybe_queue(ctx, inv, component, target)) is not None:
+        return queued
     await _authorize(ctx, component, [target])
     bumper = ctx.bumper
     values = await _runs_in(ctx, component, source)

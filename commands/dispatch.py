@@ -19,6 +19,7 @@ from bot.core.health import is_store_failure, store_reason
 from bot.core.tasks import TaskSet
 from bot.core.text import chat_safe
 from bot.services import Services
+from bot.store.queue import QueueEntry
 from bot.store.sal import SalEntry, actor_name, current_action
 from commands.lanes import Lanes, lane_keys
 from commands.parse import Invocation, ParseError, parse_line
@@ -57,7 +58,14 @@ class Dispatcher:
         await self._running.wait(timeout)
         self._running.cancel()
 
-    async def handle(self, msg: Message) -> None:
+    async def run_queued(self, entry: QueueEntry) -> None:
+        """A queued command's turn: the line runs again as its owner typed it, through the
+        same parse, role check, handler and gates as a fresh one; its lines name the owner."""
+        msg = Message(entry.adapter, entry.room, entry.nick, entry.command, entry.identities,
+                      private=entry.private)  # fmt: skip
+        await self.handle(msg, queued=entry)
+
+    async def handle(self, msg: Message, queued: QueueEntry | None = None) -> None:
         """Answer one chat line (ignores lines that are not for the bot)."""
         cfg = self.services.config
         if msg.edit_of is not None or msg.replayed:
@@ -82,7 +90,7 @@ class Dispatcher:
                 + (f"; did you mean {cfg.bot.prefix}{hint}?" if hint else "; try !help"),
             )
             return
-        ctx = Context(self.services, self.caps, msg, self.commands, spec)
+        ctx = Context(self.services, self.caps, msg, self.commands, spec, queued=queued)
         unknown_flags = inv.flags - spec.flags
         if unknown_flags:
             bad = sorted(unknown_flags)[0]
@@ -96,7 +104,7 @@ class Dispatcher:
         keys = lane_keys(msg, spec.role, inv.flags)
         task = asyncio.ensure_future(self._in_lane(keys, ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
-        if not done and not ctx.replied:  # a handler that spoke already is visibly at work
+        if not done and not ctx.replied and queued is None:  # one that spoke is visibly at work
             await ctx.reply(f"{spec.name}: working on it…")
         text, result = await task
         self.services.metrics.commands.labels(spec.name, result).inc()

@@ -22,10 +22,12 @@ from bot.control.bumper import Bumper
 from bot.core.errors import Refused, UserError
 from bot.core.text import chat_safe
 from bot.deploy.deployer import Deployer
+from bot.deploy.queue import DeployQueue
 from bot.model.state import Model
 from bot.monitors.checks import Monitors
 from bot.services import Services
 from bot.status.board import StatusBoard
+from bot.store.queue import QueueEntry
 from commands.parse import Invocation
 
 Handler = Callable[["Context", "Invocation"], Awaitable[str | None]]
@@ -128,6 +130,7 @@ class Capabilities:
     bumper: Bumper | None
     board: StatusBoard
     monitors: Monitors
+    queue: DeployQueue | None = None
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Context:
     commands: CommandSet
     spec: CommandSpec
     replied: bool = False  # the handler already said something (no "working on it" needed)
+    queued: QueueEntry | None = None  # set when a queued command runs at its turn
 
     @property
     def deployer(self) -> Deployer:
@@ -189,9 +193,13 @@ class Context:
     async def reply(self, text: str) -> None:
         """Send a line now (before the handler returns), e.g. "working on it"."""
         self.replied = True
+        if self.queued is not None:  # said to its owner by name, wherever it was queued
+            text = f"{self.queued.nick}: queue #{self.queued.id}: {text}"
+        else:
+            text = addressed(self.message, text)
         await self.services.outbox.enqueue(
             self.message.room,
-            self.services.redactor(chat_safe(addressed(self.message, text))),
+            self.services.redactor(chat_safe(text)),
             adapter=self.message.adapter,
             priority=1,
         )

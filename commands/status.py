@@ -43,16 +43,27 @@ async def status(ctx: Context, inv: Invocation) -> str:
     if not components or not envs:
         return "no components or environments configured"
     await ctx.monitors.wait_first_check(FIRST_CHECK_WAIT)
+    frozen = [f for f in await ctx.deployer.freezes.active(None) if any(map(f.covers, envs))]
+    banner = [f"FROZEN: {frozen[-1].describe()}"] if frozen else []
+    if len(frozen) > 1:
+        banner[0] += f" (and {len(frozen) - 1} more freeze{'s' if len(frozen) > 2 else ''})"
+    return "\n".join(banner + await _cells(ctx, inv, components, envs, MAX_LINES - len(banner)))
+
+
+async def _cells(
+    ctx: Context, inv: Invocation, components: list[str], envs: list[str], max_lines: int
+) -> list[str]:
+    cfg = ctx.config
     board = ctx.board
     statuses = await board.gather(components, cfg.env_names)
     cells = cell_lines(statuses, envs, cfg.env_names, board.clock(), ctx.prefix)
     more_at = f"{cfg.bot.public_url.rstrip('/')}/status"
     if inv.args:
         lines = [line for _, line in cells]
-        if len(lines) > MAX_LINES:
-            keep = MAX_LINES - 1
+        if len(lines) > max_lines:
+            keep = max_lines - 1
             lines = lines[:keep] + [f"… {len(lines) - keep} more: {more_at}"]
-        return "\n".join(lines)
+        return lines
     attention = [line for cell, line in cells if cell.needs_attention]
     calm = [cell for cell, _ in cells if not cell.needs_attention]
     blind = sum(1 for cell in calm if cell.health.error == NO_CLUSTER)
@@ -61,8 +72,8 @@ async def status(ctx: Context, inv: Invocation) -> str:
         [f"{blind} health unknown (no cluster configured)"] if blind else []
     )
     if not attention:
-        return f"nothing needs attention: {' · '.join(counts)}; details: {more_at}"
-    shown = attention[: MAX_LINES - 1]
+        return [f"nothing needs attention: {' · '.join(counts)}; details: {more_at}"]
+    shown = attention[: max_lines - 1]
     rest = len(attention) - len(shown)
     tail = f"{rest} more need attention · " if rest else ""
-    return "\n".join(shown + [f"{tail}{' · '.join(counts)}; details: {more_at}"])
+    return shown + [f"{tail}{' · '.join(counts)}; details: {more_at}"]

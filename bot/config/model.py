@@ -24,6 +24,7 @@ from bot.config.chat import (
     XmppConfig,
 )
 from bot.config.errors import format_errors, nearest
+from bot.config.freezes import FreezeConfig
 from bot.config.http import HttpAuthConfig, HttpConfig, is_loopback
 from bot.core.text import duration_seconds
 from bot.core.windows import parse_windows
@@ -154,6 +155,7 @@ class ComponentConfig(Model):
     release: str | None = None
     default_branch: str = "main"
     sal_project: str | None = None  # `!log` naming this component defaults to this project
+    gitlab_deployments: bool = False  # record each deploy as a GitLab deployment of `project`
     # an upstream chart: versions from this Helm repository's index.yaml, or oci://host/path
     helm_repo: str | None = Field(None, pattern=r"^(https?|oci)://[^\s]+$")
     pins: list[PinConfig] = Field(
@@ -183,6 +185,7 @@ class DeployConfig(Model):
     rollout_timeout: float = Field(300, gt=0)
     # deploy.sh: apply runs the control repo's entry point (honours override-deploy.sh)
     preset: Literal["helmfile", "deploy.sh"] = "helmfile"
+    queue: bool = False  # a busy or locked target queues the command instead of refusing it
 
     @model_validator(mode="before")
     @classmethod
@@ -346,6 +349,9 @@ class Config(Model):
     # person -> their identities on every network (globs allowed); two-person rules, lock
     # owners and "own" checks compare people (bot.config.auth.person_of)
     people: dict[str, list[str]] = {}
+    freezes: list[FreezeConfig] = []  # planned freezes; `!freeze` adds ad-hoc ones
+    freeze_calendar: str | None = Field(None, pattern=r"^(https?://|file://|/|\./|~/)\S*$")
+    freeze_calendar_timeout: float = Field(10.0, gt=0, le=120)
     demo: bool = False
 
     @field_validator("people")
@@ -369,6 +375,12 @@ class Config(Model):
                     f"environments[{i}].requires: unknown environment {env.requires!r}"
                     + nearest(env.requires, names)
                 )
+        for i, freeze in enumerate(self.freezes):
+            for name in freeze.envs:
+                if name not in names and name != "all":
+                    errors.append(
+                        f"freezes[{i}].envs: unknown environment {name!r}" + nearest(name, names)
+                    )
         for comp in self.components:
             if not NAME_RE.match(comp):
                 errors.append(f"components.{comp}: lowercase letters, digits, . _ - only")

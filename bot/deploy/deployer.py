@@ -29,6 +29,8 @@ from bot.deploy import functests, preflight
 from bot.deploy.emergency import emergency_target, is_older
 from bot.deploy.failures import hint
 from bot.deploy.followup import Deployed, follow_up
+from bot.deploy.freezes import FreezeBook
+from bot.deploy.gitlabdeploys import GitLabDeployments
 from bot.deploy.model import (
     Action,
     Checked,
@@ -47,6 +49,7 @@ from bot.model.ancestry import Direction
 from bot.model.running import live_version, running_version
 from bot.model.state import Model
 from bot.services import Services
+from bot.store.sal import actor_name
 
 
 class Deployer:
@@ -57,9 +60,13 @@ class Deployer:
         on_finished: Callable[[str], None] = lambda component: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         model: Model | None = None,
+        freezes: FreezeBook | None = None,
+        tracker: GitLabDeployments | None = None,
     ) -> None:  # fmt: skip
         """`on_finished(component)` is called after every deploy ends (what runs changed)."""
         self.services = services
+        self.freezes = freezes or FreezeBook(services, now)
+        self.tracker = tracker or GitLabDeployments(services)  # GitLab's view of deploys
         self.bumper = bumper
         self.model = model or Model(services, bumper, now=now)
         self.on_finished = on_finished
@@ -132,6 +139,16 @@ class Deployer:
             return await self.report.refuse(req, str(exc))
         return None
 
+    async def holder(self, component: str, env: str) -> str | None:
+        """What keeps component+env busy now, e.g. `deploy #17 (bob)`; None when free."""
+        busy = self._busy.get((component, env))
+        if busy is None:
+            return None
+        for row in await self.records.in_flight():
+            if (row["component"], row["env"]) == (component, env):
+                return f"deploy #{row['id']} ({actor_name(row['actor'])})"
+        return busy
+
     async def check_artifacts(self, req: DeployRequest, version: str) -> DeployOutcome | None:
         """The registry preflight alone (for `!promote`); a refusal is recorded."""
         try:
@@ -175,6 +192,7 @@ class Deployer:
         (and, in `_prepare`, `review`) whichever command asked; a step back does not wait
         for them; only the admin's `--emergency` skips every gate, and says so."""
         s = self.services
+        await preflight.check_freeze(self.freezes, req, self.now(), checked)
         emergency = req.action == Action.EMERGENCY
         if emergency:  # the way out of an incident: no window, requires or review
             checked.notes.append("emergency: window, requires and review not checked")
@@ -313,6 +331,7 @@ class Deployer:
         await self.report.record(
             d, "started", f"{self.report.base(d)}: {req.action} started{shown}"
         )
+        await self.tracker.started(d)
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
         via = "via" if d.is_rollback else "from"
         await self.report.say(d, self.report.demo(
@@ -379,6 +398,7 @@ class Deployer:
                 detail += f" · {advice}"
         await self.records.set_state(d.id, state, result=detail, version=d.version,
                                      error=None if state == "done" else detail)  # fmt: skip
+        await self.tracker.ended(d, state)
         await self.report.record(
             d, state, f"{self.report.base(d)}: {req.action} {state} in {took}: {detail}"
         )
@@ -453,6 +473,7 @@ class Deployer:
                 )
             await self.records.set_state(d.id, "interrupted", result=detail,
                                          error=f"bot restarted while {row['state']}")  # fmt: skip
+            await self.tracker.ended(d, "interrupted")
             await self.report.record(
                 d, "interrupted", f"{self.report.base(d)}: {req.action} {detail}"
             )

@@ -61,6 +61,8 @@ class DeployRequest:
     version: str | None = None  # rollbacks: the version the deploy must end up at
     ref: str | None = None  # emergency rollbacks: `to <ref>` as typed (matched to Helm history)
     commit: str | None = None  # a confirmed review: the control-repo commit that was reviewed
+    emergency: bool = False  # `--emergency`: goes through a deploy freeze (noted in the SAL)
+    reason: str = ""  # why an admin's `--force` overrides a freeze
 
 
 @dataclass

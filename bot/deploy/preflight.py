@@ -19,7 +19,8 @@ from bot.config.auth import same_person
 from bot.control.forge import OpenBump
 from bot.core.errors import GitLabError, UserError
 from bot.core.windows import describe_refusal, in_window, parse_windows
-from bot.deploy.model import Checked, Refusal
+from bot.deploy.freezes import FreezeBook
+from bot.deploy.model import Action, Checked, DeployRequest, Refusal
 from bot.model.state import Model
 from bot.services import Services
 
@@ -28,6 +29,16 @@ async def check_lock(services: Services, component: str, env: str, actor: str) -
     lock = await services.locks.get(component, env)
     if lock is not None and not same_person(services.config.people, lock.owner, actor):
         raise Refusal(f"{lock.describe()}; nothing run")
+
+
+async def check_freeze(book: FreezeBook, req: DeployRequest, now: datetime, out: Checked) -> None:
+    """No deploy into a frozen environment, except `--emergency` or an admin's `--force`
+    with a reason (`bot.deploy.freezes.FreezeBook.freeze_gate`)."""
+    emergency = req.emergency or req.action == Action.EMERGENCY
+    why = await book.freeze_gate(req.env, now, req.actor, req.force, emergency, req.reason,
+                                 out.forced)  # fmt: skip
+    if why is not None:
+        raise Refusal(why)
 
 
 def check_window(services: Services, env: str, force: bool, now: datetime, out: Checked) -> None:

@@ -405,3 +405,39 @@ class GitLabAPI:
             return result
 
         return await self._call(f"comment on MR !{iid} of {project}", run, write=True)
+
+    # deployments (GitLab's Environments page and the merge request widget read these)
+
+    async def create_deployment(
+        self, project: str | int, environment: str, ref: str, sha: str, *, tag: bool,
+        status: str = "running",
+    ) -> dict[str, Any]:  # fmt: skip
+        """A deployment of `sha` (`ref`, a tag when `tag`) to `environment`, which GitLab
+        creates when it does not exist yet."""
+        data = {"environment": environment, "ref": ref, "sha": sha, "tag": tag, "status": status}
+
+        def run() -> dict[str, Any]:
+            result: dict[str, Any] = self._project(project).deployments.create(data).asdict()
+            return result
+
+        return await self._call(f"create a deployment in {project}", run, write=True)
+
+    async def update_deployment(
+        self, project: str | int, deployment_id: int, status: str
+    ) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            deployment = self._project(project).deployments.get(deployment_id, lazy=True)
+            deployment.status = status
+            deployment.save()
+            result: dict[str, Any] = deployment.asdict()
+            return result
+
+        return await self._call(f"update deployment {deployment_id} of {project}", run)
+
+    async def set_environment_url(self, project: str | int, env_id: int, url: str) -> None:
+        """The environment's external URL ("Open" on GitLab's Environments page)."""
+
+        def run() -> None:
+            self._project(project).environments.update(env_id, {"external_url": url})
+
+        await self._call(f"set the URL of environment {env_id} of {project}", run)

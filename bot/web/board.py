@@ -9,6 +9,7 @@ reads without colour. Plain values only; the templates lay them out.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from bot.deploy.records import deploy_rows
 from bot.pipelines.announce import NewestPipeline, newest_pipelines
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.store.freezes import Freeze
 from bot.store.sal import SalEntry
 
 
@@ -88,6 +90,7 @@ class BoardView:
     healthy: int = 0
     attention: int = 0
     locks: list[str] = field(default_factory=list)
+    freezes: list[str] = field(default_factory=list)  # deploy freezes in force
 
 
 def _versions(got: Got[list[str]]) -> tuple[list[str], str | None]:
@@ -215,6 +218,7 @@ async def build_board(
     board: StatusBoard,
     news: dict[str, Announced],
     components: list[str] | None = None,
+    freezes: Sequence[Freeze] = (),
 ) -> BoardView:
     cfg = services.config
     envs = cfg.env_names
@@ -248,4 +252,5 @@ async def build_board(
         healthy=sum(len(r.cells) for r in rows) - attention,
         attention=attention,
         locks=[lk.describe() for lk in await services.locks.all()],
+        freezes=[f.describe() for f in freezes],
     )

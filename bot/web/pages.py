@@ -72,7 +72,10 @@ class Pages:
         raise web.HTTPFound("/status")
 
     async def status(self, request: web.Request) -> web.StreamResponse:
-        view = await build_board(self.services, self.board, self.feed.latest_by_component())
+        view = await build_board(
+            self.services, self.board, self.feed.latest_by_component(),
+            freezes=await self.deployer.freezes.active(None),
+        )  # fmt: skip
         template = "board_body.html" if request.query.get("part") == "board" else "board.html"
         return self._page(request, template, board=view, title="deploybot board")
 

@@ -72,7 +72,8 @@ async def test_misspelt_option_and_help_topic_get_a_suggestion(demo_config: Conf
     )
     assert lines[0] == "apply: unknown option --frce; did you mean --force?"
     assert lines[1] == (
-        "apply: unknown option --nosuch; usage: !apply <component> <env> [confirm] [--force] [T123]"
+        "apply: unknown option --nosuch; usage: !apply <component> <env> [confirm] [--queue]"
+        ' [--emergency] [--force ["reason"]] [T123]'
     )
     assert lines[2].startswith("no command 'nosuch'; commands: apply ")
     assert lines[3] == "no command 'statu'; did you mean !help status?"

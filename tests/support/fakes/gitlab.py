@@ -25,6 +25,8 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from tests.support.fakes.gitlab_deployments import FakeDeployments
+
 HOST = "https://gitlab.example.org"
 _JSON = web.RequestKey("json", dict)
 Handler = Callable[["_Project", web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -172,6 +174,11 @@ class FakeGitLab:
                 ("GET", r"/pipelines/(?P<pid>\d+)", self._get_pipeline),
                 ("GET", r"/jobs/(?P<job>\d+)/trace", self._job_trace),
             ]
+        ]
+        self.deployments = FakeDeployments(self._tick, lambda r: r[_JSON])
+        self._routes += [
+            (m, re.compile(rf"^/projects/(?P<project>[^/]+){p}$"), h)
+            for m, p, h in self.deployments.routes()
         ]
 
     # lifecycle

@@ -1,0 +1,149 @@
+"""The deploy queue on a real IRC server (ngircd) with two people: bob's `!apply --queue`
+waits behind alice's running deploy and runs when it ends; a queued apply whose gate closed
+meanwhile (a freeze) is refused to bob by name. The deploy's `helmfile sync` (the recording
+fake) waits for the test's go, so "while alice's deploy runs" is a fact, not a timing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from bot.app import App
+from tests.support.deployworld import NS, DeployBed, bed  # noqa: F401  (fixture)
+from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
+
+
+async def said(client: RawIrcClient, bot: str, channel: str, pattern: str, since: int) -> str:
+    line = await client.wait_for(
+        lambda ln: (
+            ln.command == "PRIVMSG"
+            and (ln.nick or "").lower() == bot.lower()
+            and ln.param(0).lower() == channel.lower()
+            and re.search(pattern, ln.param(1)) is not None
+        ),
+        30,
+        since,
+    )
+    return line.param(1)
+
+
+async def until(check: object, what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        await asyncio.sleep(0.02)  # another process's file, or the app's adapter state
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Room:
+    def __init__(self, bed: DeployBed, ngircd: Ngircd) -> None:  # noqa: F811
+        self.bed = bed
+        self.nick, self.channel = unique("qbot"), unique("#queue")
+        bed.data["bot"]["nick"] = self.nick
+        bed.data["chat"] = {
+            "default_room": self.channel,
+            "irc": {"host": "127.0.0.1", "port": ngircd.port, "tls": False,
+                    "channels": [self.channel]},
+        }  # fmt: skip
+        bed.data["components"]["builds-api"]["room"] = self.channel
+        bed.data["auth"] = {
+            "rules": [
+                {"who": ["irc-host:alice*"], "role": "admin", "trust": "hostmask"},
+                {"who": ["irc-host:bob*"], "role": "deployer", "trust": "hostmask"},
+            ]
+        }
+        self.alice = RawIrcClient(ngircd.port, unique("alice"))
+        self.bob = RawIrcClient(ngircd.port, unique("bob"))
+
+    def syncs(self) -> list[dict[str, object]]:
+        return [c for c in self.bed.records() if c["sub"] == "sync"]
+
+    def go(self, nth: int, version: str) -> None:
+        """Let the nth sync finish, the fake cluster rolling out `version`."""
+        self.bed.kube.start_rollout(NS, "builds-api", version=version)
+        Path(f"{self.bed.record}.ack-{self.syncs()[nth - 1]['pid']}").touch()
+
+
+async def start(room: Room) -> App:
+    app = App(room.bed.config)
+    await app.start()
+    await until(lambda: all(a.connected for a in app.adapters), "the bot on IRC")
+    for client in (room.alice, room.bob):
+        await client.connect()
+        await client.join(room.channel)
+    return app
+
+
+async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
+    bed: DeployBed,  # noqa: F811
+    ngircd: Ngircd,  # noqa: F811
+) -> None:
+    old, new = bed.releases[-3], bed.pins["toolsbeta"]
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
+    bed.push(new)
+    bed.script({"helmfile sync": {"ack": True}})
+    room = Room(bed, ngircd)
+    app = await start(room)
+    try:
+        await room.alice.privmsg(room.channel, "!apply builds-api toolsbeta")
+        await until(lambda: len(room.syncs()) == 1, "alice's sync")
+        mark = len(room.bob.lines)
+        await room.bob.privmsg(room.channel, "!apply builds-api toolsbeta --queue")
+        queued = await said(room.bob, room.nick, room.channel, r"queued #", mark)
+        alice = room.alice.nick
+        assert re.search(rf"^{room.bob.nick}: queued #1 behind deploy #1 \({alice}\);", queued)
+        await room.bob.privmsg(room.channel, "!queue")
+        listed = await said(room.bob, room.nick, room.channel, r"#1 !apply", mark)
+        assert f"by {room.bob.nick} (queued behind deploy #1 ({alice}))" in listed
+        assert len(room.syncs()) == 1  # bob's waits
+        room.go(1, new)
+        await until(lambda: len(room.syncs()) == 2, "bob's sync after alice's deploy")
+        room.go(2, new)
+        await said(room.bob, room.nick, room.channel, r"^deploy #2 done: ", mark)
+        rows = await app.store.fetchall("SELECT id, state, actor FROM deploys ORDER BY id")
+        assert [(r["state"], r["actor"].split(":")[1][:3]) for r in rows] == [
+            ("done", "ali"), ("done", "bob"),
+        ]  # fmt: skip
+        queue = [(e.result, e.component) for e in await app.services.sal.query(limit=50)
+                 if e.action == "queue"]  # fmt: skip
+        assert sorted(queue) == [("queued", "builds-api"), ("started", "builds-api")]
+        entry = await app.store.fetchone("SELECT state FROM deploy_queue WHERE id=1")
+        assert entry["state"] == "done"
+    finally:
+        for client in (room.alice, room.bob):
+            await client.close()
+        await app.stop()
+
+
+async def test_a_queued_apply_whose_gate_closed_is_refused_to_its_owner_by_name(
+    bed: DeployBed,  # noqa: F811
+    ngircd: Ngircd,  # noqa: F811
+) -> None:
+    old, new = bed.releases[-3], bed.pins["toolsbeta"]
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
+    bed.push(new)
+    bed.script({"helmfile sync": {"ack": True}})
+    room = Room(bed, ngircd)
+    app = await start(room)
+    try:
+        await room.alice.privmsg(room.channel, "!apply builds-api toolsbeta")
+        await until(lambda: len(room.syncs()) == 1, "alice's sync")
+        mark = len(room.bob.lines)
+        await room.bob.privmsg(room.channel, "!apply builds-api toolsbeta --queue")
+        await said(room.bob, room.nick, room.channel, r"queued #1 behind deploy #1", mark)
+        await room.alice.privmsg(room.channel, '!freeze toolsbeta 1h "incident in progress"')
+        await said(room.bob, room.nick, room.channel, r"deploy freeze started", mark)
+        room.go(1, new)
+        refused = await said(room.bob, room.nick, room.channel, r"queue #1: ", mark)
+        assert refused.startswith(f"{room.bob.nick}: queue #1: apply: refused: toolsbeta is frozen")
+        assert "incident in progress" in refused
+        assert len(room.syncs()) == 1  # nothing of bob's ran
+        refusals = [e for e in await app.services.sal.query(limit=50) if e.result == "refused"]
+        assert len(refusals) == 1 and refusals[0].actor.startswith("irc-host:bob")
+    finally:
+        for client in (room.alice, room.bob):
+            await client.close()
+        await app.stop()

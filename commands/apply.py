@@ -91,6 +91,8 @@ async def _nothing_to_apply(ctx: Context, component: str, env: str) -> str | Non
     if bumper is not None and env_cfg is not None and env_cfg.deploy_before_merge:
         if await bumper.forge.open_bump(component) is not None:
             return None  # the open bump MR's pin is what applies, not main's
+    if bumper is not None:  # an apply acts on the pin as it is now, not as cached for reads
+        await bumper.forge.refresh(max_age=0.0)
     facts = await ctx.model.facts(component, env)
     if facts.pin_move != Direction.SAME or facts.unapplied or facts.trouble:
         return None

@@ -1,7 +1,9 @@
 """The deploy queue on a real IRC server (ngircd) with two people: bob's `!apply --queue`
 waits behind alice's running deploy and runs when it ends; a queued apply whose gate closed
 meanwhile (a freeze) is refused to bob by name. The deploy's `helmfile sync` (the recording
-fake) waits for the test's go, so "while alice's deploy runs" is a fact, not a timing."""
+fake) waits for the test's go, so "while alice's deploy runs" is a fact, not a timing. While
+alice's deploy runs, toolsbeta's pin moves to the newest release (a merged bump), so bob's
+turn has something to apply: the same pin again would be "nothing to apply"."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 from bot.app import App
+from bot.core.git import git
 from tests.support.deployworld import NS, DeployBed, bed  # noqa: F401  (fixture)
 from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
 
@@ -67,6 +70,18 @@ class Room:
         Path(f"{self.bed.record}.ack-{self.syncs()[nth - 1]['pid']}").touch()
 
 
+async def repin(world: DeployBed, version: str, tmp: Path) -> None:
+    """Move toolsbeta's pin on the control repo's main, as a merged bump MR would."""
+    work = tmp / "repin"
+    await git("clone", "-q", str(world.control_repo), str(work), cwd=tmp)
+    values = work / "components/builds-api/values/toolsbeta.yaml"
+    text = values.read_text()
+    old = text.split("chartVersion:", 1)[1].split()[0]
+    values.write_text(text.replace(old, version, 1))
+    await git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qam", "bump", cwd=work)
+    await git("push", "-q", "origin", "HEAD:main", cwd=work)
+
+
 async def start(room: Room) -> App:
     app = App(room.bed.config)
     await app.start()
@@ -80,10 +95,12 @@ async def start(room: Room) -> App:
 async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
     bed: DeployBed,  # noqa: F811
     ngircd: Ngircd,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    old, new = bed.releases[-3], bed.pins["toolsbeta"]
+    old, new, newest = bed.releases[-3], bed.pins["toolsbeta"], bed.releases[-1]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
+    bed.push(newest)
     bed.script({"helmfile sync": {"ack": True}})
     room = Room(bed, ngircd)
     app = await start(room)
@@ -99,9 +116,10 @@ async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
         listed = await said(room.bob, room.nick, room.channel, r"#1 !apply", mark)
         assert f"by {room.bob.nick} (queued behind deploy #1 ({alice}))" in listed
         assert len(room.syncs()) == 1  # bob's waits
+        await repin(bed, newest, tmp_path)
         room.go(1, new)
         await until(lambda: len(room.syncs()) == 2, "bob's sync after alice's deploy")
-        room.go(2, new)
+        room.go(2, newest)
         await said(room.bob, room.nick, room.channel, r"^deploy #2 done: ", mark)
         rows = await app.store.fetchall("SELECT id, state, actor FROM deploys ORDER BY id")
         assert [(r["state"], r["actor"].split(":")[1][:3]) for r in rows] == [
@@ -121,10 +139,12 @@ async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
 async def test_a_queued_apply_whose_gate_closed_is_refused_to_its_owner_by_name(
     bed: DeployBed,  # noqa: F811
     ngircd: Ngircd,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    old, new = bed.releases[-3], bed.pins["toolsbeta"]
+    old, new, newest = bed.releases[-3], bed.pins["toolsbeta"], bed.releases[-1]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
+    bed.push(newest)
     bed.script({"helmfile sync": {"ack": True}})
     room = Room(bed, ngircd)
     app = await start(room)
@@ -134,6 +154,7 @@ async def test_a_queued_apply_whose_gate_closed_is_refused_to_its_owner_by_name(
         mark = len(room.bob.lines)
         await room.bob.privmsg(room.channel, "!apply builds-api toolsbeta --queue")
         await said(room.bob, room.nick, room.channel, r"queued #1 behind deploy #1", mark)
+        await repin(bed, newest, tmp_path)
         await room.alice.privmsg(room.channel, '!freeze toolsbeta 1h "incident in progress"')
         await said(room.bob, room.nick, room.channel, r"deploy freeze started", mark)
         room.go(1, new)

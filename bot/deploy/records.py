@@ -184,3 +184,14 @@ async def claim_review(store: Store, review_id: int, by: str) -> bool:
         return cur.rowcount == 1
 
     return await store.transaction(claim)
+
+
+async def last_applied_commit(store: Store, component: str, env: str) -> str | None:
+    """The control-repo commit the newest successful apply of component in env checked out
+    (a review applies nothing; None: no apply recorded)."""
+    row = await store.fetchone(
+        "SELECT commit_sha FROM deploys WHERE component=? AND env=? AND state='done'"
+        " AND action != ? AND commit_sha IS NOT NULL ORDER BY id DESC LIMIT 1",
+        (component, env, Action.REVIEW),
+    )
+    return str(row["commit_sha"]) if row else None

@@ -18,7 +18,7 @@ from bot.store.db import Store, StoreConn
 
 KINDS = (
     "drift", "undeployed", "unhealthy", "missing-artifact", "helm-release", "no-pdb",
-    "cert-expiry",
+    "cert-expiry", "unapplied", "image-digest",
 )  # fmt: skip
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail

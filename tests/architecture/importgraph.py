@@ -15,14 +15,15 @@ LAYERS: dict[str, int] = {
     "bot.core": 0, "bot.config": 0, "bot.store": 0,
     "bot.chat": 1, "bot.gitlab": 1, "bot.cluster": 1, "bot.control": 1,
     "bot.delivery": 2, "bot.services": 2,
-    "bot.deploy": 3, "bot.pipelines": 3,
-    "bot.status": 4,
-    "bot.monitors": 5,
-    "commands": 6,
-    "bot.web": 7, "bot.http": 7,  # the pages sit with the routes (http imports web)
-    "bot.app": 8,
-    "bot.demo": 9,
-    "bot.cli": 10,
+    "bot.model": 3,  # desired / applied / running / unapplied, and the planner
+    "bot.deploy": 4, "bot.pipelines": 4,
+    "bot.status": 5,
+    "bot.monitors": 6,
+    "commands": 7,
+    "bot.web": 8, "bot.http": 8,  # the pages sit with the routes (http imports web)
+    "bot.app": 9,
+    "bot.demo": 10,
+    "bot.cli": 11,
     "bot": 0,  # bot/__init__.py: the version string only
 }  # fmt: skip
 

@@ -29,6 +29,7 @@ from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
 from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
+from bot.monitors.unapplied import UnappliedMonitor
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
 from bot.store.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
@@ -113,8 +114,10 @@ class Monitors:
         board: StatusBoard | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        unapplied: UnappliedMonitor | None = None,
     ) -> None:
         self.services = services
+        self.unapplied = unapplied  # its latest answers become `unapplied` alerts
         self.bumper = bumper
         self.clock = clock
         self.board = board or StatusBoard(services, bumper, clock=clock)
@@ -235,6 +238,10 @@ class Monitors:
         found, scopes = await hygiene_findings(self.services, now)
         check.findings += found
         check.checked |= scopes
+        if self.unapplied is not None:
+            found, scopes = self.unapplied.findings()
+            check.findings += found
+            check.checked |= scopes
         return check
 
     async def in_use(self, component: str) -> tuple[dict[str, list[str]], list[str]]:

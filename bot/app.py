@@ -56,6 +56,7 @@ from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest, add_webhook_route
 from bot.http import build_http_app
 from bot.monitors.checks import Monitors
+from bot.monitors.unapplied import UnappliedMonitor
 from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
 from bot.services import Services
 from bot.status.board import StatusBoard
@@ -244,7 +245,9 @@ class App:
             mr_builds=lambda c, iid: mr_build_version(store, c, iid),
         )
         self.board = StatusBoard(self.services, self.bumper)
-        self.monitors = Monitors(self.services, self.bumper, self.board)
+        self.unapplied = UnappliedMonitor(self.services)
+        self.monitors = Monitors(self.services, self.bumper, self.board, unapplied=self.unapplied)
+        self.unapplied.on_round.append(self.monitors.wake)
         self.deployer = Deployer(self.services, self.bumper, on_finished=self._deploy_finished)
         self.deployer.records.epoch = lambda: self.leadership.epoch
         caps = Capabilities(self.deployer, self.bumper, self.board, self.monitors)
@@ -254,6 +257,7 @@ class App:
         self.pipelines.register(router)
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
+        self.unapplied.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
         if election is not None:  # webhooks stored by a standby are the leader's to process
             self.events.poll_every = 0.5
@@ -277,6 +281,7 @@ class App:
         """What runs changed: no stale `!status`, and the monitors look again now."""
         self.board.forget(component)
         self.monitors.wake()
+        self.unapplied.wake()
 
     @staticmethod
     def _gitlab(config: Config) -> GitLabAPI | None:
@@ -365,6 +370,7 @@ class App:
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
+        self.supervisor.start("unapplied", self.unapplied.run)
         await self.deployer.recover()
         bumper = self.bumper
         if bumper is not None:  # bumps a crash cut off: SAL entries, next commands
@@ -425,6 +431,7 @@ class App:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.pipelines.stop()
         await self.monitors.stop()  # a running check finishes (bounded) instead of being cut
+        await self.unapplied.stop()
         speaking = self.leadership.may_act()  # a standby (or a fenced leader) sends nothing
         if self.store.is_open and speaking and not await self.services.outbox.flush(timeout=10.0):
             log.warning("outbox not empty at shutdown; the rest is sent after restart")

@@ -27,6 +27,7 @@ from bot.control.bumper import Bumper
 from bot.core.versions import newer_than, parse_version, release_versions
 from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
+from bot.monitors.digests import digest_findings
 from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
 from bot.monitors.unapplied import UnappliedMonitor
@@ -235,6 +236,9 @@ class Monitors:
                 back = await deliberate_rollback(self.services.store, status.component, prod)
                 self._add(check, undeployed_finding(status, prod, back))
         await self._artifacts(statuses, check)
+        found, scopes = await digest_findings(self.services, statuses)
+        check.findings += found
+        check.checked |= scopes
         found, scopes = await hygiene_findings(self.services, now)
         check.findings += found
         check.checked |= scopes

@@ -75,11 +75,17 @@ def selector_args(config: Config, component: str) -> list[str]:
 
 
 def component_paths(config: Config, component: str, env: str) -> list[str]:
-    """The control-repo files that are this component: its folder and its pin files."""
+    """git pathspecs of the control-repo files that are this component in env: its folder
+    and its pin files, minus the other environments' files in its folder (`<other>.*`)."""
     paths = [f"components/{component}/"]
     for pin in config.components[component].pins:
         with contextlib.suppress(PinError):
             paths += pin_file_candidates(pin.file, component, env)
+    paths += [
+        f":(exclude,glob)components/{component}/**/{other}.*"
+        for other in config.env_names
+        if other != env
+    ]
     return list(dict.fromkeys(paths))
 
 

@@ -765,8 +765,14 @@ class FakeKube:
                 continue
             for i in range(rs["spec"]["replicas"]):
                 pods.append(
-                    pod_json(d.namespace, f"{rs['metadata']['name']}-{i}", rs, image, waiting,
-                             image_id=image_id)  # fmt: skip
+                    pod_json(
+                        d.namespace,
+                        f"{rs['metadata']['name']}-{i}",
+                        rs,
+                        image,
+                        waiting,
+                        image_id=image_id,
+                    )
                 )
         return pods
 

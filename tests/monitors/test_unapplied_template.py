@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -22,6 +23,7 @@ from bot.core.git import git
 from tests.chart.helm import require
 
 EVERY = 1  # monitors.unapplied_every in these tests (seconds)
+HTML = {"Accept": "text/html"}
 
 
 def config(demo: Path, helm: Path, helmfile: Path) -> dict[str, Any]:
@@ -43,10 +45,14 @@ async def outbox(app: App) -> list[str]:
 
 
 async def session(
-    data: dict[str, Any], lines: list[str], wait_for: str | None = None
+    data: dict[str, Any],
+    lines: list[str],
+    wait_for: str | None = None,
+    inspect: Callable[[App], Awaitable[None]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Run the bot over console lines (as an admin); with `wait_for`, keep it running until
-    a line starting so is queued (deadline: 20 intervals). Returns (printed, outbox)."""
+    a line starting so is queued (deadline: 20 intervals); then `inspect` it. Returns
+    (printed, outbox)."""
     stdout = io.StringIO()
     stdin = io.StringIO("".join(line + "\n" for line in lines))
     app = App(parse_config(data), console=ConsoleAdapter(stdin, stdout, user="root"))
@@ -56,6 +62,8 @@ async def session(
         await app.console.finished.wait()
         if wait_for is not None:
             await until(lambda: _has(app, wait_for), 20 * EVERY + 30, wait_for)
+        if inspect is not None:
+            await inspect(app)
         assert await app.services.outbox.flush(timeout=20)
         queued = await outbox(app)
     finally:
@@ -135,7 +143,18 @@ async def test_a_config_only_commit_raises_unapplied_and_apply_resolves_it(
     assert before["spec"]["replicas"] == 2 and after["spec"]["replicas"] == 3
     assert before["metadata"]["labels"] == after["metadata"]["labels"]  # same chart version
 
-    _, queued = await session(data, [], wait_for="ALERT unapplied builds-api toolsbeta")
+    async def board_names_it(app: App) -> None:
+        async def shown() -> bool:
+            url = f"http://{app.config.http.listen}/status"
+            async with aiohttp.ClientSession() as http, http.get(url, headers=HTML) as resp:
+                page = await resp.text()
+            return "ALERT unapplied" in page and "Deployment/builds-api (helmfile template)" in page
+
+        await until(shown, 30, "the board shows the unapplied alert")
+
+    _, queued = await session(
+        data, [], wait_for="ALERT unapplied builds-api toolsbeta", inspect=board_names_it
+    )
     [alert] = [t for t in queued if t.startswith("ALERT unapplied")]
     assert alert.startswith(
         "ALERT unapplied builds-api toolsbeta: applying main would change 1 resource:"

@@ -134,6 +134,7 @@ class UnappliedRunner:
         self.slots = HelmSlots(config.cluster.max_parallel_helm)
         self._renders: OrderedDict[tuple[str, str, str], dict[Key, Any]] = OrderedDict()
         self._checkouts: OrderedDict[str, asyncio.Lock] = OrderedDict()
+        self._in_use: dict[str, int] = {}  # commit -> renders/diffs running in its checkout
 
     # --- git ---------------------------------------------------------------------------------
 
@@ -150,22 +151,33 @@ class UnappliedRunner:
                         cwd=self.control.workdir)  # fmt: skip
         return tuple(one_line(line, 100) for line in out.splitlines() if line)
 
-    async def checkout(self, commit: str) -> Path:
-        """A checkout of `commit` shared by the renders and diffs at it (a few are kept)."""
+    @contextlib.asynccontextmanager
+    async def checkout(self, commit: str) -> AsyncIterator[Path]:
+        """A checkout of `commit`, shared by the renders and diffs at it while they run; the
+        newest few are kept for the next round, older ones not in use are removed."""
         path = self.workdir / commit[:16]
         lock = self._checkouts.setdefault(commit, asyncio.Lock())
         self._checkouts.move_to_end(commit)
-        async with lock:
-            if not (path / ".git").exists():
-                await asyncio.to_thread(shutil.rmtree, path, True)
-                await git("clone", "--quiet", "--shared", "--no-checkout", "--",
-                          str(self.control.workdir), str(path))  # fmt: skip
-                await git("checkout", "--quiet", "--detach", commit, cwd=path)
-        while len(self._checkouts) > _CHECKOUTS_KEPT:
-            old, old_lock = self._checkouts.popitem(last=False)
-            if not old_lock.locked():
-                await asyncio.to_thread(shutil.rmtree, self.workdir / old[:16], True)
-        return path
+        self._in_use[commit] = self._in_use.get(commit, 0) + 1
+        try:
+            async with lock:
+                if not (path / ".git").exists():
+                    await asyncio.to_thread(shutil.rmtree, path, True)
+                    await git("clone", "--quiet", "--shared", "--no-checkout", "--",
+                              str(self.control.workdir), str(path))  # fmt: skip
+                    await git("checkout", "--quiet", "--detach", commit, cwd=path)
+            yield path
+        finally:
+            self._in_use[commit] -= 1
+            if not self._in_use[commit]:
+                del self._in_use[commit]
+        unused = [c for c in self._checkouts if c not in self._in_use]
+        for old in unused[: max(0, len(self._checkouts) - _CHECKOUTS_KEPT)]:
+            del self._checkouts[old]
+            gone = self.workdir / f"gone-{old[:16]}"  # out of the way at once, removed after
+            with contextlib.suppress(OSError):
+                (self.workdir / old[:16]).rename(gone)
+            await asyncio.to_thread(shutil.rmtree, gone, True)
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -197,8 +209,8 @@ class UnappliedRunner:
             argv = self.argv(self.config.deploy.template, component, env)
         except RunnerError as exc:
             raise RenderError(f"deploy.template: {exc}") from None
-        cwd = await self.checkout(commit)
-        async with self.slots.slot("(renders)", f"render of {component} in {env}"):
+        slot = self.slots.slot("(renders)", f"render of {component} in {env}")
+        async with self.checkout(commit) as cwd, slot:
             out = await _stdout(argv, cwd, self.child_env(env), self.config.deploy.timeout)
         found = manifests(out)
         self._renders[key] = found
@@ -226,11 +238,11 @@ class UnappliedRunner:
             argv = self.argv(self.config.deploy.diff, component, env)
         except RunnerError as exc:
             raise RenderError(f"deploy.diff: {exc}") from None
-        cwd = await self.checkout(main)
         child = {**self.child_env(env), "HELM_DIFF_THREE_WAY_MERGE": "true"}
         log_path = self.workdir / "logs" / f"{component}-{env}.log"
         log_path.unlink(missing_ok=True)
-        async with self.slots.slot(cluster_key(self.config, env), f"diff of {component} in {env}"):
+        slot = self.slots.slot(cluster_key(self.config, env), f"diff of {component} in {env}")
+        async with self.checkout(main) as cwd, slot:
             result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
                                log_path=log_path)  # fmt: skip
         outcome = diff_outcome(result.returncode)

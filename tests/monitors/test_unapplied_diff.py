@@ -130,3 +130,33 @@ async def test_a_hand_edit_shows_without_any_commit_and_clears_when_the_diff_is_
     found, scopes = app.unapplied.findings()
     assert not [f for f in found if (f.component, f.env) == ("builds-api", "toolsbeta")]
     assert ("unapplied", "builds-api", "toolsbeta") in scopes
+
+
+async def test_changes_the_bot_cannot_read_are_said_and_a_failed_diff_changes_nothing(
+    app: App, tmp_path: Path
+) -> None:
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"helmfile diff": {"output": "something moved\n", "exit": 2}}))
+    await app.unapplied.check_now()
+    found, _ = app.unapplied.findings()
+    text = next(f.text for f in found if (f.component, f.env) == ("jobs-api", "toolsbeta"))
+    assert text.startswith("applying main would change resources helmfile diff did not name")
+    assert "0 resources" not in text
+    assert await app.unapplied.state.source("jobs-api", "toolsbeta") == (
+        "changes (see the helmfile diff)",
+    )
+
+    # the next diff fails (the cluster is unreachable): the pair is left as it was, not cleared
+    control.write_text(json.dumps({"helmfile diff": {"output": "Error: no cluster\n", "exit": 1}}))
+    bare = Path(app.config.control_repo.url.removeprefix("file://"))  # type: ignore[union-attr]
+    work = tmp_path / "work"
+    await git("clone", "--quiet", str(bare), str(work))
+    (work / "README.md").write_text("main moves: the diff runs again\n")
+    await git("commit", "--quiet", "-am", "readme", cwd=work)
+    await git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    await app.unapplied.check_now()
+    found, scopes = app.unapplied.findings()
+    assert ("unapplied", "jobs-api", "toolsbeta") not in scopes
+    assert app.unapplied.state.errors[("jobs-api", "toolsbeta")] == (
+        "helmfile diff exited 1: Error: no cluster"
+    )

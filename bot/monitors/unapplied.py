@@ -27,6 +27,7 @@ from bot.services import Services
 from bot.store.alerts import Finding, Scope
 
 log = logging.getLogger("deploybot.monitors")
+STARTUP_DELAY = 60.0  # seconds before the first round (unless a deploy or webhook wakes it)
 
 
 def unapplied_text(r: Unapplied, prefix: str = "!") -> str:
@@ -84,8 +85,12 @@ class UnappliedMonitor:
         self._wake.set()
 
     async def run(self) -> None:
+        """Rounds every `unapplied_every` or when woken; the first one a little after start
+        (at most a minute), so a starting bot answers `!status` before it runs helm."""
         if not self.services.config.monitors.enabled or self.runner is None:
             return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), min(self.every, STARTUP_DELAY))
         while not self._stopped:
             self._wake.clear()
             try:

@@ -61,6 +61,7 @@ from bot.gitlab.webhooks import SecretPolicy, WebhookIngest
 from bot.http import build_http_app
 from bot.model.state import Model
 from bot.monitors.checks import Monitors
+from bot.monitors.unapplied import UnappliedMonitor
 from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
 from bot.services import Services
 from bot.status.board import StatusBoard
@@ -260,9 +261,13 @@ class App:
             config, store, services.sal, services.control, services.gitlab, charts,
             mr_builds=lambda c, iid: mr_build_version(store, c, iid),
         )  # fmt: skip
-        self.model = Model(services, self.bumper)  # one model: its history cache is shared
+        self.unapplied = UnappliedMonitor(services)
+        # one model (its history cache is shared); what applying main would change comes
+        # from the unapplied monitor's latest round
+        self.model = Model(services, self.bumper, unapplied=self.unapplied.state.source)
         self.board = StatusBoard(services, self.bumper, model=self.model)
-        self.monitors = Monitors(services, self.bumper, self.board)
+        self.monitors = Monitors(services, self.bumper, self.board, unapplied=self.unapplied)
+        self.unapplied.on_round.append(self.monitors.wake)
         self.freezes = FreezeBook(services)
         self.deployer = Deployer(
             services, self.bumper, on_finished=self._deploy_finished, model=self.model,
@@ -281,6 +286,7 @@ class App:
         self.pipelines.register(router)
         ControlRepoMRs(self.services, self.bumper, self.deployer).register(router)
         self.monitors.register(router)
+        self.unapplied.register(router)
         self.events = EventWorker(self.store, router, self.metrics)
         if config.leader_election is not None:  # a standby's webhooks are the leader's
             self.events.poll_every = 0.5
@@ -307,6 +313,7 @@ class App:
         self.board.forget(component)
         self.monitors.wake()
         self.queue.wake()  # the next in line may go
+        self.unapplied.wake()
 
     @staticmethod
     def _gitlab(config: Config) -> GitLabAPI | None:
@@ -430,6 +437,7 @@ class App:
         self.supervisor.start("sal-retry", self._sal_retry_loop)
         self.supervisor.start("events", self.events.run)
         self.supervisor.start("monitors", self.monitors.run)
+        self.supervisor.start("unapplied", self.unapplied.run)
         await self.deployer.recover()
         bumper = self.bumper
         if bumper is not None:  # bumps a crash cut off: SAL entries, next commands
@@ -513,6 +521,7 @@ class App:
         await self.queue.stop()
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
+        await self.unapplied.stop()
 
     async def _flush_outbox(self) -> None:
         speaking = self.leadership.may_act()  # a standby (or a fenced leader) sends nothing

@@ -195,6 +195,20 @@ class Registry:
             return False
         raise RegistryError(f"{what}: registry {self.host} answered HTTP {status}")
 
+    async def manifest_digest(self, repository: str, tag: str) -> str | None:
+        """The digest the tag points at now (`Docker-Content-Digest` of a HEAD); None: no
+        such tag."""
+        repo = self.repository_path(repository)
+        url = URL(f"{self.url}/v2/{quote(repo)}/manifests/{_segment(oci_tag(tag))}", encoded=True)
+        what = f"manifest {repo}:{tag}"
+        status, headers, _ = await self._pull(what, "HEAD", url, repo, {"Accept": MANIFEST_TYPES})
+        if status == 404:
+            return None
+        digest = headers.get("Docker-Content-Digest", "")
+        if status != 200 or not digest.startswith("sha256:"):
+            raise RegistryError(f"{what}: registry {self.host} answered HTTP {status}, no digest")
+        return digest
+
     async def artifacts_exist(self, image_repo: str, chart_repo: str, version: str) -> list[str]:
         """Descriptions of what is missing, e.g. `chart toolforge/builds-api:0.0.131`."""
         checks = [("image", image_repo), ("chart", chart_repo)]

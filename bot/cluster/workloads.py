@@ -59,6 +59,7 @@ class ContainerState:
     restart_count: int
     waiting_reason: str | None = None
     waiting_message: str | None = None
+    image_id: str = ""  # status.containerStatuses[].imageID: `<repo>@sha256:...` once pulled
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def pod_state(p: Any) -> PodState:
                 restart_count=cs.restart_count or 0,
                 waiting_reason=waiting.reason if waiting else None,
                 waiting_message=waiting.message if waiting else None,
+                image_id=cs.image_id or "",
             )
         )
     return PodState(

@@ -144,6 +144,9 @@ class PinConfig(Model):
     key: str = Field(min_length=1)  # required in every pin given (the default pin has one)
 
 
+RELEASE_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,51}[a-z0-9])?$")
+
+
 class ComponentConfig(Model):
     project: str | None = None
     project_id: int | None = None  # GitLab project id: webhooks match it or `project`
@@ -161,6 +164,17 @@ class ComponentConfig(Model):
     pins: list[PinConfig] = Field(
         default_factory=lambda: [PinConfig(key="chartVersion")], min_length=1
     )
+    # the helmfile releases that are this component (`--selector name=<release>` of the
+    # unapplied check's template and diff); default: [release or the component's name]
+    releases: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("releases")
+    @classmethod
+    def _releases(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            if not RELEASE_RE.match(name):
+                raise ValueError(f"{name!r} is not a Helm release name (lowercase, digits, -)")
+        return v
 
 
 DEPLOY_SH = ["./deploy.sh", "{component}", "{env}", "--wait"]  # toolforge-deploy's entry point
@@ -181,6 +195,12 @@ class DeployConfig(Model):
         "helm", "rollback", "{release}", "{revision}", "-n", "{namespace}", "--wait",
     ]  # fmt: skip
     test: list[str] | None = None
+    # renders the component in an environment with no cluster (the unapplied check runs it at
+    # the commit last applied and at main, with `--selector name=<release>` appended)
+    template: list[str] = [
+        "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
+        "template", "--skip-deps",
+    ]  # fmt: skip
     timeout: float = Field(900, gt=0)
     rollout_timeout: float = Field(300, gt=0)
     # deploy.sh: apply runs the control repo's entry point (honours override-deploy.sh)
@@ -299,6 +319,20 @@ class MonitorsConfig(Model):
     source_timeout: float = Field(5.0, gt=0, description="seconds a status source may take")
     status_cache: float = Field(10.0, ge=0, description="seconds `!status` reuses what it read")
     cert_warn_days: int = Field(21, ge=1, description="certificates expiring sooner alert")
+    # `helmfile template`/`diff` of main against what was applied: seconds, or 10m / 1h
+    unapplied_every: float = Field(600, gt=0)
+
+    @field_validator("unapplied_every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> Any:
+        return duration_seconds(v) if isinstance(v, str) else v
+
+
+class ClusterConfig(Model):
+    """Limits on what the bot asks of each cluster."""
+
+    # helm/helmfile runs at once per cluster (kubeconfig + context); more wait their turn
+    max_parallel_helm: int = Field(2, ge=1, le=32)
 
 
 class StoreConfig(Model):
@@ -344,6 +378,7 @@ class Config(Model):
     sal: SalConfig = SalConfig()
     flood: FloodConfig = FloodConfig()
     monitors: MonitorsConfig = MonitorsConfig()
+    cluster: ClusterConfig = ClusterConfig()
     store: StoreConfig = StoreConfig()
     leader_election: LeaderElectionConfig | None = None
     # person -> their identities on every network (globs allowed); two-person rules, lock

@@ -11,6 +11,7 @@ state (the environment's `live_file`), so `!status` and the monitors see the dep
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,27 @@ def helm_previous(live_file: Path, component: str) -> str | None:
     return str(revisions[-2]) if len(revisions) >= 2 else None
 
 
+def _tool(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name  # `make helm-bins` puts them in the venv
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
+def template(component: str, env: str, extra: list[str]) -> int:
+    """`deploy.template` of the demo: the real `helmfile template` over the stand-in charts
+    kept in the control repo (`chartRepository=local`), so the unapplied check works offline."""
+    helmfile, helm = _tool("helmfile"), _tool("helm")
+    if helmfile is None:
+        print("helmfile is not installed (make helm-bins): the demo cannot render", file=sys.stderr)
+        return 1
+    argv = [helmfile, *(["--helm-binary", helm] if helm else []), "-e", env,
+            "--file", f"components/{component}/helmfile.yaml",
+            "--state-values-set", "chartRepository=local", "template", "--skip-deps", *extra]  # fmt: skip
+    return subprocess.run(argv, check=False, timeout=300).returncode
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[0] == "template":
+        return template(argv[1], argv[2], argv[3:])
     if len(argv) not in (4, 5) or argv[0] not in REAL or (not argv[3] and argv[0] != "rollback"):
         print(
             "usage: python -m bot.demo.deploycmd diff|apply|rollback <component> <env> <version>"

@@ -21,10 +21,10 @@ async def last_deployed(store: Store, component: str, env: str) -> str | None:
 
 async def last_applied_commit(store: Store, component: str, env: str) -> str | None:
     """The control-repo commit of the newest successful apply there (None: none known;
-    an emergency rollback applies no commit)."""
+    an emergency rollback applies no commit, a review applies nothing)."""
     row = await store.fetchone(
         "SELECT commit_sha FROM deploys WHERE component=? AND env=? AND state='done'"
-        " AND commit_sha IS NOT NULL ORDER BY id DESC LIMIT 1",
+        " AND action != 'review' AND commit_sha IS NOT NULL ORDER BY id DESC LIMIT 1",
         (component, env),
     )
     return str(row["commit_sha"]) if row and row["commit_sha"] else None

@@ -30,8 +30,10 @@ from bot.gitlab.inbox import Router
 from bot.model.planner import Advice
 from bot.model.state import Model
 from bot.model.views import version_view
+from bot.monitors.digests import digest_findings
 from bot.monitors.hygiene import hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
+from bot.monitors.unapplied import UnappliedMonitor
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
 from bot.store.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
@@ -134,8 +136,10 @@ class Monitors:
         board: StatusBoard | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        unapplied: UnappliedMonitor | None = None,
     ) -> None:
         self.services = services
+        self.unapplied = unapplied  # its latest answers become `unapplied` alerts
         self.bumper = bumper
         self.clock = clock
         self.board = board or StatusBoard(services, bumper, clock=clock)
@@ -252,9 +256,16 @@ class Monitors:
                 check.checked.add(("undeployed", status.component, prod))
                 self._add(check, await self._undeployed(status, prod))
         await self._artifacts(statuses, check)
+        found, scopes = await digest_findings(self.services, statuses)
+        check.findings += found
+        check.checked |= scopes
         found, scopes = await hygiene_findings(self.services, now)
         check.findings += found
         check.checked |= scopes
+        if self.unapplied is not None:
+            found, scopes = self.unapplied.findings()
+            check.findings += found
+            check.checked |= scopes
         return check
 
     async def _undeployed(self, status: ComponentStatus, prod: str) -> Finding | None:

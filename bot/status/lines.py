@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from bot.core.text import format_age, one_line
 from bot.model.pathway import Pathway
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
-from bot.store.alerts import DELIBERATE
+from bot.store.alerts import DELIBERATE, IMAGE_MISMATCH
 
 
 def _versions(got: Got[list[str]]) -> str:
@@ -68,7 +68,10 @@ def cell_line(
     if alerts:
         ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in alerts]
         kinds = [
-            a.kind + (" (rolled back on purpose)" if DELIBERATE in a.text else "") for a in alerts
+            a.kind
+            + (" (rolled back on purpose)" if DELIBERATE in a.text else "")
+            + (f" ({IMAGE_MISMATCH})" if a.kind == "image-digest" else "")
+            for a in alerts
         ]
         parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
     trouble = cell.release_trouble

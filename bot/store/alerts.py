@@ -18,7 +18,7 @@ from bot.store.db import Store, StoreConn
 
 KINDS = (
     "drift", "undeployed", "unhealthy", "missing-artifact", "helm-release", "no-pdb",
-    "cert-expiry",
+    "cert-expiry", "unapplied", "image-digest",
 )  # fmt: skip
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail
@@ -27,6 +27,8 @@ Scope = tuple[str, str, str]  # kind, component, env
 
 # in an undeployed alert's text while a deliberate rollback holds the environment back
 DELIBERATE = "kept back deliberately until the next deploy"
+# what an `image-digest` alert says, in its text and in `!status`
+IMAGE_MISMATCH = "running a different image than the pin's"
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ class _Deployment:
     previous: tuple[int, str] | None = None  # (revision, image) before the last rollout
     terminating: int = 0  # old pods still terminating after the rollout completed
     deadline_exceeded: bool = False  # Progressing=False, reason ProgressDeadlineExceeded
+    image_digest: str | None = None  # what the pods of `image` pulled (their imageID)
 
 
 @dataclass
@@ -303,12 +304,15 @@ class FakeKube:
         replicas: int = 2,
         image: str | None = None,
         release: str | None = None,
+        image_digest: str | None = None,
     ) -> None:
-        """A Deployment of Helm `release` (default: `name`), fully rolled out, with its pods."""
+        """A Deployment of Helm `release` (default: `name`), fully rolled out, with its pods;
+        `image_digest` (`sha256:...`) is what its pods report they pulled (`imageID`)."""
         image = image or f"harbor.example.org/toolforge/{name}:{version}"
         self._ns(namespace).deployments[name] = _Deployment(
-            namespace, name, replicas, chart, version, image, release or name
-        )
+            namespace, name, replicas, chart, version, image, release or name,
+            image_digest=image_digest,
+        )  # fmt: skip
         self._sync(namespace)
 
     def start_rollout(
@@ -750,6 +754,8 @@ class FakeKube:
                 reason, message = d.failure or ("ContainerCreating", "")
                 waiting = {"reason": reason, "message": message} if message else {"reason": reason}
             image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+            pulled = d.image_digest if image == d.image and d.image_digest else None
+            image_id = f"{image.rsplit(':', 1)[0]}@{pulled}" if pulled and not waiting else ""
             if rs["spec"]["replicas"] == 0:  # scaled down, its pods still shutting down
                 for i in range(rs["status"]["replicas"]):
                     pod = pod_json(d.namespace, f"{rs['metadata']['name']}-{i}", rs, image)
@@ -759,7 +765,14 @@ class FakeKube:
                 continue
             for i in range(rs["spec"]["replicas"]):
                 pods.append(
-                    pod_json(d.namespace, f"{rs['metadata']['name']}-{i}", rs, image, waiting)
+                    pod_json(
+                        d.namespace,
+                        f"{rs['metadata']['name']}-{i}",
+                        rs,
+                        image,
+                        waiting,
+                        image_id=image_id,
+                    )
                 )
         return pods
 
@@ -1331,8 +1344,11 @@ def pod_json(
     image: str,
     waiting: dict[str, str] | None = None,
     restarts: int = 0,
+    *,
+    image_id: str = "",
 ) -> dict[str, Any]:
-    """A `v1` Pod, Running unless a container `waiting` state is given."""
+    """A `v1` Pod, Running unless a container `waiting` state is given; `image_id` is the
+    pulled image by digest (`<repo>@sha256:...`), empty until pulled."""
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
@@ -1363,7 +1379,7 @@ def pod_json(
                 {
                     "name": "main",
                     "image": image,
-                    "imageID": "",
+                    "imageID": image_id,
                     "ready": not waiting,
                     "restartCount": restarts,
                     "started": not waiting,

@@ -46,6 +46,7 @@ from bot.deploy.records import DeployRecords
 from bot.deploy.reporting import DeployReport
 from bot.deploy.steps import Steps
 from bot.model.ancestry import Direction
+from bot.model.planner import plan_env
 from bot.model.running import live_version, running_version
 from bot.model.state import Model
 from bot.services import Services
@@ -469,7 +470,7 @@ class Deployer:
             else:
                 detail = (
                     f"interrupted: the bot restarted while {row['state']}; nothing was"
-                    f" re-applied; {live}; check, then !apply {req.component} {req.env} to retry"
+                    f" re-applied; {live}; {await self._after_restart(req, live_timeout)}"
                 )
             await self.records.set_state(d.id, "interrupted", result=detail,
                                          error=f"bot restarted while {row['state']}")  # fmt: skip
@@ -485,6 +486,18 @@ class Deployer:
             await asyncio.to_thread(shutil.rmtree, self.dir / str(d.id), True)
         return [int(r["id"]) for r in rows]
 
+    async def _after_restart(self, req: DeployRequest, limit: float) -> str:
+        """The planner's step for an interrupted deploy's environment: `!apply` to retry
+        only while the pin is not what runs (else `!apply` would say nothing to apply)."""
+        retry = f"check, then !apply {req.component} {req.env} to retry"
+        try:
+            async with asyncio.timeout(limit):
+                facts = await self.model.facts(req.component, req.env)
+        except (ClusterError, GitError, UserError, TimeoutError):
+            return retry
+        advice = plan_env(facts)
+        return retry if advice.command == f"!apply {req.component} {req.env}" else advice.line()
+
     def _watch_orphan(self, d: Deploy, pgid: int) -> None:
         """Refuse applies of that component+env until the orphaned group is gone."""
         key = (d.req.component, d.req.env)
@@ -494,9 +507,10 @@ class Deployer:
 
         async def gone() -> None:
             self._busy.pop(key, None)
+            step = await self._after_restart(d.req, 15.0)
             await self.report.say(
-                d, f"deploy #{d.id}'s leftover process group {pgid} has exited; check, then"
-                f" !apply {d.req.component} {d.req.env} to retry", final=True,
+                d, f"deploy #{d.id}'s leftover process group {pgid} has exited; {step}",
+                final=True,
             )  # fmt: skip
 
         self._tasks.spawn(wait_gone(self.dir, d.id, pgid, gone), name=f"orphan-{d.id}")

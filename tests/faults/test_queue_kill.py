@@ -75,7 +75,9 @@ async def test_two_queued_commands_survive_kill_9_and_each_runs_once(
             await alice.privmsg(channel, command)
             await until(trial.reached, "the first apply's sync", WITHIN)
             for task in ("T1", "T2"):
-                await bob.privmsg(channel, f"!apply builds-api toolsbeta --queue {task}")
+                # --force: the held sync already put the pin live, so a plain !apply would
+                # truthfully say "nothing to apply"; bob (an admin) re-applies on purpose
+                await bob.privmsg(channel, f"!apply builds-api toolsbeta --force --queue {task}")
             queued = "SELECT id, state FROM deploy_queue ORDER BY id"
             await until(lambda: len(trial.query(queued)) == 2, "two queued entries", WITHIN)
             first.kill()
@@ -92,6 +94,10 @@ async def test_two_queued_commands_survive_kill_9_and_each_runs_once(
             deploys = trial.query("SELECT id, state, tasks FROM deploys ORDER BY id")
             assert [d[1] for d in deploys] == ["interrupted", "done", "done"]
             assert [d[2] for d in deploys[1:]] == ["T1", "T2"]  # each entry once, in order
+            interrupted = [t for _, t in trial.query("SELECT id, text FROM outbox") if
+                           t.startswith("deploy #1 ") and " interrupted: " in t]  # fmt: skip
+            # its advice is the planner's: the pin went live before the kill, so no "!apply"
+            assert interrupted and "; nothing to apply: toolsbeta already runs" in interrupted[0]
             assert trial.syncs() == syncs_at_kill + 2
             assert not [r for r in trial.records() if r.get("overlap")]
             started = trial.query(

@@ -264,7 +264,7 @@ class App:
         self.unapplied = UnappliedMonitor(services)
         # one model (its history cache is shared); what applying main would change comes
         # from the unapplied monitor's latest round
-        self.model = Model(services, self.bumper, unapplied=self.unapplied.state.source)
+        self.model = Model(services, self.bumper, unapplied=self.unapplied.source)
         self.board = StatusBoard(services, self.bumper, model=self.model)
         self.monitors = Monitors(services, self.bumper, self.board, unapplied=self.unapplied)
         self.unapplied.on_round.append(self.monitors.wake)

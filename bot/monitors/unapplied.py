@@ -24,7 +24,7 @@ from bot.model.manifests import RenderError, resources_text
 from bot.model.running import last_applied_commit
 from bot.model.unapplied import Unapplied, UnappliedRunner, UnappliedState
 from bot.services import Services
-from bot.store.alerts import Finding, Scope
+from bot.store.alerts import AlertStore, Finding, Scope
 
 log = logging.getLogger("deploybot.monitors")
 STARTUP_DELAY = 60.0  # seconds before the first round (unless a deploy or webhook wakes it)
@@ -141,6 +141,17 @@ class UnappliedMonitor:
             self.state.failed(component, env, str(exc))
             return
         self.state.put(result)
+
+    async def source(self, component: str, env: str) -> tuple[str, ...] | None:
+        """For the model (`UnappliedSource`): the latest round's answer; until this run has
+        one for the pair, the `unapplied` alert an earlier run raised (a restart must not
+        turn an `!apply` the alert advises into "nothing to apply")."""
+        if (component, env) in self.state.results:
+            return await self.state.source(component, env)
+        for alert in await AlertStore(self.services.store).active():
+            if alert.scope == ("unapplied", component, env):
+                return (alert.text.split("; ", 1)[0],)
+        return None
 
     def findings(self) -> tuple[list[Finding], set[Scope]]:
         """`unapplied` findings from the latest answers, and the scopes they cover (a pair

@@ -45,41 +45,53 @@ def cell_line(
         parts.append(f"latest {status.tags.unknown()}")
     elif latest is not None:
         parts.append(f"latest {latest.raw}" + (f" step {step.k}/{step.n}" if step else ""))
-    health = cell.health
-    if health.value is not None:
-        h = health.value
-        text = f"{h.ready}/{h.desired} ready"
-        if h.problems:
-            more = len(h.problems) - 1
-            text += ", " + one_line(h.problems[0].describe(), 100)
-            text += f" (+{more} more)" if more else ""
-        parts.append(text)
-    elif health.error != NO_CLUSTER:
-        parts.append(f"health {health.unknown()}")
+    if (health := _health(cell)) is not None:
+        parts.append(health)
     if cell.deploying is not None:
         deploy_id, version, state = cell.deploying
         parts.append(f"deploy #{deploy_id} {state} ({version})")
     if cell.lock is not None:
         parts.append(f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 60)}")
-    # a drift alert the monitors have not cleared yet is not shown once live matches the pin
-    alerts = [
-        a for a in cell.alerts if not (a.kind == "drift" and cell.live.ok and not cell.drifted)
-    ]
-    if alerts:
-        ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in alerts]
-        kinds = [
-            a.kind
-            + (" (rolled back on purpose)" if DELIBERATE in a.text else "")
-            + (f" ({IMAGE_MISMATCH})" if a.kind == "image-digest" else "")
-            for a in alerts
-        ]
-        parts.append("ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True)))
+    if (alerts := _alerts(cell, now)) is not None:
+        parts.append(alerts)
     trouble = cell.release_trouble
     if (step_text := _next_step(cell)) is not None:
         parts.append(step_text)
     if trouble is not None:  # last: it ends with the next command
         parts.append(f"{trouble.describe()}; next: {trouble.next_step(cell.component, cell.env)}")
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
+
+
+def _health(cell: Cell) -> str | None:
+    """`2/3 ready, <the first problem> (+1 more)`; what cannot be read, said so."""
+    health = cell.health
+    if health.value is None:
+        return f"health {health.unknown()}" if health.error != NO_CLUSTER else None
+    h = health.value
+    text = f"{h.ready}/{h.desired} ready"
+    if h.problems:
+        more = len(h.problems) - 1
+        text += ", " + one_line(h.problems[0].describe(), 100)
+        text += f" (+{more} more)" if more else ""
+    return text
+
+
+def _alerts(cell: Cell, now: float) -> str | None:
+    """`ALERT: drift (2h), unapplied`; a drift alert the monitors have not cleared yet is
+    not shown once live matches the pin."""
+    alerts = [
+        a for a in cell.alerts if not (a.kind == "drift" and cell.live.ok and not cell.drifted)
+    ]
+    if not alerts:
+        return None
+    ages = [f" ({a.age(now)})" if now - a.started >= 60 else "" for a in alerts]
+    kinds = [
+        a.kind
+        + (" (rolled back on purpose)" if DELIBERATE in a.text else "")
+        + (f" ({IMAGE_MISMATCH})" if a.kind == "image-digest" else "")
+        for a in alerts
+    ]
+    return "ALERT: " + ", ".join(k + age for k, age in zip(kinds, ages, strict=True))
 
 
 def _next_step(cell: Cell) -> str | None:

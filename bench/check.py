@@ -1,5 +1,5 @@
-"""`python -m bench.check [RESULTS] [--budgets FILE] [--table]`: compare a `make bench` result
-file with `bench/budgets.yaml` and name every figure over its budget (exit 1), or missing
+"""`python -m bench.check [RESULTS ...] [--budgets FILE] [--table]`: compare a `make bench`
+result file (several: the median of each figure) with `bench/budgets.yaml` and name every figure over its budget (exit 1), or missing
 from the results (exit 1: a bench that did not run guards nothing). `--table` prints the
 README's Performance table (Markdown) from the same results instead.
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,8 @@ def table(verdicts: list[Verdict], results: dict[str, Any]) -> str:
     machine = results.get("machine", {})
     rows = [
         f"Measured by `make bench` on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores),"
-        f" Python {machine.get('python', '?')}; load average before: {machine.get('load_before')}.",
+        f" Python {machine.get('python', '?')}; median of {machine.get('runs', 1)} run(s);"
+        f" load average before the first: {machine.get('load_before')}.",
         "",
         "| figure | measured | budget | load after | |",
         "|---|---|---|---|---|",
@@ -82,14 +84,35 @@ def table(verdicts: list[Verdict], results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs: each numeric figure's median (the first run's machine)."""
+    figures: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for name, figure in run.get("figures", {}).items():
+            for key, value in figure.items():
+                figures.setdefault(name, {}).setdefault(key, []).append(value)
+    merged = {
+        name: {
+            k: statistics.median(v)
+            if all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            else v[-1]
+            for k, v in values.items()
+        }
+        for name, values in figures.items()
+    }
+    machine = dict(runs[0].get("machine", {})) if runs else {}
+    machine["runs"] = len(runs)
+    return {"machine": machine, "figures": merged}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.check")
-    p.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS)
+    p.add_argument("results", nargs="*", type=Path, default=[DEFAULT_RESULTS])
     p.add_argument("--budgets", type=Path, default=DEFAULT_BUDGETS)
     p.add_argument("--table", action="store_true")
     a = p.parse_args(argv)
     try:
-        results = json.loads(a.results.read_text())
+        results = median_of([json.loads(path.read_text()) for path in a.results])
         budgets = yaml.safe_load(a.budgets.read_text())
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(

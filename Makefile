@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry chromium
 
-.PHONY: demo test check lint typecheck suite unit bench fuzz venv test-deps debs helm-bins screenshots clean
+.PHONY: demo test check lint typecheck suite unit bench bench-check bench-table fuzz venv test-deps debs helm-bins screenshots clean
 
 $(BIN)/deploybot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,8 +72,17 @@ test: lint typecheck suite
 screenshots: test-deps debs
 	DEPLOYBOT_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/web/test_pages_browser.py
 
+# every figure into bench-results.json; `make bench-check` compares it with bench/budgets.yaml
+# (not part of `make test`: timings do not belong in tests); `make bench-table` prints the
+# README's Performance table from it
 bench: test-deps debs
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --out bench-results.json
+
+bench-check:
+	$(BIN)/python -m bench.check bench-results.json
+
+bench-table:
+	$(BIN)/python -m bench.check bench-results.json --table
 
 # the long fuzz run: 10,000 webhooks and 10,000 chat lines (7 to 9 minutes on 2 cores), then
 # 5,000 random deploy histories against the planner's rules (tests/model, about 2 hours)

@@ -31,7 +31,6 @@ import commands.where
 from bot.chat.base import ChatAdapter, Message
 from bot.chat.console import ConsoleAdapter
 from bot.chat.irc.adapter import IrcAdapter
-from bot.chat.xmpp import XmppAdapter
 from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import ClusterError, KubeCluster
 from bot.cluster.lease import KubeLease
@@ -132,6 +131,8 @@ def build_adapters(config: Config, console: ConsoleAdapter | None) -> list[ChatA
         )
     xmpp = config.chat.xmpp
     if xmpp is not None:
+        from bot.chat.xmpp import XmppAdapter  # slixmpp: loaded only where XMPP is configured
+
         adapters.append(
             XmppAdapter(
                 xmpp.jid,

@@ -28,8 +28,8 @@ from bot.cluster.helmrecords import (
     last_deployed,
     release_records,
     release_state,
-    selector,
 )
+from bot.cluster.listcache import SharedList, helm_secrets
 from bot.cluster.watch import KINDS, Follower, watch_rollout
 from bot.cluster.workloads import (
     CHART_LABEL,
@@ -66,10 +66,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+HELM_OWNER = "owner=helm"  # the label Helm itself puts on its release Secrets
+LIST_REUSE = 0.0  # a list answers the questions asked while it is in flight, not later ones
 
 
 class ClusterError(Exception):
     """The Kubernetes API could not answer; the message is one line without secrets."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the API's HTTP status when it refused (4xx), else None
+
+
+def _refused_scope(exc: BaseException) -> bool:
+    """The API refuses a cluster-wide list (namespaced RBAC, or an API without it)."""
+    return isinstance(exc, ClusterError) and exc.status in (401, 403, 404, 405)
 
 
 @dataclass(frozen=True)
@@ -103,10 +114,17 @@ class KubeCluster:
         else:
             self._loader = api_client
         self._loading = asyncio.Lock()
+        # kubernetes.aio loads its API classes on first touch (about 0.5 s of imports): here,
+        # at start-up, not in the first `!status` after it
+        self._api_classes = (k8s.AppsV1Api, k8s.CoreV1Api)
         self._timeout = request_timeout
         self._attempts = attempts
         self._backoff = backoff
         self._watch_seconds = watch_seconds
+        self._deployments = SharedList(self._list_deployments, self._deployments_in,
+                                       _refused_scope, reuse=LIST_REUSE)  # fmt: skip
+        self._secrets = SharedList(self._list_secrets, self._secrets_in, _refused_scope,
+                                   reuse=LIST_REUSE)  # fmt: skip
 
     @classmethod
     def from_kubeconfig(
@@ -176,7 +194,7 @@ class KubeCluster:
                 )
             except ApiException as e:
                 if e.status is not None and e.status < 500 and e.status != 429:
-                    raise ClusterError(f"{what}: HTTP {e.status} {e.reason}") from None
+                    raise ClusterError(f"{what}: HTTP {e.status} {e.reason}", e.status) from None
                 last = f"HTTP {e.status} {e.reason}"
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 last = _network_reason(e)
@@ -191,12 +209,35 @@ class KubeCluster:
     async def _core(self) -> k8s.CoreV1Api:
         return k8s.CoreV1Api(await self._api())
 
+    def forget(self) -> None:
+        """Read Deployments and release records anew on the next question."""
+        self._deployments.forget()
+        self._secrets.forget()
+
     async def deployments(self, namespace: str) -> list[DeploymentState]:
+        """From the cluster's one shared list of Deployments (bot.cluster.listcache)."""
+        return [deployment_state(d) for d in await self._deployments.in_namespace(namespace)]
+
+    async def _list_deployments(self) -> Any:
         apps = await self._apps()
-        result = await self._call(
+        return await self._call("list deployments", apps.list_deployment_for_all_namespaces)
+
+    async def _deployments_in(self, namespace: str) -> Any:
+        apps = await self._apps()
+        return await self._call(
             f"list deployments in {namespace}", apps.list_namespaced_deployment, namespace
         )
-        return [deployment_state(d) for d in result.items]
+
+    async def _list_secrets(self) -> Any:
+        core = await self._core()
+        return await self._call("list helm releases", core.list_secret_for_all_namespaces,
+                                label_selector=HELM_OWNER)  # fmt: skip
+
+    async def _secrets_in(self, namespace: str) -> Any:
+        core = await self._core()
+        return await self._call(f"list helm releases in {namespace}",
+                                core.list_namespaced_secret, namespace,
+                                label_selector=HELM_OWNER)  # fmt: skip
 
     async def pods(self, namespace: str) -> list[PodState]:
         core = await self._core()
@@ -204,15 +245,11 @@ class KubeCluster:
         return [pod_state(p) for p in result.items]
 
     async def helm_records(self, namespace: str, release: str) -> list[HelmRelease]:
-        """Every readable record of `release` (oldest first), from Helm's release Secrets."""
-        core = await self._core()
-        result = await self._call(
-            f"list helm releases in {namespace}",
-            core.list_namespaced_secret,
-            namespace,
-            label_selector=selector(release),
-        )
-        return release_records(result.items, release)
+        """Every readable record of `release` (oldest first), from Helm's release Secrets
+        (the cluster's one shared list of them)."""
+        secrets = helm_secrets(await self._secrets.in_namespace(namespace))
+        mine = [s for s in secrets if ((s.metadata.labels or {}).get("name")) == release]
+        return release_records(mine, release)
 
     helm_history = helm_records  # what `helm history` shows, read without helm
 

@@ -5,8 +5,9 @@ Every line the bot sends (replies and unasked announcements) is written here fir
 crash or a chat outage loses nothing: rows stay pending until an adapter accepted them.
 Updates carrying the same `key` (one pipeline, one deploy) replace the still-unsent text,
 so a backlog shows the latest state; a final state is never replaced. On rate-limited
-networks a fresh announcement is held for `flood.coalesce` seconds first, so a burst spends
-its first lines on states that are still current. A line is planned only when its
+networks a fresh announcement is held for `flood.coalesce` seconds first while lines are
+queueing for its connection, so a burst spends its first lines on states that are still
+current; a lone line on an idle connection goes at once. A line is planned only when its
 connection can put it on the wire at once (`ready_in`: the adapter paces every line by the
 one budget the server allows, see bot.chat.pacing), replies first; an announcement also
 takes a token from its room's budget (`flood`, politeness), a reply does not (it was asked
@@ -61,6 +62,7 @@ class Outbox:
         self._stuck_rooms: set[str] = set()  # rooms already reported as unserved
         self._unmarked: set[int] = set()  # sent, but the store could not mark them yet
         self._fresh: dict[int, float] = {}  # announcement id -> when queued (coalescing)
+        self._last_sent: dict[str, float] = {}  # adapter -> when it last took a line
 
     async def enqueue(
         self,
@@ -160,14 +162,18 @@ class Outbox:
         queued_at = {r["id"]: r["created_at"] for r in rows}
         held: float | None = None  # seconds until the youngest held announcement may go
         now = self.clock()
-        for r in rows:
-            found = self.pick_adapter(r["adapter"], r["room"])
+        routed = [(r, self.pick_adapter(r["adapter"], r["room"])) for r in rows]
+        waiting: dict[str, int] = {}  # adapter -> lines waiting for it
+        for _, found in routed:
+            if found is not None:
+                waiting[found.name] = waiting.get(found.name, 0) + 1
+        for r, found in routed:
             if found is None:
                 orphans.append(r)
                 continue
             queued = self._fresh.get(r["id"])
             young = 0.0 if queued is None else self.flood.coalesce - (now - queued)
-            if found.rate_limited and young > 0:
+            if young > 0 and self._busy(found, waiting[found.name], now):
                 # hold a fresh announcement briefly: a burst's later states replace it
                 held = young if held is None else min(held, young)
                 continue
@@ -217,6 +223,7 @@ class Outbox:
                     bucket.refund()
                 next_wait = min(next_wait or 1.0, 1.0)
                 continue
+            self._last_sent[adapter.name] = self.clock()
             await self._mark_sent(ids, {p.id: p.text for p in items if p.id in set(ids)})
             if self.on_sent:  # each line's time in the queue, from when it was queued
                 sent_at = time.time()
@@ -224,6 +231,16 @@ class Outbox:
             if len(ids) < len(items):
                 next_wait = 0.0
         return next_wait if next_wait is not None else 0.0
+
+    def _busy(self, adapter: ChatAdapter, waiting: int, now: float) -> bool:
+        """Whether lines are actually queueing for `adapter`: only then is a fresh
+        announcement held for newer states. A lone line on an idle connection (nothing else
+        waiting, nothing sent within the window) goes at once, or as soon as the connection's
+        budget has a token: a hold on top of that wait would only add to it."""
+        if not adapter.rate_limited:
+            return False
+        recent = now - self._last_sent.get(adapter.name, float("-inf")) < self.flood.coalesce
+        return waiting > 1 or recent
 
     async def _reroute(self, rows: list[Row]) -> bool:
         """Move lines for unserved rooms to the default room, noting where they were for.

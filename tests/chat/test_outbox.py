@@ -301,3 +301,30 @@ async def test_a_final_coalesced_while_its_row_is_being_sent_is_not_lost(store_u
         ]
     finally:
         await store.close()
+
+
+async def test_a_lone_announcement_on_an_idle_connection_goes_at_once(tmp_path: Path) -> None:
+    """The coalescing hold applies only while lines queue: the first line after a quiet spell
+    is not held, the burst behind it is (and shows its latest state)."""
+    chat, clock = RecordingChat(), Clock()
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    outbox = Outbox(store, [chat], FloodConfig(burst=4, coalesce=0.3), clock=clock)
+    try:
+        await outbox.enqueue("#ops", "builds-api #1 started", key="p1", short="#1 started")
+        assert await outbox.drain_once() == 0.0  # sent at once, not held
+        assert chat.lines == [("#ops", "builds-api #1 started")]
+        clock.now += 0.05  # the same pipeline moves on at once: the connection is busy
+        await outbox.enqueue("#ops", "builds-api #1 running", key="p1", short="#1 running")
+        await outbox.enqueue("#ops", "builds-api #1 success", key="p1", final=True)
+        assert await outbox.drain_once() == pytest.approx(0.3)
+        assert len(chat.lines) == 1
+        clock.now += 0.3
+        await _drain(outbox)
+        assert chat.lines[1:] == [("#ops", "builds-api #1 success")]
+        clock.now += 5.0  # quiet again: the next pipeline's first line is not held
+        await outbox.enqueue("#ops", "builds-api #2 started", key="p2", short="#2 started")
+        await outbox.drain_once()
+        assert chat.lines[2:] == [("#ops", "builds-api #2 started")]
+    finally:
+        await store.close()

@@ -362,7 +362,7 @@ async def test_live_version_falls_back_to_the_newest_deployed_helm_record(
     )
     assert live == "0.0.131"
     selectors = [parse_qs(urlsplit(r).query).get("labelSelector") for r in kube.requests]
-    assert ["owner=helm,name=builds-api"] in selectors
+    assert ["owner=helm"] in selectors  # Helm's own label: one list serves every release
     assert await cluster.helm_release(NS, "missing") is None
 
 
@@ -460,3 +460,34 @@ current-context: tools
         await c.close()
     with pytest.raises(ClusterError, match="nope"):
         KubeCluster.from_kubeconfig(str(kubeconfig), "nope")
+
+
+@pytest.mark.parametrize("cluster_scope", [True, False])
+async def test_many_namespaces_are_read_in_one_list_per_kind(
+    kube: FakeKube, cluster: KubeCluster, cluster_scope: bool
+) -> None:
+    """Questions about 20 namespaces asked together cost one Deployments list and one list of
+    Helm's records; an API refusing the cluster scope (namespaced RBAC) is asked once per
+    namespace, with the same answers."""
+    kube.forbid_cluster_wide = not cluster_scope
+    names = [f"c{i:02d}" for i in range(20)]
+    for name in names:
+        kube.add_deployment(name, name, chart=name, version="0.0.7")
+        kube.add_helm_release(name, name, 1, name, "0.0.7", status="deployed")
+    kube.add_helm_release("elsewhere", "c00", 1, "c00", "9.9.9", status="deployed")
+    kube.requests.clear()
+
+    lives = await asyncio.gather(*(cluster.live_version(n, n, n) for n in names))
+    states = await asyncio.gather(*(cluster.release_state(n, n) for n in names))
+
+    assert lives == ["0.0.7"] * 20
+    assert [s.deployed.chart_version if s and s.deployed else None for s in states] == (
+        ["0.0.7"] * 20
+    )
+    if cluster_scope:
+        assert sorted(urlsplit(r).path for r in kube.requests) == [
+            "/api/v1/secrets",
+            "/apis/apps/v1/deployments",
+        ]
+    else:  # one refused try per kind, then each namespace once per kind
+        assert len(kube.requests) == 2 + 2 * 20

@@ -238,6 +238,7 @@ class FakeKube:
         self.expired_as: Literal["event", "status"] = "event"  # how a too-old RV is answered
         self.history_limit = 10_000  # watch events kept for resuming; older ones are compacted
         self.watches_started = 0  # watch requests answered with a stream so far
+        self.forbid_cluster_wide = False  # RBAC with namespaced roles only: 403 on `get -A`
         self._rv = 1
         self._horizon = 1  # a watch may resume from any resourceVersion >= this
         self._store: dict[str, dict[tuple[str, str], _Stored]] = {}  # ns -> (kind, name)
@@ -257,6 +258,7 @@ class FakeKube:
             collection = f"{info.prefix}/namespaces/{{ns}}/{kind}"
             app.router.add_get(collection, self._list(kind))
             app.router.add_get(collection + "/{name}", self._get(kind))
+            app.router.add_get(f"{info.prefix}/{kind}", self._list_all(kind))
         leases = f"{KINDS['leases'].prefix}/namespaces/{{ns}}/leases"
         app.router.add_post(leases, self._create_lease)
         app.router.add_put(leases + "/{name}", self._replace_lease)
@@ -1064,6 +1066,33 @@ class FakeKube:
                 self._tick(namespace)
             wants = _filter(request.query)
             items = [o for o in self._objects(kind, namespace) if wants(o)]
+            info = KINDS[kind]
+            return web.json_response(
+                {
+                    "apiVersion": info.group_version,
+                    "kind": info.kind + "List",
+                    "metadata": {"resourceVersion": str(self._rv)},
+                    "items": [
+                        {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
+                        for o in items
+                    ],
+                }
+            )
+
+        return handler
+
+    def _list_all(self, kind: str) -> Any:
+        """A list across every namespace (`kubectl get -A`), selectors applied; no watch."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if self.forbid_cluster_wide:
+                return _status(403, "Forbidden", f"{kind} is forbidden at the cluster scope")
+            wants = _filter(request.query)
+            items = []
+            for namespace in list(self._namespaces):
+                if kind == "deployments":
+                    self._tick(namespace)
+                items += [o for o in self._objects(kind, namespace) if wants(o)]
             info = KINDS[kind]
             return web.json_response(
                 {

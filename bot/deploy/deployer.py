@@ -52,6 +52,8 @@ from bot.model.state import Model
 from bot.services import Services
 from bot.store.sal import actor_name
 
+LIVE_WAIT = 15.0  # seconds a restart waits for what runs before it says it is unknown
+
 
 class Deployer:
     """The deploy service (one per bot)."""
@@ -448,7 +450,7 @@ class Deployer:
 
     # --- restart -------------------------------------------------------------------------
 
-    async def recover(self, live_timeout: float = 15.0) -> list[int]:
+    async def recover(self, live_timeout: float = LIVE_WAIT) -> list[int]:
         """Mark deploys a crash left in flight as interrupted; never re-apply them."""
         rows = await self.records.in_flight()
         for row in rows:
@@ -489,14 +491,16 @@ class Deployer:
     async def _after_restart(self, req: DeployRequest, limit: float) -> str:
         """The planner's step for an interrupted deploy's environment: `!apply` to retry
         only while the pin is not what runs (else `!apply` would say nothing to apply)."""
-        retry = f"check, then !apply {req.component} {req.env} to retry"
+        prefix = str(self.services.config.bot.prefix)
+        apply = f"{prefix}apply {req.component} {req.env}"
+        retry = f"check, then {apply} to retry"
         try:
             async with asyncio.timeout(limit):
                 facts = await self.model.facts(req.component, req.env)
         except (ClusterError, GitError, UserError, TimeoutError):
             return retry
-        advice = plan_env(facts)
-        return retry if advice.command == f"!apply {req.component} {req.env}" else advice.line()
+        advice = plan_env(facts, prefix=prefix)
+        return retry if advice.command == apply else advice.line()
 
     def _watch_orphan(self, d: Deploy, pgid: int) -> None:
         """Refuse applies of that component+env until the orphaned group is gone."""
@@ -507,7 +511,7 @@ class Deployer:
 
         async def gone() -> None:
             self._busy.pop(key, None)
-            step = await self._after_restart(d.req, 15.0)
+            step = await self._after_restart(d.req, LIVE_WAIT)
             await self.report.say(
                 d, f"deploy #{d.id}'s leftover process group {pgid} has exited; {step}",
                 final=True,

@@ -1066,20 +1066,23 @@ class FakeKube:
                 self._tick(namespace)
             wants = _filter(request.query)
             items = [o for o in self._objects(kind, namespace) if wants(o)]
-            info = KINDS[kind]
-            return web.json_response(
-                {
-                    "apiVersion": info.group_version,
-                    "kind": info.kind + "List",
-                    "metadata": {"resourceVersion": str(self._rv)},
-                    "items": [
-                        {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
-                        for o in items
-                    ],
-                }
-            )
+            return self._list_response(kind, items)
 
         return handler
+
+    def _list_response(self, kind: str, items: list[dict[str, Any]]) -> web.Response:
+        """A `<Kind>List` the way the API server answers a LIST."""
+        info = KINDS[kind]
+        return web.json_response(
+            {
+                "apiVersion": info.group_version,
+                "kind": info.kind + "List",
+                "metadata": {"resourceVersion": str(self._rv)},
+                "items": [
+                    {k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in items
+                ],
+            }
+        )
 
     def _list_all(self, kind: str) -> Any:
         """A list across every namespace (`kubectl get -A`), selectors applied; no watch."""
@@ -1093,18 +1096,7 @@ class FakeKube:
                 if kind == "deployments":
                     self._tick(namespace)
                 items += [o for o in self._objects(kind, namespace) if wants(o)]
-            info = KINDS[kind]
-            return web.json_response(
-                {
-                    "apiVersion": info.group_version,
-                    "kind": info.kind + "List",
-                    "metadata": {"resourceVersion": str(self._rv)},
-                    "items": [
-                        {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
-                        for o in items
-                    ],
-                }
-            )
+            return self._list_response(kind, items)
 
         return handler
 

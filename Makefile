@@ -59,9 +59,10 @@ suite: test-deps debs helm-bins
 	$(BIN)/pytest -q
 
 # the tests not marked `real` (no apt step: no real servers or deploybot processes; the
-# marker is set automatically by what a test starts, see tests/support/real.py)
+# marker is set automatically by what a test starts, see tests/support/real.py); the
+# planner's property test runs 15 random histories here (100 in `make test`, 5,000 in `make fuzz`)
 unit: test-deps
-	$(BIN)/pytest -q -p no:cacheprovider -m "not real"
+	FUZZ_EXAMPLES=15 $(BIN)/pytest -q -p no:cacheprovider -m "not real"
 
 # the inner loop
 check: lint typecheck unit

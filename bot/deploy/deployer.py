@@ -359,16 +359,20 @@ class Deployer:
         if d.req.action == Action.EMERGENCY:
             self.dir.mkdir(parents=True, exist_ok=True)
             await self.records.set_state(d.id, "applying")
-            await steps.run(d, "rollback", deploy.rollback, self.dir)
+            await steps.run(
+                d, "rollback", deploy.rollback, self.dir, on_wait=self.report.waiting(d)
+            )
         else:
             await steps.checkout(d, workdir)
             scripts = await self.report.upgrade_scripts(d, workdir)
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
-                result = await steps.run(d, "diff", deploy.diff, workdir)
+                result = await steps.run(
+                    d, "diff", deploy.diff, workdir, on_wait=self.report.waiting(d)
+                )
                 summary = steps.diff_summary(result, self.report.log_url(d.id))
                 await self.report.say(d, f"deploy #{d.id} diff: {summary}")
-            await steps.run(d, "apply", deploy.apply, workdir)
+            await steps.run(d, "apply", deploy.apply, workdir, on_wait=self.report.waiting(d))
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts
         if d.req.action == Action.EMERGENCY and not d.version:

@@ -167,6 +167,9 @@ class ComponentConfig(Model):
     # the helmfile releases that are this component: `{selectors}` in a deploy argv becomes
     # `--selector name=<release>` for each; default: [release or the component's name]
     releases: list[str] | None = Field(None, min_length=1)
+    # the label that names a workload's Helm release: the rollout watch judges only the
+    # workloads of the component's releases (others in its namespace are someone else's)
+    instance_label: str = Field("app.kubernetes.io/instance", pattern=r"^[A-Za-z0-9./_-]+$")
 
     @field_validator("releases")
     @classmethod

@@ -15,9 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
-from bot.cluster.helm import OnWait, cluster_key, cluster_name, command_argv
+from bot.cluster.helm import OnWait, cluster_key, cluster_name, command_argv, releases_of
 from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
+from bot.cluster.rollout import Releases
 from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, run
 from bot.core.git import GitError, git
 from bot.deploy.failures import meaningful_line
@@ -109,8 +110,13 @@ class Steps:
         cluster = self.services.clusters.get(d.req.env)
         if cluster is None:
             return "not verified: no cluster configured"
-        namespace = target_of(self.config, d.req.component).namespace
-        rollout = await cluster.wait_rollout(namespace, timeout=self.config.deploy.rollout_timeout)
+        c = d.req.component
+        namespace = target_of(self.config, c).namespace
+        releases = Releases(frozenset(releases_of(self.config, c)),
+                            self.config.components[c].instance_label)  # fmt: skip
+        rollout = await cluster.wait_rollout(
+            namespace, timeout=self.config.deploy.rollout_timeout, releases=releases
+        )
         if not rollout.ok:
             raise DeployFailed(f"rollout failed: {rollout.summary}")
         try:

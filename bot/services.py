@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.cluster.helm import HelmSlots
 from bot.cluster.kube import KubeCluster
 from bot.cluster.registry import Registry
 from bot.config.model import Config
@@ -41,3 +42,5 @@ class Services:
     clusters: dict[str, KubeCluster] = field(default_factory=dict)  # env name -> cluster
     registry: Registry | None = None
     leadership: Leadership = field(default_factory=Leadership)  # single instance: always
+    # helm runs per cluster (`cluster.max_parallel_helm`): deploys and the unapplied check
+    helm_slots: HelmSlots = field(default_factory=HelmSlots)

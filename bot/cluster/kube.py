@@ -30,6 +30,7 @@ from bot.cluster.helmrecords import (
     release_state,
 )
 from bot.cluster.listcache import SharedList, helm_secrets
+from bot.cluster.rollout import Releases
 from bot.cluster.watch import KINDS, Follower, watch_rollout
 from bot.cluster.workloads import (
     CHART_LABEL,
@@ -282,9 +283,11 @@ class KubeCluster:
         namespace: str,
         *,
         timeout: float,  # noqa: ASYNC109 - the rollout deadline is the product's setting
+        releases: Releases | None = None,
     ) -> RolloutResult:
-        """Watch until every Deployment, StatefulSet and DaemonSet in `namespace` is rolled
-        out (kubectl's rules), one fails, a new pod fails, or `timeout` seconds pass."""
+        """Watch until every Deployment, StatefulSet and DaemonSet in `namespace` (of
+        `releases`, when given) is rolled out (kubectl's rules), one fails, a new pod fails,
+        or `timeout` seconds pass."""
         apps, core = await self._apps(), await self._core()
         listers = {
             "deployments": apps.list_namespaced_deployment,
@@ -305,7 +308,7 @@ class KubeCluster:
                             watch_seconds=self._watch_seconds, backoff=self._backoff)  # fmt: skip
 
         followers = {kind: follower(kind) for kind in KINDS}
-        outcome = await watch_rollout(followers, changed, timeout)
+        outcome = await watch_rollout(followers, changed, timeout, releases)
         if outcome.judgement is not None:
             j = outcome.judgement
             return RolloutResult(j.state == "done", j.summary, j.details)

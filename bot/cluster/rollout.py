@@ -14,7 +14,10 @@ Each workload gets a `Verdict` from its own object, as kubectl's status viewers 
 
 `judge` puts the verdicts together with the pods: a pending workload whose *new* pods wait
 for ImagePullBackOff, ErrImagePull, CrashLoopBackOff, ... fails the rollout at once, quoting
-the reason; old pods never do. The watch loop (`bot.cluster.watch`) feeds it.
+the reason; old pods never do. With `Releases`, only the workloads of the component's Helm
+releases are judged (by `app.kubernetes.io/instance` or the configured label), so another
+component in the same namespace never decides this one's verdict. The watch loop
+(`bot.cluster.watch`) feeds it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.cluster.workloads import PodState, problems_of
+from bot.cluster.workloads import INSTANCE_LABEL, PodState, problems_of
 
 State = Literal["done", "progressing", "failed"]
 DEADLINE_REASON = "ProgressDeadlineExceeded"
@@ -188,15 +191,84 @@ def new_pods(
     return found
 
 
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # helm >= 3.2 sets it on what it owns
+
+
+@dataclass(frozen=True)
+class Releases:
+    """Which workloads a rollout watch judges: those of these Helm releases, named by the
+    `label` (`app.kubernetes.io/instance`), else by Helm's release-name annotation. A workload
+    that names no release is judged too (it cannot be told apart); one that names another
+    release is someone else's and is left out, with its ReplicaSets and pods."""
+
+    names: frozenset[str]
+    label: str = INSTANCE_LABEL
+
+    def release_of(self, meta: Any) -> str | None:
+        labels = (meta.labels if meta is not None else None) or {}
+        annotations = (meta.annotations if meta is not None else None) or {}
+        return labels.get(self.label) or annotations.get(HELM_RELEASE_ANNOTATION)
+
+    def foreign(self, meta: Any) -> bool:
+        release = self.release_of(meta)
+        return release is not None and release not in self.names
+
+
+def _split(objects: Iterable[Any], releases: Releases) -> tuple[list[Any], set[str]]:
+    """(the objects that are not foreign, the names of those that are)."""
+    kept, foreign = [], set()
+    for obj in objects:
+        if releases.foreign(obj.metadata):
+            foreign.add(obj.metadata.name or "")
+        else:
+            kept.append(obj)
+    return kept, foreign
+
+
+def select(
+    releases: Releases,
+    deployments: Iterable[Any],
+    statefulsets: Iterable[Any],
+    daemonsets: Iterable[Any],
+    replicasets: Iterable[Any],
+    pods: Iterable[PodState],
+) -> tuple[list[Any], list[Any], list[Any], list[Any], list[PodState]]:
+    """The workloads, ReplicaSets and pods of `releases` (see `Releases`)."""
+    deps, other_deps = _split(deployments, releases)
+    sets, other_sets = _split(statefulsets, releases)
+    daemons, other_daemons = _split(daemonsets, releases)
+    rss, other_rss = [], set()
+    for rs in replicasets:
+        owners = {(o.kind, o.name) for o in rs.metadata.owner_references or []}
+        if releases.foreign(rs.metadata) or any(("Deployment", n) in owners for n in other_deps):
+            other_rss.add(rs.metadata.name or "")
+        else:
+            rss.append(rs)
+    others = {"ReplicaSet": other_rss, "StatefulSet": other_sets, "DaemonSet": other_daemons}
+    kept_pods = []
+    for pod in pods:
+        foreign = pod.labels.get(releases.label) not in (None, *releases.names)
+        if foreign or (pod.owner is not None and pod.owner[1] in others.get(pod.owner[0], ())):
+            continue
+        kept_pods.append(pod)
+    return deps, sets, daemons, rss, kept_pods
+
+
 def judge(
     deployments: Iterable[Any],
     statefulsets: Iterable[Any],
     daemonsets: Iterable[Any],
     replicasets: Iterable[Any],
     pods: Iterable[PodState],
+    releases: Releases | None = None,
 ) -> Judgement:
-    """The namespace's rollout: done when every workload is, failed when one is (or a new pod
-    waits for a failing reason), else progressing."""
+    """The namespace's rollout (with `releases`: of those releases' workloads only): done
+    when every workload is, failed when one is (or a new pod waits for a failing reason),
+    else progressing."""
+    if releases is not None:
+        deployments, statefulsets, daemonsets, replicasets, pods = select(
+            releases, deployments, statefulsets, daemonsets, replicasets, pods
+        )
     verdicts = [(deployment_verdict(d), d) for d in deployments]
     verdicts += [(statefulset_verdict(s), s) for s in statefulsets]
     verdicts += [(daemonset_verdict(ds), ds) for ds in daemonsets]

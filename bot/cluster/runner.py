@@ -54,9 +54,23 @@ class RunResult:
         return next((line for line in reversed(self.tail) if line.strip()), "")
 
 
-def fill(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
-    """Replace `{component}`, `{env}`, ... in each word; values must be plain names."""
-    return [_fill_word(word, values) for word in argv]
+SELECTORS = "{selectors}"  # a word of its own: the component's `--selector name=<r>` words
+
+
+def fill(
+    argv: Sequence[str], values: Mapping[str, str], selectors: Sequence[str] = ()
+) -> list[str]:
+    """Replace `{component}`, `{env}`, ... in each word (values must be plain names); the
+    word `{selectors}` becomes the words `selectors` (none: it is dropped)."""
+    filled: list[str] = []
+    for word in argv:
+        if word == SELECTORS:
+            filled += selectors
+        elif SELECTORS in word:
+            raise RunnerError(f"{SELECTORS} must be a word of its own, not in {word!r}")
+        else:
+            filled.append(_fill_word(word, values))
+    return filled
 
 
 def _fill_word(word: str, values: Mapping[str, str]) -> str:

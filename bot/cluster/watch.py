@@ -24,7 +24,7 @@ import aiohttp
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.watch import Watch
 
-from bot.cluster.rollout import Judgement, judge
+from bot.cluster.rollout import Judgement, Releases, judge
 from bot.cluster.workloads import pod_state
 
 log = logging.getLogger("deploybot.kube")
@@ -124,7 +124,7 @@ class WatchOutcome:
     error: str | None  # the newest failure of a list or watch, if any
 
 
-def judge_followers(followers: dict[str, Follower]) -> Judgement:
+def judge_followers(followers: dict[str, Follower], releases: Releases | None = None) -> Judgement:
     pods = [pod_state(p) for p in followers["pods"].objects.values()]
     return judge(
         followers["deployments"].objects.values(),
@@ -132,6 +132,7 @@ def judge_followers(followers: dict[str, Follower]) -> Judgement:
         followers["daemonsets"].objects.values(),
         followers["replicasets"].objects.values(),
         pods,
+        releases,
     )
 
 
@@ -139,6 +140,7 @@ async def watch_rollout(
     followers: dict[str, Follower],
     changed: asyncio.Event,
     timeout: float,  # noqa: ASYNC109 - the rollout deadline is the product's setting
+    releases: Releases | None = None,
 ) -> WatchOutcome:
     """Run the followers until `judge` says done or failed, or `timeout` seconds pass."""
     loop = asyncio.get_running_loop()
@@ -157,7 +159,7 @@ async def watch_rollout(
             changed.clear()
             if not all(f.synced for f in followers.values()):
                 continue
-            last = judge_followers(followers)
+            last = judge_followers(followers, releases)
             if last.state != "progressing":
                 return WatchOutcome(last, last, None)
     finally:

@@ -164,9 +164,12 @@ class ComponentConfig(Model):
     pins: list[PinConfig] = Field(
         default_factory=lambda: [PinConfig(key="chartVersion")], min_length=1
     )
-    # the helmfile releases that are this component (`--selector name=<release>` of the
-    # unapplied check's template and diff); default: [release or the component's name]
+    # the helmfile releases that are this component: `{selectors}` in a deploy argv becomes
+    # `--selector name=<release>` for each; default: [release or the component's name]
     releases: list[str] | None = Field(None, min_length=1)
+    # the label that names a workload's Helm release: the rollout watch judges only the
+    # workloads of the component's releases (others in its namespace are someone else's)
+    instance_label: str = Field("app.kubernetes.io/instance", pattern=r"^[A-Za-z0-9./_-]+$")
 
     @field_validator("releases")
     @classmethod
@@ -181,13 +184,15 @@ DEPLOY_SH = ["./deploy.sh", "{component}", "{env}", "--wait"]  # toolforge-deplo
 
 
 class DeployConfig(Model):
+    # `{selectors}`: `--selector name=<release>` for each of the component's releases
     diff: list[str] = [
         "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
-        "diff", "--detailed-exitcode", "--suppress-secrets", "--context", "5",
+        "diff", "--detailed-exitcode", "--suppress-secrets", "--context", "5", "{selectors}",
     ]  # fmt: skip
+    # `helmfile apply`: a diff, then an upgrade of the releases that changed (none: no-op)
     apply: list[str] = [
         "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
-        "sync", "--wait",
+        "apply", "--wait", "--suppress-secrets", "{selectors}",
     ]  # fmt: skip
     # {revision}: the Helm revision the bot chose from the cluster's history, else 0 (helm's
     # "the one before the current")
@@ -196,10 +201,10 @@ class DeployConfig(Model):
     ]  # fmt: skip
     test: list[str] | None = None
     # renders the component in an environment with no cluster (the unapplied check runs it at
-    # the commit last applied and at main, with `--selector name=<release>` appended)
+    # the commit last applied and at main)
     template: list[str] = [
         "helmfile", "-e", "{env}", "--file", "components/{component}/helmfile.yaml",
-        "template", "--skip-deps",
+        "template", "--skip-deps", "{selectors}",
     ]  # fmt: skip
     timeout: float = Field(900, gt=0)
     rollout_timeout: float = Field(300, gt=0)

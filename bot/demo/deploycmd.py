@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
-REAL = {
+REAL = {  # the default deploy.diff/apply, `{selectors}` for a component of one release
     "diff": "helmfile -e {env} --file components/{component}/helmfile.yaml diff"
-    " --detailed-exitcode --suppress-secrets --context 5",
-    "apply": "helmfile -e {env} --file components/{component}/helmfile.yaml sync --wait",
+    " --detailed-exitcode --suppress-secrets --context 5 --selector name={component}",
+    "apply": "helmfile -e {env} --file components/{component}/helmfile.yaml apply --wait"
+    " --suppress-secrets --selector name={component}",
     "rollback": "helm rollback {component} 0 -n {component} --wait",
 }
 

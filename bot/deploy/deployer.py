@@ -27,7 +27,7 @@ from bot.core.tasks import TaskSet
 from bot.core.text import format_duration
 from bot.deploy import functests, preflight
 from bot.deploy.emergency import emergency_target, is_older
-from bot.deploy.failures import hint
+from bot.deploy.failures import hint, lost_api
 from bot.deploy.followup import Deployed, follow_up
 from bot.deploy.freezes import FreezeBook
 from bot.deploy.gitlabdeploys import GitLabDeployments
@@ -359,16 +359,20 @@ class Deployer:
         if d.req.action == Action.EMERGENCY:
             self.dir.mkdir(parents=True, exist_ok=True)
             await self.records.set_state(d.id, "applying")
-            await steps.run(d, "rollback", deploy.rollback, self.dir)
+            await steps.run(
+                d, "rollback", deploy.rollback, self.dir, on_wait=self.report.waiting(d)
+            )
         else:
             await steps.checkout(d, workdir)
             scripts = await self.report.upgrade_scripts(d, workdir)
             await self.records.set_state(d.id, "applying")
             if deploy.diff:
-                result = await steps.run(d, "diff", deploy.diff, workdir)
+                result = await steps.run(
+                    d, "diff", deploy.diff, workdir, on_wait=self.report.waiting(d)
+                )
                 summary = steps.diff_summary(result, self.report.log_url(d.id))
                 await self.report.say(d, f"deploy #{d.id} diff: {summary}")
-            await steps.run(d, "apply", deploy.apply, workdir)
+            await steps.run(d, "apply", deploy.apply, workdir, on_wait=self.report.waiting(d))
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts
         if d.req.action == Action.EMERGENCY and not d.version:
@@ -397,7 +401,12 @@ class Deployer:
             detail += "; " + await self._repin(d)
         if state == "failed":
             prefix = str(self.config.bot.prefix)
-            if advice := hint(detail, req.component, req.env, prefix):
+            retry = None
+            if lost_api(detail):  # whether the apply landed decides the step: the planner's
+                retry = await self._retry_step(
+                    req, LIVE_WAIT, "check {status}, then {apply} to retry"
+                )
+            if advice := hint(detail, req.component, req.env, prefix, retry):
                 detail += f" · {advice}"
         await self.records.set_state(d.id, state, result=detail, version=d.version,
                                      error=None if state == "done" else detail)  # fmt: skip
@@ -489,11 +498,16 @@ class Deployer:
         return [int(r["id"]) for r in rows]
 
     async def _after_restart(self, req: DeployRequest, limit: float) -> str:
-        """The planner's step for an interrupted deploy's environment: `!apply` to retry
-        only while the pin is not what runs (else `!apply` would say nothing to apply)."""
+        """The planner's step for an interrupted deploy's environment."""
+        return await self._retry_step(req, limit, "check, then {apply} to retry")
+
+    async def _retry_step(self, req: DeployRequest, limit: float, retry: str) -> str:
+        """The planner's step for an environment whose deploy was cut off (a restart, helm
+        losing the API): `retry` (its `{apply}` filled) only while the pin is not what runs
+        (else `!apply` would say nothing to apply)."""
         prefix = str(self.services.config.bot.prefix)
         apply = f"{prefix}apply {req.component} {req.env}"
-        retry = f"check, then {apply} to retry"
+        retry = retry.format(apply=apply, status=f"{prefix}status {req.component} {req.env}")
         try:
             async with asyncio.timeout(limit):
                 facts = await self.model.facts(req.component, req.env)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 _ERROR_RE = re.compile(r"^\s*(?:error|upgrade failed|fatal|err)\s*:", re.I)
 _NOISE_RE = re.compile(r"^[\s^~|`'\"\-=*.]*$")
 _TRACE_RE = re.compile(r"^\s*(File \"|Traceback \(most recent call last\)|at |\s*\^)")
+# helm's client lost the API server: a dropped connection or a request past its deadline
+_LOST_API = re.compile(r"(?<![A-Za-z])EOF\b|context deadline exceeded")
 _EXIT_STATUS_RE = re.compile(r"^\s*(exit status \d+|command exited|make: \*\*\*)", re.I)
 
 
@@ -54,21 +56,39 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
         "the new pods crash on start: read {log}, then {rollback}",
     ),
     (
-        re.compile(r"timed out waiting for the condition|context deadline exceeded", re.I),
+        _LOST_API,
+        "helm lost the Kubernetes API mid-run (EOF, context deadline exceeded: a dropped"
+        " connection or a timed-out call, usually an API server under load); the release"
+        " may or may not have changed: {retry}",
+    ),
+    (
+        re.compile(r"timed out waiting for the condition", re.I),
         "pods did not become ready in time: check {status}, read {log}, then {rollback}",
     ),
 )
 
 
-def hint(detail: str, component: str, env: str, prefix: str = "!") -> str | None:
-    """A short hint with the next command for a known helm/Kubernetes failure, else None."""
+def lost_api(detail: str) -> bool:
+    """Did helm lose the Kubernetes API (EOF, context deadline exceeded)? Its hint ends with
+    the planner's step for the environment (`retry` of `hint`)."""
+    return bool(_LOST_API.search(detail))
+
+
+def hint(
+    detail: str, component: str, env: str, prefix: str = "!", retry: str | None = None
+) -> str | None:
+    """A short hint with the next command for a known helm/Kubernetes failure, else None.
+    `retry`: the planner's step after a lost API (default: check, then apply again)."""
+    status = f"{prefix}status {component} {env}"
+    apply = f"{prefix}apply {component} {env}"
     for pattern, text in _HINTS:
         if pattern.search(detail):
             return "hint: " + text.format(
-                status=f"{prefix}status {component} {env}",
+                status=status,
                 rollback=f"{prefix}rollback {component} {env}",
                 emergency=f"{prefix}rollback {component} {env} --emergency",
-                apply=f"{prefix}apply {component} {env}",
+                apply=apply,
                 log="the log",
+                retry=retry or f"check {status}, then {apply} to retry",
             )
     return None

@@ -4,6 +4,7 @@ what it brings (commits, upgrade scripts). The deployer's half that only speaks.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.config.model import Config
@@ -40,6 +41,14 @@ class DeployReport:
         await self.services.announcer.announce(
             text, component=d.req.component, key=f"deploy:{d.id}", final=final
         )
+
+    def waiting(self, d: Deploy) -> Callable[[str], Awaitable[None]]:
+        """What a step waiting for a helm slot says in the room (`deploy #7 waiting ...`)."""
+
+        async def say(line: str) -> None:
+            await self.say(d, f"deploy #{d.id} {line}")
+
+        return say
 
     async def refuse(self, req: DeployRequest, reason: str) -> DeployOutcome:
         """Record a refused deploy in the SAL; the returned line is the reply."""

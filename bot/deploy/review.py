@@ -78,7 +78,10 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
         scripts = await dep.report.upgrade_scripts(d, workdir)
         await dep.records.set_state(d.id, "applying")
         summary = dep.steps.diff_summary(
-            await dep.steps.run(d, "diff", config.deploy.diff, workdir), dep.report.log_url(d.id)
+            await dep.steps.run(
+                d, "diff", config.deploy.diff, workdir, on_wait=dep.report.waiting(d)
+            ),
+            dep.report.log_url(d.id),
         )
     except DeployFailed as exc:
         await dep.records.set_state(d.id, "failed", result=str(exc), error=str(exc))

@@ -10,19 +10,24 @@ every variable that holds a configured secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
+from bot.cluster.helm import OnWait, cluster_key, cluster_name, command_argv, releases_of
 from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
-from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, fill, run
+from bot.cluster.rollout import Releases
+from bot.cluster.runner import RunnerError, RunResult, changed_resources, diff_outcome, run
 from bot.core.git import GitError, git
 from bot.deploy.failures import meaningful_line
 from bot.deploy.model import Action, Deploy, DeployFailed
 from bot.deploy.orphans import pgid_path
 from bot.model.running import live_version
 from bot.services import Services
+
+HELM_STEPS = ("diff", "apply", "rollback")  # they talk to the cluster: one slot each
 
 
 class Steps:
@@ -45,21 +50,17 @@ class Steps:
             raise DeployFailed(f"cannot check out {d.commit[:8]}: {exc}") from None
 
     async def run(
-        self, d: Deploy, step: str, template: list[str], cwd: Path, *, check: bool = True
-    ) -> RunResult:
+        self, d: Deploy, step: str, template: list[str], cwd: Path, *, check: bool = True,
+        on_wait: OnWait | None = None,
+    ) -> RunResult:  # fmt: skip
         """Run one configured argv; DeployFailed unless it exits 0 (diff: 0 or 2), or, with
-        `check=False`, whatever its exit status (a timeout still fails)."""
+        `check=False`, whatever its exit status (a timeout still fails). It waits for one of
+        the cluster's `cluster.max_parallel_helm` slots first (`on_wait` hears why)."""
         req = d.req
         env_cfg = self.config.env(req.env)
-        target = target_of(self.config, req.component)
-        values = {
-            "component": req.component, "env": req.env, "version": d.version,
-            "kube_context": (env_cfg.kube_context if env_cfg else None) or "",
-            "release": target.release, "namespace": target.namespace,
-            "revision": str(d.revision or 0),
-        }  # fmt: skip
         try:
-            argv = fill(template, values)
+            argv = command_argv(self.config, template, req.component, req.env,
+                                version=d.version, revision=str(d.revision or 0))  # fmt: skip
         except RunnerError as exc:
             raise DeployFailed(f"deploy.{step}: {exc}") from None
         redact = self.services.redactor
@@ -70,10 +71,15 @@ class Steps:
             child["HELM_KUBECONTEXT"] = env_cfg.kube_context
         child.update(DEPLOYBOT_DEPLOY_ID=str(d.id), DEPLOYBOT_COMPONENT=req.component,
                      DEPLOYBOT_ENV=req.env, DEPLOYBOT_VERSION=d.version)  # fmt: skip
-        result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
-                           log_path=self.logs / f"{d.id}.log",
-                           pgid_path=pgid_path(self.logs, d.id),
-                           redact=redact.outside)  # fmt: skip
+        slot = self.services.helm_slots.slot(
+            cluster_key(self.config, req.env), self.config.cluster.max_parallel_helm,
+            f"deploy #{d.id} {step}", name=cluster_name(self.config, req.env), on_wait=on_wait,
+        ) if step in HELM_STEPS else contextlib.nullcontext()  # fmt: skip
+        async with slot:
+            result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
+                               log_path=self.logs / f"{d.id}.log",
+                               pgid_path=pgid_path(self.logs, d.id),
+                               redact=redact.outside)  # fmt: skip
         ok = (0, 2) if step == "diff" else (0,)
         if result.timed_out:
             raise DeployFailed(f"{step} killed after {result.duration:.0f}s (deploy.timeout)")
@@ -104,8 +110,13 @@ class Steps:
         cluster = self.services.clusters.get(d.req.env)
         if cluster is None:
             return "not verified: no cluster configured"
-        namespace = target_of(self.config, d.req.component).namespace
-        rollout = await cluster.wait_rollout(namespace, timeout=self.config.deploy.rollout_timeout)
+        c = d.req.component
+        namespace = target_of(self.config, c).namespace
+        releases = Releases(frozenset(releases_of(self.config, c)),
+                            self.config.components[c].instance_label)  # fmt: skip
+        rollout = await cluster.wait_rollout(
+            namespace, timeout=self.config.deploy.rollout_timeout, releases=releases
+        )
         if not rollout.ok:
             raise DeployFailed(f"rollout failed: {rollout.summary}")
         try:

@@ -10,8 +10,9 @@ was merged but never applied. Two sources answer it:
   cluster, which also finds changes made by hand (helm-diff's three-way merge is asked for).
 
 Both run with `--selector name=<release>` for each of the component's releases
-(`components.<c>.releases`) and at most `cluster.max_parallel_helm` helm runs at once per
-cluster (renders share one such limit). `UnappliedState` keeps the latest result per
+(`components.<c>.releases`, where the argv has `{selectors}`, as the defaults do) and at most
+`cluster.max_parallel_helm` helm runs at once per cluster, shared with deploys (renders share
+one such limit). `UnappliedState` keeps the latest result per
 component+environment; its `source` is what the planner asks.
 """
 
@@ -30,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.cluster.livestate import target_of
-from bot.cluster.runner import RunnerError, die_with_parent, diff_outcome, fill, run
+from bot.cluster.helm import RENDERS, HelmSlots, cluster_key, command_argv
+from bot.cluster.runner import RunnerError, die_with_parent, diff_outcome, run
 from bot.config.model import Config
 from bot.control.pins import PinError, pin_file_candidates
 from bot.control.repo import ControlRepo
@@ -65,15 +66,6 @@ class Unapplied:
         return bool(self.resources) or self.changes_unread
 
 
-def releases_of(config: Config, component: str) -> list[str]:
-    """The helmfile releases that are this component (default: its Helm release)."""
-    return list(config.components[component].releases or [target_of(config, component).release])
-
-
-def selector_args(config: Config, component: str) -> list[str]:
-    return [w for r in releases_of(config, component) for w in ("--selector", f"name={r}")]
-
-
 def component_paths(config: Config, component: str, env: str) -> list[str]:
     """git pathspecs of the control-repo files that are this component in env: its folder
     and its pin files, minus the other environments' files in its folder (`<other>.*`)."""
@@ -89,49 +81,18 @@ def component_paths(config: Config, component: str, env: str) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-class HelmSlots:
-    """At most `limit` helm/helmfile runs at once per cluster; the rest wait (and say so)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._slots: dict[str, asyncio.Semaphore] = {}
-        self.running: dict[str, int] = {}
-        self.most: dict[str, int] = {}  # the highest count seen at once, per cluster
-
-    @contextlib.asynccontextmanager
-    async def slot(self, cluster: str, what: str) -> AsyncIterator[None]:
-        sem = self._slots.setdefault(cluster, asyncio.Semaphore(self.limit))
-        if sem.locked():
-            log.info("%s waits: %d helm runs on %s already (cluster.max_parallel_helm)",
-                     what, self.limit, cluster)  # fmt: skip
-        async with sem:
-            self.running[cluster] = self.running.get(cluster, 0) + 1
-            self.most[cluster] = max(self.most.get(cluster, 0), self.running[cluster])
-            try:
-                yield
-            finally:
-                self.running[cluster] -= 1
-
-
-def cluster_key(config: Config, env: str) -> str:
-    """Which cluster an environment's helm runs talk to (kubeconfig and context)."""
-    cfg = config.env(env)
-    if cfg is None or (cfg.kubeconfig is None and cfg.kube_context is None):
-        return "(renders)"
-    return f"{cfg.kubeconfig or '~/.kube/config'}#{cfg.kube_context or ''}"
-
-
 class UnappliedRunner:
     """Runs the renders and diffs over checkouts of the control repo (see the module doc)."""
 
     def __init__(
-        self, config: Config, control: ControlRepo, redactor: Redactor, workdir: Path
-    ) -> None:
+        self, config: Config, control: ControlRepo, redactor: Redactor, workdir: Path,
+        slots: HelmSlots,
+    ) -> None:  # fmt: skip
         self.config = config
         self.control = control
         self.redactor = redactor
         self.workdir = workdir
-        self.slots = HelmSlots(config.cluster.max_parallel_helm)
+        self.slots = slots  # shared with deploys (`Services.helm_slots`)
         self._renders: OrderedDict[tuple[str, str, str], dict[Key, Any]] = OrderedDict()
         self._checkouts: OrderedDict[str, asyncio.Lock] = OrderedDict()
         self._in_use: dict[str, int] = {}  # commit -> renders/diffs running in its checkout
@@ -191,14 +152,6 @@ class UnappliedRunner:
             child["HELM_KUBECONTEXT"] = cfg.kube_context
         return child
 
-    def argv(self, template: list[str], component: str, env: str) -> list[str]:
-        target = target_of(self.config, component)
-        cfg = self.config.env(env)
-        values = {"component": component, "env": env, "release": target.release,
-                  "namespace": target.namespace,
-                  "kube_context": (cfg.kube_context if cfg else None) or ""}  # fmt: skip
-        return fill(template, values) + selector_args(self.config, component)
-
     async def render(self, component: str, env: str, commit: str) -> dict[Key, Any]:
         """The manifests `deploy.template` renders for component in env at `commit`."""
         key = (component, env, commit)
@@ -206,10 +159,11 @@ class UnappliedRunner:
             self._renders.move_to_end(key)
             return self._renders[key]
         try:
-            argv = self.argv(self.config.deploy.template, component, env)
+            argv = command_argv(self.config, self.config.deploy.template, component, env)
         except RunnerError as exc:
             raise RenderError(f"deploy.template: {exc}") from None
-        slot = self.slots.slot("(renders)", f"render of {component} in {env}")
+        limit = self.config.cluster.max_parallel_helm
+        slot = self.slots.slot(RENDERS, limit, f"render of {component} in {env}")
         async with self.checkout(commit) as cwd, slot:
             out = await _stdout(argv, cwd, self.child_env(env), self.config.deploy.timeout)
         found = manifests(out)
@@ -235,13 +189,16 @@ class UnappliedRunner:
     async def by_diff(self, component: str, env: str, applied: str | None, main: str) -> Unapplied:
         """`deploy.diff` at main against the cluster (three-way: hand edits show too)."""
         try:
-            argv = self.argv(self.config.deploy.diff, component, env)
+            argv = command_argv(self.config, self.config.deploy.diff, component, env)
         except RunnerError as exc:
             raise RenderError(f"deploy.diff: {exc}") from None
         child = {**self.child_env(env), "HELM_DIFF_THREE_WAY_MERGE": "true"}
         log_path = self.workdir / "logs" / f"{component}-{env}.log"
         log_path.unlink(missing_ok=True)
-        slot = self.slots.slot(cluster_key(self.config, env), f"diff of {component} in {env}")
+        limit = self.config.cluster.max_parallel_helm
+        slot = self.slots.slot(
+            cluster_key(self.config, env), limit, f"diff of {component} in {env}"
+        )
         async with self.checkout(main) as cwd, slot:
             result = await run(argv, cwd=cwd, env=child, timeout=self.config.deploy.timeout,
                                log_path=log_path)  # fmt: skip

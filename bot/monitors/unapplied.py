@@ -59,7 +59,9 @@ class UnappliedMonitor:
         control = services.control
         workdir = config.bot.state_dir / "checkouts" / "unapplied"
         self.runner = (
-            UnappliedRunner(config, control, services.redactor, workdir) if control else None
+            UnappliedRunner(config, control, services.redactor, workdir, services.helm_slots)
+            if control
+            else None
         )
         self.state = UnappliedState()
         # called after each round: the monitors look again

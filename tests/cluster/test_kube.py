@@ -13,6 +13,7 @@ import pytest
 from kubernetes.aio import client as k8s
 
 from bot.cluster.kube import ClusterError, KubeCluster, RolloutResult
+from bot.cluster.rollout import Releases
 from bot.cluster.watch import KINDS
 from tests.support.fakes.kube import FakeKube, pod_json
 
@@ -491,3 +492,27 @@ async def test_many_namespaces_are_read_in_one_list_per_kind(
         ]
     else:  # one refused try per kind, then each namespace once per kind
         assert len(kube.requests) == 2 + 2 * 20
+
+
+async def test_a_neighbour_stuck_in_image_pull_does_not_fail_this_rollout(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.add_deployment(NS, "jobs-api", chart="jobs-api", version="0.0.409")
+    kube.start_rollout(NS, "jobs-api", version="0.0.410", ready_after_polls=None,
+                       failure=("ImagePullBackOff", "Back-off pulling image"))  # fmt: skip
+    kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
+    mine = asyncio.create_task(
+        cluster.wait_rollout(NS, timeout=10, releases=Releases(frozenset({"builds-api"})))
+    )
+    await kube.wait_for_watches(len(KINDS))
+    assert not mine.done()
+
+    kube.finish_rollout(NS, "builds-api")
+    result = await asyncio.wait_for(mine, 10)
+
+    assert result.ok, result.summary
+    assert result.summary == "rollout complete: builds-api 2/2"
+    theirs = await cluster.wait_rollout(NS, timeout=5, releases=Releases(frozenset({"jobs-api"})))
+    assert not theirs.ok
+    assert theirs.summary.startswith("pod jobs-api-") and "ImagePullBackOff" in theirs.summary

@@ -101,7 +101,7 @@ async def test_the_deploy_announcement_names_what_it_brings(bed: DeployBed) -> N
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     sync = asyncio.create_task(
         bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new))
     )

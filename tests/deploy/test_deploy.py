@@ -31,9 +31,12 @@ pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite a
 
 __all__ = ["bed"]
 
+# the default deploy.diff and deploy.apply: only the component's release (`{selectors}`)
 DIFF_ARGV = ["-e", "toolsbeta", "--file", "components/builds-api/helmfile.yaml", "diff",
-             "--detailed-exitcode", "--suppress-secrets", "--context", "5"]  # fmt: skip
-SYNC_ARGV = ["-e", "toolsbeta", "--file", "components/builds-api/helmfile.yaml", "sync", "--wait"]
+             "--detailed-exitcode", "--suppress-secrets", "--context", "5",
+             "--selector", "name=builds-api"]  # fmt: skip
+APPLY_ARGV = ["-e", "toolsbeta", "--file", "components/builds-api/helmfile.yaml", "apply",
+              "--wait", "--suppress-secrets", "--selector", "name=builds-api"]  # fmt: skip
 
 
 def seed_rollout(bed: DeployBed, **rollout: object) -> tuple[str, str, asyncio.Task[None]]:
@@ -41,7 +44,7 @@ def seed_rollout(bed: DeployBed, **rollout: object) -> tuple[str, str, asyncio.T
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
 
     def start() -> None:
         bed.kube.start_rollout(NS, "builds-api", version=new, **rollout)  # type: ignore[arg-type]
@@ -90,7 +93,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
     calls = bed.records()
     assert [(c["tool"], c["argv"]) for c in calls] == [
         ("helmfile", DIFF_ARGV),
-        ("helmfile", SYNC_ARGV),
+        ("helmfile", APPLY_ARGV),
     ]
     for call in calls:
         assert call["head"] == head and call["chartVersion"] == new
@@ -115,7 +118,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         done,
     )
     assert replies(s.out)[-1] == done  # the reply (a private console line)
-    assert "Comparing release=builds-api" in log_text[0] and "helmfile sync: ok" in log_text[0]
+    assert "Comparing release=builds-api" in log_text[0] and "helmfile apply: ok" in log_text[0]
     assert 'deploybot_deploys_total{result="done"} 1.0' in log_text[1]
     assert [(e.action, e.result) for e in s.sal] == [("apply", "started"), ("apply", "done")]
     for e in s.sal:
@@ -137,7 +140,7 @@ async def test_apply_that_exits_non_zero_fails_in_one_line(bed: DeployBed) -> No
     bed.push(bed.pins["toolsbeta"])
     bed.script(
         {
-            "helmfile sync": {
+            "helmfile apply": {
                 "exit": 1,
                 "output": "Error: UPGRADE FAILED: another operation is in progress\n",
             }

@@ -38,7 +38,7 @@ async def start_bot(config: Path, out: Path) -> asyncio.subprocess.Process:
 async def wait_for_sync(bed: DeployBed, proc: asyncio.subprocess.Process) -> dict[str, object]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        syncs = [c for c in bed.records() if c["sub"] == "sync"]
+        syncs = [c for c in bed.records() if c["sub"] == "apply"]
         if syncs:
             return syncs[0]
         assert proc.returncode is None, "the bot exited before applying"
@@ -50,7 +50,7 @@ async def test_kill_9_mid_apply_then_restart_marks_it_interrupted(bed: DeployBed
     old, version = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(version)
-    bed.script({"helmfile sync": {"sleep": 120}})
+    bed.script({"helmfile apply": {"sleep": 120}})
     me = {"who": [f"console:{getpass.getuser()}"], "role": "deployer"}  # the console's user
     bed.data["auth"]["rules"].append(me)
     config = bed.tmp / "deploybot.yaml"
@@ -91,7 +91,7 @@ async def test_kill_9_mid_apply_then_restart_marks_it_interrupted(bed: DeployBed
         f" restarted while applying; nothing was re-applied; live now: {old}; check, then"
         f" !apply builds-api toolsbeta to retry · log: {url}"
     ) in out
-    assert [c["sub"] for c in bed.records()] == ["diff", "sync"]  # nothing applied again
+    assert [c["sub"] for c in bed.records()] == ["diff", "apply"]  # nothing applied again
     assert (bed.tmp / "demo" / "var" / "deploys" / "1.log").read_text().count("$ helmfile") == 2
 
     store = store_from_config(bed.config)

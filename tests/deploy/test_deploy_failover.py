@@ -54,7 +54,7 @@ async def test_the_standby_marks_the_dead_leaders_deploy_interrupted_and_never_r
     old, version = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(version)
-    bed.script({"helmfile sync": {"sleep": 120}})
+    bed.script({"helmfile apply": {"sleep": 120}})
     bed.data["auth"]["rules"].append({"who": [f"console:{getpass.getuser()}"], "role": "deployer"})
     bed.data["leader_election"] = {"backend": "postgres", "lease_seconds": LEASE}
     configs, ports = [], []
@@ -77,7 +77,7 @@ async def test_the_standby_marks_the_dead_leaders_deploy_interrupted_and_never_r
         first.stdin.write(b"!apply builds-api toolsbeta T7\n")
         await first.stdin.drain()
         deadline = time.monotonic() + 60
-        while not (syncs := [c for c in bed.records() if c["sub"] == "sync"]):
+        while not (syncs := [c for c in bed.records() if c["sub"] == "apply"]):
             assert time.monotonic() < deadline, "helmfile sync never ran"
             await asyncio.sleep(0.05)  # polling another process's output file
         orphan = int(str(syncs[0]["pid"]))
@@ -102,7 +102,7 @@ async def test_the_standby_marks_the_dead_leaders_deploy_interrupted_and_never_r
         f" restarted while applying; nothing was re-applied; live now: {old}; check, then"
         f" !apply builds-api toolsbeta to retry · log: {url}"
     ) in out
-    assert [c["sub"] for c in bed.records()] == ["diff", "sync"]  # nothing applied again
+    assert [c["sub"] for c in bed.records()] == ["diff", "apply"]  # nothing applied again
     sal = [line for line in out.splitlines() if re.match(r"^#\d+ ", line)]
     assert [line.split()[0] for line in sal] == ["#2", "#1"]  # newest first: one SAL entry each
     assert "[apply builds-api toolsbeta]" in sal[0] and "interrupted: the bot restarted" in sal[0]

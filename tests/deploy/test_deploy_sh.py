@@ -40,6 +40,7 @@ echo "ok 2 builds start"
 if [ -n "${FAKE_TESTS_FAIL:-}" ]; then echo "not ok 3 webservice answers"; exit 1; fi
 echo "ok 3 webservice answers"
 """
+DIFFED = "name=builds-api"  # the bot's own deploy.diff selects the component's release
 
 
 async def commit_files(bed: DeployBed, files: dict[str, str]) -> None:
@@ -53,12 +54,14 @@ async def commit_files(bed: DeployBed, files: dict[str, str]) -> None:
     await git("push", "--quiet", "origin", "HEAD:main", cwd=work)
 
 
-def start(bed: DeployBed) -> tuple[str, asyncio.Task[None]]:
+def start(bed: DeployBed, sub: str = "apply") -> tuple[str, asyncio.Task[None]]:
+    """The apply step (`sub`: the control repo's deploy.sh runs `helmfile sync`) starts the
+    rollout of the pin."""
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
-    rollout = bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new))
+    bed.script({f"helmfile {sub}": {"ack": True}})
+    rollout = bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new), sub=sub)
     return new, asyncio.create_task(rollout)
 
 
@@ -79,17 +82,17 @@ async def test_deploy_sh_runs_and_honours_override_deploy_sh(
     mark = bed.tmp / "override-mark"
     monkeypatch.setenv("OVERRIDE_MARK", str(mark))
     bed.data["deploy"]["preset"] = "deploy.sh"
-    new, rollout = start(bed)
+    new, rollout = start(bed, "sync")
     s = await bed.run(["!apply builds-api toolsbeta"])
     await rollout
     assert re.match(rf"deploy #1 done: builds-api {new} to toolsbeta in ", s.out[-1]), s.out
     calls = [(c["sub"], c["argv"][-1], Path(c["cwd"]).name) for c in bed.records()]
     if override:
-        assert calls == [("diff", "5", "1"), ("sync", "--from-override", "builds-api")]
+        assert calls == [("diff", DIFFED, "1"), ("sync", "--from-override", "builds-api")]
         assert mark.read_text() == "override ran for builds-api in toolsbeta\n"
     else:
         assert calls == [
-            ("diff", "5", "1"), ("diff", "diff", "builds-api"), ("sync", "--wait", "builds-api"),
+            ("diff", DIFFED, "1"), ("diff", "diff", "builds-api"), ("sync", "--wait", "builds-api"),
         ]  # fmt: skip
         assert not mark.exists()
 

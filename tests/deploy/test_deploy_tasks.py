@@ -14,7 +14,7 @@ __all__ = ["bed"]
 def _rollout(bed: DeployBed, old: str, new: str) -> asyncio.Task[None]:
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
 
     def start() -> None:
         bed.kube.start_rollout(NS, "builds-api", version=new, ready_after_polls=1)

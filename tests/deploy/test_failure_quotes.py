@@ -29,6 +29,24 @@ TIMED_OUT = (
     "    ^\n"
 )
 
+# helm's client losing the API server under load (the pipeline admin page's "EOF" errors)
+LOST_EOF = (
+    "Upgrading release=builds-api, chart=tools/builds-api\n"
+    'Error: UPGRADE FAILED: Get "https://k8s.example.org:6443/api/v1/namespaces/builds-api/'
+    'secrets?labelSelector=name%3Dbuilds-api": EOF\n'
+    "exit status 1\n"
+)
+LOST_DEADLINE = (
+    "Upgrading release=builds-api, chart=tools/builds-api\n"
+    'Error: Kubernetes cluster unreachable: Get "https://k8s.example.org:6443/version":'
+    " context deadline exceeded\n"
+)
+# the planner's step for toolsbeta, whose pin is not what runs: apply it again
+RETRY = (
+    "usually an API server under load); the release may or may not have changed: check"
+    " !status builds-api toolsbeta, then !apply builds-api toolsbeta to retry"
+)
+
 
 @pytest.mark.parametrize(
     ("output", "quoted", "advice"),
@@ -49,13 +67,15 @@ TIMED_OUT = (
             "apply exited 1: Error: UPGRADE FAILED: timed out waiting for the condition",
             "check !status builds-api toolsbeta, read the log, then !rollback builds-api toolsbeta",
         ),
+        (LOST_EOF, '/secrets?labelSelector=name%3Dbuilds-api": EOF', RETRY),
+        (LOST_DEADLINE, '/version": context deadline exceeded', RETRY),
     ],
 )
 async def test_failed_apply_quotes_the_error_line_and_a_hint(
     bed: DeployBed, output: str, quoted: str, advice: str
 ) -> None:
     bed.push(bed.pins["toolsbeta"])
-    bed.script({"helmfile sync": {"exit": 1, "output": output}})
+    bed.script({"helmfile apply": {"exit": 1, "output": output}})
 
     s = await bed.run(["!apply builds-api toolsbeta"])
 

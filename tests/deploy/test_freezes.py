@@ -47,7 +47,7 @@ async def test_freeze_refuses_apply_allows_emergency_and_is_lifted_at_its_end(
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     syncs = rollouts(bed, new, 1)
     after: list[str] = []
 
@@ -100,7 +100,7 @@ async def test_force_during_a_freeze_needs_an_admin_and_a_reason(bed: DeployBed)
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     syncs = rollouts(bed, new, 1)
 
     s = await bed.run(

@@ -64,7 +64,7 @@ async def test_deploy_and_rollback_become_gitlab_deployments(
             await until(lambda: [h for *_, h in recorded(gl)] == [["running", "success"]],
                         "the deployment's success")  # fmt: skip
 
-        bed.script({"helmfile sync": {"ack": True}})
+        bed.script({"helmfile apply": {"ack": True}})
         previous, latest = bed.pins["toolsbeta"], bed.releases[-1]
         bed.push(previous)
         bed.push(latest)
@@ -99,7 +99,7 @@ async def test_failed_deploy_ends_failed(bed: DeployBed, monkeypatch: pytest.Mon
     async with FakeGitLab() as gl:
         with_gitlab(bed, gl, monkeypatch)
         bed.push(bed.pins["toolsbeta"])
-        bed.script({"helmfile sync": {"exit": 1, "output": "Error: UPGRADE FAILED: boom\n"}})
+        bed.script({"helmfile apply": {"exit": 1, "output": "Error: UPGRADE FAILED: boom\n"}})
 
         async def sent(app: App) -> None:
             await until(lambda: [h for *_, h in recorded(gl)] == [["running", "failed"]],

@@ -77,7 +77,7 @@ async def test_force_deploys_over_a_failed_release_but_never_over_a_pending_one(
     assert bed.records() == []
 
     bed.kube.add_helm_release(NS, "builds-api", 2, "builds-api", new, "failed")
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     sync = asyncio.create_task(
         bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new))
     )

@@ -73,7 +73,7 @@ async def test_an_all_environment_lock_and_an_admin_unlock(bed: DeployBed) -> No
 
 async def test_a_second_deploy_of_the_same_target_is_told_who_holds_it(bed: DeployBed) -> None:
     bed.push(bed.pins["toolsbeta"])
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     answers: list[str] = []
 
     async def race(app: App) -> None:
@@ -93,7 +93,7 @@ async def test_a_second_deploy_of_the_same_target_is_told_who_holds_it(bed: Depl
         "refused: a deploy of builds-api to toolsbeta by console:carol is running; nothing run"
     )
     assert answers[1] == "failed"  # live version check: the fake cluster never changed
-    assert [c["sub"] for c in bed.records()] == ["diff", "sync"]
+    assert [c["sub"] for c in bed.records()] == ["diff", "apply"]
     assert [(e.actor, e.result) for e in s.sal] == [
         ("console:carol", "started"),
         ("console:alice", "refused"),

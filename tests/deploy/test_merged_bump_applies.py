@@ -87,7 +87,7 @@ async def test_merged_bump_mr_auto_applies_once_in_auto_apply_envs_only(
     head = await merge_bump(bed, new)
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     monkeypatch.setenv("DEPLOYBOT_TEST_GITLAB_TOKEN", TOKEN)
     monkeypatch.setenv("DEPLOYBOT_TEST_WEBHOOK_SECRET", SECRET)
 
@@ -118,7 +118,9 @@ async def test_merged_bump_mr_auto_applies_once_in_auto_apply_envs_only(
 
             bump = mr_hook(mr["iid"], BRANCH)
             assert (await bot.post(bump, MR_HOOK, X_Gitlab_Event_UUID="uuid-bump-1"))[0] == 200
-            await wait_for("helmfile sync", lambda: any(c["sub"] == "sync" for c in bed.records()))
+            await wait_for(
+                "helmfile apply", lambda: any(c["sub"] == "apply" for c in bed.records())
+            )
             # GitLab redelivers while the deploy is still running: deduped, nothing re-applied
             assert (await bot.post(bump, MR_HOOK, X_Gitlab_Event_UUID="uuid-bump-1"))[0] == 200
             await bot.settle()
@@ -143,7 +145,7 @@ async def test_merged_bump_mr_auto_applies_once_in_auto_apply_envs_only(
     calls = bed.records()
     assert [(c["tool"], c["sub"], c["argv"][:2]) for c in calls] == [
         ("helmfile", "diff", ["-e", "toolsbeta"]),
-        ("helmfile", "sync", ["-e", "toolsbeta"]),
+        ("helmfile", "apply", ["-e", "toolsbeta"]),
     ]
     assert all(c["head"] == head and c["chartVersion"] == new for c in calls)
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"

@@ -33,7 +33,7 @@ async def test_an_open_bump_mr_must_be_approved_before_it_is_applied(
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     monkeypatch.setenv("DEPLOYBOT_TEST_GITLAB_TOKEN", TOKEN)
     async with FakeGitLab(token=TOKEN) as gl:
         gl.add_project(CONTROL, files=await tree_at(bed.control_repo, head))

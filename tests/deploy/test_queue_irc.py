@@ -62,7 +62,7 @@ class Room:
         self.bob = RawIrcClient(ngircd.port, unique("bob"))
 
     def syncs(self) -> list[dict[str, object]]:
-        return [c for c in self.bed.records() if c["sub"] == "sync"]
+        return [c for c in self.bed.records() if c["sub"] == "apply"]
 
     def go(self, nth: int, version: str) -> None:
         """Let the nth sync finish, the fake cluster rolling out `version`."""
@@ -101,7 +101,7 @@ async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
     bed.push(newest)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     room = Room(bed, ngircd)
     app = await start(room)
     try:
@@ -145,7 +145,7 @@ async def test_a_queued_apply_whose_gate_closed_is_refused_to_its_owner_by_name(
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
     bed.push(newest)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     room = Room(bed, ngircd)
     app = await start(room)
     try:

@@ -24,7 +24,7 @@ async def test_preflight_allows_present_artifacts_and_refuses_a_deleted_image(
     oci_registry.push_manifest(IMAGE, new)
     oci_registry.push_chart(CHART, new)
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     sync = asyncio.create_task(
         bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new))
     )

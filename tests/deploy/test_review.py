@@ -29,7 +29,7 @@ async def test_the_diff_is_reviewed_then_a_second_deployer_applies_that_commit(
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     head = await bed.main_head()
 
     first = await bed.run(["!apply builds-api toolsbeta T9", "!apply builds-api toolsbeta confirm"])
@@ -58,7 +58,7 @@ async def test_the_diff_is_reviewed_then_a_second_deployer_applies_that_commit(
         rf"deploy #2 done: builds-api {new} to toolsbeta \(T9\) in ", replies(second.out)[-1]
     )
     calls = bed.records()
-    assert [c["sub"] for c in calls] == ["diff", "diff", "sync"]
+    assert [c["sub"] for c in calls] == ["diff", "diff", "apply"]
     assert {c["head"] for c in calls} == {head}  # exactly the reviewed commit
     assert [(e.action, e.result, e.actor) for e in second.sal] == [
         ("review", "reviewed", "console:alice"),

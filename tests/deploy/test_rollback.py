@@ -41,7 +41,7 @@ async def test_rollback_repins_previous_and_applies_it(bed: DeployBed) -> None:
         f" via main@{(await bed.main_head())[:8]} · artifacts present"
     )
     assert await pinned_on_main(bed) == previous
-    syncs = [c for c in bed.records() if c["sub"] == "sync"]
+    syncs = [c for c in bed.records() if c["sub"] == "apply"]
     assert [c["chartVersion"] for c in syncs] == [latest, previous]
     assert syncs[1]["head"] == (await git("rev-parse", "main", cwd=bed.control_repo)).strip()
     rollback = [(e.action, e.result, e.from_version, e.to_version) for e in s.sal[-3:]]

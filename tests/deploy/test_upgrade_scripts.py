@@ -38,7 +38,7 @@ async def test_a_deploy_names_the_script_it_crosses_before_applying(bed: DeployB
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
     sync = asyncio.create_task(
         bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=new))
     )
@@ -74,7 +74,7 @@ async def test_production_crossing_a_script_asks_for_a_confirmed_review(bed: Dep
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}})
 
     first = await bed.run(["!apply builds-api toolsbeta"])
     said = [line for line in first.out if line.startswith("review #1: ")]

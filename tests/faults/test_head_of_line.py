@@ -53,7 +53,7 @@ async def test_reads_answer_while_another_users_deploy_is_running(
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    bed.script({"helmfile sync": {"ack": True}})  # sync waits for the test's go
+    bed.script({"helmfile apply": {"ack": True}})  # sync waits for the test's go
     nick, channel = unique("holbot"), unique("#hol")
     bed.data["bot"]["nick"] = nick
     bed.data["chat"] = {
@@ -76,7 +76,7 @@ async def test_reads_answer_while_another_users_deploy_is_running(
         await alice.privmsg(channel, "!apply builds-api toolsbeta")
 
         def sync_started() -> bool:
-            syncs[:] = [c for c in bed.records() if c["sub"] == "sync"]
+            syncs[:] = [c for c in bed.records() if c["sub"] == "apply"]
             return bool(syncs)
 
         await until(sync_started, "helmfile sync to start")

@@ -84,7 +84,7 @@ async def test_kill_9_mid_apply_the_step_dies_and_its_orphan_blocks_applies(
         if step:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(step, signal.SIGKILL)
-    sync_runs = [c for c in bed.records() if c["sub"] == "sync"]
+    sync_runs = [c for c in bed.records() if c["sub"] == "apply"]
     assert sync_runs == []  # the refused apply never ran a step
 
 

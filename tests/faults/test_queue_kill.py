@@ -54,7 +54,7 @@ async def test_two_queued_commands_survive_kill_9_and_each_runs_once(
     tmp_path: Path,
     ngircd: Ngircd,  # noqa: F811
 ) -> None:
-    point = Point("apply: helmfile sync runs", "apply", "running", hold="helmfile sync")
+    point = Point("apply: helmfile sync runs", "apply", "running", hold="helmfile apply")
     root = tmp_path / "trial"
     root.mkdir()
     async with FakeKube() as kube:

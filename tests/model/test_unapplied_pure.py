@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from bot.cluster.helm import command_argv, selector_args
+from bot.cluster.runner import RunnerError
 from bot.cluster.workloads import ContainerState, PodState
 from bot.config.base import ConfigError
 from bot.config.model import parse_config
 from bot.model.manifests import RenderError, changed, diff_resources, manifests, resources_text
-from bot.model.unapplied import Unapplied, UnappliedState, component_paths, selector_args
+from bot.model.unapplied import Unapplied, UnappliedState, component_paths
 from bot.monitors.digests import mismatches, parse_image
 from bot.monitors.unapplied import unapplied_text
 
@@ -118,6 +120,19 @@ def test_config_keys() -> None:
     assert selector_args(cfg, "builds") == [
         "--selector", "name=builds", "--selector", "name=builds-jobs",
     ]  # fmt: skip
+    # `{selectors}` is where the defaults put them: one component's apply is its releases only
+    assert command_argv(cfg, cfg.deploy.apply, "builds", "tools") == [
+        "helmfile", "-e", "tools", "--file", "components/builds/helmfile.yaml", "apply",
+        "--wait", "--suppress-secrets", "--selector", "name=builds", "--selector", "name=builds-jobs",
+    ]  # fmt: skip
+    assert command_argv(cfg, cfg.deploy.diff, "builds-api", "tools")[-3:] == [
+        "5", "--selector", "name=builds-api",
+    ]  # fmt: skip
+    assert command_argv(cfg, ["./deploy.sh", "{component}"], "builds", "tools") == [
+        "./deploy.sh", "builds",
+    ]  # fmt: skip
+    with pytest.raises(RunnerError, match="must be a word of its own"):
+        command_argv(cfg, ["--x={selectors}"], "builds", "tools")
     assert component_paths(cfg, "builds-api", "tools") == [
         "components/builds-api/",
         "components/builds-api/values/tools.yaml",

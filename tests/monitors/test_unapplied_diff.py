@@ -20,17 +20,9 @@ from bot.app import App
 from bot.config.model import parse_config
 from bot.core.git import git
 from tests.support.fakes.kube import FakeKube
+from tests.support.procs import most_at_once
 
 BIN = Path(__file__).parents[1] / "support" / "bin"
-
-
-def most_at_once(spans: list[dict[str, float]]) -> int:
-    edges = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
-    running = most = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return most
 
 
 @pytest.fixture

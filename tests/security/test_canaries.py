@@ -47,7 +47,7 @@ async def test_no_canary_reaches_any_output_the_store_or_the_state_dir(
     bed.kube.set_pod_log(NS, "builds-api-crash", leak)
     bed.script({
         "helmfile diff": {"exit": 2, "output": f"builds-api, Deployment changed\n{leak}"},
-        "helmfile sync": {"exit": 1, "output": f"{leak}Error: UPGRADE FAILED: {clean[0]}\n"},
+        "helmfile apply": {"exit": 1, "output": f"{leak}Error: UPGRADE FAILED: {clean[0]}\n"},
     })  # fmt: skip
     text_log, json_log = io.StringIO(), io.StringIO()
     handlers = [logging.StreamHandler(text_log), logging.StreamHandler(json_log)]

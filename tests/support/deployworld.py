@@ -70,7 +70,7 @@ class DeployBed:
         self.control_file.write_text(json.dumps(behaviour))
 
     async def on_sync(
-        self, act: Callable[[], None], within: float = 20.0, *, sub: str = "sync", nth: int = 1
+        self, act: Callable[[], None], within: float = 20.0, *, sub: str = "apply", nth: int = 1
     ) -> None:
         """When the `nth` (scripted: "ack") helmfile sync (or other `sub`) runs: `act()` on
         the fake cluster, as the real command would change it, then let it finish."""
@@ -206,7 +206,7 @@ async def deploy_latest(bed: DeployBed) -> tuple[str, str]:
     bed.push(previous)
     bed.push(latest)
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=previous)
-    bed.script({"helmfile sync": {"ack": True}, "helm rollback": {"ack": True}})
+    bed.script({"helmfile apply": {"ack": True}, "helm rollback": {"ack": True}})
     rollout = asyncio.create_task(
         bed.on_sync(lambda: bed.kube.start_rollout(NS, "builds-api", version=latest))
     )

@@ -65,7 +65,7 @@ class Point:
     name: str
     command: str  # "deploy" or "apply"
     reached: str  # line | kube | intent | hook | sal:<result> | running | verifying | reply
-    hold: str | None = None  # the stand-in step ("helmfile sync") kept waiting past the kill
+    hold: str | None = None  # the stand-in step ("helmfile apply") kept waiting past the kill
     hook: str | None = None  # "pre-receive" or "post-receive": the remote holds the push
     push: str = "lands"  # pre-receive: lands before the restart, "late" after it, "rejected"
     kube_hangs: bool = False  # the cluster answers nothing until the kill (preflight held)
@@ -89,7 +89,7 @@ POINTS = (
     Point("deploy: SAL 'started'", "deploy", "sal:started", says=(INTERRUPTED,)),
     Point("deploy: helmfile diff runs", "deploy", "running", hold="helmfile diff",
           says=(INTERRUPTED,)),
-    Point("deploy: helmfile sync runs", "deploy", "running", hold="helmfile sync",
+    Point("deploy: helmfile sync runs", "deploy", "running", hold="helmfile apply",
           says=(INTERRUPTED,)),
     Point("deploy: helm under helmfile runs", "deploy", "running", hold="helm upgrade",
           helm_child=True, says=("still runs", EXITED)),
@@ -101,7 +101,7 @@ POINTS = (
     Point("apply: SAL 'started'", "apply", "sal:started", says=(INTERRUPTED,)),
     Point("apply: helmfile diff runs", "apply", "running", hold="helmfile diff",
           says=(INTERRUPTED,)),
-    Point("apply: helmfile sync runs", "apply", "running", hold="helmfile sync",
+    Point("apply: helmfile sync runs", "apply", "running", hold="helmfile apply",
           says=(INTERRUPTED,)),
     Point("apply: helm under helmfile runs", "apply", "running", hold="helm upgrade",
           helm_child=True, says=("still runs", EXITED)),
@@ -171,7 +171,7 @@ class Trial:
         return [json.loads(line) for line in lines if line.endswith("}")]
 
     def syncs(self) -> int:
-        return sum(1 for r in self.records() if (r["tool"], r["sub"]) == ("helmfile", "sync"))
+        return sum(1 for r in self.records() if (r["tool"], r["sub"]) == ("helmfile", "apply"))
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         path = self.var / "deploybot.sqlite3"
@@ -226,7 +226,7 @@ class Trial:
         releases = await _releases(self.demo / "git" / f"{COMPONENT}.git")
         self.kube.add_deployment(NS, COMPONENT, chart=COMPONENT, version=releases[-3])
         sync = {"helm": True} if self.point.helm_child else {"ack": True}
-        script = {"helmfile diff": {"ack": True}, "helmfile sync": sync,
+        script = {"helmfile diff": {"ack": True}, "helmfile apply": sync,
                   "helm upgrade": {"ack": True}}  # fmt: skip
         self.control.write_text(json.dumps(script))
         if self.point.hook is not None:
@@ -257,9 +257,9 @@ class Trial:
         while True:
             for rec in self.records():
                 key, pid = f"{rec['tool']} {rec['sub']}", int(rec["pid"])
-                if pid in acked or key not in ("helmfile diff", "helmfile sync", "helm upgrade"):
+                if pid in acked or key not in ("helmfile diff", "helmfile apply", "helm upgrade"):
                     continue
-                if key == "helmfile sync" and self.point.helm_child:
+                if key == "helmfile apply" and self.point.helm_child:
                     continue  # its helm child is the one that waits
                 if key == self.point.hold and not self.released:
                     continue

@@ -110,3 +110,15 @@ def stop_process(
         proc.kill()
         proc.wait(timeout=10)
     return proc.returncode
+
+
+def most_at_once(spans: Iterable[dict[str, float]]) -> int:
+    """The most runs at once among `{"start", "end"}` spans (the recording helmfile's
+    `$FAKE_HELM_SPANS` lines)."""
+    spans = list(spans)
+    edges = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most

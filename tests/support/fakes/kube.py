@@ -239,6 +239,7 @@ class FakeKube:
         self.history_limit = 10_000  # watch events kept for resuming; older ones are compacted
         self.watches_started = 0  # watch requests answered with a stream so far
         self.forbid_cluster_wide = False  # RBAC with namespaced roles only: 403 on `get -A`
+        self.forbidden: set[str] = set()  # plural kinds this client may not read: 403
         self._rv = 1
         self._horizon = 1  # a watch may resume from any resourceVersion >= this
         self._store: dict[str, dict[tuple[str, str], _Stored]] = {}  # ns -> (kind, name)
@@ -986,12 +987,26 @@ class FakeKube:
             "status": {"notAfter": not_after, "conditions": [{"type": "Ready", "status": "True"}]},
         }  # fmt: skip
 
-    def add_tls_secret(self, namespace: str, name: str, cert_pem: bytes) -> None:
+    def add_tls_secret(
+        self, namespace: str, name: str, cert_pem: bytes, *, changed_at: str | None = None,
+        manager: str = "cert-manager-certificates-issuing",
+    ) -> None:  # fmt: skip
+        """A `kubernetes.io/tls` Secret; `changed_at` (RFC 3339) is when `manager` last wrote
+        it, as the API server records it in `metadata.managedFields[].time`."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if changed_at is not None:
+            metadata["creationTimestamp"] = _T0
+            metadata["annotations"] = {"cert-manager.io/certificate-name": name}
+            metadata["managedFields"] = [
+                {"manager": manager, "operation": "Update", "apiVersion": "v1",
+                 "time": changed_at, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}},
+            ]  # fmt: skip
         self._ns(namespace).secrets[name] = {
             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "data": {"tls.crt": base64.b64encode(cert_pem).decode(), "tls.key": ""},
         }  # fmt: skip
+        self._sync(namespace)
 
     def set_pod_log(self, namespace: str, pod: str, text: str) -> None:
         """What `GET .../pods/<pod>/log` answers (the last `tailLines` lines of it)."""
@@ -1051,6 +1066,8 @@ class FakeKube:
             await asyncio.sleep(self.latency)
         if self.fault == "hang":
             await self._stopping.wait()
+        if any(f"/{kind}" in request.path for kind in self.forbidden):
+            return _status(403, "Forbidden", f"{request.path} is forbidden for this user")
         if self.fault == "error" or self.fail_next > 0:
             self.fail_next = max(0, self.fail_next - 1)
             return _status(500, "InternalError", "injected fault")

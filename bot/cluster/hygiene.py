@@ -19,6 +19,7 @@ from kubernetes.aio import client as k8s
 
 from bot.cluster.kube import ClusterError, KubeCluster
 
+_FRACTION_RE = re.compile(r"\.[0-9]+")
 _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -166,15 +167,17 @@ async def certificates(cluster: KubeCluster, namespace: str) -> list[CertInfo]:
     return found
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     """A client model's datetime, or an RFC 3339 string, as an aware datetime."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
+        text = _FRACTION_RE.sub(lambda m: m.group(0)[:7], value.replace("Z", "+00:00"))
         try:
-            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            parsed = datetime.fromisoformat(text)  # Helm writes nanoseconds: cut to micro
         except ValueError:
             return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
@@ -187,9 +190,9 @@ def secret_changed_at(secret: Any) -> datetime | None:
     meta = secret.metadata
     if meta is None:
         return None
-    times = [_parse_time(f.time) for f in meta.managed_fields or []]
+    times = [parse_time(f.time) for f in meta.managed_fields or []]
     known = [t for t in times if t is not None]
-    return max(known) if known else _parse_time(meta.creation_timestamp)
+    return max(known) if known else parse_time(meta.creation_timestamp)
 
 
 def mounted_secrets(pod: Any) -> set[str]:
@@ -239,7 +242,7 @@ async def stale_tls_mounts(cluster: KubeCluster, namespace: str) -> list[StaleMo
             meta, status = pod.metadata, pod.status
             if meta is None or meta.deletion_timestamp is not None or status is None:
                 continue
-            started = _parse_time(status.start_time)
+            started = parse_time(status.start_time)
             if started is None or started >= changed:
                 continue
             if secret.metadata.name in mounted_secrets(pod):

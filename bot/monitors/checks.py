@@ -33,6 +33,7 @@ from bot.model.views import version_view
 from bot.monitors.digests import digest_findings
 from bot.monitors.hygiene import CertRestarts, cert_restart_findings, hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
+from bot.monitors.restarts import RestartWatch
 from bot.monitors.unapplied import UnappliedMonitor
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
@@ -137,8 +138,10 @@ class Monitors:
         *,
         clock: Callable[[], float] = time.time,
         unapplied: UnappliedMonitor | None = None,
+        restarts: RestartWatch | None = None,
     ) -> None:
         self.services = services
+        self.restarts = restarts  # announces restarts nobody deployed, once each
         self.unapplied = unapplied  # its latest answers become `unapplied` alerts
         self.bumper = bumper
         self.clock = clock
@@ -224,6 +227,8 @@ class Monitors:
             await self.alerts.save(state)
             self._export(state)
             await self._protect(check)
+            if self.restarts is not None:
+                await self.restarts.check(now)
             self._checked_once.set()
             return actions
 

@@ -99,6 +99,8 @@ class _Deployment:
     terminating: int = 0  # old pods still terminating after the rollout completed
     deadline_exceeded: bool = False  # Progressing=False, reason ProgressDeadlineExceeded
     image_digest: str | None = None  # what the pods of `image` pulled (their imageID)
+    managed: list[dict[str, Any]] = field(default_factory=list)  # metadata.managedFields
+    created: dict[int, str] = field(default_factory=dict)  # revision -> its RS's creation
 
 
 @dataclass
@@ -342,6 +344,28 @@ class FakeKube:
         d.terminating = 0
         d.deadline_exceeded = False
         self._sync(namespace)
+
+    def edit_by_hand(
+        self, namespace: str, name: str, *, at: str, version: str | None = None,
+        manager: str = "kubectl-edit",
+    ) -> None:  # fmt: skip
+        """Someone changes `name`'s pod template outside any deploy (`kubectl edit`, `kubectl
+        rollout restart`, a reloader): the API server stamps `manager` and `at` (RFC 3339) in
+        the Deployment's managedFields, the controller creates a new ReplicaSet at `at`, and
+        the rollout completes. `version` changes the image tag too (else only the pods)."""
+        d = self._ns(namespace).deployments[name]
+        d.managed = [
+            {"manager": "helm", "operation": "Update", "apiVersion": "apps/v1", "time": _T0},
+            {"manager": manager, "operation": "Update", "apiVersion": "apps/v1", "time": at},
+            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+             "time": at, "subresource": "status"},
+        ]  # fmt: skip
+        d.created[d.revision + 1] = at
+        keep = d.version
+        self.start_rollout(namespace, name, version=version or d.version)
+        if version is None:
+            d.version = keep
+        self.finish_rollout(namespace, name)
 
     def tick(self, namespace: str) -> None:
         """One controller step for the Deployments in `namespace`: what a list or get of
@@ -694,6 +718,7 @@ class FakeKube:
                 "creationTimestamp": _T0,
                 "labels": labels,
                 "annotations": {_REVISION: str(d.revision)},
+                **({"managedFields": d.managed} if d.managed else {}),
             },
             "spec": {
                 "replicas": d.replicas,
@@ -720,6 +745,7 @@ class FakeKube:
                 "uid": _hash("rs", d.namespace, d.name, revision),
                 "labels": {"app.kubernetes.io/name": d.name, "pod-template-hash": pod_hash},
                 "annotations": {_REVISION: str(revision)},
+                **({"creationTimestamp": d.created[revision]} if revision in d.created else {}),
                 "ownerReferences": [
                     {
                         "apiVersion": "apps/v1",

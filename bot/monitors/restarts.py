@@ -33,8 +33,25 @@ BASELINE = "baseline"  # the item that says the first look was taken
 PREFIX = "restart nobody deployed"
 
 
+Window = tuple[float, float | None]  # a deploy's start and end (None: still running)
+
+
 def _when(created: datetime | None, now: float) -> float:
     return created.timestamp() if created is not None else now
+
+
+def by_bot(at: float, windows: Iterable[Window]) -> bool:
+    """Made while a deploy of this component and environment ran (SKEW either side)."""
+    return any(start - SKEW <= at and (end is None or at <= end + SKEW) for start, end in windows)
+
+
+def news(
+    seen: set[str], found: Iterable[Rollout], windows: list[Window], now: float
+) -> tuple[list[Rollout], list[Rollout]]:
+    """(the rollouts not seen before, and those of them to announce: made outside every
+    deploy window). A rollout without a creation time is judged at `now`."""
+    fresh = [r for r in found if r.key not in seen]
+    return fresh, [r for r in fresh if not by_bot(_when(r.created, now), windows)]
 
 
 def describe(component: str, env: str, r: Rollout, before: dict[str, Any] | None) -> str:
@@ -87,13 +104,13 @@ class RestartWatch:
         )
         return {r["item"]: json.loads(r["info"]) for r in rows}
 
-    async def _by_bot(self, component: str, env: str, at: float) -> bool:
-        row = await self.services.store.fetchone(
-            "SELECT 1 FROM deploys WHERE component=? AND env=? AND action != 'review'"
-            " AND started_at <= ? AND (finished_at IS NULL OR finished_at >= ?) LIMIT 1",
-            (component, env, at + SKEW, at - SKEW),
+    async def _windows(self, component: str, env: str) -> list[Window]:
+        rows = await self.services.store.fetchall(
+            "SELECT started_at, finished_at FROM deploys WHERE component=? AND env=?"
+            " AND action != 'review'",
+            (component, env),
         )
-        return row is not None
+        return [(float(r["started_at"]), r["finished_at"]) for r in rows]
 
     async def _remember(
         self, component: str, env: str, items: Iterable[tuple[str, dict[str, Any]]], now: float
@@ -115,14 +132,14 @@ class RestartWatch:
         seen = await self._seen(component, env)
         info = {r.key: {"owner": r.owner, "revision": r.revision, "images": list(r.images)}
                 for r in found}  # fmt: skip
-        new = [r for r in found if r.key not in seen]
         if BASELINE not in seen:  # the first look: what is there was made before it
             await self._remember(component, env, [(BASELINE, {}), *info.items()], now)
             return []
+        fresh, say = news(set(seen), found, await self._windows(component, env), now)
         said = []
-        for r in new:
+        for r in fresh:
             await self._remember(component, env, [(r.key, info[r.key])], now)
-            if await self._by_bot(component, env, _when(r.created, now)):
+            if r not in say:
                 continue
             line = describe(component, env, r, _before(r, seen, info))
             await self.services.announcer.announce(

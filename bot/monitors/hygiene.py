@@ -80,7 +80,7 @@ class CertRestarts:
     missing: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
 
 
-async def _pull_check(services: Services, component: str, image: str) -> tuple[str, bool | None]:
+async def _pull_check(services: Services, image: str) -> tuple[str, bool | None]:
     """`<image>: present` / `MISSING in the registry` / `not checked (...)`, and whether it
     is there (None: unknown). Only the bot's registry is asked: an image of another
     registry (a sidecar from docker.io) is not named."""
@@ -122,7 +122,7 @@ async def _restart_finding(
     )
     pulls = []
     for image in (i for i in stale.images if _ours(services, component, i)):
-        said, there = await _pull_check(services, component, image)
+        said, there = await _pull_check(services, image)
         pulls.append(said)
         if there is False:
             ref = parse_image(image)

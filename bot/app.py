@@ -60,6 +60,7 @@ from bot.gitlab.webhooks import SecretPolicy, WebhookIngest
 from bot.http import build_http_app
 from bot.model.state import Model
 from bot.monitors.checks import Monitors
+from bot.monitors.restarts import RestartWatch
 from bot.monitors.unapplied import UnappliedMonitor
 from bot.pipelines.announce import PipelineAnnouncer, mr_build_version
 from bot.services import Services
@@ -267,7 +268,10 @@ class App:
         # from the unapplied monitor's latest round
         self.model = Model(services, self.bumper, unapplied=self.unapplied.source)
         self.board = StatusBoard(services, self.bumper, model=self.model)
-        self.monitors = Monitors(services, self.bumper, self.board, unapplied=self.unapplied)
+        self.monitors = Monitors(
+            services, self.bumper, self.board, unapplied=self.unapplied,
+            restarts=RestartWatch(services),
+        )  # fmt: skip
         self.unapplied.on_round.append(self.monitors.wake)
         self.freezes = FreezeBook(services)
         self.deployer = Deployer(

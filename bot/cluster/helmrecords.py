@@ -36,6 +36,8 @@ class HelmRelease:
     chart_version: str
     app_version: str
     status: str
+    description: str = ""  # what Helm wrote ("Upgrade complete", "Rollback to 3")
+    deployed_at: str = ""  # `info.last_deployed` (RFC 3339), "" when absent
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def release_records(secrets: Iterable[Any], release: str) -> list[HelmRelease]:
         if not isinstance(record, dict) or record.get("name") != release:
             continue
         meta = (record.get("chart") or {}).get("metadata") or {}
+        info = record.get("info") or {}
         try:
             revision = int(record.get("version", 0))
         except (TypeError, ValueError):
@@ -116,7 +119,9 @@ def release_records(secrets: Iterable[Any], release: str) -> list[HelmRelease]:
                 chart=str(meta.get("name", "")),
                 chart_version=str(meta.get("version", "")),
                 app_version=str(meta.get("appVersion", "") or ""),
-                status=str((record.get("info") or {}).get("status", "")),
+                status=str(info.get("status", "")),
+                description=str(info.get("description", "") or ""),
+                deployed_at=str(info.get("last_deployed", "") or ""),
             )
         )
     return sorted(found, key=lambda r: r.revision)

@@ -1,8 +1,9 @@
 """What the builds-api incident mail asked to watch in managed namespaces: workloads with two
-or more replicas and no PodDisruptionBudget (a node drain may take them all down at once), and
+or more replicas and no PodDisruptionBudget (a node drain may take them all down at once),
 certificates close to expiry (cert-manager Certificates' `status.notAfter`, and the
-certificate of `kubernetes.io/tls` Secrets). Read-only, through the same client and retries
-as `KubeCluster`.
+certificate of `kubernetes.io/tls` Secrets), and pods that mount a TLS Secret changed after
+they started (a renewal: they still serve the old certificate and will restart to pick up
+the new one). Read-only, through the same client and retries as `KubeCluster`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kubernetes.aio import client as k8s
 
 from bot.cluster.kube import ClusterError, KubeCluster
 
+_FRACTION_RE = re.compile(r"\.[0-9]+")
 _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -26,6 +28,17 @@ class Unprotected:
     kind: str  # Deployment | StatefulSet
     name: str
     replicas: int
+
+
+@dataclass(frozen=True)
+class StaleMount:
+    """A TLS Secret that changed after the pods mounting it started."""
+
+    secret: str
+    changed_at: datetime  # the Secret's last change (see `secret_changed_at`)
+    not_after: datetime | None  # the stored (new) certificate's notAfter
+    pods: tuple[str, ...]  # started before the change, oldest first
+    images: tuple[str, ...]  # what those pods' containers pull when they restart
 
 
 @dataclass(frozen=True)
@@ -147,20 +160,104 @@ async def certificates(cluster: KubeCluster, namespace: str) -> list[CertInfo]:
         if not_after:
             when = datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             found.append(CertInfo(item["metadata"]["name"], "Certificate", when))
+    for s in await _tls_secrets(cluster, namespace):
+        when_s = _tls_not_after(s)
+        if when_s is not None:
+            found.append(CertInfo(s.metadata.name or "?", "Secret", when_s))
+    return found
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A client model's datetime, or an RFC 3339 string, as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        text = _FRACTION_RE.sub(lambda m: m.group(0)[:7], value.replace("Z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(text)  # Helm writes nanoseconds: cut to micro
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def secret_changed_at(secret: Any) -> datetime | None:
+    """When a Secret last changed: the newest `metadata.managedFields[].time` (the API server
+    stamps the entry of every manager that writes it: cert-manager's
+    `cert-manager-certificates-issuing` on a renewal, `kubectl` on a hand edit), else its
+    `creationTimestamp`. cert-manager's `cert-manager.io/*` annotations on the Secret name the
+    Certificate and issuer, not when it was issued, so they do not say this."""
+    meta = secret.metadata
+    if meta is None:
+        return None
+    times = [parse_time(f.time) for f in meta.managed_fields or []]
+    known = [t for t in times if t is not None]
+    return max(known) if known else parse_time(meta.creation_timestamp)
+
+
+def mounted_secrets(pod: Any) -> set[str]:
+    """The Secrets a pod mounts as volumes (directly or through a projected volume)."""
+    names: set[str] = set()
+    for volume in (pod.spec.volumes if pod.spec else None) or []:
+        if volume.secret is not None and volume.secret.secret_name:
+            names.add(volume.secret.secret_name)
+        for source in (volume.projected.sources or []) if volume.projected else []:
+            if source.secret is not None and source.secret.name:
+                names.add(source.secret.name)
+    return names
+
+
+async def _tls_secrets(cluster: KubeCluster, namespace: str) -> list[Any]:
     core = k8s.CoreV1Api(await cluster.api())
     secrets = await cluster.call(
         f"list TLS secrets in {namespace}", core.list_namespaced_secret, namespace,
         field_selector="type=kubernetes.io/tls",
     )  # fmt: skip
-    for s in secrets.items:
-        if s.type != "kubernetes.io/tls" or not s.data or "tls.crt" not in s.data:
+    return [s for s in secrets.items if s.type == "kubernetes.io/tls" and s.metadata]
+
+
+def _tls_not_after(secret: Any) -> datetime | None:
+    data = secret.data or {}
+    try:
+        return cert_not_after(base64.b64decode(data.get("tls.crt") or ""))
+    except binascii.Error:
+        return None
+
+
+async def stale_tls_mounts(cluster: KubeCluster, namespace: str) -> list[StaleMount]:
+    """TLS Secrets changed after some running pod that mounts them started
+    (`status.startTime`); terminating pods and pods not started yet do not count."""
+    secrets = await _tls_secrets(cluster, namespace)
+    if not secrets:
+        return []
+    core = k8s.CoreV1Api(await cluster.api())
+    pods = await cluster.call(f"list pods in {namespace}", core.list_namespaced_pod, namespace)
+    found = []
+    for secret in secrets:
+        changed = secret_changed_at(secret)
+        if changed is None:
             continue
-        try:
-            pem = base64.b64decode(s.data["tls.crt"])
-        except binascii.Error:
-            continue
-        when_s = cert_not_after(pem)
-        if when_s is not None:
-            name = s.metadata.name if s.metadata and s.metadata.name else "?"
-            found.append(CertInfo(name, "Secret", when_s))
+        stale: list[tuple[datetime, str, list[str]]] = []
+        for pod in pods.items:
+            meta, status = pod.metadata, pod.status
+            if meta is None or meta.deletion_timestamp is not None or status is None:
+                continue
+            started = parse_time(status.start_time)
+            if started is None or started >= changed:
+                continue
+            if secret.metadata.name in mounted_secrets(pod):
+                containers = (pod.spec.containers if pod.spec else None) or []
+                stale.append((started, meta.name or "?", [c.image for c in containers if c.image]))
+        if stale:
+            stale.sort()
+            images = tuple(dict.fromkeys(i for _, _, imgs in stale for i in imgs))
+            found.append(
+                StaleMount(
+                    secret.metadata.name or "?",
+                    changed,
+                    _tls_not_after(secret),
+                    tuple(name for _, name, _ in stale),
+                    images,
+                )  # fmt: skip
+            )
     return found

@@ -207,8 +207,7 @@ class Deployer:
             )
         if not emergency:  # the emergency rollback is the way out of a failed or pending release
             await preflight.check_helm_release(s, req.component, req.env, req.force, checked)
-        if emergency and not version:
-            checked.notes.append("artifacts not checked: helm picks the revision")
+        if emergency and not version:  # the warning is already the first note
             return
         await preflight.check_registry(
             s, req.component, version, req.force, checked, emergency=emergency
@@ -239,7 +238,14 @@ class Deployer:
         from_version: str | None = None
         if req.action == Action.EMERGENCY:
             commit, mr = None, None
-            version, source, from_version, revisions = await emergency_target(s, req)
+            pick = await emergency_target(s, req)
+            version, source, from_version, revisions = (
+                pick.version, pick.source, pick.from_version, pick.revisions,
+            )  # fmt: skip
+            if pick.unchecked is not None:  # the first line says so, before anything else
+                checked.notes.insert(
+                    0, "WARNING: could not check the image it returns to (helm picks the revision)"
+                )
         else:
             commit, source, mr = await self._source(req.component, req.env)
             await preflight.check_approval(s, req.env, mr, req.actor)

@@ -84,11 +84,23 @@ def choose(history: Sequence[HelmRelease], release: str, ref: str | None = None)
     return EmergencyTarget(current, older[-1])
 
 
-async def emergency_target(
-    services: Services, req: DeployRequest
-) -> tuple[str, str, str | None, tuple[int | None, int | None]]:
-    """(version, source, from version, (revision, from revision)) from the cluster's
-    Helm history alone; without a cluster helm picks the revision (version "")."""
+@dataclass(frozen=True)
+class Pick:
+    """What an emergency rollback returns to. `version` "" means helm picks the revision
+    (`unchecked` says why the bot could not: then no image can be checked either)."""
+
+    version: str
+    source: str
+    from_version: str | None = None
+    revisions: tuple[int | None, int | None] = (None, None)
+    unchecked: str | None = None
+
+
+async def emergency_target(services: Services, req: DeployRequest) -> Pick:
+    """The revision to return to, from the cluster's Helm history alone. Without a cluster,
+    or when its Helm history cannot be read (RBAC, the API down), helm picks the revision
+    (`helm rollback <release> 0`) and the image it returns to cannot be checked: `unchecked`
+    says so, for the first line. `to <ref>` needs the history: refused without it."""
     cluster = services.clusters.get(req.env)
     target = target_of(services.config, req.component)
     if cluster is None:
@@ -97,20 +109,21 @@ async def emergency_target(
                 f"--emergency to {req.ref} needs the Helm history, and {req.env} has no "
                 f"cluster configured; use !rollback {req.component} {req.env} to {req.ref}"
             )
-        source = (
-            "helm rollback (helm picks the previous revision: no cluster configured to"
-            " read its history)"
-        )
-        return "", source, None, (None, None)
+        why = "no cluster configured to read its history"
+        return Pick("", f"helm rollback (helm picks the previous revision: {why})", unchecked=why)
     try:
         history = await cluster.helm_history(target.namespace, target.release)
-        chosen = choose(history, target.release, req.ref)
     except ClusterError as exc:
-        raise Refusal(f"cannot read the Helm history: {exc}; nothing run") from None
+        if req.ref is not None:
+            raise Refusal(f"cannot read the Helm history: {exc}; nothing run") from None
+        why = f"cannot read the Helm history: {exc}"
+        return Pick("", f"helm rollback (helm picks the previous revision: {why})", unchecked=why)
+    try:
+        chosen = choose(history, target.release, req.ref)
     except NoTarget as exc:
         raise Refusal(f"{exc}; nothing run") from None
     now, back = chosen.current, chosen.target
     source = f"helm rollback to revision {back.revision}" + (
         " (forward, as asked with to)" if chosen.forward else ""
     )
-    return back.chart_version, source, now.chart_version, (back.revision, now.revision)
+    return Pick(back.chart_version, source, now.chart_version, (back.revision, now.revision))

@@ -31,8 +31,9 @@ from bot.model.planner import Advice
 from bot.model.state import Model
 from bot.model.views import version_view
 from bot.monitors.digests import digest_findings
-from bot.monitors.hygiene import hygiene_findings
+from bot.monitors.hygiene import CertRestarts, cert_restart_findings, hygiene_findings
 from bot.monitors.protect import artifact_repos, protect, wanted_tags
+from bot.monitors.restarts import RestartWatch
 from bot.monitors.unapplied import UnappliedMonitor
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
@@ -137,8 +138,10 @@ class Monitors:
         *,
         clock: Callable[[], float] = time.time,
         unapplied: UnappliedMonitor | None = None,
+        restarts: RestartWatch | None = None,
     ) -> None:
         self.services = services
+        self.restarts = restarts  # announces restarts nobody deployed, once each
         self.unapplied = unapplied  # its latest answers become `unapplied` alerts
         self.bumper = bumper
         self.clock = clock
@@ -224,6 +227,8 @@ class Monitors:
             await self.alerts.save(state)
             self._export(state)
             await self._protect(check)
+            if self.restarts is not None:
+                await self.restarts.check(now)
             self._checked_once.set()
             return actions
 
@@ -262,6 +267,7 @@ class Monitors:
         found, scopes = await hygiene_findings(self.services, now)
         check.findings += found
         check.checked |= scopes
+        _fold(check, await cert_restart_findings(self.services, statuses))
         if self.unapplied is not None:
             found, scopes = self.unapplied.findings()
             check.findings += found
@@ -398,17 +404,10 @@ class Monitors:
                     if got.value is False:
                         check.missing.add((registry.repository_path(repo), oci_tag(version)))
                         detail = f"{kind} {registry.repository_path(repo)}:{version}"
-                        check.findings.append(
-                            Finding(
-                                "missing-artifact",
-                                cell.component,
-                                cell.env,
-                                detail,
-                                _missing_text(detail, used_as),
-                            )  # fmt: skip
-                        )
+                        check.findings.append(_missing_finding(cell, detail, version, used_as))
             if answered:
                 check.checked.add(("missing-artifact", cell.component, cell.env))
+                check.checked.add(("rollback-target-missing", cell.component, cell.env))
 
     async def _exists(self, repo: str, version: str) -> Got[bool]:
         registry = self.services.registry
@@ -438,9 +437,34 @@ class Monitors:
             await self.services.announcer.announce(line, key="registry-protection", final=True)
 
 
-def _missing_text(detail: str, roles: list[str]) -> str:
+def _missing_finding(cell: Cell, detail: str, version: str, roles: list[str]) -> Finding:
+    """A live or pinned version's artifact gone: `missing-artifact` (the next restart or
+    deploy fails). Only the `previous` one, which `!rollback` picks (`Bumper.previous`, the
+    same choice): `rollback-target-missing`, its own kind, so it is seen apart."""
+    c, env = cell.component, cell.env
     if "live" in roles or "pinned" in roles:
-        effect = "the next restart or deploy will fail"
-    else:
-        effect = "a rollback to it will fail"
-    return f"{detail} ({', '.join(roles)}) is gone from the registry: {effect}"
+        text = f"{detail} ({', '.join(roles)}) is gone from the registry: the next restart or deploy will fail"
+        return Finding("missing-artifact", c, env, detail, text)
+    text = (
+        f"!rollback {c} {env} would return to {version} (previous), but {detail} is gone"
+        " from the registry: that rollback would be refused"
+    )
+    return Finding("rollback-target-missing", c, env, detail, text)
+
+
+def _fold(check: _Check, restarts: CertRestarts) -> None:
+    """Add the `cert-restart` findings. An image one of them found MISSING is named there
+    (the restart that will pull it is the news), not again as `missing-artifact`; a
+    `missing-artifact` alert raised before stays as it was."""
+    check.findings += restarts.findings
+    check.checked |= restarts.checked
+    for (c, env), gone in restarts.missing.items():
+        named = {f"image {repo}:{tag}" for repo, tag in gone}
+        named |= {f"image {repo}:{tag.replace('_', '+')}" for repo, tag in gone}
+        before = len(check.findings)
+        check.findings = [
+            f for f in check.findings
+            if not (f.kind == "missing-artifact" and (f.component, f.env) == (c, env) and f.detail in named)
+        ]  # fmt: skip
+        if len(check.findings) != before:
+            check.checked.discard(("missing-artifact", c, env))

@@ -18,7 +18,7 @@ from bot.store.db import Store, StoreConn
 
 KINDS = (
     "drift", "undeployed", "unhealthy", "missing-artifact", "helm-release", "no-pdb",
-    "cert-expiry", "unapplied", "image-digest",
+    "cert-expiry", "unapplied", "image-digest", "cert-restart", "rollback-target-missing",
 )  # fmt: skip
 
 Key = tuple[str, str, str, str]  # kind, component, env, detail

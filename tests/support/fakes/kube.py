@@ -99,6 +99,8 @@ class _Deployment:
     terminating: int = 0  # old pods still terminating after the rollout completed
     deadline_exceeded: bool = False  # Progressing=False, reason ProgressDeadlineExceeded
     image_digest: str | None = None  # what the pods of `image` pulled (their imageID)
+    managed: list[dict[str, Any]] = field(default_factory=list)  # metadata.managedFields
+    created: dict[int, str] = field(default_factory=dict)  # revision -> its RS's creation
 
 
 @dataclass
@@ -239,6 +241,7 @@ class FakeKube:
         self.history_limit = 10_000  # watch events kept for resuming; older ones are compacted
         self.watches_started = 0  # watch requests answered with a stream so far
         self.forbid_cluster_wide = False  # RBAC with namespaced roles only: 403 on `get -A`
+        self.forbidden: set[str] = set()  # plural kinds this client may not read: 403
         self._rv = 1
         self._horizon = 1  # a watch may resume from any resourceVersion >= this
         self._store: dict[str, dict[tuple[str, str], _Stored]] = {}  # ns -> (kind, name)
@@ -341,6 +344,28 @@ class FakeKube:
         d.terminating = 0
         d.deadline_exceeded = False
         self._sync(namespace)
+
+    def edit_by_hand(
+        self, namespace: str, name: str, *, at: str, version: str | None = None,
+        manager: str = "kubectl-edit",
+    ) -> None:  # fmt: skip
+        """Someone changes `name`'s pod template outside any deploy (`kubectl edit`, `kubectl
+        rollout restart`, a reloader): the API server stamps `manager` and `at` (RFC 3339) in
+        the Deployment's managedFields, the controller creates a new ReplicaSet at `at`, and
+        the rollout completes. `version` changes the image tag too (else only the pods)."""
+        d = self._ns(namespace).deployments[name]
+        d.managed = [
+            {"manager": "helm", "operation": "Update", "apiVersion": "apps/v1", "time": _T0},
+            {"manager": manager, "operation": "Update", "apiVersion": "apps/v1", "time": at},
+            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+             "time": at, "subresource": "status"},
+        ]  # fmt: skip
+        d.created[d.revision + 1] = at
+        keep = d.version
+        self.start_rollout(namespace, name, version=version or d.version)
+        if version is None:
+            d.version = keep
+        self.finish_rollout(namespace, name)
 
     def tick(self, namespace: str) -> None:
         """One controller step for the Deployments in `namespace`: what a list or get of
@@ -693,6 +718,7 @@ class FakeKube:
                 "creationTimestamp": _T0,
                 "labels": labels,
                 "annotations": {_REVISION: str(d.revision)},
+                **({"managedFields": d.managed} if d.managed else {}),
             },
             "spec": {
                 "replicas": d.replicas,
@@ -719,6 +745,7 @@ class FakeKube:
                 "uid": _hash("rs", d.namespace, d.name, revision),
                 "labels": {"app.kubernetes.io/name": d.name, "pod-template-hash": pod_hash},
                 "annotations": {_REVISION: str(revision)},
+                **({"creationTimestamp": d.created[revision]} if revision in d.created else {}),
                 "ownerReferences": [
                     {
                         "apiVersion": "apps/v1",
@@ -986,12 +1013,26 @@ class FakeKube:
             "status": {"notAfter": not_after, "conditions": [{"type": "Ready", "status": "True"}]},
         }  # fmt: skip
 
-    def add_tls_secret(self, namespace: str, name: str, cert_pem: bytes) -> None:
+    def add_tls_secret(
+        self, namespace: str, name: str, cert_pem: bytes, *, changed_at: str | None = None,
+        manager: str = "cert-manager-certificates-issuing",
+    ) -> None:  # fmt: skip
+        """A `kubernetes.io/tls` Secret; `changed_at` (RFC 3339) is when `manager` last wrote
+        it, as the API server records it in `metadata.managedFields[].time`."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if changed_at is not None:
+            metadata["creationTimestamp"] = _T0
+            metadata["annotations"] = {"cert-manager.io/certificate-name": name}
+            metadata["managedFields"] = [
+                {"manager": manager, "operation": "Update", "apiVersion": "v1",
+                 "time": changed_at, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}},
+            ]  # fmt: skip
         self._ns(namespace).secrets[name] = {
             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "data": {"tls.crt": base64.b64encode(cert_pem).decode(), "tls.key": ""},
         }  # fmt: skip
+        self._sync(namespace)
 
     def set_pod_log(self, namespace: str, pod: str, text: str) -> None:
         """What `GET .../pods/<pod>/log` answers (the last `tailLines` lines of it)."""
@@ -1051,6 +1092,8 @@ class FakeKube:
             await asyncio.sleep(self.latency)
         if self.fault == "hang":
             await self._stopping.wait()
+        if any(f"/{kind}" in request.path for kind in self.forbidden):
+            return _status(403, "Forbidden", f"{request.path} is forbidden for this user")
         if self.fault == "error" or self.fail_next > 0:
             self.fail_next = max(0, self.fail_next - 1)
             return _status(500, "InternalError", "injected fault")

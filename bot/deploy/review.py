@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.cluster.kube import ClusterError
@@ -178,6 +178,8 @@ class PendingReview:
     confirm: str  # the command that applies it
     who_confirms: str  # "another deployer" | "a deployer"
     until: float  # when the review expires (epoch seconds)
+    commit: str | None = None  # the reviewed commit: a confirm applies exactly this one
+    stale: str | None = None  # why a confirm would be refused now (the pin moved since)
 
     def until_text(self) -> str:
         return datetime.fromtimestamp(self.until, UTC).strftime("%H:%M UTC")
@@ -202,5 +204,20 @@ async def pending_reviews(
             version=row["version"] or "?", from_version=row["from_version"],
             summary=row["result"] or "", confirm=f"{prefix}apply {c} {env} confirm",
             who_confirms="another deployer" if other else "a deployer", until=until,
+            commit=row["commit_sha"],
         )  # fmt: skip
     return out
+
+
+async def check_current(dep: Deployer, review: PendingReview, within: float) -> PendingReview:
+    """The review, marked stale when what an apply would deploy now is not the reviewed
+    commit (a confirm is then refused: the pin moved since the review). Unknown within
+    `within` seconds: left as it is (the confirm says so if it comes to that)."""
+    try:
+        commit, source = await asyncio.wait_for(dep.source_of(review.component, review.env), within)
+    except (UserError, TimeoutError):
+        return review
+    if review.commit is None or commit == review.commit:
+        return review
+    return replace(review, stale=f"the pin moved since: {source} is not the reviewed commit"
+                   f" {review.commit[:8]}")  # fmt: skip

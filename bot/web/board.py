@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from bot.core.text import format_age, format_duration, one_line
 from bot.core.windows import in_window, next_opening, parse_windows
 from bot.delivery.announcer import Announced
+from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
-from bot.deploy.review import PendingReview, pending_reviews
+from bot.deploy.review import PendingReview, check_current, pending_reviews
 from bot.model.planner import Advice
 from bot.model.views import version_view
 from bot.pipelines.announce import NewestPipeline, newest_pipelines
@@ -145,7 +146,7 @@ def cell_view(
         state, words = "alert", "ALERT " + ", ".join(a.kind for a in cell.alerts)
     elif not health_ok:
         state, words = "down", "unhealthy"
-    elif review is not None:
+    elif review is not None and review.stale is None:
         state, words = "review", f"review #{review.id} waits for a confirm"
     elif cell.deploying is not None:
         state, words = "deploying", f"deploying #{cell.deploying[0]}"
@@ -212,7 +213,7 @@ def next_step(
     if cell.deploying is not None:
         deploy_id, _, state = cell.deploying
         return NextView(f"deploy #{deploy_id} is {state}: follow it on its page")
-    if review is not None:
+    if review is not None and review.stale is None:
         gate = f"{review.who_confirms} than {review.asked_by}, until {review.until_text()}"
         if review.who_confirms != "another deployer":
             gate = f"a deployer, until {review.until_text()}"
@@ -329,7 +330,10 @@ async def build_board(
     news: dict[str, Announced],
     components: list[str] | None = None,
     freezes: Sequence[Freeze] = (),
+    deployer: Deployer | None = None,
 ) -> BoardView:
+    """The board; with `deployer`, each waiting review is checked against what an apply
+    would deploy now (a review the pin has moved past is shown as such, not as confirmable)."""
     cfg = services.config
     envs = cfg.env_names
     names = components if components is not None else list(cfg.components)
@@ -337,6 +341,11 @@ async def build_board(
     now = board.clock()
     pipelines = await newest_pipelines(services.store)
     reviews = await pending_reviews(services.store, cfg, time.time())
+    if deployer is not None and reviews:
+        checked = await asyncio.gather(
+            *(check_current(deployer, r, board.timeout) for r in reviews.values())
+        )
+        reviews = dict(zip(reviews, checked, strict=True))
     steps = await asyncio.gather(*(_latest_advice(board, s) for s in statuses))
     rows = [
         row_view(s, envs, now, pipelines, news, step, reviews)

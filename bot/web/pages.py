@@ -94,7 +94,7 @@ class Pages:
                 for e in self.feed.recent
                 if e.kind == "announce"
             ),
-            freezes=await self.deployer.freezes.active(None),
+            freezes=await self.deployer.freezes.active(None), deployer=self.deployer,
         )  # fmt: skip
         template = "board_body.html" if request.query.get("part") == "board" else "board.html"
         return self._page(request, template, board=view, title="deploybot board")

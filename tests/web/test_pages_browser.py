@@ -372,6 +372,17 @@ async def test_the_board_names_next_steps_keeps_a_review_and_the_chart_reads(
                 await check_board(page, again, review)
                 news = await page.locator("#news").inner_text()
                 assert f"review #{review['id']}:" in news and "deploy #3 done" in news, news
+                # main moves on (another component's pin): a confirm would now be refused,
+                # so the cell stops offering it and names the new review instead
+                await say(again, "!promote jobs-api to tools", r"pushed \w+ to main")
+                await page.reload()
+                cell = page.locator("#cell-builds-api-tools")
+                await cell.locator(".review", has_text="is out of date").wait_for(timeout=10000)
+                assert "the pin moved since: main@" in await cell.inner_text()
+                assert await cell.locator(".next code.cmd").inner_text() == (
+                    "!apply builds-api tools"
+                )
+                await check_steps(page)
                 browser.assert_clean()
         finally:
             await again.stop()

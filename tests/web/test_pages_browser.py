@@ -1,6 +1,8 @@
 """The pages in a real Chromium against the real bot (`deploybot run` over the demo's data):
 what a person sees on the board, a webhook changing an open page, a deploy's log streaming,
-and pages refusing a visitor without the token while webhooks still work.
+and pages refusing a visitor without the token while webhooks still work; at 1280 and 390 px,
+each cell's next step (a command the bot takes), a waiting review in its cell before and after
+a restart, alerts whole and once, no sideways scroll, and the history chart's labels apart.
 
 Screenshots of the board and of a deploy page are taken on the way (`make screenshots` saves them to docs/screenshots/ for the README).
 """
@@ -109,8 +111,8 @@ async def test_board_shows_every_cell_and_a_webhook_changes_it_live(tmp_path: Pa
             await pipeline.wait_for(timeout=5000)
             assert "stage 2/3 test" in await pipeline.inner_text()
             assert "stage 2/3" in await page.locator("#news").inner_text()
-            assert await check_steps(page) == 3  # drift in toolsbeta, undeployed in tools x2
-            await check_alerts(page, bot)
+            await check_alerts(page, bot, at_least=3)  # drift, and undeployed in tools x2
+            assert await check_steps(page) == 3
             await screenshot(page, "board.png")
             browser.assert_clean()
     finally:
@@ -267,17 +269,16 @@ async def check_steps(page: Any) -> int:
     return checked
 
 
-async def check_alerts(page: Any, bot: BotProcess) -> None:
+async def check_alerts(page: Any, bot: BotProcess, at_least: int = 1) -> None:
     """Each raised alert (as the store has it) shows once, whole, in its cell; nothing cut."""
     deadline = time.monotonic() + 15
     while True:  # the monitors may raise one between the page's answer and this read
         alerts = active_alerts(bot)
         board = " ".join((await page.locator("#board").inner_text()).split())
-        if all(" ".join(full.split()) in board for *_, full in alerts):
+        if len(alerts) >= at_least and all(" ".join(a[3].split()) in board for a in alerts):
             break
         assert time.monotonic() < deadline, (alerts, board)
         await page.reload()
-    assert alerts, "the demo raises alerts"
     for kind, component, env, full in alerts:
         shown = page.locator(f"#cell-{component}-{env} .alert")
         texts = [" ".join(t.split()) for t in await shown.all_inner_texts()]

@@ -310,6 +310,8 @@ async def _latest_advice(board: StatusBoard, status: ComponentStatus) -> Advice 
     latest = status.latest
     if latest is None or set(status.cells) != set(board.services.config.env_names):
         return None
+    if False not in status.contains_latest.values():  # it runs everywhere (or unknown)
+        return None
     prefix = str(board.services.config.bot.prefix)
     try:
         seen = await board.seen(status)

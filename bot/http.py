@@ -193,6 +193,7 @@ def build_http_app(
     pages = Pages(services, board, deployer, feed, access)
     setup_templates(app, services.config.http.task_url)
     app.middlewares.append(access.middleware)
+    app.middlewares.append(pages.not_found)  # inside the access check: pages only for readers
     plain = PlainText(services, board, deployer, events, live)
     app.add_routes(route_table(plain, pages, feed, webhooks))
     unlisten = services.announcer.listen(feed.publish)

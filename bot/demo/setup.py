@@ -149,7 +149,8 @@ async def run_demo(demo_dir: Path, listen: str | None = None) -> int:
     config = load_config(await prepare(demo_dir, listen))
     print(
         "deploybot demo: console chat as you; type !help (Ctrl-D to quit). "
-        f"State in {demo_dir}/, webhooks on http://{config.http.listen}/webhooks/gitlab",
+        f"State in {demo_dir}/, board on http://{config.http.listen}/status, webhooks on"
+        f" http://{config.http.listen}/webhooks/gitlab",
         flush=True,
     )
     await App(config).run()

@@ -173,6 +173,16 @@ async def latest_review(store: Store, component: str, env: str) -> Row | None:
     )
 
 
+async def waiting_review_rows(store: Store) -> list[Row]:
+    """The newest review of each component+environment whose state is still `reviewed`
+    (waiting for a confirm), oldest first."""
+    return await store.fetchall(
+        "SELECT * FROM deploys WHERE action='review' AND state='reviewed' AND id IN"
+        " (SELECT max(id) FROM deploys WHERE action='review' GROUP BY component, env)"
+        " ORDER BY id"
+    )
+
+
 async def claim_review(store: Store, review_id: int, by: str) -> bool:
     """Mark a waiting review confirmed; False when it was not waiting (confirmed twice)."""
 

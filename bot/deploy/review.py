@@ -14,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.cluster.kube import ClusterError
 from bot.config.auth import same_person
+from bot.config.model import Config
 from bot.control import upgrades
 from bot.core.errors import UserError
 from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Action, Deploy, DeployFailed, DeployOutcome, DeployRequest
-from bot.deploy.records import claim_review, latest_review, release_review
+from bot.deploy.records import claim_review, latest_review, release_review, waiting_review_rows
 from bot.model.running import running_version
+from bot.store.db import Store
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
 
@@ -161,3 +164,63 @@ def _elsewhere(asked: str, confirming: str) -> str:
     """` (the same person as console:ALICE)` when the identities differ but the person is
     one (a case variant, a nick change, another network)."""
     return "" if asked == confirming else f" (the same person as {confirming})"
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """A review waiting for its confirm, as the pages show it (read from the store, so it
+    is the same after a restart)."""
+
+    id: int
+    component: str
+    env: str
+    asked_by: str  # short name of who ran the review
+    version: str
+    from_version: str | None
+    summary: str  # what the diff changes
+    confirm: str  # the command that applies it
+    who_confirms: str  # "another deployer" | "a deployer"
+    until: float  # when the review expires (epoch seconds)
+    commit: str | None = None  # the reviewed commit: a confirm applies exactly this one
+    stale: str | None = None  # why a confirm would be refused now (the pin moved since)
+
+    def until_text(self) -> str:
+        return datetime.fromtimestamp(self.until, UTC).strftime("%H:%M UTC")
+
+
+async def pending_reviews(
+    store: Store, config: Config, now: float
+) -> dict[tuple[str, str], PendingReview]:
+    """Every review still waiting (not confirmed, not expired) by (component, env)."""
+    prefix = str(config.bot.prefix)
+    out = {}
+    for row in await waiting_review_rows(store):
+        c, env = row["component"], row["env"]
+        env_cfg = config.env(env)
+        timeout = duration_seconds(env_cfg.review_timeout) if env_cfg else 900.0
+        until = float(row["finished_at"] or row["started_at"]) + timeout
+        if until <= now:
+            continue
+        other = env_cfg is None or env_cfg.review_by == "other"
+        out[(c, env)] = PendingReview(
+            id=int(row["id"]), component=c, env=env, asked_by=actor_name(row["actor"]),
+            version=row["version"] or "?", from_version=row["from_version"],
+            summary=row["result"] or "", confirm=f"{prefix}apply {c} {env} confirm",
+            who_confirms="another deployer" if other else "a deployer", until=until,
+            commit=row["commit_sha"],
+        )  # fmt: skip
+    return out
+
+
+async def check_current(dep: Deployer, review: PendingReview, within: float) -> PendingReview:
+    """The review, marked stale when what an apply would deploy now is not the reviewed
+    commit (a confirm is then refused: the pin moved since the review). Unknown within
+    `within` seconds: left as it is (the confirm says so if it comes to that)."""
+    try:
+        commit, source = await asyncio.wait_for(dep.source_of(review.component, review.env), within)
+    except (UserError, TimeoutError):
+        return review
+    if review.commit is None or commit == review.commit:
+        return review
+    return replace(review, stale=f"the pin moved since: {source} is not the reviewed commit"
+                   f" {review.commit[:8]}")  # fmt: skip

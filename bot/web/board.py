@@ -8,20 +8,41 @@ reads without colour. Plain values only; the templates lay them out.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.core.text import format_age, format_duration, one_line
 from bot.core.windows import in_window, next_opening, parse_windows
 from bot.delivery.announcer import Announced
+from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
+from bot.deploy.review import PendingReview, check_current, pending_reviews
+from bot.model.planner import Advice
+from bot.model.views import version_view
 from bot.pipelines.announce import NewestPipeline, newest_pipelines
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.store.alerts import DELIBERATE
 from bot.store.freezes import Freeze
 from bot.store.sal import SalEntry
+from bot.web.news import NewsItem, recent_news
+
+log = logging.getLogger("deploybot.web")
+ALERT_KEY = "alert:"  # announcements of alerts (raised or resolved): their text is in the cell
+
+
+@dataclass(frozen=True)
+class NextView:
+    """A cell's next step: the planner's words and the command to type (None: nothing to
+    type, the words say why)."""
+
+    text: str
+    command: str | None = None
+    gate: str | None = None
 
 
 @dataclass
@@ -41,7 +62,9 @@ class CellView:
     lock: str | None
     alerts: list[str]
     deploying: tuple[int, str, str] | None
-    next: str | None = None  # the planner's next step (as `!status` says it)
+    next: NextView | None = None  # the planner's next step
+    review: PendingReview | None = None  # a review waiting for its confirm
+    anchor: str = ""  # the cell's id on the page (the banner links to it)
 
 
 @dataclass
@@ -91,13 +114,24 @@ class BoardView:
     attention: int = 0
     locks: list[str] = field(default_factory=list)
     freezes: list[str] = field(default_factory=list)  # deploy freezes in force
+    alert_links: list[tuple[str, str]] = field(default_factory=list)  # (cell anchor, words)
+    news: list[NewsItem] = field(default_factory=list)  # what was just announced (stored)
 
 
 def _versions(got: Got[list[str]]) -> tuple[list[str], str | None]:
     return (got.value or [], None) if got.ok else ([], got.unknown())
 
 
-def cell_view(status: ComponentStatus, cell: Cell, now: float) -> CellView:
+def anchor_of(component: str, env: str) -> str:
+    return f"cell-{component}-{env}"
+
+
+def cell_view(
+    status: ComponentStatus, cell: Cell, now: float, latest: Advice | None = None,
+    review: PendingReview | None = None,
+) -> CellView:  # fmt: skip
+    """One cell; `latest`: the planner's step for the newest release (used where the
+    environment's own pin has nothing to apply but the release has not reached it)."""
     pinned, pinned_unknown = _versions(cell.pinned)
     live = cell.live
     live_value = live.value if live.ok else None
@@ -105,25 +139,15 @@ def cell_view(status: ComponentStatus, cell: Cell, now: float) -> CellView:
     if live.error == NO_CLUSTER:
         live_unknown = "no cluster"
     age = format_age(now - cell.live_since) if cell.live_since is not None else None
-    bump = None
-    if status.bump.ok and status.bump.value is not None and cell.bump_pinned is not None:
-        bump_pins, why = _versions(cell.bump_pinned)
-        bump = f"!{status.bump.value.iid}: " + (", ".join(bump_pins) or why or "none")
-    health_text, health_ok = None, True
-    if cell.health.value is not None:
-        h = cell.health.value
-        health_ok = h.ok
-        health_text = f"{h.ready}/{h.desired} ready"
-        if h.problems:
-            health_text += ", " + one_line(h.problems[0].describe(), 100)
-    elif cell.health.error not in (None, NO_CLUSTER):
-        health_text, health_ok = f"health {cell.health.unknown()}", False
-    alerts = [f"{a.kind}: {one_line(a.text, 120)}" for a in cell.alerts]
+    health_text, health_ok = _health(cell)
+    alerts = [f"{a.kind}: {' '.join(a.text.split())}" for a in cell.alerts]  # whole, wrapped
     lock = f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 80)}" if cell.lock else None
     if alerts:
         state, words = "alert", "ALERT " + ", ".join(a.kind for a in cell.alerts)
     elif not health_ok:
         state, words = "down", "unhealthy"
+    elif review is not None and review.stale is None:
+        state, words = "review", f"review #{review.id} waits for a confirm"
     elif cell.deploying is not None:
         state, words = "deploying", f"deploying #{cell.deploying[0]}"
     elif cell.drifted:
@@ -134,6 +158,10 @@ def cell_view(status: ComponentStatus, cell: Cell, now: float) -> CellView:
         state, words = "unknown", "unknown"
     else:
         state, words = "ok", "as pinned" if live_value else "ok"
+    contained = status.contains_latest.get(cell.env)
+    step = next_step(cell, review, latest if state != "ok" and contained is False else None)
+    if state == "ok" and step is not None and step.command is None:
+        step = None  # a fine cell with nothing to type says nothing more
     return CellView(
         env=cell.env,
         state=state,
@@ -144,22 +172,64 @@ def cell_view(status: ComponentStatus, cell: Cell, now: float) -> CellView:
         pinned=pinned,
         pinned_unknown=pinned_unknown,
         as_pinned=bool(live_value and live_value in pinned),
-        bump=bump,
+        bump=_bump(status, cell),
         health=health_text,
         health_ok=health_ok,
         lock=lock,
         alerts=alerts,
         deploying=cell.deploying,
-        next=_next(cell),
+        next=step,
+        review=review,
+        anchor=anchor_of(cell.component, cell.env),
     )
 
 
-def _next(cell: Cell) -> str | None:
-    """The planner's step for this cell: the same words `!status` and the alerts use."""
+def _bump(status: ComponentStatus, cell: Cell) -> str | None:
+    if status.bump.ok and status.bump.value is not None and cell.bump_pinned is not None:
+        bump_pins, why = _versions(cell.bump_pinned)
+        return f"!{status.bump.value.iid}: " + (", ".join(bump_pins) or why or "none")
+    return None
+
+
+def _health(cell: Cell) -> tuple[str | None, bool]:
+    """The health in words, and whether it is fine."""
+    if cell.health.value is not None:
+        h = cell.health.value
+        text = f"{h.ready}/{h.desired} ready"
+        if h.problems:
+            text += ", " + one_line(h.problems[0].describe(), 100)
+        return text, h.ok
+    if cell.health.error not in (None, NO_CLUSTER):
+        return f"health {cell.health.unknown()}", False
+    return None, True
+
+
+def next_step(
+    cell: Cell, review: PendingReview | None = None, latest: Advice | None = None
+) -> NextView | None:
+    """The cell's next step, from the planner (the same advice `!status` and the alerts
+    give): a waiting review's confirm first; then the environment's own step; where that
+    has nothing to type, the newest release's step (unless it was rolled back on purpose)."""
+    if cell.deploying is not None:
+        deploy_id, _, state = cell.deploying
+        return NextView(f"deploy #{deploy_id} is {state}: follow it on its page")
+    if review is not None and review.stale is None:
+        gate = f"{review.who_confirms} than {review.asked_by}, until {review.until_text()}"
+        if review.who_confirms != "another deployer":
+            gate = f"a deployer, until {review.until_text()}"
+        return NextView("", review.confirm, gate)  # the review's own line says what
     advice = cell.advice
-    if advice is None or advice.command is None or not advice.known or cell.deploying:
-        return None
-    return advice.line()
+    if advice is not None and advice.command and advice.known:
+        return NextView(advice.text, advice.command, advice.gate)
+    if any(DELIBERATE in a.text for a in cell.alerts):
+        return NextView(f"nothing to do: {DELIBERATE}")
+    if latest is not None and latest.command:
+        return NextView(latest.text, latest.command, latest.gate)
+    if advice is not None:
+        return NextView(advice.text)
+    if cell.drifted:
+        return NextView("live is not the pin (the next step could not be worked out)")
+    return None
 
 
 def pipeline_text(p: NewestPipeline | None) -> str | None:
@@ -177,6 +247,8 @@ def row_view(
     now: float,
     pipelines: dict[str, NewestPipeline],
     news: dict[str, Announced],
+    latest_advice: Advice | None = None,
+    reviews: dict[tuple[str, str], PendingReview] | None = None,
 ) -> RowView:
     path = status.path(envs)
     latest = status.latest
@@ -192,7 +264,16 @@ def row_view(
         pipeline=pipelines.get(status.component),
         pipeline_text=pipeline_text(pipelines.get(status.component)),
         news=said.text if said else None,
-        cells=[cell_view(status, status.cells[e], now) for e in envs],
+        cells=[
+            cell_view(
+                status,
+                status.cells[e],
+                now,
+                latest_advice,
+                (reviews or {}).get((status.component, e)),
+            )
+            for e in envs
+        ],  # fmt: skip
     )
 
 
@@ -213,20 +294,65 @@ def window_views(services: Services, now: datetime) -> list[WindowView]:
     return out
 
 
+def row_news(said: Iterable[Announced]) -> dict[str, Announced]:
+    """The newest announcement per component that is not an alert (alerts show once, in
+    their cell)."""
+    out: dict[str, Announced] = {}
+    for one in said:
+        if one.component and not (one.key or "").startswith(ALERT_KEY):
+            out[one.component] = one
+    return out
+
+
+async def _latest_advice(board: StatusBoard, status: ComponentStatus) -> Advice | None:
+    """The planner's step for the component's newest release (what the undeployed alert
+    says), bounded like every source; None when it cannot be worked out in time."""
+    latest = status.latest
+    if latest is None or set(status.cells) != set(board.services.config.env_names):
+        return None
+    if False not in status.contains_latest.values():  # it runs everywhere (or unknown)
+        return None
+    prefix = str(board.services.config.bot.prefix)
+    try:
+        seen = await board.seen(status)
+        view = await asyncio.wait_for(
+            version_view(board.model, status.component, latest.raw, prefix=prefix, seen=seen),
+            board.timeout,
+        )
+    except Exception:  # a source that fails or hangs: the cell shows its own step only
+        log.warning("next step of %s %s not worked out", status.component, latest.raw,
+                    exc_info=True)  # fmt: skip
+        return None
+    return view.advice
+
+
 async def build_board(
     services: Services,
     board: StatusBoard,
     news: dict[str, Announced],
     components: list[str] | None = None,
     freezes: Sequence[Freeze] = (),
+    deployer: Deployer | None = None,
 ) -> BoardView:
+    """The board; with `deployer`, each waiting review is checked against what an apply
+    would deploy now (a review the pin has moved past is shown as such, not as confirmable)."""
     cfg = services.config
     envs = cfg.env_names
     names = components if components is not None else list(cfg.components)
     statuses = await board.gather(names, envs)
     now = board.clock()
     pipelines = await newest_pipelines(services.store)
-    rows = [row_view(s, envs, now, pipelines, news) for s in statuses]
+    reviews = await pending_reviews(services.store, cfg, time.time())
+    if deployer is not None and reviews:
+        checked = await asyncio.gather(
+            *(check_current(deployer, r, board.timeout) for r in reviews.values())
+        )
+        reviews = dict(zip(reviews, checked, strict=True))
+    steps = await asyncio.gather(*(_latest_advice(board, s) for s in statuses))
+    rows = [
+        row_view(s, envs, now, pipelines, news, step, reviews)
+        for s, step in zip(statuses, steps, strict=True)
+    ]
     flying = [
         InFlightView(
             d["id"],
@@ -239,12 +365,15 @@ async def build_board(
         )
         for d in await deploy_rows(services.store, active=True, limit=50)
     ]
-    alerts = [f"{r.component} {c.env}: {a}" for r in rows for c in r.cells for a in c.alerts]
+    links = [
+        (c.anchor, f"{r.component} {c.env}: {a.split(':', 1)[0]}")
+        for r in rows for c in r.cells for a in c.alerts
+    ]  # fmt: skip
     attention = sum(1 for r in rows for c in r.cells if c.state != "ok")
     return BoardView(
         envs=envs,
         rows=rows,
-        alerts=alerts,
+        alerts=[words for _, words in links],
         windows=window_views(services, datetime.now(UTC)),
         in_flight=flying,
         sal=await services.sal.query(limit=5),
@@ -253,4 +382,6 @@ async def build_board(
         attention=attention,
         locks=[lk.describe() for lk in await services.locks.all()],
         freezes=[f.describe() for f in freezes],
+        alert_links=links,
+        news=await recent_news(services.store),
     )

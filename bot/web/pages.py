@@ -17,13 +17,14 @@ from aiohttp import web
 
 from bot.control.releases import SourceError
 from bot.core.git import GitError
+from bot.delivery.announcer import Announced
 from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
 from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.web.access import COOKIE, LOGS_ROLE, SESSION_SECONDS, Access, safe_next
-from bot.web.board import build_board
+from bot.web.board import build_board, row_news
 from bot.web.deploys import read_from, state_of, stream_deploy
 from bot.web.diffview import Move, brought, diff_section, lines_of, moves_of
 from bot.web.history import chart, kind_of
@@ -68,13 +69,32 @@ class Pages:
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
+    @web.middleware
+    async def not_found(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A browser asking for something that is not there gets a page with the navigation
+        bar and the reason (curl still gets the one text line)."""
+        try:
+            return await handler(request)
+        except web.HTTPNotFound as exc:
+            if not wants_html(request) or request.path.startswith(("/webhooks/", "/static/")):
+                raise
+            why = (exc.text or "").strip() if exc.text and exc.text != "404: Not Found" else ""
+            resp = self._page(request, "404.html", title="not found", path=request.path,
+                              why=why or f"nothing at {request.path[:200]}")  # fmt: skip
+            resp.set_status(404)
+            return resp
+
     async def root(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/status")
 
     async def status(self, request: web.Request) -> web.StreamResponse:
         view = await build_board(
-            self.services, self.board, self.feed.latest_by_component(),
-            freezes=await self.deployer.freezes.active(None),
+            self.services, self.board, row_news(
+                Announced(**e.data)  # type: ignore[arg-type]
+                for e in self.feed.recent
+                if e.kind == "announce"
+            ),
+            freezes=await self.deployer.freezes.active(None), deployer=self.deployer,
         )  # fmt: skip
         template = "board_body.html" if request.query.get("part") == "board" else "board.html"
         return self._page(request, template, board=view, title="deploybot board")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 
 from tests.support.deployworld import NS, DeployBed, bed
 
@@ -101,3 +102,47 @@ async def test_an_expired_review_is_refused(bed: DeployBed) -> None:
         r" !apply builds-api toolsbeta for a new one",
         replies(out.out)[-1],
     )
+
+
+async def test_the_pages_see_a_waiting_review_until_it_is_confirmed_or_expires(
+    bed: DeployBed,
+) -> None:
+    from bot.deploy.review import pending_reviews
+    from bot.store.db import Store
+
+    reviewed_env(bed, review_timeout="15m")
+    old, new = bed.releases[-3], bed.pins["toolsbeta"]
+    bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
+    bed.push(new)
+    said = replies((await bed.run(["!apply builds-api toolsbeta"])).out)[0]
+    until = re.search(r"until (\d\d:\d\d UTC)$", said)
+    assert until is not None, said
+    store = Store(bed.config.bot.state_dir / "deploybot.sqlite3")
+    await store.open()
+    try:
+        now = time.time()
+        waiting = await pending_reviews(store, bed.config, now)
+        [review] = waiting.values()
+        assert (review.component, review.env, review.asked_by) == (
+            "builds-api",
+            "toolsbeta",
+            "alice",
+        )
+        assert review.confirm == "!apply builds-api toolsbeta confirm"
+        assert review.until_text() == until.group(1)  # the same deadline the line said
+        assert await pending_reviews(store, bed.config, review.until + 1) == {}  # expired
+    finally:
+        await store.close()
+    bed.script({"helmfile sync": {"ack": True}})
+
+    def start() -> None:
+        bed.kube.start_rollout(NS, "builds-api", version=new, ready_after_polls=1)
+
+    rollout = asyncio.create_task(bed.on_sync(start))
+    await bed.run(["!apply builds-api toolsbeta confirm"], user="carol")
+    await rollout
+    await store.open()
+    try:
+        assert await pending_reviews(store, bed.config, time.time()) == {}  # confirmed
+    finally:
+        await store.close()

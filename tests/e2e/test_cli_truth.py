@@ -47,6 +47,7 @@ def test_demo_listen_always_wins_and_make_demo_passes_the_port(tmp_path: Path) -
     again = cli("demo", "--dir", demo, "--listen", f"127.0.0.1:{second}", stdin="!sal\n")
     assert again.returncode == 0, again.stderr
     assert f"webhooks on http://127.0.0.1:{second}/webhooks/gitlab" in again.stdout
+    assert f"board on http://127.0.0.1:{second}/status" in again.stdout  # beside the webhooks
     config = (tmp_path / "demo" / "deploybot.yaml").read_text()
     assert f"public_url: http://127.0.0.1:{second}" in config
     for make_args, listen in (("PORT=18555", "127.0.0.1:18555"), ("LISTEN=0.0.0.0:9", "0.0.0.0:9")):

@@ -125,16 +125,17 @@ class BotProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def start(self, within: float = 60.0, expect: int = 200) -> None:
+    async def start(self, within: float = 60.0, expect: int = 200, *, stdin: bool = False) -> None:
         """Start the bot and wait until `/ready` answers `expect` (200: chat connected and
-        every room joined; 503 for a bot that cannot be in all its rooms yet)."""
+        every room joined; 503 for a bot that cannot be in all its rooms yet). `stdin`: keep
+        a pipe to its stdin open, for a `chat.console` config (`type`)."""
         argv = [*deploybot(), "run", "-c", str(self.config_path)]
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=ROOT,
                 env=self._env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
             )
@@ -184,6 +185,14 @@ class BotProcess:
         ) as resp:
             await resp.read()
             return resp.status
+
+    async def type(self, line: str) -> None:
+        """Type one line into the bot's console (started with `stdin=True`)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise BotExited("the bot was not started with stdin=True")
+        proc.stdin.write(line.encode() + b"\n")
+        await proc.stdin.drain()
 
     async def metric(self, name: str, labels: str = "") -> float:
         """The sum of a Prometheus sample's values from `/metrics` (0 if absent)."""

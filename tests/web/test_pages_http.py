@@ -18,6 +18,11 @@ from tests.support.webhookbot import RunningBot, config_with
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
+def pages_bot(demo_config_path: Path) -> RunningBot:
+    """The demo's bot with its pages open on a free loopback port."""
+    return RunningBot(config_with(demo_config_path, http={"listen": f"127.0.0.1:{free_port()}"}))
+
+
 def check_config(
     tmp_path: Path, demo_config_path: Path, http: dict[str, object]
 ) -> tuple[int, str]:
@@ -84,8 +89,7 @@ async def test_a_trusted_header_is_checked_against_auth_rules(demo_config_path: 
 
 
 async def test_sal_page_escapes_links_tasks_and_filters(demo_config_path: Path) -> None:
-    config = config_with(demo_config_path, http={"listen": f"127.0.0.1:{free_port()}"})
-    async with RunningBot(config) as bot:
+    async with pages_bot(demo_config_path) as bot:
         assert bot.session is not None
         bot.say("!log <script>alert(1)</script> restarted builds T123")
         await bot.wait_line(r"^logged #1")
@@ -108,8 +112,7 @@ async def test_sal_page_escapes_links_tasks_and_filters(demo_config_path: Path) 
 async def test_diff_page_shows_what_moves_and_the_releases_it_brings(
     demo_config_path: Path,
 ) -> None:
-    config = config_with(demo_config_path, http={"listen": f"127.0.0.1:{free_port()}"})
-    async with RunningBot(config) as bot:
+    async with pages_bot(demo_config_path) as bot:
         assert bot.session is not None
         bot.say("!diff builds-api latest toolsbeta")
         line = await bot.wait_line(r"full diff: ")
@@ -125,3 +128,25 @@ async def test_diff_page_shows_what_moves_and_the_releases_it_brings(
         assert "No deploy has run this change yet" in page
         async with bot.session.get(url) as r:
             assert r.content_type == "text/plain" and f"+chartVersion: {new}" in await r.text()
+
+
+async def test_a_missing_page_has_the_navigation_and_curl_gets_one_line(
+    demo_config_path: Path,
+) -> None:
+    async with pages_bot(demo_config_path) as bot:
+        assert bot.session is not None
+        get = bot.session.get
+        for path, why in (("/components/nope", "no component &#39;nope&#39;"),
+                          ("/deploys/999", "no such deploy #999"),
+                          ("/no/such/<page>", "nothing at /no/such/&lt;page&gt;")):  # fmt: skip
+            async with get(bot.base + path, headers=HTML) as r:
+                page = await r.text()
+                assert r.status == 404 and r.content_type == "text/html", path
+                assert '<a href="/status">board</a>' in page and '<a href="/sal">SAL</a>' in page
+                assert why in page, page
+                assert "<page>" not in page  # escaped
+            async with get(bot.base + path) as r:  # curl: the one text line
+                assert r.status == 404 and r.content_type == "text/plain"
+                assert "<a href" not in await r.text()
+        async with get(bot.base + "/static/nope.css", headers=HTML) as r:
+            assert r.status == 404 and r.content_type != "text/html"

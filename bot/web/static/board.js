@@ -45,7 +45,7 @@
     news.prepend(li);
     while (news.children.length > 30) { news.lastElementChild.remove(); }
     if (empty) { empty.hidden = true; }
-    if (data.component) {
+    if (data.component && !(data.key || "").startsWith("alert:")) { // alerts: in their cell
       const row = board.querySelector('tr[data-component="' + CSS.escape(data.component) + '"]');
       if (row) { row.querySelector(".news").textContent = data.text; }
     }

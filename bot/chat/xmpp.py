@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import slixmpp
@@ -154,7 +155,9 @@ class XmppAdapter:
         self._on_message = on_message
         self._supervisor = asyncio.create_task(self._supervise(), name="xmpp-supervisor")
 
-    async def send(self, room: str, text: str) -> None:
+    async def send(
+        self, room: str, text: str, *, keys: Iterable[str] = (), reply: bool = False
+    ) -> None:
         client = self._client
         if client is None or not self.connected:
             raise ConnectionError("xmpp: not connected")

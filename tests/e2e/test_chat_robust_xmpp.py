@@ -78,7 +78,9 @@ async def start_bot(
 
 
 def from_bot(client: TestClient, nick: str, since: int = 0) -> list[str]:
-    return [r.body for r in client.received[since:] if r.sender == f"{ROOM}/{nick}"]
+    """What the bot said in the room, a reply without the `asker: ` in front of it."""
+    said = [r for r in client.received[since:] if r.sender == f"{ROOM}/{nick}"]
+    return [re.sub(r"^[^\s:]+: ", "", r.body, count=1) for r in said]
 
 
 async def answer(

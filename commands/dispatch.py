@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime
 
 from bot.chat.base import Message
 from bot.config.auth import Role
@@ -27,6 +28,15 @@ from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_
 
 log = logging.getLogger("deploybot.commands")
 EDIT_NOT_RUN = "edits are not run; send the command again"
+MISSED = "missed while I was disconnected ({window}): send it again"
+CUT_OFF = "I was cut off from {window}: a command sent then did not reach me; send it again"
+
+
+def window(cut: tuple[float, float], between: str = "–") -> str:
+    """`12:41–12:42 UTC`: when the bot could not hear a room."""
+    start, end = (datetime.fromtimestamp(t, UTC).strftime("%H:%M") for t in cut)
+    return f"{start}{between}{end} UTC"
+
 
 MAX_RUNNING = 64  # chat lines handled at once; more get one "busy" line
 
@@ -72,7 +82,7 @@ class Dispatcher:
             await self._not_run(msg)
             return
         try:
-            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick, msg.private)
+            inv = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick, msg.private, msg.to_nick)
         except ParseError as exc:
             self.services.metrics.commands.labels("(invalid)", "refused").inc()
             await self._reply(msg, str(exc))
@@ -114,12 +124,25 @@ class Dispatcher:
 
     async def _not_run(self, msg: Message) -> None:
         """A correction, replayed history or a delayed line is never run; an edited command
-        gets one answer per corrected message."""
+        gets one answer per corrected message; a command said while the bot was cut off
+        (read from history after the reconnect) gets one "missed" line. The adapter's notice
+        of a cut it has no history for is said once in its room."""
         cfg = self.services.config
+        if msg.cut_off is not None and not msg.text and not msg.nick:
+            self.services.metrics.commands.labels("(cut off)", "refused").inc()
+            await self._reply(msg, CUT_OFF.format(window=window(msg.cut_off, " to ")))
+            return
         try:
-            command = parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick) is not None
+            command = (
+                parse_line(msg.text, cfg.bot.prefix, cfg.bot.nick, msg.private, msg.to_nick)
+                is not None
+            )
         except ParseError:
             command = True
+        if command and msg.cut_off is not None and msg.edit_of is None:
+            self.services.metrics.commands.labels("(missed)", "refused").inc()
+            await self._reply(msg, MISSED.format(window=window(msg.cut_off)))
+            return
         if not command or msg.edit_of is None:
             if command:
                 log.info("not running a replayed/delayed line from %s in %s", msg.nick, msg.room)

@@ -1,7 +1,8 @@
 """Turning a chat line into a command invocation: pure, no I/O.
 
 A line is for the bot when it starts with the prefix (`!status`), addresses the bot by
-nick (`deploybot: status`, `deploybot, status`), or comes in a private query (`status`).
+nick (`deploybot: status`, `deploybot, status`; also by the nick it has right now, such as a
+fallback `deploybot_: status`), or comes in a private query (`status`).
 IRC formatting codes (bold, colours, italics, ...) are stripped first, so a pasted bold
 command works. Arguments are whitespace-separated, with
 shell-like quotes allowed; `T\\d+` anywhere attaches a Phabricator task; `--word` is a flag.
@@ -43,26 +44,32 @@ def strip_formatting(line: str) -> str:
     return FORMAT_RE.sub("", line)
 
 
-def addressed_text(line: str, prefix: str, nick: str, private: bool = False) -> str | None:
-    """The command part of `line` if it is meant for the bot, else None."""
+def addressed_text(
+    line: str, prefix: str, nick: str, private: bool = False, current_nick: str = ""
+) -> str | None:
+    """The command part of `line` if it is meant for the bot, else None. `current_nick`: the
+    nick the bot has on the network the line came from, when it differs from `nick`."""
     text = line.strip()
     if prefix and text.startswith(prefix):
         rest = text[len(prefix) :]
         return rest if rest[:1].isalpha() else None
     lowered = text.lower()
-    for sep in (":", ","):
-        head = nick.lower() + sep
-        if lowered.startswith(head):
-            return text[len(head) :].strip()
+    for name in dict.fromkeys(n for n in (nick, current_nick) if n):
+        for sep in (":", ","):
+            head = name.lower() + sep
+            if lowered.startswith(head):
+                return text[len(head) :].strip()
     if private and text[:1].isalpha():
         return text  # a private query needs no prefix
     return None
 
 
-def parse_line(line: str, prefix: str, nick: str, private: bool = False) -> Invocation | None:
+def parse_line(
+    line: str, prefix: str, nick: str, private: bool = False, current_nick: str = ""
+) -> Invocation | None:
     """Parse a chat line; None when it is not for the bot. Raises ParseError."""
     line = strip_formatting(line)
-    text = addressed_text(line, prefix, nick, private)
+    text = addressed_text(line, prefix, nick, private, current_nick)
     if text is None:
         return None
     if CONTROL_RE.search(line.rstrip("\r\n")):

@@ -109,9 +109,10 @@ class CommandSet:
 
 
 def addressed(msg: Message, text: str) -> str:
-    """A reply in an IRC channel names the asker (`alice: ...`), as Sopel and Limnoria do,
-    so it stands out for them among other people's lines; private replies do not."""
-    if msg.private or msg.adapter != "irc" or not msg.nick:
+    """A reply in a room (an IRC channel, an XMPP MUC) names the asker (`alice: ...`), as
+    Sopel and Limnoria do, so in a busy room everyone sees whose command it answers;
+    private replies and the console (one person) do not."""
+    if msg.private or msg.adapter == "console" or not msg.nick:
         return text
     return f"{msg.nick}: {text}"
 

@@ -6,7 +6,7 @@ Adapters never import commands or services: they hand each incoming line to the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,6 +25,12 @@ class Message:
       `draft/edit`): the id of the corrected message ("" if unknown). Edits are never run.
     replayed: history replayed on join (MUC history, IRC chathistory/playback) or a
       delayed message (XEP-0203 `<delay/>`): said earlier, never run now.
+    to_nick: the bot's own nick on that connection when the line came (a fallback such as
+      `deploybot_` after the nick was taken): `deploybot_: status` is addressed to the bot.
+    cut_off: (from, to), wall-clock seconds, when the bot could not hear the room. On a line
+      read from history after a reconnect, it was said in that window (answer "missed ...",
+      never run it). With no nick and no text, it is the adapter's notice that the bot is
+      back in `room` and has no history to read: the room is told once.
     """
 
     adapter: str
@@ -36,6 +42,8 @@ class Message:
     tags: dict[str, str] = field(default_factory=dict)
     edit_of: str | None = None
     replayed: bool = False
+    to_nick: str = ""
+    cut_off: tuple[float, float] | None = None
 
 
 OnMessage = Callable[[Message], Awaitable[None]]
@@ -71,9 +79,14 @@ class ChatAdapter(Protocol):
         """Connect (and keep reconnecting in the background); return once started."""
         ...
 
-    async def send(self, room: str, text: str) -> None:
+    async def send(
+        self, room: str, text: str, *, keys: Iterable[str] = (), reply: bool = False
+    ) -> None:
         """Send `text` to `room`. Splits lines to the protocol limit; strips CR/LF.
 
+        keys: the outbox keys of the states the line says (an adapter that sends lines again
+        after a reconnect drops one a later line of the same keys superseded). reply: asked
+        for; it may go ahead of lines said earlier and waiting to be sent again.
         Raises ConnectionError if not connected (the announcer keeps the line queued).
         """
         ...

@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TextIO
 
 from bot.chat.base import Message, OnMessage
@@ -95,7 +96,9 @@ class ConsoleAdapter:
         finally:
             self.finished.set()
 
-    async def send(self, room: str, text: str) -> None:
+    async def send(
+        self, room: str, text: str, *, keys: Iterable[str] = (), reply: bool = False
+    ) -> None:
         clean = "".join(ch if ch.isprintable() else " " for ch in text)
         prefix = "" if room == ROOM else f"[{room}] "
         line = prefix + clean + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from datetime import datetime
 
 import slixmpp
 from slixmpp import JID
@@ -57,6 +58,8 @@ class RoomKeeper:
         self._asked: str | None = None  # the nick the pending join/nick change asked for
         self._left = asyncio.Event()
         self._holder_left = asyncio.Event()
+        # after a cut: the room's history since then is asked for on the first join (else none)
+        self.history_since: datetime | None = None
 
     # -- presences from the room (the adapter routes them here) ---------------------------
 
@@ -122,9 +125,13 @@ class RoomKeeper:
         reasons = []
         for nick in (self.wanted, f"{self.wanted}_"):
             muc.our_nicks[None][JID(self.room)] = nick
-            stanza = muc.make_join_stanza(JID(self.room), nick, maxstanzas=0)
+            since = self.history_since
+            stanza = muc.make_join_stanza(
+                JID(self.room), nick, maxstanzas=None if since else 0, since=since
+            )
             reason = await self._ask(nick, stanza)
             if reason is None:
+                self.history_since = None  # read once
                 return None
             reasons.append(f"{nick}: {reason}")
             if not reason.startswith("conflict"):

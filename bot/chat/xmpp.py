@@ -13,6 +13,9 @@ import contextlib
 import logging
 import random
 import re
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import slixmpp
@@ -83,8 +86,20 @@ def _said_when(msg: slixmpp.Message) -> dict[str, Any]:
     }
 
 
+def _stamp(msg: slixmpp.Message) -> float:
+    """When `msg` was said: its XEP-0203 delay stamp, else now (wall clock)."""
+    delay = msg.get_plugin("delay", check=True)
+    stamp = delay["stamp"] if delay is not None else None
+    return stamp.timestamp() if isinstance(stamp, datetime) else time.time()
+
+
 class XmppAdapter:
-    """ChatAdapter for one XMPP account, its MUC rooms and its direct chats."""
+    """ChatAdapter for one XMPP account, its MUC rooms and its direct chats.
+
+    After a connection is lost, each room is rejoined asking for its history since the last
+    stanza the bot saw there; a line from that history (said while the bot was cut off) is
+    handed on with `cut_off` set, so a command in it is answered "missed", never run.
+    """
 
     name = "xmpp"
     rate_limited = True
@@ -126,6 +141,9 @@ class XmppAdapter:
         self._on_message: OnMessage | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._handlers = TaskSet()
+        self._heard = time.time()  # wall clock: the server last said something
+        self._seen: dict[str, float] = {}  # room -> when the last stanza seen there was said
+        self._cut: dict[str, float] = {}  # room -> since when the bot could not hear it
 
     # -- ChatAdapter -------------------------------------------------------------------
 
@@ -154,7 +172,9 @@ class XmppAdapter:
         self._on_message = on_message
         self._supervisor = asyncio.create_task(self._supervise(), name="xmpp-supervisor")
 
-    async def send(self, room: str, text: str) -> None:
+    async def send(
+        self, room: str, text: str, *, keys: Iterable[str] = (), reply: bool = False
+    ) -> None:
         client = self._client
         if client is None or not self.connected:
             raise ConnectionError("xmpp: not connected")
@@ -205,6 +225,9 @@ class XmppAdapter:
                 log.warning("xmpp: connection failed (%s: %s)", type(exc).__name__, exc)
             finally:
                 self._ready = False
+                for room, keeper in self._keepers.items():
+                    if keeper.nick is not None or room in self._seen:
+                        self._cut.setdefault(room, self._heard)
                 await self._dispose(client)
             if not self._stopping:
                 await asyncio.sleep(backoff_delay(failures, self._reconnect_max))
@@ -222,10 +245,17 @@ class XmppAdapter:
         client.add_event_handler("groupchat_message", self._on_groupchat)
         client.add_event_handler("message", self._on_direct)
         client.add_event_handler("groupchat_presence", self._on_presence)  # muc#user ones
+        client.add_event_handler("groupchat_subject", self._on_subject)  # after the history
         client.add_event_handler("presence_error", self._on_presence)  # even without MUC <x/>
         return client
 
+    def _on_subject(self, msg: slixmpp.Message) -> None:
+        """The subject comes after a room's history on join: the cut was read up."""
+        self._heard = time.time()
+        self._cut.pop(msg["from"].bare, None)
+
     def _on_presence(self, pr: slixmpp.Presence) -> None:
+        self._heard = time.time()
         if pr["type"] == "error" and pr.get_plugin("muc", check=True) is not None:
             return  # also seen as a groupchat_presence
         keeper = self._keepers.get(pr["from"].bare)
@@ -269,18 +299,7 @@ class XmppAdapter:
         if self._tls and not _encrypted(client):
             raise ConnectionError("server did not negotiate TLS (set tls: false to allow)")
         client.send_presence()
-        self._keepers = {
-            room: RoomKeeper(
-                client,
-                room,
-                self._nick,
-                timeout=self._timeout,
-                retry=self._join_retry,
-                retry_max=self._join_retry_max,
-                regain_every=self._regain_every,
-            )  # fmt: skip
-            for room in self._rooms
-        }
+        self._keepers = self._new_keepers(client)
         keeping = [
             asyncio.create_task(k.run(), name=f"xmpp-room-{r}") for r, k in self._keepers.items()
         ]
@@ -293,6 +312,26 @@ class XmppAdapter:
                 task.cancel()
             await asyncio.gather(*keeping, return_exceptions=True)
 
+    def _new_keepers(self, client: slixmpp.ClientXMPP) -> dict[str, RoomKeeper]:
+        """A keeper per room for this connection; after a cut, each asks for the history
+        since the last stanza seen in its room."""
+        keepers = {
+            room: RoomKeeper(
+                client,
+                room,
+                self._nick,
+                timeout=self._timeout,
+                retry=self._join_retry,
+                retry_max=self._join_retry_max,
+                regain_every=self._regain_every,
+            )  # fmt: skip
+            for room in self._rooms
+        }
+        for room, keeper in keepers.items():
+            if (cut := self._cut.get(room)) is not None:
+                keeper.history_since = datetime.fromtimestamp(self._seen.get(room, cut), UTC)
+        return keepers
+
     async def _keep_alive(self, client: slixmpp.ClientXMPP, gone: asyncio.Future[None]) -> None:
         """Wait for the disconnect; ping the server meanwhile so a dead link is noticed."""
         while not gone.done():
@@ -301,8 +340,9 @@ class XmppAdapter:
                 return
             try:
                 await client.plugin["xep_0199"].ping(timeout=self._ping_timeout)
+                self._heard = time.time()
             except IqError:
-                pass  # the server answered: the link is alive
+                self._heard = time.time()  # the server answered: the link is alive
             except IqTimeout:
                 log.warning("xmpp: server did not answer a ping; dropping the connection")
                 client.abort()
@@ -329,13 +369,21 @@ class XmppAdapter:
         nick = msg["from"].resource
         body = str(msg["body"]).strip()
         own_nick = self._nick_in(room)
+        said, stamp = _said_when(msg), _stamp(msg)
+        self._heard, seen = time.time(), self._seen.get(room)
+        self._seen[room] = max(stamp, seen or stamp)
         if own_nick is None or not nick or nick == own_nick or not body:
             return  # not (yet) joined; or room notice; or our echo
         real = self._real_jid(msg["from"])
         if real == self._jid.bare:
             return  # another session of our own account
         identities = (f"xmpp:{real}",) if real else ()
-        self._deliver(Message("xmpp", room, nick, body, identities, **_said_when(msg)))
+        cut = self._cut.get(room)
+        if said["replayed"] and cut is not None:  # the history asked for after a cut
+            if seen is not None and stamp <= seen:
+                return  # seen before the cut
+            said["cut_off"] = (cut, time.time())
+        self._deliver(Message("xmpp", room, nick, body, identities, to_nick=own_nick, **said))
 
     def _on_direct(self, msg: slixmpp.Message) -> None:
         if msg["type"] not in ("chat", "normal"):

@@ -149,7 +149,7 @@ class Outbox:
         if self._unmarked:
             await self._mark_sent(sorted(self._unmarked))
         rows = await self.store.fetchall(
-            "SELECT id, adapter, room, text, short, priority, created_at FROM outbox"
+            "SELECT id, adapter, room, text, short, key, priority, created_at FROM outbox"
             " WHERE sent_at IS NULL"
             " ORDER BY id LIMIT 2000"
         )
@@ -160,6 +160,7 @@ class Outbox:
         adapters: dict[str, ChatAdapter] = {}
         orphans: list[Row] = []
         queued_at = {r["id"]: r["created_at"] for r in rows}
+        keys = {r["id"]: r["key"] for r in rows if r["key"] is not None}
         held: float | None = None  # seconds until the youngest held announcement may go
         now = self.clock()
         routed = [(r, self.pick_adapter(r["adapter"], r["room"])) for r in rows]
@@ -216,8 +217,9 @@ class Outbox:
                 text, ids = items[0].text, [items[0].id]
             if not self.leadership.may_act() or not await self._claim(ids):
                 return None  # fenced: not the leader (any more)
-            try:
-                await adapter.send(room, text)
+            try:  # the keys let a resend after a reconnect drop a superseded state
+                said = {keys[i] for i in ids if i in keys}
+                await adapter.send(room, text, keys=said, reply=bool(replies))
             except ConnectionError:
                 if bucket is not None:
                     bucket.refund()

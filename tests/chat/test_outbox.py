@@ -52,7 +52,7 @@ class RecordingChat:
     async def start(self, on_message: object) -> None:
         pass
 
-    async def send(self, room: str, text: str) -> None:
+    async def send(self, room: str, text: str, **_: object) -> None:
         if not self.connected:
             raise ConnectionError("down")
         self.lines.append((room, text))
@@ -286,7 +286,7 @@ async def test_a_final_coalesced_while_its_row_is_being_sent_is_not_lost(store_u
     store, outbox = await _outbox(store_url, chat, clock)
     sent = chat.send
 
-    async def send_while_the_final_arrives(room: str, text: str) -> None:
+    async def send_while_the_final_arrives(room: str, text: str, **_: object) -> None:
         await sent(room, text)
         if text.endswith("started"):  # the pipeline finishes while its line is on the wire
             await outbox.enqueue("#ops", "builds-api #1 success", key="p1", final=True)

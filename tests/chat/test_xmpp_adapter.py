@@ -84,7 +84,15 @@ async def test_whoami_in_room_carries_alice_real_jid(
 
     await wait_for(lambda: inbox.messages, what="message delivered")
     assert inbox.messages == [
-        Message("xmpp", ROOM, "alice", "!whoami", ("xmpp:alice@localhost",), private=False)
+        Message(
+            "xmpp",
+            ROOM,
+            "alice",
+            "!whoami",
+            ("xmpp:alice@localhost",),
+            private=False,
+            to_nick="deploybot",
+        )  # fmt: skip
     ]
     assert bot.owns(inbox.messages[0].room)
 

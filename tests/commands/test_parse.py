@@ -55,3 +55,13 @@ def test_refusals_are_one_clear_line(line: str, why: str) -> None:
 def test_shell_metacharacters_are_just_text() -> None:
     inv = parse_line("!deploy builds-api $(rm -rf /);id", "!", "deploybot")
     assert inv is not None and inv.args == ["builds-api", "$(rm", "-rf", "/);id"]
+
+
+def test_the_nick_the_bot_has_now_addresses_it_too() -> None:
+    """After a 433 the bot is `deploybot_` on IRC, and irssi tab-completes that nick."""
+    line = "deploybot_: whoami"
+    assert parse_line(line, "!", "deploybot") is None
+    taken = parse_line(line, "!", "deploybot", current_nick="deploybot_")
+    assert taken is not None and taken.name == "whoami"
+    assert parse_line("deploybot, status", "!", "deploybot", current_nick="deploybot_") is not None
+    assert parse_line("deploybot__: whoami", "!", "deploybot", current_nick="deploybot_") is None

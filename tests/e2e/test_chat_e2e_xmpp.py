@@ -79,15 +79,15 @@ async def test_help_and_whoami_in_a_room_and_by_direct_message(
     in_room = f"{ROOM}/{BOT_NICK}"
 
     alice.say(ROOM, "!help")
-    listed = await answer(alice, "groupchat", in_room, "commands: ")
+    listed = await answer(alice, "groupchat", in_room, "alice: commands: ")
     assert {"help", "whoami", "log"} <= set(listed.split())
     alice.say(ROOM, "!whoami")
-    assert await answer(alice, "groupchat", in_room, "you are ") == (
-        "you are xmpp:alice@localhost; roles: deployer on */*"
-    )
+    assert await answer(alice, "groupchat", in_room, "alice: you are ") == (
+        "alice: you are xmpp:alice@localhost; roles: deployer on */*"
+    )  # in a room, a reply names whom it answers
     bob.say(ROOM, "!whoami")
-    assert await answer(bob, "groupchat", in_room, "you are xmpp:bob") == (
-        "you are xmpp:bob@localhost; roles: anyone"
+    assert await answer(bob, "groupchat", in_room, "bob: you are xmpp:bob") == (
+        "bob: you are xmpp:bob@localhost; roles: anyone"
     )
 
     bot_jid = prosody.jid("bot")
@@ -117,8 +117,11 @@ async def test_line_breaks_and_a_2kb_argument_get_one_refusal_each(
         mark = len(alice.received)
         alice.say(ROOM, text)
         alice.say(ROOM, "!whoami")
-        await answer(alice, "groupchat", in_room, "you are ", since=mark)
+        await answer(alice, "groupchat", in_room, "alice: you are ", since=mark)
         said = [r.body for r in alice.received[mark:] if r.sender == in_room]
-        assert said == [refusal, "you are xmpp:alice@localhost; roles: deployer on */*"]
+        assert said == [
+            f"alice: {refusal}",
+            "alice: you are xmpp:alice@localhost; roles: deployer on */*",
+        ]
     assert [e for e in await bot.sal_entries() if e["action"] == "log"] == []
     assert await bot.ready_status() == 200

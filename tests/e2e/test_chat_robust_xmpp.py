@@ -3,7 +3,9 @@ offline messages, a frozen server, and a `!deploy` in the component's own room.
 
 What a user notices: the bot gets into its room as soon as a nick is free (and takes its own
 back), `/ready` names the room while it is out, a corrected command never runs again, and a
-deploy shows each state once, in order.
+deploy shows each state once, in order. After a freeze (SIGSTOP, thawed once the bot noticed
+it), the bot reads the room's history since the last line it saw and answers a command sent
+while it was cut off with one "missed" line addressed to the asker; it never runs it.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ async def start_bot(
 
 
 def from_bot(client: TestClient, nick: str, since: int = 0) -> list[str]:
-    return [r.body for r in client.received[since:] if r.sender == f"{ROOM}/{nick}"]
+    """What the bot said in the room, a reply without the `asker: ` in front of it."""
+    said = [r for r in client.received[since:] if r.sender == f"{ROOM}/{nick}"]
+    return [re.sub(r"^[^\s:]+: ", "", r.body, count=1) for r in said]
 
 
 async def answer(
@@ -203,3 +207,44 @@ async def test_deploy_in_the_component_room_shows_each_state_once_in_order(
     assert len(set(states)) == len(states), lines
     assert states == sorted(states, key=order.index), lines
     assert bot.running
+
+
+MISSED = re.compile(
+    r"^alice: missed while I was disconnected \(\d\d:\d\d–\d\d:\d\d UTC\): send it again$"
+)
+
+
+def said_in_room(client: TestClient) -> list[str]:
+    """What the bot said in the room (under its nick or the fallback `nick_`)."""
+    return [r.body for r in client.received if r.sender in (f"{ROOM}/{NICK}", f"{ROOM}/{NICK}_")]
+
+
+async def test_a_command_sent_while_cut_off_gets_the_missed_line_from_muc_history(
+    prosody: ProsodyServer, clients: dict[str, TestClient], bots: list[BotProcess],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    alice = clients["alice"]
+    await alice.join(ROOM, "alice")
+    config = xmpp_config(prosody, ping_interval=2, ping_timeout=2)
+    bot = await start_bot(bots, prosody, tmp_path / "bot", config)
+    alice.say(ROOM, "!whoami")  # a line the bot sees before the cut
+    await wait_for(lambda: [b for b in said_in_room(alice) if "you are " in b], 15, "an answer")
+    prosody.pause()
+    try:
+        alice.say(ROOM, "!whoami")  # the server holds it, frozen: the bot never sees it live
+        await bot.wait_ready(503, 20)  # the bot noticed the cut
+    finally:
+        prosody.pause(False)
+    await bot.wait_ready(200, 40)
+    await wait_for(
+        lambda: [b for b in said_in_room(alice) if MISSED.match(b)], 20, "the missed line"
+    )
+    alice.say(ROOM, "!whoami")  # a barrier: anything about the missed command came before
+    await wait_for(
+        lambda: len([b for b in said_in_room(alice) if "you are " in b]) == 2, 15, "an answer"
+    )
+    said = said_in_room(alice)
+    assert len([b for b in said if MISSED.match(b)]) == 1, said
+    # the command said while cut off never ran: one answer before the cut, one after
+    assert [b for b in said if "you are " in b] == ["alice: you are xmpp:alice@localhost; "
+                                                    "roles: admin on */*"] * 2, said  # fmt: skip

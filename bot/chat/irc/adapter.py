@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Iterable
 
 from bot.chat.base import Message, OnMessage
@@ -39,6 +40,8 @@ REGAIN_INTERVAL = 30.0
 MAX_PRIVATE_ROOMS = 1000
 REPLAY_BATCHES = frozenset({"chathistory", "draft/chathistory", "znc.in/playback"})
 EDIT_TAGS = ("+draft/edit", "draft/edit")
+LINGER_QUIT = "deploybot reconnecting"  # the server's ERROR quoting it answers our QUIT
+LINGER_MAX = 120.0  # a dead connection's socket is read at most this long
 
 
 class IrcAdapter:
@@ -47,6 +50,14 @@ class IrcAdapter:
     A failed SASL login (904/905...) is logged as an error (without the password) and the bot
     continues unauthenticated: announcements keep flowing, and users' identities do not depend
     on the bot's own login. on_message is called from one worker task, in order; keep it quick.
+
+    A connection found dead (no answer within the ping timeout) is not simply dropped: the bot
+    writes QUIT into it and reads its socket a little longer (`_linger`), because a server that
+    was only frozen still handles what was written and answers there. A late PONG, the echo of
+    a line (echo-message) or the ERROR answering that QUIT proves which lines reached the
+    channel, and those are not sent again. Once back in a channel after such a cut, the bot
+    hands on_message one `Message` with `cut_off` set and no text: the room is told when the
+    bot could not hear it (the server offers no history to read what was said meanwhile).
     """
 
     name = "irc"
@@ -90,10 +101,17 @@ class IrcAdapter:
         self._on_message: OnMessage | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._linger_task: asyncio.Task[None] | None = None  # the last dead connection's socket
+        self._cut_from: float | None = None  # wall clock: last heard before a cut (None: none)
+        self._cut_rooms: set[str] = set()  # channels (folded) not yet told about that cut
         self._reset_session()
 
     def _reset_session(self) -> None:
         self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._echoes = 0  # our own lines the server echoed on this connection (echo-message)
+        self._heard_wall = time.time()  # wall clock of the last line from the server
+        self._registered_at: float | None = None
         self._registered = False
         self._nick = self._wanted_nick
         self._reg = Registration(self._wanted_nick, self._wanted_caps, self._sasl, self._log)
@@ -139,12 +157,15 @@ class IrcAdapter:
             asyncio.create_task(self._deliver(), name="irc-deliver"),
         ]
 
-    async def send(self, room: str, text: str) -> None:
+    async def send(
+        self, room: str, text: str, *, keys: Iterable[str] = (), reply: bool = False
+    ) -> None:
         if not self.connected:
             raise ConnectionError("IRC is not connected")
         if self._chans.configured(room) and not self._chans.is_joined(room):
             raise ConnectionError(f"IRC: not in {room} ({self._chans.reason(room) or 'joining'})")
-        await self._wire.send(split_text(room, text, prefix_len=self._prefix_len()))
+        lines = split_text(room, text, prefix_len=self._prefix_len())
+        await self._wire.send(lines, frozenset(keys), reply)
 
     def _prefix_len(self) -> int:
         return len(self._own_prefix.encode()) if self._own_prefix else DEFAULT_PREFIX_LEN
@@ -161,9 +182,12 @@ class IrcAdapter:
                 await asyncio.wait_for(writer.drain(), timeout=2)
             writer.close()
         await self._wire.stop()
+        self._end_linger()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._linger_task is not None:
+            await asyncio.gather(self._linger_task, return_exceptions=True)
         self._tasks = []
         self._writer = None
 
@@ -181,9 +205,7 @@ class IrcAdapter:
                 self._log.exception("IRC session failed unexpectedly; reconnecting")
             if self._registered:
                 attempt = 0
-            if self._writer is not None:
-                self._writer.close()
-            self._wire.lost()
+            self._lost()
             self._reset_session()
             if self._stopping:
                 return
@@ -191,6 +213,67 @@ class IrcAdapter:
             attempt += 1
             self._log.info("reconnecting to IRC in %.1fs", delay)
             await asyncio.sleep(delay)
+
+    def _lost(self) -> None:
+        """The connection ended: its unconfirmed lines wait to go again; a registered one
+        lingers (see the class doc) and its channels are owed a word about the cut."""
+        writer, reader, registered = self._writer, self._reader, self._registered
+        connection, echoes = self._wire.fence.connection, self._echoes
+        echo = "echo-message" in self._reg.caps
+        self._wire.lost()
+        if registered and not self._stopping:
+            if self._cut_from is None:
+                self._cut_from = self._heard_wall
+            self._cut_rooms = {self._fold(c) for c in self._channels}
+        if writer is None:
+            return
+        if not registered or reader is None or writer.is_closing() or self._stopping:
+            writer.close()
+            return
+        self._end_linger()
+        self._linger_task = asyncio.create_task(
+            self._linger(reader, writer, connection, echoes if echo else None, self._nick),
+            name="irc-linger",
+        )
+        self._wire.settling = self._linger_task
+
+    def _end_linger(self) -> None:
+        if self._linger_task is not None and not self._linger_task.done():
+            self._linger_task.cancel()
+
+    async def _linger(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        connection: int,
+        echoes: int | None,
+        nick: str,
+    ) -> None:
+        """Read a dead connection's socket for its last word (bounded: LINGER_MAX, and the
+        adapter ends it `ping_timeout` after the next connection registered)."""
+        fence, spared = self._wire.fence, 0
+        try:
+            async with asyncio.timeout(LINGER_MAX):
+                writer.write(format_line("QUIT", LINGER_QUIT).encode() + b"\r\n")
+                while raw := await reader.readline():
+                    text = raw.decode("utf-8", "replace").strip("\r\n")
+                    if not text.strip():
+                        continue
+                    line = parse_line(text)
+                    if line.command == "PONG" and (told := fence.lost_ping(line.params[-1])):
+                        spared += fence.confirmed_late(*told)
+                    elif line.command == "PRIVMSG" and echoes is not None and line.nick == nick:
+                        echoes += 1  # the echo of our line number `echoes` on it
+                        spared += fence.confirmed_late(connection, echoes)
+                    elif line.command == "ERROR" and LINGER_QUIT in line.param(0):
+                        spared += fence.confirmed_late(connection)  # handled all before QUIT
+                        break
+        except (OSError, TimeoutError, ValueError, IndexError):
+            pass
+        finally:
+            writer.close()
+            if spared:
+                self._log.info("the old connection proved %d lines reached IRC; not resent", spared)
 
     async def _session(self) -> None:
         ctx = ssl.create_default_context() if self._tls else None
@@ -202,6 +285,7 @@ class IrcAdapter:
         )
         loop = asyncio.get_running_loop()
         self._writer = self._wire.writer = writer
+        self._reader = reader
         self._pacer.new_connection(loop.time())
         self._last_rx = loop.time()
         self._write_all(self._reg.greeting(self._nick, self._realname))
@@ -218,7 +302,7 @@ class IrcAdapter:
             if raw is not None:
                 if not raw:
                     raise ConnectionError("server closed the connection")
-                self._last_rx, self._pinged = now, False
+                self._last_rx, self._pinged, self._heard_wall = now, False, time.time()
                 text = raw.decode("utf-8", "replace").strip("\r\n")
                 if text.strip():
                     self._log.debug("<< %s", text)
@@ -234,6 +318,10 @@ class IrcAdapter:
             raise ConnectionError(f"no data from server for {idle:.0f}s (ping unanswered)")
         if not self._registered:
             return
+        linger = self._linger_task
+        if linger is not None and not linger.done() and self._registered_at is not None:
+            if now - self._registered_at >= self._ping_timeout:  # its server would have spoken
+                linger.cancel()
         self._wire.check_pong(now, self._ping_interval + self._ping_timeout)
         if idle >= self._ping_interval and not self._pinged:
             self._wire.keepalive(now)
@@ -312,6 +400,7 @@ class IrcAdapter:
 
     def _on_001(self, line: Line) -> None:
         self._registered = True
+        self._registered_at = asyncio.get_running_loop().time()
         self._nick = line.param(0, self._nick)
         self._log.info("registered on %s:%s as %s", self._host, self._port, self._nick)
         self._join_due(asyncio.get_running_loop().time())
@@ -341,10 +430,23 @@ class IrcAdapter:
             if self._reg.whox:
                 self._write(format_line("WHO", channel, f"%tcuhna,{WHOX_TOKEN}"))
             self._wire.resend_soon()
+            self._tell_cut(channel)
             return
         self._accounts.joined(nick, channel)
         if "extended-join" in self._reg.caps and len(line.params) >= 2:
             self._accounts.set_account(nick, line.params[1])
+
+    def _tell_cut(self, channel: str) -> None:
+        """Back in `channel` after a cut: hand on one notice of it (once per channel)."""
+        if self._cut_from is None or self._fold(channel) not in self._cut_rooms:
+            return
+        self._cut_rooms.discard(self._fold(channel))
+        cut = (self._cut_from, time.time())
+        if not self._cut_rooms:
+            self._cut_from = None
+        notice = Message(self.name, channel, "", "", (), replayed=True, cut_off=cut)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(notice)
 
     def _on_part(self, line: Line) -> None:
         if self._is_me(line.nick):
@@ -418,6 +520,10 @@ class IrcAdapter:
 
     def _on_privmsg(self, line: Line) -> None:
         nick, target, text = line.nick or "", line.param(0), line.param(1)
+        if self._is_me(nick) and "echo-message" in self._reg.caps:
+            self._echoes += 1
+            self._wire.fence.echoed()  # the server handled it: it reached the channel
+            return
         if not nick or self._is_me(nick) or "!" not in (line.source or ""):
             return
         if text.startswith("\x01"):
@@ -442,7 +548,7 @@ class IrcAdapter:
         replayed = self._batches.get(line.tags.get("batch", ""), "") in REPLAY_BATCHES
         msg = Message(
             self.name, room, nick, text, self._identities(line), private, tags,
-            edit_of=edit_of, replayed=replayed,
+            edit_of=edit_of, replayed=replayed, to_nick=self._nick,
         )  # fmt: skip
         try:
             self._queue.put_nowait(msg)

@@ -15,7 +15,8 @@ import random
 from bot.chat.irc.proto import Line, format_line
 
 WANTED_CAPS = frozenset(
-    "message-tags account-tag extended-join account-notify server-time multi-prefix sasl batch".split()
+    "message-tags account-tag extended-join account-notify server-time multi-prefix sasl batch"
+    " echo-message".split()
 )
 SASL_FAILURES = frozenset({"902", "904", "905", "906", "908"})
 NICK_IN_USE = frozenset({"433", "432", "437"})

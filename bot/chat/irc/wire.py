@@ -6,6 +6,11 @@ the two halves of delivery belong together: the pacer (bot.chat.pacing) says whe
 go, the fence (bot.chat.irc.fence) remembers what went and was not yet proven handled, and this
 class decides when a fence PING costs nothing a waiting line needed (when the next token is
 free and no line asked for it), and sends the unproven lines again after a reconnect.
+
+After a reconnect a reply goes first: ahead of the lines sent again, which are announcements
+said earlier. The lines sent again wait until the dead connection had its last word
+(`settling`: its server, if only frozen, still answers on the old socket and so proves which
+lines it handled), at most for as long as the adapter lets it linger.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class WireSender:
         self._line_waits = float("-inf")  # when a line that asked for the wire may go
         self._resender: asyncio.Task[None] | None = None
         self._connection = 0  # counts lost connections: a wait never crosses into the next
+        self._said = 0  # counts texts sent (the parts of a split text share a number)
+        self.settling: asyncio.Future[None] | None = None  # the dead connection's last word
 
     def ready_in(self) -> float:
         now = asyncio.get_running_loop().time()
@@ -52,12 +59,20 @@ class WireSender:
             self._line_waits = now + wait  # a line waits for the wire: no fence PING before
         return wait
 
-    async def send(self, lines: list[str]) -> None:
+    async def send(
+        self, lines: list[str], keys: frozenset[str] = frozenset(), reply: bool = False
+    ) -> None:
+        """Write the lines of one text; `keys` are the outbox keys of the states it says. A
+        reply goes ahead of lines waiting to be sent again (announcements said earlier)."""
+        if not reply:
+            await self._settled()
         async with self.lock:
-            await self._resend_due()  # lines a lost connection took go first
+            if not reply:
+                await self._resend_due()  # lines a lost connection took go first
+            self._said += 1
             for line in lines:  # every part of a split line is paced like a line of its own
                 await self._paced_write(line)
-                self._dropped(self.fence.wrote(line))
+                self._dropped(self.fence.wrote(line, keys, self._said))
             if (writer := self.writer) is not None:
                 with contextlib.suppress(OSError, TimeoutError):
                     await asyncio.wait_for(writer.drain(), timeout=10)
@@ -130,10 +145,16 @@ class WireSender:
             self._resender = asyncio.create_task(self._resend_now(), name="irc-resend")
 
     async def _resend_now(self) -> None:
+        await self._settled()
         with contextlib.suppress(ConnectionError):
             async with self.lock:
                 await self._resend_due()
                 self._arm()
+
+    async def _settled(self) -> None:
+        """Wait (outside the lock, so replies pass) for the dead connection's last word."""
+        if self.fence.to_resend and (settling := self.settling) is not None:
+            await asyncio.wait({settling})  # bounded: the adapter ends a lingering socket
 
     async def _resend_due(self) -> None:
         while entry := self.fence.next_resend(self._deliverable):

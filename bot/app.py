@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+import commands.ack
 import commands.apply
 import commands.deploy
 import commands.freeze
@@ -80,7 +81,7 @@ CHECKPOINT_EVERY = 30.0  # seconds between SQLite WAL truncations (the WAL stays
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
     commands.apply, commands.locks, commands.prune, commands.logs, commands.freeze,
-    commands.queue,
+    commands.queue, commands.ack,
 ]  # fmt: skip
 
 

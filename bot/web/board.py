@@ -20,6 +20,7 @@ from bot.deploy.records import deploy_rows
 from bot.pipelines.announce import NewestPipeline, newest_pipelines
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.status.lines import ack_part
 from bot.store.freezes import Freeze
 from bot.store.sal import SalEntry
 
@@ -42,6 +43,7 @@ class CellView:
     alerts: list[str]
     deploying: tuple[int, str, str] | None
     next: str | None = None  # the planner's next step (as `!status` says it)
+    ack: str | None = None  # a release acked as not deployed here on purpose
 
 
 @dataclass
@@ -151,6 +153,7 @@ def cell_view(status: ComponentStatus, cell: Cell, now: float) -> CellView:
         alerts=alerts,
         deploying=cell.deploying,
         next=_next(cell),
+        ack=ack_part(cell.ack) if cell.ack is not None else None,
     )
 
 

@@ -1,0 +1,30 @@
+"""Acknowledged non-deploys (`!ack`): one per component and environment.
+
+Revision ID: r0005
+Revises: r0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "r0005"
+down_revision = "r0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "acks",
+        sa.Column("component", sa.Text, primary_key=True),
+        sa.Column("env", sa.Text, primary_key=True),
+        sa.Column("version", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("author", sa.Text, nullable=False),
+        sa.Column("tasks", sa.Text, nullable=False, server_default=""),
+        sa.Column("created_at", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("acks")

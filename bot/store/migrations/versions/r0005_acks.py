@@ -1,4 +1,5 @@
-"""Acknowledged non-deploys (`!ack`): one per component and environment.
+"""Acknowledged non-deploys (`!ack`), one per component and environment; the last
+`!prune plan` of each component (what `!prune apply` may delete).
 
 Revision ID: r0005
 Revises: r0004
@@ -24,7 +25,15 @@ def upgrade() -> None:
         sa.Column("tasks", sa.Text, nullable=False, server_default=""),
         sa.Column("created_at", sa.Text, nullable=False),
     )
+    op.create_table(
+        "prune_plans",
+        sa.Column("component", sa.Text, primary_key=True),
+        sa.Column("versions", sa.Text, nullable=False),  # JSON list, oldest first
+        sa.Column("made_at", sa.Text, nullable=False),  # ISO 8601 UTC
+        sa.Column("author", sa.Text, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("prune_plans")
     op.drop_table("acks")

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
 from bot.config.model import Config
-from bot.core.git import git
 from bot.store.acks import Ack
 from bot.store.alerts import AlertStore
+from tests.support.releases import new_release
 from tests.support.webhookbot import config_with
 
 
@@ -61,21 +61,6 @@ def cfg(path: Path, **sections: object) -> Config:
 
 def replies(out: list[str]) -> list[str]:
     return [line for line in out if not line.startswith("[#")]
-
-
-async def new_release(repo: Path, work: Path, n: int) -> str:
-    """A new commit on the component's main with a CI release tag, pushed."""
-    await git("clone", "--quiet", str(repo), str(work))
-    await git("config", "user.email", "dev@example.org", cwd=work)
-    await git("config", "user.name", "Dev", cwd=work)
-    (work / "CHANGES").write_text(f"change {n}\n")
-    await git("add", "CHANGES", cwd=work)
-    await git("commit", "--quiet", "-m", f"builds-api: change {n}", cwd=work)
-    sha = (await git("rev-parse", "HEAD", cwd=work)).strip()
-    version = f"0.0.{n}-20261201120000-{sha[:8]}"
-    await git("tag", version, cwd=work)
-    await git("push", "--quiet", "origin", "HEAD:main", version, cwd=work)
-    return version
 
 
 async def test_ack_silences_undeployed_until_a_newer_release_then_remove_undoes_it(

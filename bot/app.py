@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+import commands.ack
 import commands.apply
 import commands.deploy
 import commands.freeze
@@ -53,6 +54,7 @@ from bot.deploy import aftercrash
 from bot.deploy.deployer import Deployer
 from bot.deploy.freezes import FreezeBook
 from bot.deploy.onmerge import ControlRepoMRs
+from bot.deploy.onpipeline import PipelineDeploys
 from bot.deploy.queue import DeployQueue
 from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
@@ -81,7 +83,7 @@ CHECKPOINT_EVERY = 30.0  # seconds between SQLite WAL truncations (the WAL stays
 COMMAND_MODULES = [
     commands.help, commands.sal, commands.status, commands.deploy, commands.where,
     commands.apply, commands.locks, commands.prune, commands.logs, commands.freeze,
-    commands.queue,
+    commands.queue, commands.ack,
 ]  # fmt: skip
 
 
@@ -283,6 +285,8 @@ class App:
         self.dispatcher = Dispatcher(services, caps, CommandSet.collect(COMMAND_MODULES))
         self.queue.runner = self.dispatcher.run_queued
         self.pipelines = PipelineAnnouncer(config, store, services.gitlab, services.announcer)
+        self.pipeline_deploys = PipelineDeploys(services, self.bumper, self.deployer)
+        self.pipelines.on_artifacts = self.pipeline_deploys.on_artifacts
 
     def _intake(self) -> None:
         """Webhooks: the route stores them, the event worker routes them to capabilities."""
@@ -524,6 +528,7 @@ class App:
 
     async def _stop_deployer(self) -> None:
         await self.queue.stop()
+        await self.pipeline_deploys.stop()
         if self.store.is_open:
             await self.deployer.stop()  # kills running deploys, marks them interrupted
         await self.unapplied.stop()

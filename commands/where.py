@@ -150,6 +150,6 @@ def _now(pins: dict[str, list[str]], view: VersionView | None) -> str:
     inside = [e for e in pins if view.contains.get(e)]
     if inside:
         text += f" · runs in (contained in what runs): {', '.join(inside)}"
-    if view.advice.command is not None:
+    if view.advice.command is not None or view.advice.held:
         text += f" · {view.advice.line()}"
     return text

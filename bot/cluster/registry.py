@@ -113,8 +113,11 @@ class Registry:
                         last = f"HTTP {resp.status}"
                         continue
                     body = None
-                    if resp.content_type == "application/json" and method != "HEAD":
-                        body = await resp.json()
+                    json_body = resp.content_type == "application/json" or (
+                        resp.content_type.endswith("+json")  # manifests: their own types
+                    )
+                    if json_body and method != "HEAD":
+                        body = await resp.json(content_type=None)
                     return resp.status, dict(resp.headers), body
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
@@ -142,10 +145,12 @@ class Registry:
         return str(token)
 
     async def _pull(
-        self, what: str, method: str, url: URL, repo: str, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str], Any]:
-        """A pull-scoped request; follows a Bearer/Basic 401 challenge once."""
-        scope = f"repository:{repo}:pull"
+        self, what: str, method: str, url: URL, repo: str, headers: dict[str, str],
+        action: str = "pull",
+    ) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+        """A request scoped to `action` on repo (pull, or delete); follows a Bearer/Basic 401
+        challenge once."""
+        scope = f"repository:{repo}:{action}"
         cached = self._tokens.get(scope)
         if cached and cached[1] > time.monotonic():
             headers["Authorization"] = f"Bearer {cached[0]}"
@@ -208,6 +213,39 @@ class Registry:
         if status != 200 or not digest.startswith("sha256:"):
             raise RegistryError(f"{what}: registry {self.host} answered HTTP {status}, no digest")
         return digest
+
+    async def manifest_size(self, repository: str, tag: str) -> tuple[str, int] | None:
+        """(digest, bytes) of the tag: its config plus its layers (an index: the sizes its
+        manifests declare); None: no such tag."""
+        repo = self.repository_path(repository)
+        url = URL(f"{self.url}/v2/{quote(repo)}/manifests/{_segment(oci_tag(tag))}", encoded=True)
+        what = f"manifest {repo}:{tag}"
+        status, headers, body = await self._pull(what, "GET", url, repo, {"Accept": MANIFEST_TYPES})
+        if status == 404:
+            return None
+        digest = headers.get("Docker-Content-Digest", "")
+        if status != 200 or not isinstance(body, dict) or not digest.startswith("sha256:"):
+            raise RegistryError(f"{what}: registry {self.host} answered HTTP {status}")
+        parts = [body.get("config") or {}, *(body.get("layers") or [])]
+        parts += body.get("manifests") or []
+        return digest, sum(int(p.get("size") or 0) for p in parts if isinstance(p, dict))
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete the manifest `digest` (every tag pointing at it goes with it); False: it
+        was already gone. Registries delete only by digest, and only with deletes enabled."""
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise RegistryError(f"not a manifest digest: {digest[:80]!r}")
+        repo = self.repository_path(repository)
+        url = URL(f"{self.url}/v2/{quote(repo)}/manifests/{digest}", encoded=True)
+        what = f"delete {repo}@{digest[:19]}"
+        status, _, _ = await self._pull(what, "DELETE", url, repo, {}, action="delete")
+        if status in (200, 202):
+            return True
+        if status == 404:
+            return False
+        if status == 405:
+            raise RegistryError(f"{what}: registry {self.host} has deletes disabled (HTTP 405)")
+        raise RegistryError(f"{what}: registry {self.host} answered HTTP {status}")
 
     async def artifacts_exist(self, image_repo: str, chart_repo: str, version: str) -> list[str]:
         """Descriptions of what is missing, e.g. `chart toolforge/builds-api:0.0.131`."""

@@ -118,6 +118,8 @@ class EnvironmentConfig(Model):
     review_by: Literal["other", "self"] = "other"
     review_timeout: str = "15m"
     require_mr_approval: bool = False  # applies of an open bump MR need GitLab's approval
+    # a successful default-branch pipeline whose artifacts are present bumps and applies here
+    deploy_on_pipeline: bool = False
 
     @field_validator("review_timeout")
     @classmethod
@@ -369,6 +371,22 @@ class LeaderElectionConfig(Model):
     kube_context: str | None = None
 
 
+class PruneConfig(Model):
+    enabled: bool = False  # true allows `!prune apply` (admin); the plan is always read-only
+    keep: int = Field(10, ge=1, le=1000)  # newest releases always kept per component
+    grace: str = "30d"  # a release built this long ago (or less) is kept
+
+    @field_validator("grace")
+    @classmethod
+    def _grace(cls, v: str) -> str:
+        duration_seconds(v)  # a ValueError is reported with its YAML path
+        return v
+
+    @property
+    def grace_days(self) -> int:
+        return int(duration_seconds(self.grace) // 86400)
+
+
 class Config(Model):
     bot: BotConfig = BotConfig()
     http: HttpConfig = HttpConfig()
@@ -383,6 +401,7 @@ class Config(Model):
     sal: SalConfig = SalConfig()
     flood: FloodConfig = FloodConfig()
     monitors: MonitorsConfig = MonitorsConfig()
+    prune: PruneConfig = PruneConfig()
     cluster: ClusterConfig = ClusterConfig()
     store: StoreConfig = StoreConfig()
     leader_election: LeaderElectionConfig | None = None

@@ -44,8 +44,18 @@ def one_line(text: str, limit: int = 160) -> str:
 
 
 def duration_seconds(text: str) -> float:
-    """`15m`, `90s`, `1h`, `900` -> seconds; ValueError for anything else."""
-    m = re.fullmatch(r"([0-9]{1,6})([smh]?)", text.strip())
+    """`15m`, `90s`, `1h`, `30d`, `900` -> seconds; ValueError for anything else."""
+    m = re.fullmatch(r"([0-9]{1,6})([smhd]?)", text.strip())
     if m is None or int(m.group(1)) == 0:
-        raise ValueError(f"expected a duration like 15m, 90s or 1h, not {text[:40]!r}")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        raise ValueError(f"expected a duration like 15m, 90s, 1h or 30d, not {text[:40]!r}")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def format_bytes(n: int) -> str:
+    """`512 B`, `1.5 KiB`, `23.4 MiB`, `1.2 GiB`."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"  # pragma: no cover

@@ -8,7 +8,9 @@ Pure functions over the model's facts (`bot.model.state.EnvFacts`). The rules (S
    asked to go back;
 3. "nothing to apply" / "already runs X" when that is the truth;
 4. `!where`, `!status`, the board and the alerts say which environments contain a commit
-   from the same facts.
+   from the same facts;
+5. never advise deploying a release to an environment where it is acked as not needed
+   (`!ack`): the path of that version ends there, with the ack named.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Advice:
     command: str | None = None
     gate: str | None = None
     known: bool = True  # False: what runs is unknown, so the step is a guess
+    held: bool = False  # the path stops on purpose (an `!ack`); the text says why
 
     def line(self) -> str:
         """`tools pins X, runs Y; next: !apply c tools (review: …)`."""
@@ -122,6 +125,8 @@ def plan_version(
         f = facts.get(env)
         if f is None:
             return Advice(f"what runs in {env} is unknown")
+        if f.ack is not None and f.ack.covers(version):  # deliberately not deployed there
+            return Advice(f"{env} does not run it: {f.ack.describe()}", held=True)
         if f.pinned == version or (pin_contains or {}).get(env):
             return plan_env(f, facts, prefix)
         if f.requires is not None and contains.get(f.requires):

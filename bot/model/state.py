@@ -29,6 +29,7 @@ from bot.core.windows import describe_refusal, in_window, parse_windows
 from bot.model.ancestry import Direction, History
 from bot.model.running import has_live_state, last_applied_commit, last_deployed, running_version
 from bot.services import Services
+from bot.store.acks import Ack, Acks
 
 UnappliedSource = Callable[[str, str], Awaitable[tuple[str, ...] | None]]
 
@@ -73,6 +74,7 @@ class EnvFacts:
     applied: HelmRelease | None = None  # the newest deployed Helm record
     trouble: ReleaseState | None = None  # the newest Helm record, when failed or pending
     last_commit: str | None = None  # control-repo commit last applied here
+    ack: Ack | None = None  # a release acked as not for this environment (`!ack`)
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ class Model:
             applied=release.deployed if release else None,
             trouble=release if release is not None and release.in_trouble else None,
             last_commit=await last_applied_commit(self.services.store, component, env),
+            ack=await Acks(self.services.store).get(component, env),
         )  # fmt: skip
         required = env_cfg.requires if env_cfg else None
         if required is None or pinned is None:

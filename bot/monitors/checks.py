@@ -37,6 +37,7 @@ from bot.monitors.restarts import RestartWatch
 from bot.monitors.unapplied import UnappliedMonitor
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, Health, StatusBoard
+from bot.store.acks import Acks
 from bot.store.alerts import DELIBERATE, KINDS, Action, Alert, AlertStore, Finding, Key, Scope, plan
 
 log = logging.getLogger("deploybot.monitors")
@@ -278,6 +279,9 @@ class Monitors:
         c, model = status.component, self.board.model
         seen = await self.board.seen(status)
         newer = await not_in_prod(model, status, prod, seen[prod].running)
+        ack = await Acks(self.services.store).get(c, prod)
+        if ack is not None:  # acked releases are not "undeployed"; a newer one is
+            newer = [v for v in newer if not ack.covers(v.raw)]
         if not newer:
             return None
         back = await deliberate_rollback(self.services.store, c, prod)

@@ -19,6 +19,7 @@ import fnmatch
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -94,6 +95,9 @@ class Artifacts:
         )
 
 
+ArtifactsHook = Callable[[str, str, int, str | None], Awaitable[None]]
+
+
 class PipelineAnnouncer:
     """Event handlers for pipelines; register them with `register(router)`."""
 
@@ -111,6 +115,9 @@ class PipelineAnnouncer:
         self._looking: set[tuple[str, str]] = set()
         # commits whose look-up note ("not found", "could not look up") was said: said once
         self._noted: dict[tuple[str, str], None] = {}
+        # called once per commit whose artifacts were found: (component, version, pipeline
+        # id, GitLab user); the composition root sets it (staging deployed from CI)
+        self.on_artifacts: ArtifactsHook | None = None
 
     def register(self, router: Router) -> None:
         router.register("pipeline", self.on_pipeline)
@@ -294,6 +301,8 @@ class PipelineAnnouncer:
         text = found.line(component, ev.sha)
         await self.announcer.announce(text, component=component)
         await self._note_on_mr(component, ev, found)
+        if self.on_artifacts is not None:  # `deploy_on_pipeline` environments
+            await self.on_artifacts(component, found.version, ev.pipeline_id, ev.user)
         return found.version
 
     async def _note(self, ev: PipelineEvent, text: str, *, component: str) -> None:

@@ -45,6 +45,7 @@ from bot.model.running import last_deployed
 from bot.model.state import Model, Seen
 from bot.model.views import env_advice
 from bot.services import Services
+from bot.store.acks import Ack, Acks
 from bot.store.alerts import Alert, AlertStore
 from bot.store.locks import ALL_ENVS, Lock
 
@@ -102,6 +103,7 @@ class Cell:
     alerts: list[Alert] = field(default_factory=list)
     release: Got[ReleaseState | None] = field(default_factory=Got)  # Helm's newest record
     advice: Advice | None = None  # the planner's next step here (None: not known)
+    ack: Ack | None = None  # a release acked as not for this environment (`!ack`)
 
     @property
     def release_trouble(self) -> ReleaseState | None:
@@ -459,6 +461,7 @@ class StatusBoard:
         services = self.services
         alerts = await AlertStore(services.store).active()
         locks = await services.locks.all()
+        acks = {(a.component, a.env): a for a in await Acks(services.store).all()}
         seen = await LiveSeen(services.store).all()
         deploying = {
             (d.component, d.env): (d.id, d.version, d.state)
@@ -474,6 +477,7 @@ class StatusBoard:
                     a for a in alerts if (a.component, a.env) == (cell.component, cell.env)
                 ]
                 cell.deploying = deploying.get((cell.component, cell.env))
+                cell.ack = acks.get((cell.component, cell.env))
                 version, since = seen.get((cell.component, cell.env), (None, None))
                 if cell.live.value and version == cell.live.value:
                     cell.live_since = since

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bot.core.text import format_age, one_line
 from bot.model.pathway import Pathway
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.store.acks import Ack
 from bot.store.alerts import DELIBERATE, IMAGE_MISMATCH
 
 
@@ -52,6 +53,8 @@ def cell_line(
         parts.append(f"deploy #{deploy_id} {state} ({version})")
     if cell.lock is not None:
         parts.append(f"locked by {cell.lock.owner}: {one_line(cell.lock.reason, 60)}")
+    if cell.ack is not None:
+        parts.append(ack_part(cell.ack))
     if (alerts := _alerts(cell, now)) is not None:
         parts.append(alerts)
     trouble = cell.release_trouble
@@ -60,6 +63,13 @@ def cell_line(
     if trouble is not None:  # last: it ends with the next command
         parts.append(f"{trouble.describe()}; next: {trouble.next_step(cell.component, cell.env)}")
     return f"{cell.component} {cell.env}: " + " · ".join(parts)
+
+
+def ack_part(ack: Ack) -> str:
+    """`acked 0.0.134-… (not deployed on purpose) by alice: local dev only`."""
+    return (
+        f"acked {ack.version} (not deployed on purpose) by {ack.author}: {one_line(ack.reason, 60)}"
+    )
 
 
 def _health(cell: Cell) -> str | None:

@@ -26,6 +26,7 @@ from bot.model.views import version_view
 from bot.pipelines.announce import NewestPipeline, newest_pipelines
 from bot.services import Services
 from bot.status.board import NO_CLUSTER, Cell, ComponentStatus, Got, StatusBoard
+from bot.status.lines import ack_part
 from bot.store.alerts import DELIBERATE
 from bot.store.freezes import Freeze
 from bot.store.sal import SalEntry
@@ -65,6 +66,7 @@ class CellView:
     next: NextView | None = None  # the planner's next step
     review: PendingReview | None = None  # a review waiting for its confirm
     anchor: str = ""  # the cell's id on the page (the banner links to it)
+    ack: str | None = None  # a release acked as not deployed here on purpose
 
 
 @dataclass
@@ -181,6 +183,7 @@ def cell_view(
         next=step,
         review=review,
         anchor=anchor_of(cell.component, cell.env),
+        ack=ack_part(cell.ack) if cell.ack is not None else None,
     )
 
 

@@ -192,3 +192,22 @@ async def test_harbor_api_uses_basic_auth_and_hides_it_in_errors() -> None:
             with pytest.raises(RegistryError) as err:
                 await reg.artifact_labels("toolforge", "builds-api", V1)
         assert "401" in str(err.value) and "bad-pass-42" not in str(err.value)
+
+
+async def test_manifest_size_sums_config_and_layers_and_delete_goes_by_digest(
+    oci_registry: OciRegistry,
+) -> None:
+    from tests.support.oci_registry import get_manifest, list_tags
+
+    digest = oci_registry.push_manifest(IMAGE, V1)
+    manifest = get_manifest(oci_registry.url, IMAGE, V1)
+    assert manifest is not None
+    expected = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    async with client(oci_registry.url) as reg:
+        assert await reg.manifest_size(IMAGE, V1) == (digest, expected)
+        assert await reg.manifest_size(IMAGE, V2) is None
+        with pytest.raises(RegistryError, match="not a manifest digest"):
+            await reg.delete_manifest(IMAGE, V1)  # a tag is not a digest
+        assert await reg.delete_manifest(IMAGE, digest) is True
+        assert await reg.delete_manifest(IMAGE, digest) is False  # already gone
+    assert list_tags(oci_registry.url, IMAGE) == []

@@ -75,5 +75,5 @@ async def test_misspelt_option_and_help_topic_get_a_suggestion(demo_config: Conf
         "apply: unknown option --nosuch; usage: !apply <component> <env> [confirm] [--queue]"
         ' [--emergency] [--force ["reason"]] [T123]'
     )
-    assert lines[2].startswith("no command 'nosuch'; commands: apply ")
+    assert lines[2].startswith("no command 'nosuch'; commands: ack apply ")
     assert lines[3] == "no command 'statu'; did you mean !help status?"

@@ -136,7 +136,7 @@ def test_review_timeout_is_a_duration() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"environments": [{"name": "tools", "review_timeout": "soon"}]})
     assert err.value.errors == [
-        "environments[0].review_timeout: expected a duration like 15m, 90s or 1h, not 'soon'"
+        "environments[0].review_timeout: expected a duration like 15m, 90s, 1h or 30d, not 'soon'"
     ]
 
 

@@ -59,7 +59,8 @@ async def test_the_command_lists_only_old_unused_artifacts_and_changes_nothing(
         reply = next(line for line in out if line.startswith("prune plan for builds-api"))
         assert reply.startswith(
             f"prune plan for builds-api (read-only, nothing deleted): {len(safe)} of {total}"
-            f" artifact versions safe to delete, oldest first: {', '.join(safe[:3])} and"
+            " artifact versions safe to delete (0 B in all), oldest first:"  # no layers in the fake
+            f" {', '.join(v + ' (0 B)' for v in safe[:3])} and"
             f" {len(safe) - 3} more · kept: "
         ), reply
         assert not any(v in reply.split("· kept")[0] for v in in_use)

@@ -1,14 +1,14 @@
 """The rollouts (ReplicaSets, Helm revisions) the restart monitor has seen, so a restart
 nobody deployed is announced once, also across a restart of the bot.
 
-Revision ID: r0005_restarts
+Revision ID: r0005
 Revises: r0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "r0005_restarts"
+revision = "r0005"
 down_revision = "r0004"
 branch_labels = None
 depends_on = None

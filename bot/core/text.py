@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from bot.core.versions import shorten_releases
 
 # mIRC formatting (colour \x03[fg[,bg]], hex colour \x04[rrggbb[,rrggbb]], bold, reset,
 # monospace, reverse, italics, strikethrough, underline) and every other control character
@@ -49,3 +52,53 @@ def duration_seconds(text: str) -> float:
     if m is None or int(m.group(1)) == 0:
         raise ValueError(f"expected a duration like 15m, 90s or 1h, not {text[:40]!r}")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+LINE_BYTES = 400  # a chat line with its `PRIVMSG <room> :` prefix: one IRC message, with room
+# to spare for the sender mask the server adds (512 in all)
+_URL = re.compile(r"https?://\S+")
+_CUT = "…"
+
+
+def line_budget(room: str) -> int:
+    """Bytes a line's text may take in `room` (LINE_BYTES less the `PRIVMSG <room> :`)."""
+    return LINE_BYTES - len(f"PRIVMSG {room} :".encode())
+
+
+def command_spans(text: str, prefix: str) -> list[tuple[int, int]]:
+    """Where `text` names a command to type (`!apply builds-api tools`) or a URL: spans a
+    chat line keeps as they are."""
+    if not prefix:
+        return [m.span() for m in _URL.finditer(text)]
+    command = re.compile(
+        r"(?<!\S)" + re.escape(prefix) + r"[a-z][a-z-]*(?: +[^\s·;,()|]+)*"
+    )
+    return [m.span() for m in command.finditer(text)] + [m.span() for m in _URL.finditer(text)]
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes on a character boundary."""
+    return text.encode()[: max(limit, 0)].decode("utf-8", "ignore")
+
+
+def fit_line(text: str, budget: int) -> str:
+    """`text` in at most `budget` UTF-8 bytes: cut in the middle with an ellipsis when too
+    long, keeping its end from a `next:` step on (the command a reader needs) when that end
+    takes at most half of the budget, else keeping the start."""
+    if len(text.encode()) <= budget:
+        return text
+    mark = f" {_CUT} "
+    at = text.rfind("next: ")
+    tail = text[at:] if at > 0 else ""
+    if tail and len(tail.encode()) + len(mark.encode()) <= budget // 2:
+        head = cut_bytes(text[:at], budget - len(tail.encode()) - len(mark.encode()))
+        return head.rstrip() + mark + tail
+    return cut_bytes(text, budget - len(_CUT.encode())).rstrip() + _CUT
+
+
+def chat_line(text: str, room: str, prefix: str) -> str:
+    """A line as it goes to chat: CI release versions short where
+    unambiguous (not inside a command to type or a URL), at most one IRC message. The only
+    place a line's length is bounded (the outbox calls it for every line)."""
+    text = shorten_releases(text, command_spans(text, prefix))
+    return fit_line(text, line_budget(room))

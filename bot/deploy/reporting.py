@@ -15,7 +15,12 @@ from bot.deploy.records import DeployRecords
 from bot.services import Services
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
-DEMO_NOTE = "demo: nothing was deployed to a cluster"
+
+
+def deploy_key(deploy_id: int, step: str | None = None) -> str:
+    """The outbox key of one of a deploy's lines: `deploy:7#start`, ..., `deploy:7` (its
+    result); a newer state replaces an unsent line of the same key only."""
+    return f"deploy:{deploy_id}" + (f"#{step}" if step else "")
 
 
 class DeployReport:
@@ -33,12 +38,11 @@ class DeployReport:
     def log_url(self, deploy_id: int) -> str:
         return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
 
-    def demo(self, text: str) -> str:
-        return f"{text} · {DEMO_NOTE}" if self.config.demo else text
-
-    async def say(self, d: Deploy, text: str, *, final: bool = False) -> None:
+    async def say(self, d: Deploy, text: str, *, step: str | None = None, final: bool = False) -> None:
+        """One of the deploy's lines; each `step` (start, diff, scripts, brings; the result
+        has none) is its own line in the outbox, said in the order the steps happened."""
         await self.services.announcer.announce(
-            text, component=d.req.component, key=f"deploy:{d.id}", final=final
+            text, component=d.req.component, key=deploy_key(d.id, step), final=final
         )
 
     async def refuse(self, req: DeployRequest, reason: str) -> DeployOutcome:
@@ -89,7 +93,7 @@ class DeployReport:
         await self.record(d, "upgrade-scripts", f"{self.base(d)}: {text}")
         await self.services.announcer.announce(
             f"deploy #{d.id} of {d.req.component} {d.from_version} -> {d.version} in"
-            f" {d.req.env}: {text}", component=d.req.component, key=f"scripts:{d.id}",
+            f" {d.req.env}: {text}", component=d.req.component, key=deploy_key(d.id, "scripts"),
         )  # fmt: skip
         return f"; {text}"
 
@@ -103,5 +107,6 @@ class DeployReport:
             link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
             await self.services.announcer.announce(
                 f"{d.req.component} {old} -> {d.version} in {d.req.env} (deploy #{d.id})"
-                f" {brings.line(link)}", component=d.req.component, key=f"brings:{d.id}",
+                f" {brings.line(link)}", component=d.req.component,
+                key=deploy_key(d.id, "brings"),
             )  # fmt: skip

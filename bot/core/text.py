@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from bot.core.versions import shorten_releases
 
@@ -70,9 +69,7 @@ def command_spans(text: str, prefix: str) -> list[tuple[int, int]]:
     chat line keeps as they are."""
     if not prefix:
         return [m.span() for m in _URL.finditer(text)]
-    command = re.compile(
-        r"(?<!\S)" + re.escape(prefix) + r"[a-z][a-z-]*(?: +[^\s·;,()|]+)*"
-    )
+    command = re.compile(r"(?<!\S)" + re.escape(prefix) + r"[a-z][a-z-]*(?: +[^\s·;,()|]+)*")
     return [m.span() for m in command.finditer(text)] + [m.span() for m in _URL.finditer(text)]
 
 

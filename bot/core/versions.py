@@ -258,7 +258,7 @@ def newer_than(tags: Iterable[Tag], version: Version | str) -> list[Version]:
 
 
 _RELEASE_IN_TEXT = re.compile(
-    r"(?<![\w.-])0\.0\.(0|[1-9][0-9]{0,8})-[0-9]{14}-([0-9a-f]{8})(?![\w-]|\.\w)"
+    r"(?<![\w.:/@=-])0\.0\.(0|[1-9][0-9]{0,8})-[0-9]{14}-([0-9a-f]{8})(?![\w-]|\.\w)"
 )
 
 
@@ -266,7 +266,8 @@ def shorten_releases(text: str, keep: Sequence[tuple[int, int]] = ()) -> str:
     """`text` with each CI release version shown as its release part and short sha
     (`0.0.134-20261107230700-43712340` -> `0.0.134 (43712340)`), for chat lines. A version
     stays whole where the short form would be ambiguous (two different versions in the line
-    read the same) and inside the `keep` spans (a command to type, a URL)."""
+    read the same), inside the `keep` spans (a command to type, a URL) and as part of a name
+    (an image or chart reference `repo:0.0.134-…`, a file name)."""
     found = list(_RELEASE_IN_TEXT.finditer(text))
     if not found:
         return text

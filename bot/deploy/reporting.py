@@ -16,7 +16,6 @@ from bot.services import Services
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
 
-
 def deploy_key(deploy_id: int, step: str | None = None) -> str:
     """The outbox key of one of a deploy's lines: `deploy:7#start`, ..., `deploy:7` (its
     result); a newer state replaces an unsent line of the same key only."""
@@ -38,7 +37,9 @@ class DeployReport:
     def log_url(self, deploy_id: int) -> str:
         return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
 
-    async def say(self, d: Deploy, text: str, *, step: str | None = None, final: bool = False) -> None:
+    async def say(
+        self, d: Deploy, text: str, *, step: str | None = None, final: bool = False
+    ) -> None:
         """One of the deploy's lines; each `step` (start, diff, scripts, brings; the result
         has none) is its own line in the outbox, said in the order the steps happened."""
         await self.services.announcer.announce(

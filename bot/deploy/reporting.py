@@ -106,8 +106,7 @@ class DeployReport:
         brings = await self.bumper.source.changes(d.req.component, old, d.version)
         if brings is not None:
             link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
-            await self.services.announcer.announce(
-                f"{d.req.component} {old} -> {d.version} in {d.req.env} (deploy #{d.id})"
-                f" {brings.line(link)}", component=d.req.component,
+            await self.services.announcer.announce(  # its start line named the versions
+                f"deploy #{d.id} {brings.line(link)}", component=d.req.component,
                 key=deploy_key(d.id, "brings"),
             )  # fmt: skip

@@ -53,7 +53,7 @@ def step_of(line: str, n: int) -> str | None:
         return "done"
     if f"deploy #{n} diff:" in line:
         return "diff"
-    if f"(deploy #{n}) brings " in line:
+    if f"deploy #{n} brings " in line:
         return "brings"
     if f"deploy #{n} of " in line and "upgrade script" in line:
         return "scripts"

@@ -17,7 +17,7 @@ from bot.config.model import FloodConfig
 from bot.core.text import LINE_BYTES
 from bot.delivery.outbox import Outbox
 from bot.store.db import Store
-from tests.chat.test_outbox import Clock, RecordingChat
+from tests.support.chatfakes import Clock, RecordingChat
 
 ROOM = "#ops"
 DEPLOY_STEPS = ("start", "diff", "brings", "done")  # done: the final, key without a step

@@ -78,19 +78,34 @@ def cut_bytes(text: str, limit: int) -> str:
     return text.encode()[: max(limit, 0)].decode("utf-8", "ignore")
 
 
-def fit_line(text: str, budget: int) -> str:
+def fit_line(text: str, budget: int, keep_from: int | None = None) -> str:
     """`text` in at most `budget` UTF-8 bytes: cut in the middle with an ellipsis when too
-    long, keeping its end from a `next:` step on (the command a reader needs) when that end
-    takes at most half of the budget, else keeping the start."""
+    long, keeping its end from `keep_from` on (the step a reader needs, e.g. `next: !apply
+    …`) when that end takes at most half of the budget, else keeping the start."""
     if len(text.encode()) <= budget:
         return text
-    mark = f" {_CUT} "
-    at = text.rfind("next: ")
-    tail = text[at:] if at > 0 else ""
-    if tail and len(tail.encode()) + len(mark.encode()) <= budget // 2:
-        head = cut_bytes(text[:at], budget - len(tail.encode()) - len(mark.encode()))
-        return head.rstrip() + mark + tail
+    last = text.rfind(" · ")  # else its last part (a log URL), with its separator
+    for at in (keep_from, last if last > 0 else None):
+        tail = text[at:] if at else ""
+        mark = f" {_CUT}" + ("" if tail.startswith(" ") else " ")
+        if tail and len(tail.encode()) + len(mark.encode()) <= budget // 2:
+            head = cut_bytes(text[:at], budget - len(tail.encode()) - len(mark.encode()))
+            return head.rstrip() + mark + tail
     return cut_bytes(text, budget - len(_CUT.encode())).rstrip() + _CUT
+
+
+def _step_at(text: str, spans: list[tuple[int, int]], prefix: str) -> int | None:
+    """Where a line's closing step starts: its last `next: `, else the clause (after " · "
+    or "; ") holding its last command to type."""
+    at = text.rfind("next: ")
+    if at > 0:
+        return at
+    commands = [a for a, _ in spans if prefix and text.startswith(prefix, a)]
+    if not commands:
+        return None
+    last = commands[-1]
+    clause = max(text.rfind(" · ", 0, last) + 3, text.rfind("; ", 0, last) + 2)
+    return clause if clause > 2 else last
 
 
 def chat_line(text: str, room: str, prefix: str) -> str:
@@ -98,4 +113,6 @@ def chat_line(text: str, room: str, prefix: str) -> str:
     unambiguous (not inside a command to type or a URL), at most one IRC message. The only
     place a line's length is bounded (the outbox calls it for every line)."""
     text = shorten_releases(text, command_spans(text, prefix))
-    return fit_line(text, line_budget(room))
+    if len(f"PRIVMSG {room} :{text}".encode()) <= LINE_BYTES:
+        return text
+    return fit_line(text, line_budget(room), _step_at(text, command_spans(text, prefix), prefix))

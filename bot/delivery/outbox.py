@@ -8,10 +8,11 @@ pipeline's stage 2 -> stage 3): it replaces that line and takes its place at the
 queue, so a backlog shows the latest state, in the order things happened; a final state is
 never replaced. Different steps of one action (a deploy's start, diff, upgrade scripts,
 "brings" and result) have different keys (`deploy:7#start`, ...: the part before `#` names
-the action), so each is said, in order, even when a packed line lists failures first. On rate-limited
-networks a fresh announcement is held for `flood.coalesce` seconds first while lines are
-queueing for its connection, so a burst spends its first lines on states that are still
-current; a lone line on an idle connection goes at once. A line is planned only when its
+the action), so each is said, in order, even when a packed line lists failures first.
+Every line is shaped once, here (`bot.core.text.chat_line`: short versions, at most one IRC
+message). On rate-limited networks a fresh announcement is held for `flood.coalesce`
+seconds first while lines are queueing for its connection, so a burst spends its first lines
+on states that are still current; a lone line on an idle connection goes at once. A line is planned only when its
 connection can put it on the wire at once (`ready_in`: the adapter paces every line by the
 one budget the server allows, see bot.chat.pacing), replies first; an announcement also
 takes a token from its room's budget (`flood`, politeness), a reply does not (it was asked

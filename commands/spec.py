@@ -205,18 +205,14 @@ class Context:
         )
 
     def sees_announcements(self, component: str) -> bool:
-        """True when the asker sees the component's announcements where the reply goes, so
-        a reply repeating one would show it twice: the line came from the room (on the same
-        network) that gets them, or from a connection that shows every room's lines in one
-        stream (the console, which takes lines for rooms no network serves)."""
+        """True when this chat line came from the room (on the same network) that gets the
+        component's announcements, so a reply repeating one would show it twice."""
         msg, services = self.message, self.services
         room = services.announcer.room_for(component)
-        adapter = services.outbox.pick_adapter(None, room)
-        if adapter is None or adapter.name != msg.adapter:
+        if msg.private or room.casefold() != msg.room.casefold():
             return False
-        if not adapter.owns(room):  # it takes them as the fallback: one stream
-            return True
-        return not msg.private and room.casefold() == msg.room.casefold()
+        adapter = services.outbox.pick_adapter(None, room)
+        return adapter is not None and adapter.name == msg.adapter
 
     def component(self, name: str) -> str:
         """Validate a component name from chat."""

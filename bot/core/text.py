@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from bot.core.versions import shorten_releases
-
 # mIRC formatting (colour \x03[fg[,bg]], hex colour \x04[rrggbb[,rrggbb]], bold, reset,
 # monospace, reverse, italics, strikethrough, underline) and every other control character
 # but newline and tab
@@ -109,10 +107,9 @@ def _step_at(text: str, spans: list[tuple[int, int]], prefix: str) -> int | None
 
 
 def chat_line(text: str, room: str, prefix: str) -> str:
-    """A line as it goes to chat: CI release versions short where
-    unambiguous (not inside a command to type or a URL), at most one IRC message. The only
-    place a line's length is bounded (the outbox calls it for every line)."""
-    text = shorten_releases(text, command_spans(text, prefix))
+    """A line as it goes to chat: at most one IRC message, cut in the middle keeping its
+    closing step. The only place a line's length is bounded (the outbox calls it for every
+    line)."""
     if len(f"PRIVMSG {room} :{text}".encode()) <= LINE_BYTES:
         return text
     return fit_line(text, line_budget(room), _step_at(text, command_spans(text, prefix), prefix))

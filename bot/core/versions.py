@@ -255,30 +255,3 @@ def newer_than(tags: Iterable[Tag], version: Version | str) -> list[Version]:
     if base is None:
         raise RefError(f"not a version: {_shown(str(version))}")
     return [v for v in release_versions(tags) if v.sort_key > base.sort_key]
-
-
-_RELEASE_IN_TEXT = re.compile(
-    r"(?<![\w.:/@=-])0\.0\.(0|[1-9][0-9]{0,8})-[0-9]{14}-([0-9a-f]{8})(?![\w-]|\.\w)"
-)
-
-
-def shorten_releases(text: str, keep: Sequence[tuple[int, int]] = ()) -> str:
-    """`text` with each CI release version shown as its release part and short sha
-    (`0.0.134-20261107230700-43712340` -> `0.0.134 (43712340)`), for chat lines. A version
-    stays whole where the short form would be ambiguous (two different versions in the line
-    read the same), inside the `keep` spans (a command to type, a URL) and as part of a name
-    (an image or chart reference `repo:0.0.134-…`, a file name)."""
-    found = list(_RELEASE_IN_TEXT.finditer(text))
-    if not found:
-        return text
-    raws: dict[str, set[str]] = {}
-    for m in found:
-        raws.setdefault(f"0.0.{m[1]} ({m[2]})", set()).add(m[0])
-    out, at = [], 0
-    for m in found:
-        short = f"0.0.{m[1]} ({m[2]})"
-        if len(raws[short]) > 1 or any(a <= m.start() < b for a, b in keep):
-            continue
-        out.append(text[at : m.start()] + short)
-        at = m.end()
-    return "".join(out) + text[at:]

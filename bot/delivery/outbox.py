@@ -9,8 +9,8 @@ queue, so a backlog shows the latest state, in the order things happened; a fina
 never replaced. Different steps of one action (a deploy's start, diff, upgrade scripts,
 "brings" and result) have different keys (`deploy:7#start`, ...: the part before `#` names
 the action), so each is said, in order, even when a packed line lists failures first.
-Every line is shaped once, here (`bot.core.text.chat_line`: short versions, at most one IRC
-message). On rate-limited networks a fresh announcement is held for `flood.coalesce`
+Every line is shaped once, here (`bot.core.text.chat_line`: at most one IRC message, its closing
+step kept). On rate-limited networks a fresh announcement is held for `flood.coalesce`
 seconds first while lines are queueing for its connection, so a burst spends its first lines
 on states that are still current; a lone line on an idle connection goes at once. A line is planned only when its
 connection can put it on the wire at once (`ready_in`: the adapter paces every line by the
@@ -86,7 +86,7 @@ class Outbox:
         """Store one line for `room`; coalesce with an unsent, non-final line of the same key.
 
         `short` is the form used when the line is packed with others into a summary line.
-        Every line is shaped here, once (`chat_line`: short versions, one IRC message).
+        Every line is shaped here, once (`chat_line`: at most one IRC message).
         """
         now = time.time()
         text = chat_line(text, room, self.prefix)

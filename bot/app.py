@@ -227,7 +227,7 @@ class App:
         outbox = Outbox(
             self.store, self.adapters, config.flood, on_sent=self.metrics.sent,
             default_room=config.chat.default_room, leadership=self.leadership,
-            health=StoreHealth(),
+            health=StoreHealth(), prefix=str(config.bot.prefix),
         )  # fmt: skip
         self.probe = StoreProbe(self.store, outbox.health)
 

@@ -54,7 +54,7 @@ def reply(ctx: Context, component: str, outcome: DeployOutcome) -> str | None:
     " on a `review: true` environment it runs the diff only, and `confirm` (a second deployer)"
     " applies the reviewed commit; --queue waits for a busy or locked target; --emergency goes"
     " through a deploy freeze",
-    examples=[("!apply builds-api toolsbeta", r"deploy #\d+ done: .*nothing was deployed")],
+    examples=[("!apply builds-api toolsbeta", r"deploy #\d+ done: ")],
     flags=["force", "queue", "emergency"],
 )
 async def apply(ctx: Context, inv: Invocation) -> str | None:

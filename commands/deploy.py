@@ -75,7 +75,11 @@ def _already(plan: BumpPlan) -> str:
     return f" ({', '.join(envs)} already at it)" if envs else ""
 
 
-async def _reply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = ()) -> str:
+async def _reply(
+    ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = (), applying: Sequence[str] = ()
+) -> str:
+    """The bump's reply; with `applying` (auto_apply environments about to deploy it) it
+    says so instead of describing the pin as not applied yet."""
     plan, published = outcome.plan, outcome.published
     if published is None:
         text = f"{plan.component} is already at {plan.version} in {', '.join(plan.envs)}"
@@ -90,13 +94,21 @@ async def _reply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = ()) 
         if published.action == "unchanged":
             return f"MR !{published.mr.iid} already proposes this: {published.mr.url}\n{first}"
         where = f"MR !{published.mr.iid} {published.action}: {published.mr.url}"
+        if applying:
+            return f"{first}\n{where} · {_applying_now(applying)}"
         return f"{first}\n{where} · {await _mr_path(ctx, outcome)}"
     where = f"pushed {published.commit_sha[:8]} to {ctx.bumper.forge.branch}"
+    if applying:
+        return f"{first}\n{where} · {_applying_now(applying)}"
     view = await version_view(
         ctx.model, plan.component, plan.version, bump_open=False, bump_label="bump committed",
         prefix=ctx.prefix,
     )  # fmt: skip
     return f"{first}\n{where} · {view.describe()}"
+
+
+def _applying_now(envs: Sequence[str]) -> str:
+    return f"applying now in {', '.join(envs)} (auto_apply); its deploy lines follow"
 
 
 async def _mr_path(ctx: Context, outcome: BumpOutcome) -> str:
@@ -226,14 +238,16 @@ async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) 
     """The bump's reply, and `auto_apply` environments deploy it right away (one more line
     with the results). Elsewhere the reply is worked out after the auto-apply, so its step
     is what runs now; in the component's own room, which sees every deploy state announced,
-    the reply goes out first and only refusals follow (no state twice, in order)."""
+    the reply goes out first, names the apply that follows, and only refusals follow (no
+    state twice, in order)."""
     deployer, published = ctx.deployer, outcome.published
     if published is None or published.action == "unchanged":
         return await _reply(ctx, outcome, tasks)
     plan = outcome.plan
     here = ctx.sees_announcements(plan.component)
-    if here:
-        for line in (await _reply(ctx, outcome, tasks)).splitlines():
+    if here:  # said before the deploy's lines, so it names the apply, not the state before it
+        applying = deployer.auto_apply_envs(plan.changed_envs)
+        for line in (await _reply(ctx, outcome, tasks, applying)).splitlines():
             await ctx.reply(line)
     results = await deployer.auto_apply(plan.component, plan.changed_envs, ctx.actor, list(tasks))
     lines = [

@@ -18,7 +18,7 @@ from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure, store_reason
 from bot.core.tasks import TaskSet
-from bot.core.text import chat_safe
+from bot.core.text import chat_safe, one_line
 from bot.services import Services
 from bot.store.queue import QueueEntry
 from bot.store.sal import SalEntry, actor_name, current_action
@@ -27,7 +27,10 @@ from commands.parse import Invocation, ParseError, parse_line
 from commands.spec import Capabilities, CommandSet, Context, addressed, did_you_mean
 
 log = logging.getLogger("deploybot.commands")
-EDIT_NOT_RUN = "edits are not run; send the command again"
+EDIT_NOT_RUN = "edits are not run; the original was: {did}"
+EDIT_UNKNOWN = (
+    "edits are not run; no record of the original here: check {prefix}sal before sending it again"
+)
 MISSED = "missed while I was disconnected ({window}): send it again"
 CUT_OFF = "I was cut off from {window}: a command sent then did not reach me; send it again"
 
@@ -47,6 +50,8 @@ class Dispatcher:
         self.caps = caps
         self.commands = commands
         self._edits_answered: dict[tuple[str, str, str], None] = {}  # bounded, oldest first
+        # (adapter, room, nick) -> what their latest command did (its first line), for an edit
+        self._did: dict[tuple[str, str, str], str] = {}
         self.lanes = Lanes()
         self._running = TaskSet()
 
@@ -112,12 +117,18 @@ class Dispatcher:
             )
             return
         keys = lane_keys(msg, spec.role, inv.flags)
+        typed = " ".join([f"{cfg.bot.prefix}{spec.name}", *inv.args])
+        self._remember(msg, f"{one_line(typed, 80)} (still running)")
         task = asyncio.ensure_future(self._in_lane(keys, ctx, inv))
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
         if not done and not ctx.replied and queued is None:  # one that spoke is visibly at work
             await ctx.reply(f"{spec.name}: working on it…")
         text, result = await task
         self.services.metrics.commands.labels(spec.name, result).inc()
+        first = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+        self._remember(
+            msg, one_line(first, 120) if first else f"{one_line(typed, 80)} (its lines are above)"
+        )
         for line in (text or "").splitlines():
             if line.strip():
                 await ctx.reply(line)
@@ -154,7 +165,19 @@ class Dispatcher:
         if len(self._edits_answered) > 1000:
             del self._edits_answered[next(iter(self._edits_answered))]
         self.services.metrics.commands.labels("(edit)", "refused").inc()
-        await self._reply(msg, EDIT_NOT_RUN)
+        did = self._did.get((msg.adapter, msg.room, msg.nick))
+        await self._reply(
+            msg, EDIT_NOT_RUN.format(did=did) if did else EDIT_UNKNOWN.format(prefix=cfg.bot.prefix)
+        )
+
+    def _remember(self, msg: Message, did: str) -> None:
+        """What `msg`'s command did, for the answer to an edit of it (the latest per nick
+        and room: an edit names the message it corrects by an id only the client knows)."""
+        key = (msg.adapter, msg.room, msg.nick)
+        self._did.pop(key, None)
+        self._did[key] = did
+        if len(self._did) > 1000:
+            del self._did[next(iter(self._did))]
 
     async def _log_refusal(self, ctx: Context, inv: Invocation, reason: str) -> None:
         """Every refusal of a mutating command is one SAL entry, whoever asked."""

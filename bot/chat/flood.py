@@ -46,6 +46,12 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.per_second
 
 
+def thing_of(key: str | None) -> str | None:
+    """The action an outbox key belongs to: `deploy:7#start` and `deploy:7` are steps of
+    `deploy:7`. Lines of one action keep their order, even in a packed line."""
+    return key.split("#", 1)[0] if key else None
+
+
 _FAILING_RE = re.compile(r"\b(failed|failure|canceled|cancelled|error|ALERT|refused)\b", re.I)
 
 
@@ -55,6 +61,7 @@ class Pending:
     text: str
     priority: int = 0
     short: str | None = None  # the form used when packed with others, e.g. "#41 success 3m"
+    thing: str | None = None  # the action this line is a step of (`deploy:7`), see `thing_of`
 
     @property
     def packed(self) -> str:
@@ -71,7 +78,8 @@ def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[i
 
     Replies (priority > 0) go out alone and first. A lone announcement goes out in full.
     Announcements waiting together are packed into one line, each in its short form when it
-    has one, joined by " | " up to `max_bytes`, failures first (then oldest first); an item
+    has one, joined by " | " up to `max_bytes`, failures first (then oldest first; the steps
+    of one action stay together, in the order they were queued, see `thing_of`); an item
     too long to share a line goes alone (the adapter splits it at the protocol limit).
     Identical items are said once (their ids are all delivered by the line).
     """
@@ -81,7 +89,17 @@ def plan_line(pending: list[Pending], max_bytes: int = 400) -> tuple[str, list[i
     first = ordered[0]
     if first.priority > 0 or len(ordered) == 1 or ordered[1].priority > 0:
         return first.text, [first.id]
-    ordered = sorted(ordered, key=lambda p: (not p.failing, p.id))
+    failing = {p.thing for p in ordered if p.thing is not None and p.failing}
+    first_of: dict[str | None, int] = {}
+    for p in ordered:
+        first_of.setdefault(p.thing, p.id)
+
+    def rank(p: Pending) -> tuple[bool, int, int]:
+        if p.thing is None:
+            return (not p.failing, p.id, p.id)
+        return (p.thing not in failing, first_of[p.thing], p.id)
+
+    ordered = sorted(ordered, key=rank)
     first = ordered[0]
     text, ids = first.packed, [first.id]
     size = len(text.encode())

@@ -59,3 +59,67 @@ def format_bytes(n: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"  # pragma: no cover
+
+
+LINE_BYTES = 400  # a chat line with its `PRIVMSG <room> :` prefix: one IRC message, with room
+# to spare for the sender mask the server adds (512 in all)
+_URL = re.compile(r"https?://\S+")
+_CUT = "…"
+
+
+def line_budget(room: str) -> int:
+    """Bytes a line's text may take in `room` (LINE_BYTES less the `PRIVMSG <room> :`)."""
+    return LINE_BYTES - len(f"PRIVMSG {room} :".encode())
+
+
+def command_spans(text: str, prefix: str) -> list[tuple[int, int]]:
+    """Where `text` names a command to type (`!apply builds-api tools`) or a URL: spans a
+    chat line keeps as they are."""
+    if not prefix:
+        return [m.span() for m in _URL.finditer(text)]
+    command = re.compile(r"(?<!\S)" + re.escape(prefix) + r"[a-z][a-z-]*(?: +[^\s·;,()|]+)*")
+    return [m.span() for m in command.finditer(text)] + [m.span() for m in _URL.finditer(text)]
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes on a character boundary."""
+    return text.encode()[: max(limit, 0)].decode("utf-8", "ignore")
+
+
+def fit_line(text: str, budget: int, keep_from: int | None = None) -> str:
+    """`text` in at most `budget` UTF-8 bytes: cut in the middle with an ellipsis when too
+    long, keeping its end from `keep_from` on (the step a reader needs, e.g. `next: !apply
+    …`) when that end takes at most half of the budget, else keeping the start."""
+    if len(text.encode()) <= budget:
+        return text
+    last = text.rfind(" · ")  # else its last part (a log URL), with its separator
+    for at in (keep_from, last if last > 0 else None):
+        tail = text[at:] if at else ""
+        mark = f" {_CUT}" + ("" if tail.startswith(" ") else " ")
+        if tail and len(tail.encode()) + len(mark.encode()) <= budget // 2:
+            head = cut_bytes(text[:at], budget - len(tail.encode()) - len(mark.encode()))
+            return head.rstrip() + mark + tail
+    return cut_bytes(text, budget - len(_CUT.encode())).rstrip() + _CUT
+
+
+def _step_at(text: str, spans: list[tuple[int, int]], prefix: str) -> int | None:
+    """Where a line's closing step starts: its last `next: `, else the clause (after " · "
+    or "; ") holding its last command to type."""
+    at = text.rfind("next: ")
+    if at > 0:
+        return at
+    commands = [a for a, _ in spans if prefix and text.startswith(prefix, a)]
+    if not commands:
+        return None
+    last = commands[-1]
+    clause = max(text.rfind(" · ", 0, last) + 3, text.rfind("; ", 0, last) + 2)
+    return clause if clause > 2 else last
+
+
+def chat_line(text: str, room: str, prefix: str) -> str:
+    """A line as it goes to chat: at most one IRC message, cut in the middle keeping its
+    closing step. The only place a line's length is bounded (the outbox calls it for every
+    line)."""
+    if len(f"PRIVMSG {room} :{text}".encode()) <= LINE_BYTES:
+        return text
+    return fit_line(text, line_budget(room), _step_at(text, command_spans(text, prefix), prefix))

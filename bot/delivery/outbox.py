@@ -3,11 +3,16 @@ control (the announcer, bot.delivery.announcer, words what is said unasked and q
 
 Every line the bot sends (replies and unasked announcements) is written here first, so a
 crash or a chat outage loses nothing: rows stay pending until an adapter accepted them.
-Updates carrying the same `key` (one pipeline, one deploy) replace the still-unsent text,
-so a backlog shows the latest state; a final state is never replaced. On rate-limited
-networks a fresh announcement is held for `flood.coalesce` seconds first while lines are
-queueing for its connection, so a burst spends its first lines on states that are still
-current; a lone line on an idle connection goes at once. A line is planned only when its
+A line carrying the same `key` as an unsent one is a newer state of the same thing (one
+pipeline's stage 2 -> stage 3): it replaces that line and takes its place at the end of the
+queue, so a backlog shows the latest state, in the order things happened; a final state is
+never replaced. Different steps of one action (a deploy's start, diff, upgrade scripts,
+"brings" and result) have different keys (`deploy:7#start`, ...: the part before `#` names
+the action), so each is said, in order, even when a packed line lists failures first.
+Every line is shaped once, here (`bot.core.text.chat_line`: at most one IRC message, its closing
+step kept). On rate-limited networks a fresh announcement is held for `flood.coalesce`
+seconds first while lines are queueing for its connection, so a burst spends its first lines
+on states that are still current; a lone line on an idle connection goes at once. A line is planned only when its
 connection can put it on the wire at once (`ready_in`: the adapter paces every line by the
 one budget the server allows, see bot.chat.pacing), replies first; an announcement also
 takes a token from its room's budget (`flood`, politeness), a reply does not (it was asked
@@ -22,9 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from bot.chat.base import ChatAdapter
-from bot.chat.flood import Pending, TokenBucket, plan_line
+from bot.chat.flood import Pending, TokenBucket, plan_line, thing_of
 from bot.config.model import FloodConfig
 from bot.core.health import StoreHealth, is_store_failure
+from bot.core.text import chat_line, line_budget
 from bot.store.db import Row, Store, StoreClosed, StoreConn
 from bot.store.leader import Leadership
 
@@ -44,10 +50,12 @@ class Outbox:
         health: StoreHealth | None = None,
         default_room: str | None = None,
         leadership: Leadership | None = None,
+        prefix: str = "!",
     ):
         self.store = store
         self.adapters = list(adapters)
         self.flood = flood
+        self.prefix = prefix  # the command prefix: commands in lines are kept as typed
         self.clock = clock
         self.on_sent = on_sent
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -78,28 +86,32 @@ class Outbox:
         """Store one line for `room`; coalesce with an unsent, non-final line of the same key.
 
         `short` is the form used when the line is packed with others into a summary line.
+        Every line is shaped here, once (`chat_line`: at most one IRC message).
         """
         now = time.time()
+        text = chat_line(text, room, self.prefix)
+        short = chat_line(short, room, self.prefix) if short else short
 
-        def write(conn: StoreConn) -> int | None:
-            if key is not None:
-                cur = conn.execute(
-                    "UPDATE outbox SET text=?, short=?, final=? WHERE id = (SELECT id FROM outbox"
-                    " WHERE room=? AND key=? AND sent_at IS NULL AND final=0"
-                    " ORDER BY id DESC LIMIT 1)",
-                    (text, short, int(final), room, key),
-                )
-                if cur.rowcount:
-                    return None
+        def write(conn: StoreConn) -> tuple[int | None, int | None]:
+            created, replaced = now, None
+            if key is not None:  # a newer state of the same thing: the unsent older one goes
+                old = conn.execute(
+                    "SELECT id, created_at FROM outbox WHERE room=? AND key=? AND sent_at IS NULL"
+                    " AND final=0 ORDER BY id DESC LIMIT 1",
+                    (room, key),
+                ).fetchone()
+                if old is not None:
+                    replaced, created = int(old[0]), float(old[1] or now)
+                    conn.execute("DELETE FROM outbox WHERE id=?", (replaced,))
             cur = conn.execute(
                 "INSERT INTO outbox (adapter, room, text, short, key, final, priority, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (adapter, room, text, short, key, int(final), priority, now),
+                (adapter, room, text, short, key, int(final), priority, created),
             )
-            return cur.lastrowid
+            return cur.lastrowid, replaced
 
         try:
-            new_id = await self.store.transaction(write)
+            new_id, replaced = await self.store.transaction(write)
         except StoreClosed:
             raise
         except Exception as exc:
@@ -109,8 +121,9 @@ class Outbox:
             await self._send_unpersisted(room, text, adapter, exc)
             return
         self.health.ok()
+        queued = self._fresh.pop(replaced, None) if replaced is not None else None
         if new_id is not None and priority == 0 and self.flood.coalesce > 0:
-            self._fresh[new_id] = self.clock()
+            self._fresh[new_id] = self.clock() if queued is None else queued
         self._idle.clear()
         self._wake.set()
 
@@ -180,7 +193,7 @@ class Outbox:
                 continue
             adapters[found.name] = found
             by_target.setdefault((found.name, r["room"]), []).append(
-                Pending(r["id"], r["text"], r["priority"], r["short"])
+                Pending(r["id"], r["text"], r["priority"], r["short"], thing_of(r["key"]))
             )
         next_wait: float | None = held
         if orphans and not await self._reroute(orphans):
@@ -203,7 +216,7 @@ class Outbox:
             replies = [p for p in items if p.priority > 0]
             bucket: TokenBucket | None = None
             if replies:  # asked for: not charged to the room's budget
-                text, ids = plan_line(replies)
+                text, ids = plan_line(replies, line_budget(room))
             elif limited:
                 bucket = self._buckets.get((adapter.name, room)) or self._new_bucket(
                     adapter.name, room
@@ -212,7 +225,7 @@ class Outbox:
                     wait = bucket.wait_time(self.clock())
                     next_wait = wait if next_wait is None else min(next_wait, wait)
                     continue
-                text, ids = plan_line(items)
+                text, ids = plan_line(items, line_budget(room))
             else:
                 text, ids = items[0].text, [items[0].id]
             if not self.leadership.may_act() or not await self._claim(ids):
@@ -266,8 +279,9 @@ class Outbox:
             for r in rows:
                 conn.execute(
                     "UPDATE outbox SET room=?, adapter=NULL, text=?, short=NULL WHERE id=?",
-                    (fallback, f"{r['text']} (for {r['room']}: no chat connection serves it)",
-                     r["id"]),
+                    (fallback, chat_line(
+                        f"{r['text']} (for {r['room']}: no chat connection serves it)", fallback,
+                        self.prefix), r["id"]),
                 )  # fmt: skip
 
         await self.store.transaction(move)

@@ -24,6 +24,8 @@ from bot.config.model import load_config
 from bot.control.pins import pin_file_candidates, replace_pin
 from bot.core.git import git
 
+DEMO_NOTE = "demo: nothing is deployed to a cluster (its deploy commands print what they would run)"
+
 EPOCH = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 
 
@@ -148,7 +150,7 @@ async def run_demo(demo_dir: Path, listen: str | None = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     config = load_config(await prepare(demo_dir, listen))
     print(
-        "deploybot demo: console chat as you; type !help (Ctrl-D to quit). "
+        f"deploybot demo: console chat as you; type !help (Ctrl-D to quit). {DEMO_NOTE}. "
         f"State in {demo_dir}/, board on http://{config.http.listen}/status, webhooks on"
         f" http://{config.http.listen}/webhooks/gitlab",
         flush=True,

@@ -118,15 +118,20 @@ class Deployer:
     ) -> list[DeployOutcome]:
         """After a bump: apply it in each `auto_apply` environment that deploys it now (on
         the GitLab forge, environments that deploy after merge wait for the merge)."""
-        gitlab = self.bumper is not None and self.bumper.forge.kind == "gitlab"
         outcomes = []
-        for env in envs:
-            cfg = self.config.env(env)
-            if cfg is None or not cfg.auto_apply or (gitlab and not cfg.deploy_before_merge):
-                continue
+        for env in self.auto_apply_envs(envs):
             req = DeployRequest(component, env, actor, Action.AUTO_APPLY, tuple(tasks))
             outcomes.append(await self.apply(req))
         return outcomes
+
+    def auto_apply_envs(self, envs: list[str]) -> list[str]:
+        """Which of `envs` `auto_apply` deploys right after a bump."""
+        gitlab = self.bumper is not None and self.bumper.forge.kind == "gitlab"
+        return [
+            env for env in envs
+            if (cfg := self.config.env(env)) is not None and cfg.auto_apply
+            and (cfg.deploy_before_merge or not gitlab)
+        ]  # fmt: skip
 
     async def precheck(self, req: DeployRequest, version: str) -> DeployOutcome | None:
         """The checks a deploy of `version` would make now (a refusal is recorded)."""
@@ -343,11 +348,10 @@ class Deployer:
         await self.tracker.started(d)
         verb = {"rollback": "rolling back", "rollback-emergency": "emergency rollback of"}
         via = "via" if d.is_rollback else "from"
-        await self.report.say(d, self.report.demo(
+        await self.report.say(d, (
             f"{verb.get(req.action, 'deploying')} {d.what()} (deploy #{d.id}{d.for_tasks})"
             f" {via} {d.source}" + (f" · {'; '.join(notes)}" if notes else "")
-        ))  # fmt: skip
-        await self.report.brings(d)
+        ), step="start")  # fmt: skip
         workdir = self.dir / str(d.id)
         try:
             verified = await self._run_steps(d, workdir)
@@ -370,14 +374,15 @@ class Deployer:
             )
         else:
             await steps.checkout(d, workdir)
-            scripts = await self.report.upgrade_scripts(d, workdir)
             await self.records.set_state(d.id, "applying")
-            if deploy.diff:
+            if deploy.diff:  # the room hears start -> diff -> upgrade scripts -> brings -> result
                 result = await steps.run(
                     d, "diff", deploy.diff, workdir, on_wait=self.report.waiting(d)
                 )
                 summary = steps.diff_summary(result, self.report.log_url(d.id))
-                await self.report.say(d, f"deploy #{d.id} diff: {summary}")
+                await self.report.say(d, f"deploy #{d.id} diff: {summary}", step="diff")
+            scripts = await self.report.upgrade_scripts(d, workdir)
+            await self.report.brings(d)
             await steps.run(d, "apply", deploy.apply, workdir, on_wait=self.report.waiting(d))
         await self.records.set_state(d.id, "verifying")
         verified = await steps.verify(d) + scripts
@@ -421,7 +426,7 @@ class Deployer:
             d, state, f"{self.report.base(d)}: {req.action} {state} in {took}: {detail}"
         )
         what = f"rollback of {d.what()}" if d.is_rollback else d.what()
-        line = self.report.demo(
+        line = (
             f"deploy #{d.id} {state}: {what}"
             f"{' (' + ', '.join(req.tasks) + ')' if req.tasks else ''} in {took}: "
             f"{detail} · log: {self.report.log_url(d.id)}"

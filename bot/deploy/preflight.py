@@ -18,6 +18,7 @@ from bot.cluster.registry import RegistryError
 from bot.config.auth import same_person
 from bot.control.forge import OpenBump
 from bot.core.errors import GitLabError, UserError
+from bot.core.text import one_line
 from bot.core.windows import describe_refusal, in_window, parse_windows
 from bot.deploy.freezes import FreezeBook
 from bot.deploy.model import Action, Checked, DeployRequest, Refusal
@@ -122,7 +123,9 @@ async def check_registry(
                 missing.append(f"{kind} {registry.repository_path(repo)}:{version}")
     except RegistryError as exc:
         if emergency:
-            out.notes.append(f"artifacts not checked ({exc}); an emergency does not wait")
+            # the reason, not the artifact the start line names anyway: it must fit one line
+            why = one_line(str(exc).rsplit(": ", 1)[-1].split(" (", 1)[0], 50)
+            out.notes.append(f"artifacts not checked ({why}); an emergency does not wait")
             return
         if not force:
             raise Refusal(f"cannot check artifacts: {exc}; nothing run") from None

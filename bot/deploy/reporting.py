@@ -16,7 +16,11 @@ from bot.deploy.records import DeployRecords
 from bot.services import Services
 from bot.store.sal import SalEntry, actor_name, deploy_message
 
-DEMO_NOTE = "demo: nothing was deployed to a cluster"
+
+def deploy_key(deploy_id: int, step: str | None = None) -> str:
+    """The outbox key of one of a deploy's lines: `deploy:7#start`, ..., `deploy:7` (its
+    result); a newer state replaces an unsent line of the same key only."""
+    return f"deploy:{deploy_id}" + (f"#{step}" if step else "")
 
 
 class DeployReport:
@@ -34,12 +38,13 @@ class DeployReport:
     def log_url(self, deploy_id: int) -> str:
         return f"{self.config.bot.public_url.rstrip('/')}/deploys/{deploy_id}/log"
 
-    def demo(self, text: str) -> str:
-        return f"{text} · {DEMO_NOTE}" if self.config.demo else text
-
-    async def say(self, d: Deploy, text: str, *, final: bool = False) -> None:
+    async def say(
+        self, d: Deploy, text: str, *, step: str | None = None, final: bool = False
+    ) -> None:
+        """One of the deploy's lines; each `step` (start, diff, scripts, brings; the result
+        has none) is its own line in the outbox, said in the order the steps happened."""
         await self.services.announcer.announce(
-            text, component=d.req.component, key=f"deploy:{d.id}", final=final
+            text, component=d.req.component, key=deploy_key(d.id, step), final=final
         )
 
     def waiting(self, d: Deploy) -> Callable[[str], Awaitable[None]]:
@@ -98,7 +103,7 @@ class DeployReport:
         await self.record(d, "upgrade-scripts", f"{self.base(d)}: {text}")
         await self.services.announcer.announce(
             f"deploy #{d.id} of {d.req.component} {d.from_version} -> {d.version} in"
-            f" {d.req.env}: {text}", component=d.req.component, key=f"scripts:{d.id}",
+            f" {d.req.env}: {text}", component=d.req.component, key=deploy_key(d.id, "scripts"),
         )  # fmt: skip
         return f"; {text}"
 
@@ -110,7 +115,7 @@ class DeployReport:
         brings = await self.bumper.source.changes(d.req.component, old, d.version)
         if brings is not None:
             link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
-            await self.services.announcer.announce(
-                f"{d.req.component} {old} -> {d.version} in {d.req.env} (deploy #{d.id})"
-                f" {brings.line(link)}", component=d.req.component, key=f"brings:{d.id}",
+            await self.services.announcer.announce(  # its start line named the versions
+                f"deploy #{d.id} {brings.line(link)}", component=d.req.component,
+                key=deploy_key(d.id, "brings"),
             )  # fmt: skip

@@ -101,7 +101,7 @@ async def review(dep: Deployer, req: DeployRequest) -> DeployOutcome:
     await _record(dep, d, "reviewed", f"diff reviewed from {d.source}: {summary}; nothing applied")
     line = (
         f"review #{d.id}: {req.component} {d.from_version or '(none)'} -> {d.version} in"
-        f" {req.env} from {d.source}{tasks}: {summary}{scripts} · diff:"
+        f" {req.env} from {d.source}{tasks}: {summary}{'; upgrade scripts crossed (named above)' if scripts else ''} · diff:"
         f" {dep.report.log_url(d.id)} · nothing applied; {who} confirms with"
         f" !apply {req.component} {req.env} confirm until {until}"
     )

@@ -96,7 +96,9 @@ class Action:
             return f"ALERT {a.describe(now)}"
         if self.verb == "remind":
             return f"still ALERT {a.describe(now)}"
-        return f"RESOLVED {a.kind} {a.component} {a.env} after {a.age(now)} (was: {a.text})"
+        # what it was, in its first clause: not the old advice (its `next:` step is done)
+        was = a.text.split(";", 1)[0]
+        return f"RESOLVED {a.kind} {a.component} {a.env} after {a.age(now)} (was: {was})"
 
     @property
     def announce_key(self) -> str:

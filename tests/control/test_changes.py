@@ -109,8 +109,8 @@ async def test_the_deploy_announcement_names_what_it_brings(bed: DeployBed) -> N
     await sync
     room = [line.removeprefix("[#toolforge-deploy] ") for line in s.out if line.startswith("[#")]
     brings = [line for line in room if " brings " in line]
-    assert len(brings) == 1
-    assert brings[0] == (
-        f"builds-api {old} -> {new} in toolsbeta (deploy #1) brings 1 commit:"
-        f" {new[-8:]} builds-api: change 133 (Demo Dev)"
-    )
+    assert len(brings) == 1  # after the start line, which names both versions
+    assert brings[0] == f"deploy #1 brings 1 commit: {new[-8:]} builds-api: change 133 (Demo Dev)"
+    start = next(i for i, line in enumerate(room) if line.startswith("deploying builds-api"))
+    done = next(i for i, line in enumerate(room) if line.startswith("deploy #1 done"))
+    assert start < room.index(brings[0]) < done

@@ -103,7 +103,8 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         assert call["env"]["DEPLOYBOT_VERSION"] == new
         assert "FAKE_SECRET" not in call["env"]
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
-    start, diff, done = announced(s.out)
+    start, diff, *brings, done = announced(s.out)  # start -> diff -> brings -> done, once each
+    assert all(" brings " in line for line in brings) and len(brings) <= 1
     assert start == (
         f"deploying builds-api {new} to toolsbeta (deploy #1, T123) from main@{head[:8]}"
         " · artifacts present"

@@ -50,7 +50,8 @@ async def test_a_deploy_names_the_script_it_crosses_before_applying(bed: DeployB
     )
     room = [line.removeprefix("[#toolforge-deploy] ") for line in s.out if line.startswith("[#")]
     named = room.index(f"deploy #1 of builds-api {old} -> {new} in toolsbeta: {text}")
-    assert named < next(i for i, line in enumerate(room) if line.startswith("deploy #1 diff:"))
+    # start -> diff -> scripts -> brings -> done
+    assert named > next(i for i, line in enumerate(room) if line.startswith("deploy #1 diff:"))
     assert re.match(
         rf"deploy #1 done: .* live version verified; {re.escape(text)} · log:", room[-1]
     )
@@ -77,8 +78,11 @@ async def test_production_crossing_a_script_asks_for_a_confirmed_review(bed: Dep
     bed.script({"helmfile apply": {"ack": True}})
 
     first = await bed.run(["!apply builds-api toolsbeta"])
-    said = [line for line in first.out if line.startswith("review #1: ")]
-    assert len(said) == 1 and "upgrade scripts crossed" in said[0] and NAMES[1] in said[0]
+    room = [line.removeprefix("[#toolforge-deploy] ") for line in first.out]
+    said = [line for line in room if line.startswith("review #1: ")][:1]  # reply, announcement
+    assert len(said) == 1 and "upgrade scripts crossed (named above)" in said[0]
+    named = [line for line in room if line.startswith("deploy #1 of builds-api")]
+    assert len(named) == 1 and NAMES[1] in named[0] and room.index(named[0]) < room.index(said[0])
     assert "another deployer confirms with !apply builds-api toolsbeta confirm" in said[0]
     assert [c["sub"] for c in bed.records()] == ["diff"]  # nothing applied
 

@@ -237,12 +237,13 @@ async def test_upgrade_scripts_are_counted_from_the_previous_pin_when_what_runs_
     await git("commit", "-qm", "a script", cwd=work)
     await git("push", "-q", "origin", "HEAD:main", cwd=work)
     tags = releases(demo_config_path)
-    lines = answers(
-        await console_session(
-            load_config(demo_config_path),
-            ["!deploy builds-api latest to tools", "!apply builds-api tools"],
-        )
+    out = await console_session(
+        load_config(demo_config_path),
+        ["!deploy builds-api latest to tools", "!apply builds-api tools"],
     )
-    review = next(x for x in lines if x.startswith("review #1: "))
-    assert "components/builds-api/0.0.134-migrate.sh" in review, review
-    assert f"(what runs is unknown: counted from the previous pin {tags[-3]})" in review
+    review = next(x for x in answers(out) if x.startswith("review #1: "))
+    assert "upgrade scripts crossed (named above)" in review, review
+    # the scripts have their own line, said before the review's
+    named = next(x for x in out if "deploy #1 of builds-api" in x and "upgrade scripts" in x)
+    assert "components/builds-api/0.0.134-migrate.sh" in named, named
+    assert f"(what runs is unknown: counted from the previous pin {tags[-3]})" in named

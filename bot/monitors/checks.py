@@ -263,7 +263,8 @@ class Monitors:
         check.findings += found
         check.checked |= scopes
         if self.unapplied is not None:
-            found, scopes = self.unapplied.findings()
+            advice = {(c.component, c.env): c.advice for s in statuses for c in s.cells.values()}
+            found, scopes = self.unapplied.findings(advice)
             check.findings += found
             check.checked |= scopes
         return check

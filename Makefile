@@ -85,12 +85,15 @@ bench-table:
 	$(BIN)/python -m bench.check bench-results.json --table
 
 # the long fuzz run: 10,000 webhooks and 10,000 chat lines (7 to 9 minutes on 2 cores), then
-# 5,000 random deploy histories against the planner's rules (tests/model, about 2 hours)
+# 5,000 random deploy histories against the planner's rules on the simulated cluster (about
+# 2 hours) and 5,000 on the Kubernetes fake with Helm history (about 5 hours)
 fuzz: test-deps
 	FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider -o timeout=3600 \
 	  --hypothesis-show-statistics tests/faults/test_fuzz.py
 	FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=14400 \
 	  tests/model/test_planner_properties.py
+	FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=36000 \
+	  tests/model/test_planner_properties_kube.py
 
 clean:
 	rm -rf $(VENV) .deploybot-demo .mypy_cache .ruff_cache .pytest_cache

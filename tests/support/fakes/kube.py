@@ -6,7 +6,10 @@ Leases (`coordination.k8s.io/v1`) with list, get, watch, create, replace, patch 
 It can be scripted: a rollout that completes after K polls or never, a new pod stuck in
 ImagePullBackOff, a Deployment past its progress deadline, old replicas still terminating,
 StatefulSet/DaemonSet rollouts step by step, another holder taking a Lease, added latency,
-and 500/hang faults.
+and 500/hang faults. It does what `helm upgrade` and `helm rollback` do to a cluster
+(`helm_upgrade`, `helm_rollback`: a new release Secret revision, the release's Deployments
+rolled out), also over HTTP for the helm/helmfile stand-ins in tests/support/bin
+(`POST /_fake/helm/upgrade`, `POST /_fake/helm/rollback`, test control only).
 
 Like the real API server it keeps one cluster-wide, monotonically increasing
 `resourceVersion`: every change of an object gets the next one (also on the object) and every

@@ -46,6 +46,7 @@ from tests.support.planworld import (
     Step,
     World,
     environments,
+    git,
     make_world,
     report,
     run_history,
@@ -66,6 +67,13 @@ class Clusters:
 
     def live(self, env: str) -> str | None:
         return self.kubes[env].deployment_version(NS, C)
+
+    def unapplied(self, world: World, env: str) -> bool:
+        """main's values file (with its pin) differs from the deployed revision's values."""
+        deployed = [r for r in self.kubes[env].helm_history(NS, C)
+                    if r["info"]["status"] == "deployed"]  # fmt: skip
+        main = git(world.control, "show", f"main:components/{C}/values/{env}.yaml") + "\n"
+        return not deployed or deployed[-1]["config"].get("values") != main
 
 
 def kubeconfig(path: Path, env: str, url: str) -> str:

@@ -62,6 +62,10 @@ class Live(Protocol):
 
     def live(self, env: str) -> str | None: ...
 
+    def unapplied(self, world: World, env: str) -> bool | None:
+        """Would applying main change what is deployed in env (None: not known here)?"""
+        ...
+
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
@@ -351,8 +355,12 @@ async def check_agree(s: Session, user: str, probe: str, *, unapplied: bool) -> 
                 f"undeployed names {m.group(1)}, which runs in {alert.env}"
             )
             s.counts["3 alerts agree"] += 1
-        if alert.kind == "unapplied":
-            s.counts["3 unapplied alerts seen"] += 1
+    for env in ENVS if unapplied else ():
+        truth = s.cluster.unapplied(s.world, env)
+        raised = any(a.kind == "unapplied" and a.env == env for a in alerts)
+        if truth is not None:
+            assert raised == truth, f"unapplied alert in {env}: {raised}, applying main: {truth}"
+            s.counts["3 unapplied alert agrees"] += 1
     cells = [c.advice.line() for c in status.cells.values() if c.advice is not None]
     said = await s.say(user, f"!status {C}")
     return lines + said + cells + [a.text for a in alerts]

@@ -3,8 +3,8 @@ the demo's *simulated* cluster: live files and a Helm history file that the demo
 command (`bot.demo.deploycmd`) keeps, as `helm` would. The histories, the four invariants and
 the oracle are in tests/support/planworld.py; the same histories run against the Kubernetes
 fake in test_planner_properties_kube.py. This one covers what that cannot: environments with
-no cluster (live state from a file, `helm rollback 0` picking the revision, the unapplied
-check by `helmfile template`) and the demo's own deploy command.
+no cluster (live state from a file, an emergency rollback where `helm rollback 0` picks the
+revision) and the demo's own deploy command.
 
 `FUZZ_EXAMPLES` sets the number of examples (`make fuzz` runs 5,000); the counts of checked
 invariants are printed (run with -s).

@@ -60,9 +60,9 @@ suite: test-deps debs helm-bins
 
 # the tests not marked `real` (no apt step: no real servers or deploybot processes; the
 # marker is set automatically by what a test starts, see tests/support/real.py); the
-# planner's property test runs 15 random histories here (100 in `make test`, 5,000 in `make fuzz`)
+# planner's property tests run 5 random histories each here (100 and 40 in `make test`, 5,000 in `make fuzz`)
 unit: test-deps
-	FUZZ_EXAMPLES=15 $(BIN)/pytest -q -p no:cacheprovider -m "not real"
+	FUZZ_EXAMPLES=5 $(BIN)/pytest -q -p no:cacheprovider -m "not real"
 
 # the inner loop
 check: lint typecheck unit
@@ -86,12 +86,15 @@ bench-table:
 	$(BIN)/python -m bench.check bench-results.json --table
 
 # the long fuzz run: 10,000 webhooks and 10,000 chat lines (7 to 9 minutes on 2 cores), then
-# 5,000 random deploy histories against the planner's rules (tests/model, about 2 hours)
+# 5,000 random deploy histories against the planner's rules on the simulated cluster (about
+# 2 hours) and 5,000 on the Kubernetes fake with Helm history (about 5 hours)
 fuzz: test-deps
 	FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider -o timeout=3600 \
 	  --hypothesis-show-statistics tests/faults/test_fuzz.py
 	FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=14400 \
 	  tests/model/test_planner_properties.py
+	FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -s -p no:cacheprovider -o timeout=36000 \
+	  tests/model/test_planner_properties_kube.py
 
 clean:
 	rm -rf $(VENV) .deploybot-demo .mypy_cache .ruff_cache .pytest_cache

@@ -270,7 +270,8 @@ class Monitors:
         check.checked |= scopes
         _fold(check, await cert_restart_findings(self.services, statuses))
         if self.unapplied is not None:
-            found, scopes = self.unapplied.findings()
+            advice = {(c.component, c.env): c.advice for s in statuses for c in s.cells.values()}
+            found, scopes = self.unapplied.findings(advice)
             check.findings += found
             check.checked |= scopes
         return check

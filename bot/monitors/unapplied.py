@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from bot.core.git import GitError
 from bot.gitlab.inbox import Router
 from bot.model.manifests import RenderError, resources_text
+from bot.model.planner import Advice
 from bot.model.running import last_applied_commit
 from bot.model.unapplied import Unapplied, UnappliedRunner, UnappliedState
 from bot.services import Services
@@ -30,9 +32,12 @@ log = logging.getLogger("deploybot.monitors")
 STARTUP_DELAY = 60.0  # seconds before the first round (unless a deploy or webhook wakes it)
 
 
-def unapplied_text(r: Unapplied, prefix: str = "!") -> str:
+def unapplied_text(r: Unapplied, prefix: str = "!", advice: Advice | None = None) -> str:
     """`applying main would change 1 resource: Deployment/x (helmfile template); 1 control-repo
-    commit since the last apply (1a2b3c4d): ...; next: !apply c env`."""
+    commit since the last apply (1a2b3c4d): ...; next: !apply c env`. With the planner's
+    `advice` for the pair, its next step (and the gate it names) ends the text instead, or
+    nothing when it has none: `!apply` is not always the step (the environment it requires
+    may not run the pin yet, or the pin may be behind what runs)."""
     if r.resources:
         what = resources_text(r.resources)
     else:
@@ -47,7 +52,11 @@ def unapplied_text(r: Unapplied, prefix: str = "!") -> str:
         text += f"; no control-repo commit{since}: changed in the cluster outside the bot"
     else:
         text += "; no apply by this bot recorded there"
-    return f"{text}; next: {prefix}apply {r.component} {r.env}"
+    if advice is None:
+        return f"{text}; next: {prefix}apply {r.component} {r.env}"
+    if advice.command is None:
+        return text
+    return f"{text}; {replace(advice, text='').line()}"
 
 
 class UnappliedMonitor:
@@ -155,9 +164,12 @@ class UnappliedMonitor:
                 return (alert.text.split("; ", 1)[0],)
         return None
 
-    def findings(self) -> tuple[list[Finding], set[Scope]]:
+    def findings(
+        self, advice: Mapping[tuple[str, str], Advice | None] | None = None
+    ) -> tuple[list[Finding], set[Scope]]:
         """`unapplied` findings from the latest answers, and the scopes they cover (a pair
-        whose latest check failed is left out: its alert stays as it was)."""
+        whose latest check failed is left out: its alert stays as it was). `advice`: the
+        planner's next step per (component, env), which ends each alert's text."""
         prefix = str(self.services.config.bot.prefix)
         found: list[Finding] = []
         scopes: set[Scope] = set()
@@ -167,6 +179,12 @@ class UnappliedMonitor:
             scopes.add(("unapplied", component, env))
             if result.pending:
                 found.append(
-                    Finding("unapplied", component, env, "", unapplied_text(result, prefix))
+                    Finding(
+                        "unapplied",
+                        component,
+                        env,
+                        "",
+                        unapplied_text(result, prefix, (advice or {}).get((component, env))),
+                    )  # fmt: skip
                 )
         return found, scopes

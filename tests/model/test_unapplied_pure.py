@@ -11,6 +11,7 @@ from bot.cluster.workloads import ContainerState, PodState
 from bot.config.base import ConfigError
 from bot.config.model import parse_config
 from bot.model.manifests import RenderError, changed, diff_resources, manifests, resources_text
+from bot.model.planner import Advice
 from bot.model.unapplied import Unapplied, UnappliedState, component_paths
 from bot.monitors.digests import mismatches, parse_image
 from bot.monitors.unapplied import unapplied_text
@@ -93,6 +94,22 @@ def test_alert_texts() -> None:
         "applying main would change resources helmfile diff did not name (helmfile diff);"
         " no apply by this bot recorded there; next: !apply builds-api tools"
     )
+
+
+def test_the_alert_ends_with_the_planners_next_step() -> None:
+    """Found by the property test on the Kubernetes fake: toolsbeta's pin moved while local
+    did not run it yet; the alert said `next: !apply builds-api toolsbeta`, which the bot
+    refuses (requires). The planner's step, with the gate it names, ends the text."""
+    r = Unapplied("builds-api", "toolsbeta", "diff", "b" * 40, None, ("Deployment/builds-api",))
+    first = Advice("toolsbeta pins X, runs W; local first", "!apply builds-api local",
+                   "requires: toolsbeta applies only what local runs")  # fmt: skip
+    assert unapplied_text(r, advice=first) == (
+        "applying main would change 1 resource: Deployment/builds-api (helmfile diff); no apply"
+        " by this bot recorded there; next: !apply builds-api local (requires: toolsbeta"
+        " applies only what local runs)"
+    )
+    done = Advice("nothing to apply: toolsbeta already runs X")
+    assert unapplied_text(r, advice=done).endswith("no apply by this bot recorded there")
 
 
 async def test_the_planner_source_answers_from_the_latest_result() -> None:

@@ -6,7 +6,10 @@ Leases (`coordination.k8s.io/v1`) with list, get, watch, create, replace, patch 
 It can be scripted: a rollout that completes after K polls or never, a new pod stuck in
 ImagePullBackOff, a Deployment past its progress deadline, old replicas still terminating,
 StatefulSet/DaemonSet rollouts step by step, another holder taking a Lease, added latency,
-and 500/hang faults.
+and 500/hang faults. It does what `helm upgrade` and `helm rollback` do to a cluster
+(`helm_upgrade`, `helm_rollback`: a new release Secret revision, the release's Deployments
+rolled out), also over HTTP for the helm/helmfile stand-ins in tests/support/bin
+(`POST /_fake/helm/upgrade`, `POST /_fake/helm/rollback`, test control only).
 
 Like the real API server it keeps one cluster-wide, monotonically increasing
 `resourceVersion`: every change of an object gets the next one (also on the object) and every
@@ -48,16 +51,25 @@ _T0 = "2024-01-01T00:00:00Z"  # every fixed timestamp: rendering must be determi
 
 
 def helm_release_secret(
-    namespace: str, release: str, revision: int, chart: str, version: str, status: str = "deployed"
+    namespace: str,
+    release: str,
+    revision: int,
+    chart: str,
+    version: str,
+    status: str = "deployed",
+    *,
+    config: dict[str, Any] | None = None,
+    description: str = "Upgrade complete",
 ) -> dict[str, Any]:
-    """A `v1` Secret encoded exactly like Helm 3's secret storage driver writes it."""
+    """A `v1` Secret encoded exactly like Helm 3's secret storage driver writes it; `config`
+    is the record's user-supplied values."""
     record = {
         "name": release,
         "namespace": namespace,
         "version": revision,
-        "info": {"status": status, "description": "Upgrade complete"},
+        "info": {"status": status, "description": description},
         "chart": {"metadata": {"name": chart, "version": version, "appVersion": version}},
-        "config": {},
+        "config": config or {},
         "manifest": "",
     }
     helm_string = base64.b64encode(gzip.compress(json.dumps(record).encode()))
@@ -267,6 +279,8 @@ class FakeKube:
         app.router.add_put(leases + "/{name}", self._replace_lease)
         app.router.add_patch(leases + "/{name}", self._patch_lease)
         app.router.add_delete(leases + "/{name}", self._delete_lease)
+        app.router.add_post("/_fake/helm/upgrade", self._fake_helm_upgrade)
+        app.router.add_post("/_fake/helm/rollback", self._fake_helm_rollback)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -407,10 +421,85 @@ class FakeKube:
         chart: str,
         version: str,
         status: str = "deployed",
+        *,
+        config: dict[str, Any] | None = None,
+        description: str = "Upgrade complete",
     ) -> None:
-        secret = helm_release_secret(namespace, release, revision, chart, version, status)
+        secret = helm_release_secret(namespace, release, revision, chart, version, status,
+                                     config=config, description=description)  # fmt: skip
         self._ns(namespace).secrets[secret["metadata"]["name"]] = secret
         self._sync(namespace)
+
+    # --- what helm does to the cluster (the stand-ins in tests/support/bin, FAKE_KUBE_APPLY) ---
+
+    def helm_history(self, namespace: str, release: str) -> list[dict[str, Any]]:
+        """`release`'s records (Helm's release JSON, decoded from its Secrets), oldest first."""
+        found = []
+        for secret in self._ns(namespace).secrets.values():
+            labels = secret["metadata"].get("labels") or {}
+            if secret.get("type") == "helm.sh/release.v1" and labels.get("name") == release:
+                raw = base64.b64decode(base64.b64decode(secret["data"]["release"]))
+                found.append(json.loads(gzip.decompress(raw)))
+        return sorted(found, key=lambda r: int(r["version"]))
+
+    def deployment_version(self, namespace: str, name: str) -> str | None:
+        """The version `name`'s pods run (its template's), None without that Deployment."""
+        d = self._ns(namespace).deployments.get(name)
+        return d.version if d is not None else None
+
+    def _helm_write(
+        self, namespace: str, release: str, version: str, chart: str | None,
+        config: dict[str, Any] | None, description: str, *, wait: bool,
+    ) -> int:  # fmt: skip
+        """A new revision `deployed` (the ones deployed before: superseded), then the
+        release's Deployments roll out `version` (done at once with `wait`, as `--wait`
+        returns after it; else after one poll)."""
+        history = self.helm_history(namespace, release)
+        for r in history:
+            if r["info"]["status"] == "deployed":
+                meta = r["chart"]["metadata"]
+                self.add_helm_release(namespace, release, int(r["version"]), meta["name"],
+                                      meta["version"], "superseded", config=r.get("config"),
+                                      description=r["info"].get("description", ""))  # fmt: skip
+        revision = int(history[-1]["version"]) + 1 if history else 1
+        chart = chart or (history[-1]["chart"]["metadata"]["name"] if history else release)
+        self.add_helm_release(namespace, release, revision, chart, version, config=config,
+                              description=description)  # fmt: skip
+        ns = self._ns(namespace)
+        mine = [d for d in ns.deployments.values() if d.instance == release]
+        if not mine:
+            self.add_deployment(namespace, release, chart=chart, version=version)
+        for d in mine:
+            if d.version != version:
+                self.start_rollout(namespace, d.name, version=version)
+                if wait:
+                    self.finish_rollout(namespace, d.name)
+        return revision
+
+    def helm_upgrade(
+        self, namespace: str, release: str, version: str, *, chart: str | None = None,
+        config: dict[str, Any] | None = None, wait: bool = True,
+    ) -> int:  # fmt: skip
+        """What `helm upgrade --install` (helmfile sync/apply) does; the new revision."""
+        return self._helm_write(namespace, release, version, chart, config, "Upgrade complete",
+                                wait=wait)  # fmt: skip
+
+    def helm_rollback(self, namespace: str, release: str, revision: int = 0, *,
+                      wait: bool = True) -> dict[str, Any]:  # fmt: skip
+        """What `helm rollback <release> <revision>` does: revision 0 is the one before the
+        newest; that revision's chart version and values become a new revision. The record
+        rolled back to; LookupError (helm's message) when there is none."""
+        history = self.helm_history(namespace, release)
+        if not history:
+            raise LookupError(f"release: not found: {release}")
+        wanted = revision or int(history[-1]["version"]) - 1
+        target = next((r for r in history if int(r["version"]) == wanted), None)
+        if target is None:
+            raise LookupError(f"release has no {wanted} version")
+        meta = target["chart"]["metadata"]
+        self._helm_write(namespace, release, meta["version"], meta["name"], target.get("config"),
+                         f"Rollback to {wanted}", wait=wait)  # fmt: skip
+        return target
 
     # StatefulSets
 
@@ -1082,6 +1171,29 @@ class FakeKube:
             )
 
         return handler
+
+    # --- test control: what helm changes, asked by the helm/helmfile stand-ins --------------
+
+    async def _fake_helm_upgrade(self, request: web.Request) -> web.Response:
+        """POST {namespace, release, version, chart?, config?, wait?} -> {revision}."""
+        body = await request.json()
+        revision = self.helm_upgrade(
+            body["namespace"], body["release"], body["version"], chart=body.get("chart"),
+            config=body.get("config"), wait=bool(body.get("wait", True)),
+        )  # fmt: skip
+        return web.json_response({"revision": revision})
+
+    async def _fake_helm_rollback(self, request: web.Request) -> web.Response:
+        """POST {namespace, release, revision, wait?} -> the record rolled back to, or 404
+        {error} as helm says it."""
+        body = await request.json()
+        try:
+            target = self.helm_rollback(body["namespace"], body["release"],
+                                        int(body.get("revision") or 0),
+                                        wait=bool(body.get("wait", True)))  # fmt: skip
+        except LookupError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.json_response(target)
 
     # --- HTTP ------------------------------------------------------------------------------
 

@@ -110,14 +110,14 @@ async def emergency_target(services: Services, req: DeployRequest) -> Pick:
                 f"cluster configured; use !rollback {req.component} {req.env} to {req.ref}"
             )
         why = "no cluster configured to read its history"
-        return Pick("", f"helm rollback (helm picks the previous revision: {why})", unchecked=why)
+        return Pick("", f"helm rollback ({why})", unchecked=why)
     try:
         history = await cluster.helm_history(target.namespace, target.release)
     except ClusterError as exc:
         if req.ref is not None:
             raise Refusal(f"cannot read the Helm history: {exc}; nothing run") from None
         why = f"cannot read the Helm history: {exc}"
-        return Pick("", f"helm rollback (helm picks the previous revision: {why})", unchecked=why)
+        return Pick("", f"helm rollback ({why})", unchecked=why)
     try:
         chosen = choose(history, target.release, req.ref)
     except NoTarget as exc:

@@ -57,9 +57,8 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (
         _LOST_API,
-        "helm lost the Kubernetes API mid-run (EOF, context deadline exceeded: a dropped"
-        " connection or a timed-out call, usually an API server under load); the release"
-        " may or may not have changed: {retry}",
+        "helm lost the Kubernetes API mid-run (an API server under load?); the release may"
+        " have changed: {retry}",
     ),
     (
         re.compile(r"timed out waiting for the condition", re.I),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from bot.model.running import live_version
 from bot.services import Services
 
 HELM_STEPS = ("diff", "apply", "rollback")  # they talk to the cluster: one slot each
+QUOTE = 120  # characters of a failed step's error line quoted in its deploy line
+# the Kubernetes API server's scheme and host in an error line (the environment names it)
+_API_HOST = re.compile(r"https?://[^/\s\"']+(?=/apis?/)")
 
 
 class Steps:
@@ -84,7 +88,9 @@ class Steps:
         if result.timed_out:
             raise DeployFailed(f"{step} killed after {result.duration:.0f}s (deploy.timeout)")
         if check and result.returncode not in ok:
-            last = redact(meaningful_line(result.tail))[:200]
+            last = _API_HOST.sub("", redact(meaningful_line(result.tail)))
+            if len(last) > QUOTE:  # helm says the cause last ("...: EOF"): keep the end
+                last = "…" + last[-(QUOTE - 1) :]
             raise DeployFailed(f"{step} exited {result.returncode}" + (f": {last}" if last else ""))
         return result
 

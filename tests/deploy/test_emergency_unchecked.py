@@ -31,9 +31,8 @@ async def test_unreadable_helm_history_is_said_in_the_first_line(bed: DeployBed)
     first = next(x for x in s.out if "(deploy #2)" in x)
     assert first.startswith(
         f"[#toolforge-deploy] emergency rollback of builds-api in toolsbeta from {latest} to"
-        " the previous Helm revision (deploy #2) via helm rollback (helm picks the previous"
-        " revision: cannot read the Helm history: list helm releases in builds-api: HTTP 403"
-        f" Forbidden) · {WARNING}; "
+        " the previous Helm revision (deploy #2) via helm rollback (cannot read the Helm"
+        f" history: list helm releases in builds-api: HTTP 403 Forbidden) · {WARNING}; "
     ), first
     helm = [c["argv"] for c in bed.records() if c["tool"] == "helm"]
     assert helm == [["rollback", "builds-api", "0", "-n", "builds-api", "--wait"]]

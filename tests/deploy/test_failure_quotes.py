@@ -43,7 +43,7 @@ LOST_DEADLINE = (
 )
 # the planner's step for toolsbeta, whose pin is not what runs: apply it again
 RETRY = (
-    "usually an API server under load); the release may or may not have changed: check"
+    "the release may have changed: check"
     " !status builds-api toolsbeta, then !apply builds-api toolsbeta to retry"
 )
 

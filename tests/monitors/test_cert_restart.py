@@ -15,7 +15,7 @@ from typing import Any
 from bot.cluster.hygiene import cert_not_after
 from bot.monitors.checks import Monitors
 from tests.support.fakes.kube import FakeKube, pod_json
-from tests.support.monitorworld import CHARTS, Clock, world
+from tests.support.monitorworld import Clock, on_real_registry, push_releases, world
 from tests.support.oci_registry import OciRegistry
 
 NS = "builds-api"
@@ -46,15 +46,8 @@ def serving_pod(kube: FakeKube, name: str, image: str, started: float, secret: s
 async def test_a_renewal_with_a_pruned_image_is_one_alert_naming_it(
     tmp_path: Path, oci_registry: OciRegistry
 ) -> None:
-    def real_registry(data: dict[str, Any]) -> None:
-        data["registry"] = {"url": oci_registry.url, "kind": "oci"}
-        data["monitors"].update(undeployed_after=10 * 365 * 86400)
-
-    async with world(tmp_path, real_registry) as w:
-        for name, versions in w.releases.items():
-            for version in versions:
-                oci_registry.push_manifest(f"toolforge/{name}", version)
-                oci_registry.push_chart(f"{CHARTS}/{name}", version)
+    async with world(tmp_path, on_real_registry(oci_registry)) as w:
+        push_releases(w, oci_registry)
         tools = w.kubes["tools"]
         running = w.pins[("builds-api", "tools")]
         image = f"{oci_registry.address}/toolforge/builds-api:{running}"

@@ -6,25 +6,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from bot.monitors.checks import Monitors
-from tests.support.monitorworld import CHARTS, ENVS, Clock, world
+from tests.support.monitorworld import ENVS, Clock, on_real_registry, push_releases, world
 from tests.support.oci_registry import OciRegistry
 
 
 async def test_deleting_only_the_rollback_targets_tag_raises_and_resolves(
     tmp_path: Path, oci_registry: OciRegistry
 ) -> None:
-    def real_registry(data: dict[str, Any]) -> None:
-        data["registry"] = {"url": oci_registry.url, "kind": "oci"}
-        data["monitors"].update(undeployed_after=10 * 365 * 86400)
-
-    async with world(tmp_path, real_registry) as w:
-        for name, versions in w.releases.items():
-            for version in versions:
-                oci_registry.push_manifest(f"toolforge/{name}", version)
-                oci_registry.push_chart(f"{CHARTS}/{name}", version)
+    async with world(tmp_path, on_real_registry(oci_registry)) as w:
+        push_releases(w, oci_registry)
         app = await w.app()
         assert app.bumper is not None
         # tools is promoted to what toolsbeta runs: what it ran before is the rollback target

@@ -20,6 +20,7 @@ from bot.core.versions import parse_version
 from bot.demo.setup import prepare
 from tests.support.fakes.kube import FakeKube
 from tests.support.fakes.registry import FakeRegistry
+from tests.support.oci_registry import OciRegistry
 from tests.support.session import free_port
 
 ENVS = ("toolsbeta", "tools")
@@ -119,3 +120,22 @@ async def world(
                 for cluster in app.services.clusters.values():
                     await cluster.close()
                 await app.store.close()
+
+
+def on_real_registry(registry: OciRegistry) -> Callable[[dict[str, Any]], None]:
+    """A `world` config hook: the real OCI registry, and no undeployed alerts (the tests
+    using it look at artifacts)."""
+
+    def change(data: dict[str, Any]) -> None:
+        data["registry"] = {"url": registry.url, "kind": "oci"}
+        data["monitors"].update(undeployed_after=10 * 365 * 86400)
+
+    return change
+
+
+def push_releases(w: World, registry: OciRegistry) -> None:
+    """Every release's image and chart, pushed to the real registry."""
+    for name, versions in w.releases.items():
+        for version in versions:
+            registry.push_manifest(f"toolforge/{name}", version)
+            registry.push_chart(f"{CHARTS}/{name}", version)

@@ -10,6 +10,7 @@ surface as one-line `ClusterError`s.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -68,6 +69,7 @@ __all__ = [
 
 T = TypeVar("T")
 HELM_OWNER = "owner=helm"  # the label Helm itself puts on its release Secrets
+DOWN_HOLD = 30.0  # seconds a cluster that failed all attempts of a call gets one attempt per call
 LIST_REUSE = 0.0  # a list answers the questions asked while it is in flight, not later ones
 
 
@@ -121,6 +123,9 @@ class KubeCluster:
         self._timeout = request_timeout
         self._attempts = attempts
         self._backoff = backoff
+        # after a call failed all its attempts, the next calls until this monotonic time try
+        # once: an API server that is down must not cost every namespace of a round its backoff
+        self._down_until = 0.0
         self._watch_seconds = watch_seconds
         self._deployments = SharedList(self._list_deployments, self._deployments_in,
                                        _refused_scope, reuse=LIST_REUSE)  # fmt: skip
@@ -184,13 +189,17 @@ class KubeCluster:
         return f"{parts.scheme}://{parts.hostname}{port}"
 
     async def _call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
-        """One API call; connection errors, timeouts, 429 and 5xx are retried with backoff."""
+        """One API call; connection errors, timeouts, 429 and 5xx are retried with backoff,
+        except while the API is known down (a call failed all its attempts in the last
+        `DOWN_HOLD` seconds): then one attempt, so a round over many namespaces fails fast."""
+        down = time.monotonic() < self._down_until
+        attempts = 1 if down else self._attempts
         last = ""
-        for attempt in range(self._attempts):
+        for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
             try:
-                return await asyncio.wait_for(
+                result = await asyncio.wait_for(
                     fn(*args, _request_timeout=self._timeout, **kw), self._timeout + 1
                 )
             except ApiException as e:
@@ -199,10 +208,16 @@ class KubeCluster:
                 last = f"HTTP {e.status} {e.reason}"
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 last = _network_reason(e)
+            else:
+                self._down_until = 0.0
+                return result
+        self._down_until = time.monotonic() + DOWN_HOLD
         where = await self._where()
-        raise ClusterError(
-            f"{what}: Kubernetes API at {where} failed {self._attempts} times ({last})"
-        )
+        if down:
+            raise ClusterError(
+                f"{what}: Kubernetes API at {where} failed ({last}; it is failing, not retried)"
+            )
+        raise ClusterError(f"{what}: Kubernetes API at {where} failed {attempts} times ({last})")
 
     async def _apps(self) -> k8s.AppsV1Api:
         return k8s.AppsV1Api(await self._api())

@@ -4,7 +4,7 @@ table, which `bot.deploy.records` writes)."""
 
 from __future__ import annotations
 
-from bot.cluster.livestate import live_sources, target_of
+from bot.cluster.livestate import live_sources, live_state_envs, target_of
 from bot.services import Services
 from bot.store.db import Store
 
@@ -41,7 +41,7 @@ async def live_version(services: Services, component: str, env: str) -> str | No
 
 def has_live_state(services: Services, env: str) -> bool:
     """A cluster (or a live file) says what runs in env."""
-    return env in live_sources(services.config, services.clusters)
+    return env in live_state_envs(services.config, services.clusters)
 
 
 async def running_version(services: Services, component: str, env: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -177,6 +178,14 @@ def use_io_threads(max_workers: int = 32) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="io")
     )
+
+
+def settle_heap() -> None:
+    """Take what start-up built (modules, config, API clients) out of the cyclic garbage
+    collector's walks (`gc.freeze`): the collections during a cold `!status` over 100
+    components spent a third of its time walking it. `App.stop` gives it back."""
+    gc.collect()
+    gc.freeze()
 
 
 def lease_backend(config: Config, store: Store) -> LeaseBackend:
@@ -410,6 +419,8 @@ class App:
                 on_lost=self._lost,
             )  # fmt: skip
             self.supervisor.start("leader-election", self.elector.run)
+        settle_heap()
+        exits.callback(gc.unfreeze)
         log.info("deploybot started; http on %s", self.config.http.listen)
 
     async def _listen(self) -> None:

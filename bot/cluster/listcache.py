@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.cluster.helmrecords import SECRET_TYPE
+from bot.core.tasks import shared
 
-T = TypeVar("T")
 ListAll = Callable[[], Awaitable[Any]]  # one cluster-wide LIST (a kubernetes.aio V1...List)
 ListIn = Callable[[str], Awaitable[Any]]  # the same LIST in one namespace
 Refused = Callable[[BaseException], bool]  # is this the API refusing the cluster scope?
@@ -70,7 +70,7 @@ class SharedList:
 
     async def _shared_all(self) -> dict[str, list[Any]]:
         if not self._fresh(self._all):
-            self._all = (self.clock(), _detached(self._by_namespace()))
+            self._all = (self.clock(), shared(self._by_namespace()))
         assert self._all is not None
         return await asyncio.shield(self._all[1])
 
@@ -84,21 +84,13 @@ class SharedList:
     async def _shared_ns(self, namespace: str) -> list[Any]:
         entry = self._per_ns.get(namespace)
         if not self._fresh(entry):
-            entry = (self.clock(), _detached(self._items_in(namespace)))
+            entry = (self.clock(), shared(self._items_in(namespace)))
             self._per_ns[namespace] = entry
         assert entry is not None
         return await asyncio.shield(entry[1])
 
     async def _items_in(self, namespace: str) -> list[Any]:
         return list((await self._list_in(namespace)).items or [])
-
-
-def _detached(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-    """A shared list runs on when the caller that started it gives up (a timeout): its failure
-    is then seen by the next caller, or by nobody, never reported as "never retrieved"."""
-    future = asyncio.ensure_future(work)
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
 
 
 def helm_secrets(items: list[Any]) -> list[Any]:

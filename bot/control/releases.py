@@ -13,19 +13,18 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from bot.config.model import ComponentConfig, Config
 from bot.control.changes import Change, Changes, parse_git_log
 from bot.control.gitlabport import GitLabPort
 from bot.core.errors import GitLabError, UserError
 from bot.core.git import GitError, git
+from bot.core.tasks import shared
 from bot.core.versions import Tag, parse_version
 
-T = TypeVar("T")
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
 _PREFIX_RE = re.compile(r"[0-9a-f]{4,40}")
 
@@ -196,7 +195,7 @@ class GitSource:
             return cached
         flight = self._listing.get(url)
         if flight is None:
-            flight = self._listing[url] = _shared(self._list_tags(url))
+            flight = self._listing[url] = shared(self._list_tags(url))
             flight.add_done_callback(lambda _: self._listing.pop(url, None))
         try:
             return await asyncio.shield(flight)
@@ -293,7 +292,7 @@ class GitSource:
         if answer is None:
             if len(self._ancestry) >= self.ANCESTRY_KEPT:
                 del self._ancestry[next(iter(self._ancestry))]
-            answer = self._ancestry[key] = _shared(self._merge_base(component, *commits))
+            answer = self._ancestry[key] = shared(self._merge_base(component, *commits))
         found = await asyncio.shield(answer)
         if found is None and self._ancestry.get(key) is answer:
             del self._ancestry[key]  # unknown now: ask git again next time
@@ -330,14 +329,6 @@ class GitSource:
             return None
         full = out.strip()
         return full if _FULL_SHA_RE.fullmatch(full) else None
-
-
-def _shared(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-    """Work that several callers await (each through `asyncio.shield`); if they all gave up,
-    its failure is not reported as "never retrieved"."""
-    future = asyncio.ensure_future(work)
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
 
 
 async def is_ancestor_in(repo: Path, old: str, new: str) -> bool | None:

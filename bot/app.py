@@ -15,6 +15,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -35,7 +36,6 @@ from bot.chat.console import ConsoleAdapter
 from bot.chat.irc.adapter import IrcAdapter
 from bot.cluster.charts import ChartRepos
 from bot.cluster.kube import ClusterError, KubeCluster
-from bot.cluster.lease import KubeLease
 from bot.cluster.registry import Registry
 from bot.config.model import Config, read_secret
 from bot.control.bumper import build_bumper
@@ -57,7 +57,6 @@ from bot.deploy.freezes import FreezeBook
 from bot.deploy.onmerge import ControlRepoMRs
 from bot.deploy.onpipeline import PipelineDeploys
 from bot.deploy.queue import DeployQueue
-from bot.gitlab.api import GitLabAPI
 from bot.gitlab.inbox import EventWorker, Router
 from bot.gitlab.webhooks import SecretPolicy, WebhookIngest
 from bot.http import build_http_app
@@ -75,6 +74,9 @@ from bot.store.probe import StoreProbe
 from bot.store.sal import Sal
 from commands.dispatch import Dispatcher
 from commands.spec import Capabilities, CommandSet
+
+if TYPE_CHECKING:  # loaded only where configured (python-gitlab: ~6 MB)
+    from bot.gitlab.api import GitLabAPI
 
 log = logging.getLogger("deploybot")
 
@@ -192,6 +194,8 @@ def lease_backend(config: Config, store: Store) -> LeaseBackend:
     election = config.leader_election
     assert election is not None
     if election.backend == "kubernetes":
+        from bot.cluster.lease import KubeLease  # kubernetes.aio: loaded only where it is used
+
         return KubeLease(election)
     return PostgresLease(store)
 
@@ -337,6 +341,10 @@ class App:
     def _gitlab(config: Config) -> GitLabAPI | None:
         if config.gitlab is None:
             return None
+        from bot.gitlab.api import (
+            GitLabAPI,  # python-gitlab: loaded only where GitLab is configured
+        )
+
         token = read_secret(config.gitlab.token_env, config.gitlab.token_file)
         return GitLabAPI(config.gitlab.url, token or "")
 

@@ -13,14 +13,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from kubernetes.aio import client as k8s
-from kubernetes.aio.client.exceptions import ApiException
-from kubernetes.aio.config import kube_config
-from kubernetes.aio.config.config_exception import ConfigException
 
 from bot.cluster.helmrecords import (
     HelmRelease,
@@ -47,6 +43,10 @@ from bot.cluster.workloads import (
     pod_state,
     problems_of,
 )
+
+if TYPE_CHECKING:  # kubernetes.aio (with the sync client's kubeconfig loader: ~14 MB) is
+    # imported on first use, so a bot with no cluster configured (the demo) never loads it
+    from kubernetes.aio import client as k8s
 
 __all__ = [
     "CHART_LABEL",
@@ -93,7 +93,7 @@ class RolloutResult:
     details: tuple[str, ...] = ()
 
 
-Loader = Callable[[], Awaitable[k8s.ApiClient]]
+Loader = Callable[[], Awaitable["k8s.ApiClient"]]
 
 
 class KubeCluster:
@@ -110,6 +110,8 @@ class KubeCluster:
     ) -> None:
         """`api_client`: a `kubernetes.aio` client, or an async function making one (loaded
         on first use: loading a kubeconfig may run an auth plugin)."""
+        from kubernetes.aio import client as k8s
+
         self._client: k8s.ApiClient | None = None
         self._loader: Loader | None = None
         if isinstance(api_client, k8s.ApiClient):
@@ -138,6 +140,10 @@ class KubeCluster:
     ) -> KubeCluster:
         """Check the kubeconfig file and context now (a missing context is a ClusterError);
         the client is made on first use. Retries are ours, not the client's."""
+        from kubernetes.aio import client as k8s
+        from kubernetes.aio.config import kube_config
+        from kubernetes.aio.config.config_exception import ConfigException
+
         try:
             contexts, current = kube_config.list_kube_config_contexts(config_file)
         except (ConfigException, OSError, ValueError) as e:
@@ -166,6 +172,8 @@ class KubeCluster:
 
     async def _api(self) -> k8s.ApiClient:
         if self._client is None:
+            from kubernetes.aio.config.config_exception import ConfigException
+
             async with self._loading:
                 if self._client is None:
                     assert self._loader is not None
@@ -192,6 +200,8 @@ class KubeCluster:
         """One API call; connection errors, timeouts, 429 and 5xx are retried with backoff,
         except while the API is known down (a call failed all its attempts in the last
         `DOWN_HOLD` seconds): then one attempt, so a round over many namespaces fails fast."""
+        from kubernetes.aio.client.exceptions import ApiException
+
         down = time.monotonic() < self._down_until
         attempts = 1 if down else self._attempts
         last = ""
@@ -220,9 +230,13 @@ class KubeCluster:
         raise ClusterError(f"{what}: Kubernetes API at {where} failed {attempts} times ({last})")
 
     async def _apps(self) -> k8s.AppsV1Api:
+        from kubernetes.aio import client as k8s
+
         return k8s.AppsV1Api(await self._api())
 
     async def _core(self) -> k8s.CoreV1Api:
+        from kubernetes.aio import client as k8s
+
         return k8s.CoreV1Api(await self._api())
 
     def forget(self) -> None:

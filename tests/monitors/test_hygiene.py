@@ -93,6 +93,7 @@ async def test_a_hung_cluster_is_asked_once_per_check_not_once_per_namespace(
     """A cluster that does not answer within `source_timeout` leaves the rest of it unread in
     that round: the hygiene and certificate-restart checks each wait on one namespace of it,
     not on every one in turn, and what was not read keeps its alerts (nothing cleared)."""
+
     def quick(data: dict[str, Any]) -> None:
         data["monitors"]["source_timeout"] = 0.5
 

@@ -1,0 +1,15 @@
+"""How a version reads in a chat line (`0.0.134 (43712340)` for a CI release version), for
+tests that read the bot's lines: the SAL, the web pages and `--json` keep the full string."""
+
+from __future__ import annotations
+
+import re
+
+_RELEASE = re.compile(r"([0-9]+\.[0-9]+\.[0-9]+)-[0-9]{14}-([0-9a-f]{8,40})")
+
+
+def shown(version: str) -> str:
+    """`version` as chat shows it outside a command to type: a CI release version as its
+    release part and short sha; anything else (dev builds, semver) as it is."""
+    m = _RELEASE.fullmatch(version)
+    return f"{m.group(1)} ({m.group(2)[:8]})" if m else version

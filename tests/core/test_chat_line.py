@@ -71,6 +71,8 @@ def test_links_and_other_versions_are_kept_as_they_are() -> None:
         "builds-api 0.0.140-dev-mr-12 in toolsbeta",  # a dev build: no short form
         "cert-manager v1.12.0 -> 1.13.0-alpha.1",  # semver
         f"chart file builds-api-{VERSION}.tgz",  # part of a file name
+        f"image toolforge/builds-api:{VERSION} missing",  # an image reference
+        f"chart oci://registry.example/toolforge/builds-api:{VERSION}",
     ]
     for text in kept:
         assert chat_line(text, "#ops", "!") == text

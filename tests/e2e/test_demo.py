@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 from tests.support.real import deploybot
 from tests.support.session import free_port
+from tests.support.shown import shown
 
 SESSION = "!help\n!whoami\n!log hello from the demo\n!sal\n!status\n"
 
@@ -57,3 +59,32 @@ def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
     assert "[auto-apply builds-api toolsbeta]" in replies[-1]
     log_url = next(w for line in replies for w in line.split() if "/deploys/" in w)
     assert log_url.endswith("/deploys/1/log")
+
+
+def test_demo_console_says_each_line_once_with_short_versions(tmp_path: Path) -> None:
+    """The console shows every room: a deploy's result is its announcement, said once (no
+    reply repeating it); chat shows versions short, the SAL's `--json` keeps them full."""
+    demo = tmp_path / "demo"
+    res = subprocess.run(
+        [*deploybot(), "demo", "--dir", str(demo), "--listen", f"127.0.0.1:{free_port()}"],
+        input="!deploy builds-api latest\n!promote builds-api\n!apply builds-api tools\n",
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()[1:]
+    newest = "0.0.134-20261107230700-43712340"  # the demo's seeded newest release
+    for n, env in ((1, "toolsbeta"), (2, "tools")):
+        done = [line for line in out if f"deploy #{n} done: " in line]
+        assert len(done) == 1, "\n".join(out)
+        assert f"deploy #{n} done: builds-api {shown(newest)} to {env} in " in done[0]
+    # in full only where a command to type names it (typed as shown, it is accepted)
+    full = [line for line in out if newest in line]
+    assert full and all(f"next: !deploy builds-api {newest} " in line for line in full), full
+    sal = subprocess.run(
+        [*deploybot(), "sal", "-c", str(demo / "deploybot.yaml"), "--component", "builds-api",
+         "--json"], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sal.returncode == 0, sal.stderr
+    entries = [json.loads(line) for line in sal.stdout.splitlines()]
+    done = [e for e in entries if e["result"] == "done" and e["env"] == "toolsbeta"]
+    assert done and done[-1]["to_version"] == newest and newest in done[-1]["message"]

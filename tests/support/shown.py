@@ -13,3 +13,9 @@ def shown(version: str) -> str:
     release part and short sha; anything else (dev builds, semver) as it is."""
     m = _RELEASE.fullmatch(version)
     return f"{m.group(1)} ({m.group(2)[:8]})" if m else version
+
+
+def said(out: list[str]) -> list[str]:
+    """What a console user reads: every line, replies and rooms' announcements alike, without
+    the `[#room] ` an announcement starts with (a deploy's result is said once, in its room)."""
+    return [line.split("] ", 1)[1] if line.startswith("[#") else line for line in out]

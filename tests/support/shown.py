@@ -19,3 +19,8 @@ def said(out: list[str]) -> list[str]:
     """What a console user reads: every line, replies and rooms' announcements alike, without
     the `[#room] ` an announcement starts with (a deploy's result is said once, in its room)."""
     return [line.split("] ", 1)[1] if line.startswith("[#") else line for line in out]
+
+
+def shown_all(text: str) -> str:
+    """`text` (with no command naming a version) as chat shows it: every release short."""
+    return _RELEASE.sub(lambda m: shown(m.group(0)), text)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 from tests.support.real import deploybot
 from tests.support.session import free_port
-from tests.support.shown import shown
+from tests.support.shown import said, shown
 
 SESSION = "!help\n!whoami\n!log hello from the demo\n!sal\n!status\n"
 
@@ -28,10 +29,10 @@ def test_piped_demo_session(tmp_path: Path) -> None:
     assert out[4].startswith("#1 ") and "hello from the demo" in out[4]
     status = "\n".join(out[5:])
     # the seeded demo data shows a drift and a merged-but-not-deployed alert, unasked
-    assert "ALERT drift builds-api toolsbeta: live 0.0.132-" in status
+    assert "ALERT drift builds-api toolsbeta: live 0.0.132 (" in status
     assert "ALERT undeployed builds-api tools: 2 releases merged but not deployed" in status
     # and !status shows live vs pinned per environment, then a count of the rest
-    assert "builds-api toolsbeta: live 0.0.132-" in status and "pinned 0.0.133-" in status
+    assert "builds-api toolsbeta: live 0.0.132 (" in status and "pinned 0.0.133 (" in status
     assert "1 more need attention · 1 healthy" in status
     assert (tmp_path / "demo" / "var" / "deploybot.sqlite3").exists()
     # the generated config's header comment reads as written (no placeholder filled into it)
@@ -50,14 +51,15 @@ def test_demo_deploy_reaches_the_simulated_live_state(tmp_path: Path) -> None:
     replies = [line for line in res.stdout.splitlines()[1:] if not line.startswith("[#")]
     # the version !deploy pinned (a slow machine may say "working on it" first)
     pinned = next(line for line in replies if " -> " in line and "working on it" not in line)
-    newest = pinned.split(" -> ")[1].split()[0]
-    assert newest.startswith("0.0.134-")
+    newest = pinned.split(" -> ")[1].rsplit(" in ", 1)[0]
+    assert re.fullmatch(r"0\.0\.134 \([0-9a-f]{8}\)", newest), pinned  # shown short
     assert "nothing is deployed to a cluster" in res.stdout.splitlines()[0]  # said once, at start
     assert not any("nothing is deployed" in line for line in res.stdout.splitlines()[1:])
     status = next(line for line in replies if line.startswith("builds-api toolsbeta:"))
     assert status.startswith(f"builds-api toolsbeta: live {newest}, as pinned")
     assert "[auto-apply builds-api toolsbeta]" in replies[-1]
-    log_url = next(w for line in replies for w in line.split() if "/deploys/" in w)
+    log_url = next(w for line in said(res.stdout.splitlines()[1:]) for w in line.split()
+                   if "/deploys/" in w)  # fmt: skip
     assert log_url.endswith("/deploys/1/log")
 
 

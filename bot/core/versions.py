@@ -250,9 +250,11 @@ def resolve_ref(
 
 
 # a full CI release version standing alone in a line (not part of a longer word, a file name,
-# an image or chart reference `…/builds-api:0.0.134-…` or a path: those are copied as they are)
+# an image or chart reference `…/builds-api:0.0.134-…`, `0.0.134-…@sha256:…` or a path: those
+# are copied as they are)
 _RELEASE_IN_TEXT = re.compile(
-    r"(?<![\w.:/-])([0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9})-([0-9]{14})-([0-9a-f]{8,40})(?![\w-]|\.\w)"
+    r"(?<![\w.:/@-])([0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9})-([0-9]{14})-([0-9a-f]{8,40})"
+    r"(?![\w@-]|\.\w)"
 )
 
 

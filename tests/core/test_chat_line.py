@@ -73,6 +73,7 @@ def test_links_and_other_versions_are_kept_as_they_are() -> None:
         f"chart file builds-api-{VERSION}.tgz",  # part of a file name
         f"image toolforge/builds-api:{VERSION} missing",  # an image reference
         f"chart oci://registry.example/toolforge/builds-api:{VERSION}",
+        f"container main runs {VERSION}@sha256:3f1c2a9b0e7d",  # a tag with its digest
     ]
     for text in kept:
         assert chat_line(text, "#ops", "!") == text

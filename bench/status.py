@@ -53,7 +53,7 @@ async def _run() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import yaml
 
-    from bot.app import App, use_io_threads
+    from bot.app import App, settle_heap, use_io_threads
     from bot.config.model import parse_config
     from bot.status.lines import status_lines
     from tests.support.fakes.kube import FakeKube
@@ -90,6 +90,7 @@ async def _run() -> dict[str, Any]:
             await app.store.open()
             try:
                 await app.services.control.sync() if app.services.control else None
+                settle_heap()  # as App.start does once started
                 start = time.perf_counter()
                 lines = await status_lines(app.board, names, list(ENVS))
                 cold = time.perf_counter() - start

@@ -162,22 +162,20 @@ async def _fanout_figure(http: aiohttp.ClientSession, base: str, feed: Any) -> d
 
 async def _run() -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
-    import aiohttp_jinja2
-
     from bot.delivery.feed import Feed
-    from bot.web import setup_templates
+    from bot.web import Templates
 
     board = _board()
     feed = Feed()
     app = web.Application()
-    setup_templates(app, "https://phabricator.wikimedia.org/{task}")
+    templates = Templates("https://phabricator.wikimedia.org/{task}")
 
     async def bare(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def board_page(request: web.Request) -> web.Response:
-        return aiohttp_jinja2.render_template("board.html", request, {
-            "board": board, "title": "board", "nav_auth": "none"})  # fmt: skip
+        return web.Response(content_type="text/html", text=templates.render("board.html", {
+            "board": board, "title": "board", "nav_auth": "none"}))  # fmt: skip
 
     app.router.add_get("/bare", bare)
     app.router.add_get("/board", board_page)

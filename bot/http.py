@@ -22,7 +22,7 @@ from bot.gitlab.webhooks import WebhookIngest
 from bot.services import Services
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
-from bot.web import STATIC, setup_templates
+from bot.web import STATIC, Templates
 from bot.web.access import ACCESS, LOGS_ROLE, Access
 from bot.web.pages import Pages, wants_html
 
@@ -190,8 +190,7 @@ def build_http_app(
     access = Access(services.config)
     app[ACCESS] = access
     feed = Feed()
-    pages = Pages(services, board, deployer, feed, access)
-    setup_templates(app, services.config.http.task_url)
+    pages = Pages(services, board, deployer, feed, access, Templates(services.config.http.task_url))
     app.middlewares.append(access.middleware)
     app.middlewares.append(pages.not_found)  # inside the access check: pages only for readers
     plain = PlainText(services, board, deployer, events, live)

@@ -8,6 +8,7 @@ those get what they need through their constructors and are wired together in `b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.cluster.helm import HelmSlots
 from bot.cluster.kube import KubeCluster
@@ -19,11 +20,13 @@ from bot.core.metrics import Metrics
 from bot.core.redact import Redactor
 from bot.delivery.announcer import Announcer
 from bot.delivery.outbox import Outbox
-from bot.gitlab.api import GitLabAPI
 from bot.store.db import Store
 from bot.store.leader import Leadership
 from bot.store.locks import Locks
 from bot.store.sal import Sal
+
+if TYPE_CHECKING:  # python-gitlab is loaded only where GitLab is configured (bot.app)
+    from bot.gitlab.api import GitLabAPI
 
 
 @dataclass(frozen=True)

@@ -158,8 +158,36 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     version = await _resolve(bumper, component, inv.args[1], envs)
     if "force" not in inv.flags:
         await _no_downgrade(ctx, component, version.raw, envs)
+    held: list[str] = []
+    if len(inv.args) == 2:  # no `to`: only where it can be applied now
+        envs, held = await _applicable_now(ctx, component, version.raw, envs)
     outcome = await bumper.bump(component, version.raw, envs, actor=ctx.actor, tasks=inv.tasks)
-    return await _auto_apply(ctx, outcome, inv.tasks)
+    return "\n".join([await _auto_apply(ctx, outcome, inv.tasks), *held])
+
+
+async def _applicable_now(
+    ctx: Context, component: str, version: str, envs: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Without `to`, an environment that requires another is pinned only if its auto-apply
+    can pass `requires`: the required environment runs `version`, or this command pins and
+    applies it there first. Else its pin would change and not be applied (a drift the bot
+    made itself). The environments kept, and a line for each left out."""
+    model, applied_first = ctx.model, set()
+    keep, held = [], []
+    for env in envs:
+        cfg = ctx.config.env(env)
+        required = cfg.requires if cfg else None
+        if required is not None and required not in applied_first:
+            if (why := await model.requires_met(component, env, version)) is not None:
+                held.append(f"{env} not pinned: {why.replace(f'{env} requires', 'it requires')}")
+                continue
+        keep.append(env)
+        applies = ctx.deployer.auto_apply_envs([env])
+        if applies and version not in await _pins(ctx, component, env):
+            applied_first.add(env)
+    if not keep:
+        raise UserError("; ".join(held) + "; nothing changed")
+    return keep, held
 
 
 async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequence[str]) -> None:

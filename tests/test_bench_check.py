@@ -13,7 +13,7 @@ from bench.check import DEFAULT_BUDGETS, main
 FIGURES = {
     "webhook_to_chat.ngircd": {"ratio_p50": 8.3},
     "webhook_to_chat.inspircd": {"ratio_p50": 9.3},
-    "status": {"kube_calls_per_cluster": 2.0, "ratio_cold": 18.0},
+    "status": {"kube_calls_per_cluster": 2.0, "ratio_cold": 6.0},
     "ingest_throughput": {"ratio_to_baseline": 0.55},
     "burst": {"final_states_correct_pct": 100.0},
     "resilience.no_lookups": {"seconds_after_last_ack_to_all_finals": 2.5},

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.aio import client as k8s
-
 from bot.cluster.kube import ClusterError, KubeCluster
 
 _FRACTION_RE = re.compile(r"\.[0-9]+")
@@ -109,6 +107,8 @@ def cert_not_after(pem: bytes) -> datetime | None:
 async def unprotected_workloads(cluster: KubeCluster, namespace: str) -> list[Unprotected]:
     """Deployments and StatefulSets with >= 2 replicas whose pods no PodDisruptionBudget
     selects."""
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     apps = k8s.AppsV1Api(await cluster.api())
     policy = k8s.PolicyV1Api(await cluster.api())
     deployments = await cluster.call(
@@ -145,6 +145,8 @@ async def unprotected_workloads(cluster: KubeCluster, namespace: str) -> list[Un
 async def certificates(cluster: KubeCluster, namespace: str) -> list[CertInfo]:
     """cert-manager Certificates (when the CRD is there) and TLS Secrets, with expiry."""
     found: list[CertInfo] = []
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     custom = k8s.CustomObjectsApi(await cluster.api())
     try:
         got: Any = await cluster.call(
@@ -208,6 +210,8 @@ def mounted_secrets(pod: Any) -> set[str]:
 
 
 async def _tls_secrets(cluster: KubeCluster, namespace: str) -> list[Any]:
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     core = k8s.CoreV1Api(await cluster.api())
     secrets = await cluster.call(
         f"list TLS secrets in {namespace}", core.list_namespaced_secret, namespace,
@@ -230,6 +234,8 @@ async def stale_tls_mounts(cluster: KubeCluster, namespace: str) -> list[StaleMo
     secrets = await _tls_secrets(cluster, namespace)
     if not secrets:
         return []
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     core = k8s.CoreV1Api(await cluster.api())
     pods = await cluster.call(f"list pods in {namespace}", core.list_namespaced_pod, namespace)
     found = []

@@ -10,16 +10,13 @@ surface as one-line `ClusterError`s.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from kubernetes.aio import client as k8s
-from kubernetes.aio.client.exceptions import ApiException
-from kubernetes.aio.config import kube_config
-from kubernetes.aio.config.config_exception import ConfigException
 
 from bot.cluster.helmrecords import (
     HelmRelease,
@@ -47,6 +44,10 @@ from bot.cluster.workloads import (
     problems_of,
 )
 
+if TYPE_CHECKING:  # kubernetes.aio (with the sync client's kubeconfig loader: ~14 MB) is
+    # imported on first use, so a bot with no cluster configured (the demo) never loads it
+    from kubernetes.aio import client as k8s
+
 __all__ = [
     "CHART_LABEL",
     "FAILING_REASONS",
@@ -68,6 +69,7 @@ __all__ = [
 
 T = TypeVar("T")
 HELM_OWNER = "owner=helm"  # the label Helm itself puts on its release Secrets
+DOWN_HOLD = 30.0  # seconds a cluster that failed all attempts of a call gets one attempt per call
 LIST_REUSE = 0.0  # a list answers the questions asked while it is in flight, not later ones
 
 
@@ -91,7 +93,7 @@ class RolloutResult:
     details: tuple[str, ...] = ()
 
 
-Loader = Callable[[], Awaitable[k8s.ApiClient]]
+Loader = Callable[[], Awaitable["k8s.ApiClient"]]
 
 
 class KubeCluster:
@@ -108,6 +110,8 @@ class KubeCluster:
     ) -> None:
         """`api_client`: a `kubernetes.aio` client, or an async function making one (loaded
         on first use: loading a kubeconfig may run an auth plugin)."""
+        from kubernetes.aio import client as k8s
+
         self._client: k8s.ApiClient | None = None
         self._loader: Loader | None = None
         if isinstance(api_client, k8s.ApiClient):
@@ -121,6 +125,9 @@ class KubeCluster:
         self._timeout = request_timeout
         self._attempts = attempts
         self._backoff = backoff
+        # after a call failed all its attempts, the next calls until this monotonic time try
+        # once: an API server that is down must not cost every namespace of a round its backoff
+        self._down_until = 0.0
         self._watch_seconds = watch_seconds
         self._deployments = SharedList(self._list_deployments, self._deployments_in,
                                        _refused_scope, reuse=LIST_REUSE)  # fmt: skip
@@ -133,6 +140,10 @@ class KubeCluster:
     ) -> KubeCluster:
         """Check the kubeconfig file and context now (a missing context is a ClusterError);
         the client is made on first use. Retries are ours, not the client's."""
+        from kubernetes.aio import client as k8s
+        from kubernetes.aio.config import kube_config
+        from kubernetes.aio.config.config_exception import ConfigException
+
         try:
             contexts, current = kube_config.list_kube_config_contexts(config_file)
         except (ConfigException, OSError, ValueError) as e:
@@ -161,6 +172,8 @@ class KubeCluster:
 
     async def _api(self) -> k8s.ApiClient:
         if self._client is None:
+            from kubernetes.aio.config.config_exception import ConfigException
+
             async with self._loading:
                 if self._client is None:
                     assert self._loader is not None
@@ -184,13 +197,19 @@ class KubeCluster:
         return f"{parts.scheme}://{parts.hostname}{port}"
 
     async def _call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
-        """One API call; connection errors, timeouts, 429 and 5xx are retried with backoff."""
+        """One API call; connection errors, timeouts, 429 and 5xx are retried with backoff,
+        except while the API is known down (a call failed all its attempts in the last
+        `DOWN_HOLD` seconds): then one attempt, so a round over many namespaces fails fast."""
+        from kubernetes.aio.client.exceptions import ApiException
+
+        down = time.monotonic() < self._down_until
+        attempts = 1 if down else self._attempts
         last = ""
-        for attempt in range(self._attempts):
+        for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
             try:
-                return await asyncio.wait_for(
+                result = await asyncio.wait_for(
                     fn(*args, _request_timeout=self._timeout, **kw), self._timeout + 1
                 )
             except ApiException as e:
@@ -199,15 +218,25 @@ class KubeCluster:
                 last = f"HTTP {e.status} {e.reason}"
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 last = _network_reason(e)
+            else:
+                self._down_until = 0.0
+                return result
+        self._down_until = time.monotonic() + DOWN_HOLD
         where = await self._where()
-        raise ClusterError(
-            f"{what}: Kubernetes API at {where} failed {self._attempts} times ({last})"
-        )
+        if down:
+            raise ClusterError(
+                f"{what}: Kubernetes API at {where} failed ({last}; it is failing, not retried)"
+            )
+        raise ClusterError(f"{what}: Kubernetes API at {where} failed {attempts} times ({last})")
 
     async def _apps(self) -> k8s.AppsV1Api:
+        from kubernetes.aio import client as k8s
+
         return k8s.AppsV1Api(await self._api())
 
     async def _core(self) -> k8s.CoreV1Api:
+        from kubernetes.aio import client as k8s
+
         return k8s.CoreV1Api(await self._api())
 
     def forget(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.cluster.helmrecords import SECRET_TYPE
+from bot.core.tasks import shared
 
 ListAll = Callable[[], Awaitable[Any]]  # one cluster-wide LIST (a kubernetes.aio V1...List)
 ListIn = Callable[[str], Awaitable[Any]]  # the same LIST in one namespace
@@ -69,7 +70,7 @@ class SharedList:
 
     async def _shared_all(self) -> dict[str, list[Any]]:
         if not self._fresh(self._all):
-            self._all = (self.clock(), asyncio.ensure_future(self._by_namespace()))
+            self._all = (self.clock(), shared(self._by_namespace()))
         assert self._all is not None
         return await asyncio.shield(self._all[1])
 
@@ -83,7 +84,7 @@ class SharedList:
     async def _shared_ns(self, namespace: str) -> list[Any]:
         entry = self._per_ns.get(namespace)
         if not self._fresh(entry):
-            entry = (self.clock(), asyncio.ensure_future(self._items_in(namespace)))
+            entry = (self.clock(), shared(self._items_in(namespace)))
             self._per_ns[namespace] = entry
         assert entry is not None
         return await asyncio.shield(entry[1])

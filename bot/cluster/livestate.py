@@ -25,7 +25,7 @@ from bot.cluster.workloads import (
     PodState,
     live_from_deployments,
 )
-from bot.config.model import Config
+from bot.config.model import Config, EnvironmentConfig
 from bot.store.db import Store
 
 
@@ -98,14 +98,26 @@ class FileCluster:
 def live_sources(config: Config, clusters: Mapping[str, Cluster]) -> dict[str, Cluster]:
     """Per environment: its cluster, else its `live_file`; environments with neither are
     absent (live state unknown)."""
-    targets = {name: target_of(config, name) for name in config.components}
     out: dict[str, Cluster] = {}
+    targets: dict[str, Target] | None = None
     for env in config.environments:
         if env.name in clusters:
             out[env.name] = clusters[env.name]
-        elif env.live_file and env.kubeconfig is None and env.kube_context is None:
-            out[env.name] = FileCluster(Path(env.live_file).expanduser(), targets)
+        elif has_live_file(env):
+            if targets is None:
+                targets = {name: target_of(config, name) for name in config.components}
+            out[env.name] = FileCluster(Path(str(env.live_file)).expanduser(), targets)
     return out
+
+
+def has_live_file(env: EnvironmentConfig) -> bool:
+    """The environment's live state comes from its `live_file` (it has no cluster)."""
+    return bool(env.live_file) and env.kubeconfig is None and env.kube_context is None
+
+
+def live_state_envs(config: Config, clusters: Mapping[str, Cluster]) -> set[str]:
+    """The environments whose live state can be read: `live_sources` without making them."""
+    return {e.name for e in config.environments if e.name in clusters or has_live_file(e)}
 
 
 class LiveSeen:

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.aio import client as k8s
-
 from bot.cluster.kube import ClusterError, KubeCluster, problems_of
 
 TAIL_LINES = 50
@@ -49,6 +47,8 @@ async def pod_logs(
     report.failing = [f"{p.pod} {p.reason}" for p in problems]
     failing = {p.pod for p in problems}
     chosen = [p for p in pods if p.name in failing] or pods
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     core = k8s.CoreV1Api(await cluster.api())
     for pod in chosen:
         report.shown.append(pod.name)

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes.aio import client as k8s
-
 from bot.cluster.helmrecords import release_records
 from bot.cluster.hygiene import parse_time
 from bot.cluster.kube import KubeCluster
@@ -64,6 +62,8 @@ def _revision(meta: Any) -> int:
 async def replicasets(cluster: KubeCluster, namespace: str, instance: str) -> list[Rollout]:
     """The ReplicaSets of the Deployments of Helm release `instance` (its
     `app.kubernetes.io/instance` label; a Deployment without that label counts too)."""
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     apps = k8s.AppsV1Api(await cluster.api())
     deployments = await cluster.call(
         f"list deployments in {namespace}", apps.list_namespaced_deployment, namespace
@@ -104,6 +104,8 @@ async def replicasets(cluster: KubeCluster, namespace: str, instance: str) -> li
 
 async def helm_revisions(cluster: KubeCluster, namespace: str, release: str) -> list[Rollout]:
     """Every readable Helm revision of `release`, oldest first."""
+    from kubernetes.aio import client as k8s  # on first use: see bot.cluster.kube
+
     core = k8s.CoreV1Api(await cluster.api())
     secrets = await cluster.call(
         f"list helm releases in {namespace}", core.list_namespaced_secret, namespace,

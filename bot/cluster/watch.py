@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from kubernetes.aio.client.exceptions import ApiException
-from kubernetes.aio.watch import Watch
 
 from bot.cluster.rollout import Judgement, Releases, judge
 from bot.cluster.workloads import pod_state
@@ -78,6 +76,9 @@ class Follower:
         self.changed.set()
 
     async def _watch(self) -> None:
+        from kubernetes.aio.client.exceptions import ApiException  # on first use (bot.cluster.kube)
+        from kubernetes.aio.watch import Watch
+
         async with Watch() as watch:
             stream = watch.stream(
                 self.lister,
@@ -176,6 +177,8 @@ async def watch_rollout(
 
 def _reason(exc: BaseException) -> str:
     """A short cause for a failed list or watch, without URLs or headers."""
+    from kubernetes.aio.client.exceptions import ApiException
+
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status} {exc.reason}"
     if isinstance(exc, TimeoutError):

@@ -10,6 +10,7 @@ Tag lists are cached for a few seconds so one chat command never lists them twic
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from bot.control.changes import Change, Changes, parse_git_log
 from bot.control.gitlabport import GitLabPort
 from bot.core.errors import GitLabError, UserError
 from bot.core.git import GitError, git
+from bot.core.tasks import shared
 from bot.core.versions import Tag, parse_version
 
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
@@ -74,6 +76,9 @@ class _TagCache:
     def put(self, component: str, tags: list[Tag]) -> list[Tag]:
         self.entries[component] = (time.monotonic(), tags)
         return tags
+
+    def forget(self, component: str) -> None:
+        self.entries.pop(component, None)
 
 
 def _check_sha(sha: str) -> str:
@@ -155,13 +160,25 @@ class GitLabSource:
 
 
 class GitSource:
-    """Component repositories reachable by git (`components.<name>.repo_url`)."""
+    """Component repositories reachable by git (`components.<name>.repo_url`).
+
+    Everything is kept per repository URL (components may share one): the tag list
+    (`git ls-remote`, `ttl` seconds), one mirror clone, fetched at most every `fetch_every`
+    seconds unless a ref is missing from it, and the answers of ancestry checks, keyed by
+    the two commits (a fact that never changes). Concurrent askers share one ls-remote and
+    one clone or fetch, so a cold `!status` over many components costs one of each per
+    repository, and a warm one none."""
+
+    ANCESTRY_KEPT = 20_000  # (url, old commit, new commit) answers remembered
 
     def __init__(self, config: Config, ttl: float = 15.0, fetch_every: float = 15.0) -> None:
         self._config = config
-        self._cache = _TagCache(ttl)
+        self._cache = _TagCache(ttl)  # by URL
         self._fetch_every = fetch_every
-        self._fetched: dict[str, float] = {}
+        self._fetched: dict[str, float] = {}  # URL -> monotonic start of its last fetch
+        self._syncing: dict[str, asyncio.Lock] = {}
+        self._listing: dict[str, asyncio.Future[list[Tag]]] = {}
+        self._ancestry: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}
 
     def _url(self, component: str) -> str:
         url = self._config.components[component].repo_url
@@ -172,29 +189,46 @@ class GitSource:
         return url
 
     async def tags(self, component: str) -> list[Tag]:
-        cached = self._cache.get(component)
+        url = self._url(component)
+        cached = self._cache.get(url)
         if cached is not None:
             return cached
+        flight = self._listing.get(url)
+        if flight is None:
+            flight = self._listing[url] = shared(self._list_tags(url))
+            flight.add_done_callback(lambda _: self._listing.pop(url, None))
         try:
-            out = await git("ls-remote", "--tags", self._url(component), timeout=60)
+            return await asyncio.shield(flight)
         except GitError as exc:
             raise SourceError(f"cannot list tags of {component}: {exc}") from None
-        return self._cache.put(component, parse_ls_remote(out))
 
-    def _mirror(self, component: str) -> Path:
-        return self._config.bot.state_dir / "checkouts" / "components" / f"{component}.git"
+    async def _list_tags(self, url: str) -> list[Tag]:
+        out = await git("ls-remote", "--tags", url, timeout=60)
+        return self._cache.put(url, parse_ls_remote(out))
+
+    def _mirror(self, url: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1])[:40]
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        return self._config.bot.state_dir / "checkouts" / "components" / f"{name}-{digest}"
 
     async def _sync_mirror(self, component: str, force: bool = False) -> Path:
-        path = self._mirror(component)
-        last = self._fetched.get(component, 0.0)
-        if not force and (path / "HEAD").exists() and time.monotonic() - last < self._fetch_every:
-            return path
-        if not (path / "HEAD").exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await git("clone", "--quiet", "--mirror", "--", self._url(component), str(path))
-        else:
-            await git("fetch", "--quiet", "--prune", "origin", cwd=path)
-        self._fetched[component] = time.monotonic()
+        """The mirror of the component's repository, fetched if older than `fetch_every`, or
+        (`force`) if no fetch started since this call was made."""
+        url = self._url(component)
+        path = self._mirror(url)
+        asked = time.monotonic()
+        async with self._syncing.setdefault(url, asyncio.Lock()):
+            last = self._fetched.get(url)
+            if (path / "HEAD").exists() and last is not None:
+                if (last >= asked) if force else (asked - last < self._fetch_every):
+                    return path
+            started = time.monotonic()
+            if not (path / "HEAD").exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await git("clone", "--quiet", "--mirror", "--", url, str(path))
+            else:
+                await git("fetch", "--quiet", "--prune", "origin", cwd=path)
+            self._fetched[url] = started
         return path
 
     async def merged(self, component: str, sha: str) -> MergedCommit | None:
@@ -232,26 +266,60 @@ class GitSource:
             except GitError:  # maybe a tag newer than our mirror
                 path = await self._sync_mirror(component, force=True)
                 out = await git(*argv, "--", cwd=path)
-        except GitError:
+        except (GitError, SourceError):
             return None
         return Changes(old, new, tuple(parse_git_log(out)))
 
     async def is_ancestor(self, component: str, old: str, new: str) -> bool | None:
-        """`git merge-base --is-ancestor` of the two release tags in the mirror clone."""
+        """Is the commit tagged `old` an ancestor of (or the commit) tagged `new`? The tags'
+        commits come from the tag list; `git merge-base --is-ancestor` in the mirror answers
+        once per pair of commits (concurrent askers share it)."""
         if not _versions(old, new):
             return None
         if old == new:
             return True
         try:
-            path = await self._sync_mirror(component)
-            refs = [f"refs/tags/{old}", f"refs/tags/{new}"]
-            if not all([await self._commit(path, r) for r in refs]):  # a tag newer than the mirror
-                path = await self._sync_mirror(component, force=True)
-                if not all([await self._commit(path, r) for r in refs]):
-                    return None
+            url = self._url(component)
+            commits = await self._tag_commits(component, old, new)
         except (GitError, SourceError):
             return None
-        return await is_ancestor_in(path, *refs)
+        if commits is None:
+            return None
+        if commits[0] == commits[1]:
+            return True
+        key = (url, *commits)
+        answer = self._ancestry.get(key)
+        if answer is None:
+            if len(self._ancestry) >= self.ANCESTRY_KEPT:
+                del self._ancestry[next(iter(self._ancestry))]
+            answer = self._ancestry[key] = shared(self._merge_base(component, *commits))
+        found = await asyncio.shield(answer)
+        if found is None and self._ancestry.get(key) is answer:
+            del self._ancestry[key]  # unknown now: ask git again next time
+        return found
+
+    async def _merge_base(self, component: str, old: str, new: str) -> bool | None:
+        try:
+            path = await self._sync_mirror(component)
+            answer = await is_ancestor_in(path, old, new)
+            if answer is None:  # a commit newer than the mirror
+                path = await self._sync_mirror(component, force=True)
+                answer = await is_ancestor_in(path, old, new)
+        except (GitError, SourceError):
+            return None
+        return answer
+
+    async def _tag_commits(self, component: str, *names: str) -> tuple[str, str] | None:
+        """The commits the two tags name; the list is read again once if one is missing
+        (a tag pushed since it was listed)."""
+        for again in (False, True):
+            if again:
+                self._cache.forget(self._url(component))
+            by_name = {t.name: t.commit for t in await self.tags(component)}
+            commits = [by_name.get(n) for n in names]
+            if all(commits):
+                return str(commits[0]), str(commits[1])
+        return None
 
     @staticmethod
     async def _commit(path: Path, prefix: str) -> str | None:

@@ -25,6 +25,15 @@ async def wait_until(event: asyncio.Event, timeout: float) -> bool:
     return True
 
 
+def shared(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Work several callers await (each through `asyncio.shield`, so one giving up does not
+    cancel it for the others); when all gave up, its failure is not reported as "Task
+    exception was never retrieved"."""
+    future = asyncio.ensure_future(work)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
 class TaskSet:
     """Tasks started by one owner; each is kept until it finishes."""
 

@@ -19,8 +19,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiohttp
-import icalendar
-import recurring_ical_events
 
 from bot.store.freezes import ALL, Freeze, iso
 
@@ -48,6 +46,9 @@ def _categories(event: Any) -> list[str]:
 
 def freezes_in(text: str | bytes, envs: list[str], now: datetime) -> list[Freeze]:
     """The calendar's freezes that overlap [now - 1 day, now + 14 days]."""
+    import icalendar  # with recurring_ical_events ~4.5 MB: loaded only where a feed is read
+    import recurring_ical_events
+
     cal = icalendar.Calendar.from_ical(text)
     events = recurring_ical_events.of(cal).between(now - LOOK_BACK, now + LOOK_AHEAD)
     out = []
@@ -103,6 +104,8 @@ class FreezeCalendar:
         self._read_at = time.monotonic()
         try:
             text = await self._fetch()
+            import icalendar  # loaded only where a feed is configured (see freezes_in)
+
             icalendar.Calendar.from_ical(text)
         except Exception as exc:
             self._complain(

@@ -26,6 +26,7 @@ import requests
 from bot.core.errors import GitLabError
 
 T = TypeVar("T")
+DOWN_HOLD = 30.0  # seconds GitLab, once it failed all retries of a call, gets one try per call
 
 
 class _RateLimited(Exception):
@@ -91,6 +92,9 @@ class GitLabAPI:
         self._call_timeout = call_timeout if call_timeout is not None else timeout * 6
         self._rng = random.Random()
         self._trouble: tuple[float, str] | None = None  # (monotonic, why) of the last retry
+        # after a call failed all its retries (5xx, unreachable, no answer), the calls until
+        # this monotonic time try once: commands and monitors fail fast while GitLab is down
+        self._down_until = 0.0
         self._session = requests.Session()
         self._session.hooks["response"].append(_raise_on_rate_limit)
         self._gl = gitlab.Gitlab(
@@ -125,10 +129,13 @@ class GitLabAPI:
 
     async def _call(self, what: str, fn: Callable[[], T], *, write: bool = False) -> T:
         attempt = 0
+        down = time.monotonic() < self._down_until
         while True:
             status: int | None = None
             try:
-                return await asyncio.wait_for(asyncio.to_thread(fn), self._call_timeout)
+                result = await asyncio.wait_for(asyncio.to_thread(fn), self._call_timeout)
+                self._down_until = 0.0
+                return result
             except _RateLimited as err:
                 status, reason = 429, "429 Too Many Requests (rate limited)"
                 delay = self._delay(attempt) if err.retry_after is None else err.retry_after
@@ -165,7 +172,14 @@ class GitLabAPI:
                 delay = self._delay(attempt)
             if status != 429:
                 self._trouble = (time.monotonic(), f"GitLab slow or unreachable: {reason}")
+                if down:
+                    self._down_until = time.monotonic() + DOWN_HOLD
+                    raise GitLabError(
+                        f"GitLab {what} failed: {reason} (GitLab is failing; not retried)", status
+                    )
             if attempt >= self._retries:
+                if status != 429:
+                    self._down_until = time.monotonic() + DOWN_HOLD
                 raise GitLabError(
                     f"GitLab {what} failed after {attempt + 1} attempts: {reason}", status
                 )

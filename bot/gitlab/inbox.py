@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -30,6 +31,8 @@ from bot.store.sal import current_action
 log = logging.getLogger("deploybot.events")
 
 Handler = Callable[[Any], Awaitable[None]]
+
+INSERT_CHUNK = 200  # deliveries per INSERT statement (4 parameters each; SQLite allows 32766)
 
 # GitLab's X-Gitlab-Event header -> the short kind used in metrics and by the router
 HOOK_KINDS = {
@@ -82,10 +85,19 @@ def order_key(header: str, raw: bytes) -> str:
     """Which events must be handled in arrival order: those of one pipeline commit (its
     branch and tag pipelines share a release), one merge request, else one project. Events of
     different keys run concurrently. Unparseable bodies share one lane (they only fail)."""
+    return _order_key(header, _parsed(raw))
+
+
+def _parsed(raw: bytes) -> Any:
+    """The body as JSON, or the exception that refused it (the lane and the handler share one
+    parse of each event)."""
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        return "malformed"
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return exc
+
+
+def _order_key(header: str, body: Any) -> str:
     if not isinstance(body, dict):
         return "malformed"
     project = body.get("project")
@@ -126,7 +138,9 @@ class EventWorker:
         self._idle = asyncio.Event()
         self._last_prune = 0.0
         self._high = 0  # the highest event id taken from the store
-        self._lanes: dict[str, deque[tuple[int, str, bytes]]] = {}
+        self._lanes: dict[str, deque[tuple[int, str, Any]]] = {}  # (id, header, parsed body)
+        self._marks: list[tuple[str, str | None, int, asyncio.Future[None]]] = []
+        self._marker: asyncio.Task[None] | None = None
         self._queued = 0
         self._tasks = TaskSet()  # one per busy lane
         # replicas: another replica may store events, so look again this often (seconds)
@@ -172,17 +186,17 @@ class EventWorker:
         )
         busy = {item[0] for lane in self._lanes.values() for item in lane}
         for row in rows:
-            raw = bytes(row["body"])
             self._high = max(self._high, row["id"])
             if row["id"] in busy:  # taken again after a lane gave back (store failure)
                 continue
-            key = order_key(row["kind"], raw)
+            body = _parsed(bytes(row["body"]))
+            key = _order_key(row["kind"], body)
             lane = self._lanes.get(key)
             self._queued += 1
             if lane is not None:
-                lane.append((row["id"], row["kind"], raw))
+                lane.append((row["id"], row["kind"], body))
                 continue
-            self._lanes[key] = deque([(row["id"], row["kind"], raw)])
+            self._lanes[key] = deque([(row["id"], row["kind"], body)])
             self._tasks.spawn(self._drain(key), name=f"events-{key}")
         return len(rows)
 
@@ -191,9 +205,9 @@ class EventWorker:
         try:
             async with self._slots:
                 while lane:
-                    event_id, header, raw = lane[0]
+                    event_id, header, body = lane[0]
                     try:
-                        await self._handle(event_id, header, raw)
+                        await self._handle(event_id, header, body)
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:  # the store failed: retry this lane later
@@ -210,11 +224,32 @@ class EventWorker:
                 del self._lanes[key]
             self._wake.set()  # room for more, or idle now
 
-    async def _handle(self, event_id: int, header: str, raw: bytes) -> None:
-        status, error = await self._process(event_id, header, raw)
-        await self.store.execute(
-            "UPDATE events SET status=?, error=? WHERE id=?", (status, error, event_id)
-        )
+    async def _handle(self, event_id: int, header: str, body: Any) -> None:
+        status, error = await self._process(event_id, header, body)
+        await self._mark(status, error, event_id)
+
+    async def _mark(self, status: str, error: str | None, event_id: int) -> None:
+        """Record how an event ended, committed before this returns; lanes finishing together
+        share one transaction (group commit, as the webhook route does for new events)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append((status, error, event_id, done))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._write_marks(), name="events-mark")
+        await done
+
+    async def _write_marks(self) -> None:
+        while self._marks:
+            marks, self._marks = self._marks, []
+            try:
+                await self.store.transaction(functools.partial(mark_events, [m[:3] for m in marks]))
+            except Exception as exc:  # every lane of this batch retries its event later
+                for *_, done in marks:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for *_, done in marks:
+                if not done.done():
+                    done.set_result(None)
 
     async def process_pending(self, limit: int = 100) -> int:
         """Handle up to `limit` pending events one by one, oldest first (no lanes); return
@@ -224,7 +259,7 @@ class EventWorker:
             (limit,),
         )
         for row in rows:
-            await self._handle(row["id"], row["kind"], bytes(row["body"]))
+            await self._handle(row["id"], row["kind"], _parsed(bytes(row["body"])))
         return len(rows)
 
     async def oldest_pending_age(self) -> float:
@@ -235,10 +270,11 @@ class EventWorker:
         oldest = row[0] if row else None
         return max(0.0, time.time() - float(oldest)) if oldest is not None else 0.0
 
-    async def _process(self, event_id: int, header: str, raw: bytes) -> tuple[str, str | None]:
+    async def _process(self, event_id: int, header: str, body: Any) -> tuple[str, str | None]:
         kind = "unknown"
         try:
-            body = json.loads(raw)
+            if isinstance(body, Exception):
+                raise body
             kind = event_kind(header, body) or "unknown"
             event = parse_event(header, body)
         except (MalformedEvent, ValueError, RecursionError) as exc:
@@ -278,14 +314,26 @@ class EventWorker:
 
 def insert_events(items: list[tuple[str | None, str, bytes]], conn: StoreConn) -> list[bool]:
     """Store each (dedupe key, kind header, raw body) unless its dedupe key is known; True
-    where it was new. Runs inside the caller's transaction (the webhook's group commit)."""
+    where it was new. Runs inside the caller's transaction (the webhook's group commit): one
+    statement per INSERT_CHUNK deliveries, which names the keys it stored (in no set order);
+    of two deliveries with one key in a batch the first is stored."""
     now = time.time()
-    return [
-        conn.execute(
-            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(dedupe_key) DO NOTHING",
-            (key, header, raw, now),
-        ).rowcount
-        == 1
-        for key, header, raw in items
-    ]
+    out: list[bool] = []
+    for start in range(0, len(items), INSERT_CHUNK):
+        chunk = items[start : start + INSERT_CHUNK]
+        rows = conn.execute(
+            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT(dedupe_key) DO NOTHING RETURNING dedupe_key",
+            [v for key, header, raw in chunk for v in (key, header, raw, now)],
+        ).fetchall()
+        stored = {r[0] for r in rows}
+        for key, _, _ in chunk:
+            out.append(key is None or key in stored)
+            stored.discard(key)  # a second delivery with that key in the batch is a duplicate
+    return out
+
+
+def mark_events(rows: list[tuple[str, str | None, int]], conn: StoreConn) -> None:
+    """Set each (status, error, id): how the worker finished with those events."""
+    conn.executemany("UPDATE events SET status=?, error=? WHERE id=?", rows)

@@ -4,7 +4,7 @@ table, which `bot.deploy.records` writes)."""
 
 from __future__ import annotations
 
-from bot.cluster.livestate import live_sources, target_of
+from bot.cluster.livestate import live_sources, live_state_envs, target_of
 from bot.services import Services
 from bot.store.db import Store
 
@@ -30,6 +30,16 @@ async def last_applied_commit(store: Store, component: str, env: str) -> str | N
     return str(row["commit_sha"]) if row and row["commit_sha"] else None
 
 
+async def last_applied_commits(store: Store) -> dict[tuple[str, str], str]:
+    """`last_applied_commit` of every component and environment, in one query."""
+    rows = await store.fetchall(
+        "SELECT component, env, commit_sha FROM deploys WHERE id IN (SELECT MAX(id) FROM deploys"
+        " WHERE state='done' AND action != 'review' AND commit_sha IS NOT NULL"
+        " GROUP BY component, env)"
+    )
+    return {(str(r["component"]), str(r["env"])): str(r["commit_sha"]) for r in rows}
+
+
 async def live_version(services: Services, component: str, env: str) -> str | None:
     """The chart version running in env (None: no cluster or live file, or it cannot say)."""
     source = live_sources(services.config, services.clusters).get(env)
@@ -41,7 +51,7 @@ async def live_version(services: Services, component: str, env: str) -> str | No
 
 def has_live_state(services: Services, env: str) -> bool:
     """A cluster (or a live file) says what runs in env."""
-    return env in live_sources(services.config, services.clusters)
+    return env in live_state_envs(services.config, services.clusters)
 
 
 async def running_version(services: Services, component: str, env: str) -> str | None:

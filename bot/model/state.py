@@ -30,6 +30,7 @@ from bot.model.ancestry import Direction, History
 from bot.model.running import has_live_state, last_applied_commit, last_deployed, running_version
 from bot.services import Services
 from bot.store.acks import Ack, Acks
+from bot.store.locks import Lock
 
 UnappliedSource = Callable[[str, str], Awaitable[tuple[str, ...] | None]]
 
@@ -85,6 +86,16 @@ class Seen:
     pinned: str | None
     running: str | None
     release: ReleaseState | None = None
+    store: StoreSeen | None = None  # the store's facts, when the caller read them in bulk
+
+
+@dataclass(frozen=True)
+class StoreSeen:
+    """The store's facts about one component and environment, read with every other's."""
+
+    lock: Lock | None
+    ack: Ack | None
+    last_commit: str | None
 
 
 SeenMap = Mapping[str, Seen]
@@ -199,7 +210,13 @@ class Model:
             if pinned
             else Direction.UNKNOWN
         )
-        lock = await self.services.locks.get(component, env)
+        known = seen[env].store if seen is not None and env in seen else None
+        if known is not None:
+            lock, last_commit, ack = known.lock, known.last_commit, known.ack
+        else:
+            lock = await self.services.locks.get(component, env)
+            last_commit = await last_applied_commit(self.services.store, component, env)
+            ack = await Acks(self.services.store).get(component, env)
         release = await self.release(component, env, seen)
         facts = EnvFacts(
             component, env, pinned, running, has_live_state(self.services, env), move, offered,
@@ -210,8 +227,8 @@ class Model:
             unapplied=await self.unapplied(component, env) if pinned else None,
             applied=release.deployed if release else None,
             trouble=release if release is not None and release.in_trouble else None,
-            last_commit=await last_applied_commit(self.services.store, component, env),
-            ack=await Acks(self.services.store).get(component, env),
+            last_commit=last_commit,
+            ack=ack,
         )  # fmt: skip
         required = env_cfg.requires if env_cfg else None
         if required is None or pinned is None:

@@ -262,13 +262,17 @@ class Monitors:
                 check.checked.add(("undeployed", status.component, prod))
                 self._add(check, await self._undeployed(status, prod))
         await self._artifacts(statuses, check)
-        found, scopes = await digest_findings(self.services, statuses)
-        check.findings += found
-        check.checked |= scopes
-        found, scopes = await hygiene_findings(self.services, now)
-        check.findings += found
-        check.checked |= scopes
-        _fold(check, await cert_restart_findings(self.services, statuses))
+        # independent reads of the clusters and the registry: at once, so a cluster that does
+        # not answer costs the round one source timeout, not one per monitor
+        digests, hygiene, restarts = await asyncio.gather(
+            digest_findings(self.services, statuses),
+            hygiene_findings(self.services, now),
+            cert_restart_findings(self.services, statuses),
+        )
+        for found, scopes in (digests, hygiene):
+            check.findings += found
+            check.checked |= scopes
+        _fold(check, restarts)
         if self.unapplied is not None:
             advice = {(c.component, c.env): c.advice for s in statuses for c in s.cells.values()}
             found, scopes = self.unapplied.findings(advice)

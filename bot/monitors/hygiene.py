@@ -45,13 +45,17 @@ async def hygiene_findings(services: Services, now: float) -> tuple[list[Finding
                         " PodDisruptionBudget: a node drain can stop them all at once"
                     )
                     findings.append(Finding("no-pdb", component, env, w.name, text))
-            except (ClusterError, TimeoutError):
+            except TimeoutError:
+                break  # the cluster does not answer: the rest of it stays unknown this round
+            except ClusterError:
                 pass
             try:
                 async with asyncio.timeout(timeout):
                     certs = await certificates(cluster, ns)
                 checked.add(("cert-expiry", component, env))
-            except (ClusterError, TimeoutError):
+            except TimeoutError:
+                break
+            except ClusterError:
                 continue
             for c in certs:
                 left = c.not_after.timestamp() - now
@@ -152,7 +156,9 @@ async def cert_restart_findings(
             try:
                 async with asyncio.timeout(config.monitors.source_timeout):
                     stale = await stale_tls_mounts(cluster, ns)
-            except (ClusterError, TimeoutError):
+            except TimeoutError:
+                break  # the cluster does not answer: the rest of it stays unknown this round
+            except ClusterError:
                 continue
             out.checked.add(("cert-restart", component, env))
             for mount in stale:

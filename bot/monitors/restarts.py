@@ -93,7 +93,9 @@ class RestartWatch:
                     async with asyncio.timeout(config.monitors.source_timeout):
                         found = await replicasets(cluster, target.namespace, target.release)
                         found += await helm_revisions(cluster, target.namespace, target.release)
-                except (ClusterError, TimeoutError):
+                except TimeoutError:
+                    break  # the cluster does not answer: the rest of it stays unread this round
+                except ClusterError:
                     continue  # not read: nothing is new, nothing is forgotten
                 said += await self._compare(component, env, found, now)
         return said

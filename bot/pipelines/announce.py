@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot.config.model import ComponentConfig, Config, GitlabConfig
@@ -29,7 +30,6 @@ from bot.core.tasks import TaskSet
 from bot.core.text import format_duration
 from bot.core.versions import parse_version
 from bot.delivery.announcer import Announcer
-from bot.gitlab.api import GitLabAPI
 from bot.gitlab.events import (
     PIPELINE_FINAL_STATUSES,
     PipelineEvent,
@@ -38,6 +38,9 @@ from bot.gitlab.events import (
 )
 from bot.gitlab.inbox import Router
 from bot.store.db import Store, StoreConn
+
+if TYPE_CHECKING:  # python-gitlab is loaded only where GitLab is configured (bot.app)
+    from bot.gitlab.api import GitLabAPI
 
 log = logging.getLogger("deploybot.pipelines")
 

@@ -41,8 +41,8 @@ from bot.core.versions import RefError, Tag, Version, release_versions
 from bot.deploy.records import active_deploys
 from bot.model.pathway import Pathway, pathway
 from bot.model.planner import Advice
-from bot.model.running import last_deployed
-from bot.model.state import Model, Seen
+from bot.model.running import last_applied_commits, last_deployed
+from bot.model.state import Model, Seen, StoreSeen
 from bot.model.views import env_advice
 from bot.services import Services
 from bot.store.acks import Ack, Acks
@@ -104,6 +104,8 @@ class Cell:
     release: Got[ReleaseState | None] = field(default_factory=Got)  # Helm's newest record
     advice: Advice | None = None  # the planner's next step here (None: not known)
     ack: Ack | None = None  # a release acked as not for this environment (`!ack`)
+    applied_commit: str | None = None  # the control-repo commit last applied here
+    annotated: bool = False  # lock, alerts, ack and applied_commit were read from the store
 
     @property
     def release_trouble(self) -> ReleaseState | None:
@@ -450,7 +452,8 @@ class StatusBoard:
             running = await last_deployed(self.services.store, cell.component, cell.env)
         else:
             running = cell.live.value if cell.live.ok else None
-        return Seen(pinned, running, cell.release.value if cell.release.ok else None)
+        store = StoreSeen(cell.lock, cell.ack, cell.applied_commit) if cell.annotated else None
+        return Seen(pinned, running, cell.release.value if cell.release.ok else None, store)
 
     async def _refresh(self, snapshot: PinSnapshot, max_age: float) -> None:
         got = await self._get(("pins",), lambda: snapshot.refresh(max_age), fresh=True)
@@ -462,6 +465,7 @@ class StatusBoard:
         alerts = await AlertStore(services.store).active()
         locks = await services.locks.all()
         acks = {(a.component, a.env): a for a in await Acks(services.store).all()}
+        applied = await last_applied_commits(services.store)
         seen = await LiveSeen(services.store).all()
         deploying = {
             (d.component, d.env): (d.id, d.version, d.state)
@@ -478,6 +482,8 @@ class StatusBoard:
                 ]
                 cell.deploying = deploying.get((cell.component, cell.env))
                 cell.ack = acks.get((cell.component, cell.env))
+                cell.applied_commit = applied.get((cell.component, cell.env))
+                cell.annotated = True
                 version, since = seen.get((cell.component, cell.env), (None, None))
                 if cell.live.value and version == cell.live.value:
                     cell.live_since = since

@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from bot.control.releases import SourceError
@@ -23,6 +22,7 @@ from bot.deploy.deployer import Deployer
 from bot.deploy.records import deploy_rows
 from bot.services import Services
 from bot.status.board import StatusBoard
+from bot.web import Templates
 from bot.web.access import COOKIE, LOGS_ROLE, SESSION_SECONDS, Access, safe_next
 from bot.web.board import build_board, row_news
 from bot.web.deploys import read_from, state_of, stream_deploy
@@ -53,8 +53,9 @@ def wants_html(request: web.Request) -> bool:
 class Pages:
     def __init__(
         self, services: Services, board: StatusBoard, deployer: Deployer, feed: Feed,
-        access: Access,
+        access: Access, templates: Templates,
     ) -> None:  # fmt: skip
+        self.templates = templates
         self.services = services
         self.board = board
         self.deployer = deployer
@@ -65,9 +66,11 @@ class Pages:
     def _page(self, request: web.Request, template: str, **ctx: Any) -> web.Response:
         ctx.setdefault("title", "deploybot")
         ctx["nav_auth"] = self.access.mode
-        resp = aiohttp_jinja2.render_template(template, request, ctx)
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+        return web.Response(
+            text=self.templates.render(template, ctx),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
 
     @web.middleware
     async def not_found(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -422,6 +422,27 @@ async def test_server_errors_are_retried_then_reported(
         await cluster.deployments(NS)
 
 
+async def test_a_failing_api_fails_fast_until_it_answers_again(
+    kube: FakeKube, cluster: KubeCluster
+) -> None:
+    """A monitor round over many namespaces of a cluster whose API is down must not pay the
+    retries' backoff for every namespace: after one call failed all its attempts, the next
+    calls try once, until the API answers again."""
+    kube.add_deployment(NS, "builds-api", chart="builds-api", version="0.0.131")
+    kube.fault = "error"
+    with pytest.raises(ClusterError, match="failed 3 times"):
+        await cluster.pods(NS)
+    before = len(kube.requests)
+    with pytest.raises(ClusterError, match="HTTP 500.*failing, not retried"):
+        await cluster.pods("other-namespace")
+    assert len(kube.requests) == before + 1
+
+    kube.fault = None
+    assert [d.name for d in await cluster.deployments(NS)] == ["builds-api"]
+    kube.fail_next = 2  # a blip after the recovery is retried again
+    assert len(await cluster.pods(NS)) == 2
+
+
 async def test_hanging_api_times_out(kube: FakeKube) -> None:
     kube.fault = "hang"
     c = cluster_for(kube.url, timeout=0.2)

@@ -91,6 +91,25 @@ async def test_persistent_502_gives_one_line_error_without_token(
     assert count(fake, "GET", "/repository/branches/main") == 4
 
 
+async def test_while_gitlab_is_failing_calls_are_tried_once_until_it_answers(
+    fake: FakeGitLab, api: GitLabAPI
+) -> None:
+    """Three `!where`s during a GitLab outage must not each wait out the whole backoff: after
+    one call failed all its retries, the next ones try once, until GitLab answers again."""
+    fake.fail_next("GET", "/projects/", 502, times=50)
+    with pytest.raises(GitLabError, match="4 attempts"):
+        await api.get_branch(DEPLOY, "main")
+    with pytest.raises(GitLabError, match="502.*GitLab is failing; not retried"):
+        await api.list_tags(BUILDS)
+    assert count(fake, "GET", "/repository/tags") == 1
+
+    fake.clear_faults()
+    assert await api.list_tags(BUILDS) == []
+    fake.fail_next("GET", "/projects/", 502, times=2)  # a blip after the recovery is retried
+    assert await api.list_tags(BUILDS) == []
+    assert count(fake, "GET", "/repository/tags") == 2 + 3
+
+
 async def test_wrong_token_is_a_clear_error_and_not_retried(fake: FakeGitLab) -> None:
     client = GitLabAPI(fake.url, "glpat-wrong-token", retries=3, backoff=0.01)
     try:

@@ -129,6 +129,27 @@ async def test_duplicate_delivery_is_stored_and_announced_once(config: Config) -
                   kind="pipeline", result="handled") == 2  # fmt: skip
 
 
+async def test_deliveries_arriving_together_are_each_stored_once(config: Config) -> None:
+    """GitLab retrying while the first delivery is still being stored: concurrent posts
+    share one commit, and of those with one key exactly one is stored and announced."""
+    running, failed = fixture("pipeline_running_stage2.json"), fixture("pipeline_failed.json")
+    async with RunningBot(config) as bot:
+        answers = await asyncio.gather(
+            *(bot.post(running, X_Gitlab_Event_UUID="same-uuid") for _ in range(6)),
+            *(bot.post(failed) for _ in range(2)),  # no key: each one is a new event
+        )
+        assert [status for status, _ in answers] == [200] * 8
+        assert sorted(text for _, text in answers[:6]) == ["duplicate: already received\n"] * 5 + [
+            "stored\n"
+        ]
+        await bot.settle()
+        rows = await bot.events()
+        text = await bot.metrics()
+    assert sorted(r["dedupe_key"] or "-" for r in rows) == ["-", "-", "same-uuid"]
+    assert len([line for line in bot.lines() if "stage 2/3 test" in line]) == 1, bot.lines()
+    assert metric(text, "deploybot_webhook_events_deduped_total") == 5
+
+
 async def test_pipeline_without_stages_is_stored_marked_malformed_and_harmless(
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:

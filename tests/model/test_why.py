@@ -250,3 +250,34 @@ async def test_upgrade_scripts_are_counted_from_the_previous_pin_when_what_runs_
     named = next(x for x in out if "deploy #1 of builds-api" in x and "upgrade scripts" in x)
     assert "components/builds-api/0.0.134-migrate.sh" in named, named
     assert f"(what runs is unknown: counted from the previous pin {shown(tags[-3])})" in named
+
+
+async def test_deploy_without_to_pins_no_environment_it_cannot_apply_now(
+    demo_config_path: Path,
+) -> None:
+    """Was: with production auto-applying too, `!deploy c X` (no `to`) while toolsbeta pinned
+    X but ran an older release moved production's pin to X, and its auto-apply was then
+    refused by `requires`: a pin changed and not applied, which the bot itself then called
+    drift. Now production is left alone, saying why; once toolsbeta takes the release in the
+    same command, production follows it."""
+    data = yaml.safe_load(demo_config_path.read_text())
+    for env in data["environments"]:
+        env["auto_apply"] = True  # tools too (it still requires toolsbeta)
+    demo_config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(demo_config_path)
+    r133, r134 = releases(demo_config_path)[-2:]
+    assert pin_on_main(demo_config_path, "toolsbeta") == r133  # the demo: pinned, not running
+    assert live(config, "toolsbeta")["builds-api"] != r133
+
+    lines = answers(await console_session(config, [f"!deploy builds-api {r133.rsplit('-', 1)[1]}"]))
+    assert pin_on_main(demo_config_path, "tools") != r133
+    assert any(
+        f"tools not pinned: it requires toolsbeta, which does not run {shown(r133)}" in x
+        for x in lines
+    ), lines
+    assert not any("refused" in x for x in lines), lines
+
+    lines = answers(await console_session(config, ["!deploy builds-api latest"]))
+    assert pin_on_main(demo_config_path, "tools") == r134
+    assert live(config, "toolsbeta")["builds-api"] == r134
+    assert live(config, "tools")["builds-api"] == r134, lines

@@ -9,6 +9,7 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.cluster.hygiene import cert_not_after
 from bot.monitors.checks import Monitors
@@ -84,3 +85,28 @@ async def test_pdb_and_certificate_alerts_raise_and_clear(tmp_path: Path) -> Non
             ("clear", "cert-expiry", "jobs-api"),
             ("clear", "no-pdb", "builds-api"),
         ]
+
+
+async def test_a_hung_cluster_is_asked_once_per_check_not_once_per_namespace(
+    tmp_path: Path,
+) -> None:
+    """A cluster that does not answer within `source_timeout` leaves the rest of it unread in
+    that round: the hygiene and certificate-restart checks each wait on one namespace of it,
+    not on every one in turn, and what was not read keeps its alerts (nothing cleared)."""
+
+    def quick(data: dict[str, Any]) -> None:
+        data["monitors"]["source_timeout"] = 0.5
+
+    async with world(tmp_path, quick) as w:
+        now = time.time()
+        app = await w.app()
+        monitors = Monitors(app.services, app.bumper, clock=Clock(now))
+        await monitors.check_now()
+        prod = w.kubes["tools"]
+        prod.fault = "hang"
+        before = len(prod.requests)
+        await monitors.check_now()
+        asked = [r.split("?")[0] for r in prod.requests[before:]]
+        per_namespace = [r for r in asked if "/namespaces/" in r]
+        namespaces = {r.split("/namespaces/")[1].split("/")[0] for r in per_namespace}
+        assert len(namespaces) == 1, asked  # the first namespace only: then the round moves on

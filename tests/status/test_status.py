@@ -13,10 +13,11 @@ import aiohttp
 from bot.app import App
 from bot.chat.console import ConsoleAdapter
 from bot.config.model import Config
-from bot.deploy.model import DeployRequest
+from bot.deploy.model import Action, DeployRequest
 from bot.deploy.records import DeployRecords
 from bot.status.board import StatusBoard
 from bot.status.lines import status_lines
+from bot.store.acks import Acks
 from tests.support.monitorworld import world
 from tests.support.session import console_session
 from tests.support.shown import shown, shown_all
@@ -169,3 +170,37 @@ async def test_a_deploy_in_flight_shows_in_status(tmp_path: Path) -> None:
         board.forget("builds-api")
         lines = await status_lines(app.board, ["builds-api"], ["toolsbeta"])
         assert "deploy #" not in lines[0]
+
+
+async def test_the_boards_bulk_store_reads_give_the_planner_the_same_facts(tmp_path: Path) -> None:
+    """The board reads locks, acks and the last applied commits once for all cells and hands
+    them to the model; the facts must be those the model reads one by one."""
+    async with world(tmp_path) as w:
+        app = await w.app()
+        records = DeployRecords(app.store, tmp_path / "logs")
+        for env, commit in (("toolsbeta", "a" * 40), ("toolsbeta", "b" * 40), ("tools", None)):
+            req = DeployRequest("builds-api", env, "console:tester")
+            deploy_id = await records.insert(req, w.releases["builds-api"][-1], None, commit, None)
+            await records.set_state(deploy_id, "done")
+        review = DeployRequest("builds-api", "tools", "console:tester", action=Action.REVIEW)
+        review_id = await records.insert(review, w.releases["builds-api"][-1], None, "c" * 40, None)
+        await records.set_state(review_id, "done")  # a review applies nothing
+        await app.services.locks.add("jobs-api", None, "alice", "incident")
+        await app.services.locks.add("builds-api", "tools", "bob", "maintenance")
+        await Acks(app.store).set(
+            "jobs-api", "tools", w.releases["jobs-api"][-1], "later", "al", []
+        )
+        board = StatusBoard(app.services, app.bumper)
+        model = board.model
+        found = {s.component: s for s in await board.gather(["builds-api", "jobs-api"])}
+        bulk = {c: await model.all_facts(c, await board.seen(s)) for c, s in found.items()}
+        for c, facts in bulk.items():
+            single = await model.all_facts(c)
+            for env in facts:
+                seen = (facts[env].lock, facts[env].ack, facts[env].last_commit)
+                assert seen == (single[env].lock, single[env].ack, single[env].last_commit)
+        builds, jobs = bulk["builds-api"], bulk["jobs-api"]
+        assert builds["toolsbeta"].last_commit == "b" * 40 and builds["tools"].last_commit is None
+        assert builds["tools"].lock and "bob" in builds["tools"].lock
+        assert all(f.lock and "alice" in f.lock for f in jobs.values())
+        assert jobs["tools"].ack is not None and jobs["toolsbeta"].ack is None

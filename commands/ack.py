@@ -61,7 +61,7 @@ async def _record(ctx: Context, action: str, component: str, env: str, version: 
     examples=[
         (
             "!ack builds-api tools latest local development only",
-            r"acked builds-api \S+ as not deployed to tools",
+            r"acked builds-api 0\.0\.134 \(43712340\) as not deployed to tools",
         ),
         ("!ack builds-api tools remove", r"no ack|removed the ack"),
     ],

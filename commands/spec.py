@@ -207,13 +207,14 @@ class Context:
 
     def sees_announcements(self, component: str) -> bool:
         """True when this chat line came from the room (on the same network) that gets the
-        component's announcements, so a reply repeating one would show it twice."""
+        component's announcements, or from a connection that shows every room in one stream
+        (the console) and also says them, so a reply repeating one would show it twice."""
         msg, services = self.message, self.services
         room = services.announcer.room_for(component)
-        if msg.private or room.casefold() != msg.room.casefold():
-            return False
         adapter = services.outbox.pick_adapter(None, room)
-        return adapter is not None and adapter.name == msg.adapter
+        if adapter is None or adapter.name != msg.adapter:
+            return False
+        return adapter.one_stream or (not msg.private and room.casefold() == msg.room.casefold())
 
     def component(self, name: str) -> str:
         """Validate a component name from chat."""

@@ -55,6 +55,9 @@ class ChatAdapter(Protocol):
     name: str  # "irc", "xmpp", "console"
     # True when the network throttles senders, so the outbox spends a flood budget on it
     rate_limited: bool
+    # True when every room's lines show in one stream (the console): a reply there repeating
+    # an announcement would show the same line twice
+    one_stream: bool
 
     @property
     def connected(self) -> bool:

@@ -28,6 +28,7 @@ def valid_text(line: str) -> str:
 class ConsoleAdapter:
     name = "console"
     rate_limited = False
+    one_stream = True  # every room's lines go to the one stdout
 
     def __init__(
         self, stdin: TextIO | None = None, stdout: TextIO | None = None, user: str | None = None

@@ -103,6 +103,7 @@ class XmppAdapter:
 
     name = "xmpp"
     rate_limited = True
+    one_stream = False
 
     def __init__(
         self,

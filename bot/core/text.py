@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from bot.core.versions import shorten_releases
+
 # mIRC formatting (colour \x03[fg[,bg]], hex colour \x04[rrggbb[,rrggbb]], bold, reset,
 # monospace, reverse, italics, strikethrough, underline) and every other control character
 # but newline and tab
@@ -117,9 +119,11 @@ def _step_at(text: str, spans: list[tuple[int, int]], prefix: str) -> int | None
 
 
 def chat_line(text: str, room: str, prefix: str) -> str:
-    """A line as it goes to chat: at most one IRC message, cut in the middle keeping its
-    closing step. The only place a line's length is bounded (the outbox calls it for every
-    line)."""
+    """A line as it goes to chat: versions shown short (`0.0.134 (43712340)`, but typed in
+    full inside a command to type), at most one IRC message, cut in the middle keeping its
+    closing step. The only place a line is shaped (the outbox calls it for every line);
+    the SAL, the web pages and `--json` keep full versions."""
+    text = shorten_releases(text, command_spans(text, prefix))
     if len(f"PRIVMSG {room} :{text}".encode()) <= LINE_BYTES:
         return text
     return fit_line(text, line_budget(room), _step_at(text, command_spans(text, prefix), prefix))

@@ -252,6 +252,37 @@ def resolve_ref(
     return _resolve_sha(low, tags)
 
 
+# a full CI release version standing alone in a line (not part of a longer word, a file name,
+# an image or chart reference `…/builds-api:0.0.134-…`, `0.0.134-…@sha256:…` or a path: those
+# are copied as they are)
+_RELEASE_IN_TEXT = re.compile(
+    r"(?<![\w.:/@-])([0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9})-([0-9]{14})-([0-9a-f]{8,40})"
+    r"(?![\w@-]|\.\w)"
+)
+
+
+def short_version(version: str) -> str:
+    """How a release version is shown in chat: its release part and short sha,
+    `0.0.134 (43712340)` for `0.0.134-20261107230700-43712340`; anything else as it is."""
+    return shorten_releases(version)
+
+
+def shorten_releases(text: str, keep: Sequence[tuple[int, int]] = ()) -> str:
+    """`text` with every full release version `X.Y.Z-<14 digits>-<sha>` shown as
+    `X.Y.Z (<sha8>)`, except inside the `keep` spans (commands to type, URLs), which stay
+    exactly as they are so a reader can still type or open them."""
+
+    def inside(at: int, end: int) -> bool:
+        return any(a < end and at < b for a, b in keep)
+
+    def short(m: re.Match[str]) -> str:
+        if inside(*m.span()):
+            return m.group(0)
+        return f"{m.group(1)} ({m.group(3)[:8]})"
+
+    return _RELEASE_IN_TEXT.sub(short, text)
+
+
 def newer_than(tags: Iterable[Tag], version: Version | str) -> list[Version]:
     """Release versions newer than `version`, oldest first (what is merged but not deployed)."""
     base = parse_version(version) if isinstance(version, str) else version

@@ -42,7 +42,7 @@ async def test_pin_in_manual_env_is_not_progress_and_names_apply(demo_config: Co
     where = lines[2]
     assert where.endswith(f"pinned in tools, not applied {step}")
     status = lines[4]
-    assert status.startswith("builds-api tools: live 0.0.132-")
+    assert status.startswith("builds-api tools: live 0.0.132 (")
     assert status.endswith(
         f"next: {first.group(0)} (requires: tools applies only what toolsbeta runs)"
     )
@@ -66,7 +66,7 @@ async def test_promote_into_manual_env_names_apply_and_counts_what_runs(
     promoted = [x for x in lines if x.startswith("pushed ")][-1]
     assert "step 4 of 5 (live in toolsbeta); next: live in tools" in promoted
     assert promoted.endswith("pinned in tools, not applied — !apply builds-api tools")
-    where = next(x for x in lines if x.startswith("builds-api 0.0.134-"))
+    where = next(x for x in lines if x.startswith("builds-api 0.0.134 ("))
     status = next(x for x in lines if x.startswith("builds-api toolsbeta: "))
     assert step_of(where) == step_of(status) == "4/5"
     assert "ALERT: drift" not in status  # toolsbeta runs its pin now

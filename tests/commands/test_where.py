@@ -14,6 +14,10 @@ from bot.store.db import store_from_config
 from tests.support.bumpworld import Repos, base_config, git_config, make_repos
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import console_session
+from tests.support.shown import shown
+
+V131 = "0.0.131-20240222212602-322f874b"  # what the control repo pins (bumpworld)
+V127 = "0.0.127-20240215103245-a1b2c3d4"
 
 
 @pytest.fixture
@@ -38,11 +42,10 @@ async def test_release_not_yet_pinned_is_step_two(config: Config, repos: Repos) 
     latest = repos.releases["builds-api"][-1][0]
     lines = await console_session(config, ["!where builds-api latest"], "nobody")
     assert lines[0] == (
-        f"builds-api {latest}: step 2 of 6 (built image+chart); next: bump committed"
+        f"builds-api {shown(latest)}: step 2 of 6 (built image+chart); next: bump committed"
     )
     assert lines[1] == (
-        "pinned now: local 0.0.131-20240222212602-322f874b · "
-        "toolsbeta 0.0.131-20240222212602-322f874b · tools 0.0.127-20240215103245-a1b2c3d4"
+        f"pinned now: local {shown(V131)} · toolsbeta {shown(V131)} · tools {shown(V127)}"
         f" · local does not run it yet; next: !deploy builds-api {latest} to local"
     )
 
@@ -54,7 +57,8 @@ async def test_after_deploy_to_first_envs_the_step_advances(config: Config, repo
         "tester",
     )  # fmt: skip
     assert (
-        f"builds-api {version}: step 4 of 6 (pinned in local); next: pinned in toolsbeta" in lines
+        f"builds-api {shown(version)}: step 4 of 6 (pinned in local); next: pinned in toolsbeta"
+        in lines
     )
 
 
@@ -139,8 +143,9 @@ async def test_gitlab_forge_open_bump_mr_is_step_three(
                      "!where builds-api latest"], "tester",
         )  # fmt: skip
     mr = f"https://gitlab.example.org/{control}/-/merge_requests/1"
-    assert lines[0] == f"builds-api {version}: step 2 of 6 (built image+chart); next: bump MR open"
-    i = next(n for n, line in enumerate(lines) if line.startswith(f"builds-api {version}: step 3"))
-    assert lines[i] == f"builds-api {version}: step 3 of 6 (bump MR open); next: pinned in local"
+    said = shown(version)
+    assert lines[0] == f"builds-api {said}: step 2 of 6 (built image+chart); next: bump MR open"
+    i = next(n for n, line in enumerate(lines) if line.startswith(f"builds-api {said}: step 3"))
+    assert lines[i] == f"builds-api {said}: step 3 of 6 (bump MR open); next: pinned in local"
     assert f"bump MR open {mr}" in lines[i + 2]
     assert f"merged https://gitlab.example.org/{builds}/-/commit/{sha}" in lines[i + 2]

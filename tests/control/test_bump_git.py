@@ -17,6 +17,10 @@ from bot.control.bumper import Bumper
 from bot.core.git import git
 from tests.support.bumpworld import Repos, git_config, make_repos, remote_file, remote_head
 from tests.support.session import console_session
+from tests.support.shown import shown
+
+V127 = "0.0.127-20240215103245-a1b2c3d4"  # what the control repo pins (bumpworld)
+V131 = "0.0.131-20240222212602-322f874b"
 
 BUILDS_TOOLSBETA = "components/builds-api/values/toolsbeta.yaml"
 BUILDS_TOOLS = "components/builds-api/values/tools.yaml"
@@ -70,8 +74,8 @@ async def test_deploy_latest_pins_the_start_of_the_path_with_one_line_per_pin(
     old_beta = await remote_file(repos.control, BUILDS_TOOLSBETA)
     lines = await console_session(config, ["!deploy builds-api latest T358908 T1"], "tester")
     reply = "\n".join(lines)
-    assert f"0.0.131-20240222212602-322f874b -> {latest} in local, toolsbeta" in reply
-    assert f"-> {latest} in tools" not in reply
+    assert f"{shown(V131)} -> {shown(latest)} in local, toolsbeta" in reply
+    assert f"-> {shown(latest)} in tools" not in reply
     head = await remote_head(repos.control)
     assert f"pushed {head[:8]} to main" in reply
     assert await changed_lines(repos.control) == {
@@ -106,11 +110,11 @@ async def test_single_env_commit_message_and_status_shows_new_pin(
     lines = await console_session(
         config, [f"!deploy builds-api {sha[:10]} to tools", "!status builds-api"], "tester"
     )
-    assert any(f"-> {version} in tools" in line for line in lines), lines
+    assert any(f"-> {shown(version)} in tools" in line for line in lines), lines
     status = {line.split(":")[0]: line for line in lines if line.startswith("builds-api ")}
-    assert status["builds-api tools"].startswith(f"builds-api tools: pinned {version} · ")
+    assert status["builds-api tools"].startswith(f"builds-api tools: pinned {shown(version)} · ")
     assert status["builds-api toolsbeta"].startswith(
-        "builds-api toolsbeta: pinned 0.0.131-20240222212602-322f874b · "
+        f"builds-api toolsbeta: pinned {shown(V131)} · "
     )
     assert await changed_lines(repos.control) == {BUILDS_TOOLS: (1, 1)}
     message = await git("log", "-1", "--format=%B", "main", cwd=repos.control)
@@ -153,7 +157,7 @@ async def test_already_pinned_changes_nothing(config: Config, repos: Repos) -> N
         config, [f"!deploy builds-api {version} to tools", f"!deploy builds-api {version} to tools"],
         "tester",
     )  # fmt: skip
-    assert any(f"already at {version} in tools; nothing changed" in line for line in lines)
+    assert any(f"already at {shown(version)} in tools; nothing changed" in line for line in lines)
     log = await git("log", "--format=%H", f"{head}..main", cwd=repos.control)
     assert len(log.split()) == 1
 
@@ -209,7 +213,7 @@ async def test_deployer_of_one_env_may_deploy_there_only(config: Config, repos: 
     lines = await console_session(config, ["!deploy builds-api latest"], "betaonly")
     assert lines and "refused" in lines[0] and "local" in lines[0]
     lines = await console_session(config, ["!deploy builds-api latest to toolsbeta"], "betaonly")
-    assert any(f"-> {version} in toolsbeta" in line for line in lines), lines
+    assert any(f"-> {shown(version)} in toolsbeta" in line for line in lines), lines
 
 
 async def test_push_race_is_retried_on_a_fresh_checkout(
@@ -279,19 +283,16 @@ async def test_previous_comes_from_the_pin_history(
         config, ["!deploy builds-api previous to tools", "!deploy builds-api previous to tools"],
         "tester",
     )  # fmt: skip
-    assert any(f"{newer} -> {older} in tools" in line for line in lines), lines
+    assert any(f"{shown(newer)} -> {shown(older)} in tools" in line for line in lines), lines
     # now the store knows the bot's own bump: previous of `older` is `newer` again
-    assert any(f"{older} -> {newer} in tools" in line for line in lines), lines
+    assert any(f"{shown(older)} -> {shown(newer)} in tools" in line for line in lines), lines
     lines = await console_session(config, ["!deploy jobs-api previous to tools"], "tester")
     assert lines == ["deploy: no previous version known for this component and environment"]
 
 
 async def test_promote_pins_the_required_environment_version(config: Config, repos: Repos) -> None:
     lines = await console_session(config, ["!promote builds-api T5"], "tester")
-    assert any(
-        "0.0.127-20240215103245-a1b2c3d4 -> 0.0.131-20240222212602-322f874b in tools" in line
-        for line in lines
-    ), lines
+    assert any(f"{shown(V127)} -> {shown(V131)} in tools" in line for line in lines), lines
     assert await changed_lines(repos.control) == {BUILDS_TOOLS: (1, 1)}
     assert "Bug: T5" in await git("log", "-1", "--format=%B", cwd=repos.control)
 
@@ -300,9 +301,7 @@ async def test_diff_summarises_and_serves_the_full_diff(app: App, repos: Repos) 
     head = await remote_head(repos.control)
     latest = repos.releases["builds-api"][-1][0]
     lines = await console_session(app.config, ["!diff builds-api latest tools"], "tester")
-    assert lines[0] == (
-        f"builds-api: would change 1 file: tools: 0.0.127-20240215103245-a1b2c3d4 -> {latest}"
-    )
+    assert lines[0] == (f"builds-api: would change 1 file: tools: {shown(V127)} -> {shown(latest)}")
     url = lines[1].removeprefix("full diff: ")
     assert url.startswith("http://127.0.0.1:9/diffs/")
     async with TestClient(TestServer(app.http_app())) as client:
@@ -326,7 +325,7 @@ async def test_dev_build_of_an_mr_resolves_from_its_pipeline(app: App, repos: Re
     lines = await console_session(
         app.config, ["!diff builds-api mr12 tools", "!diff builds-api mr13"]
     )
-    assert lines[0].endswith("tools: 0.0.127-20240215103245-a1b2c3d4 -> 0.0.136-dev-mr-12")
+    assert lines[0].endswith(f"tools: {shown(V127)} -> 0.0.136-dev-mr-12")  # a dev build: in full
     assert lines[2] == "diff: no dev build known for MR !13"
 
 

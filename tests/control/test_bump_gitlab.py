@@ -15,6 +15,7 @@ from bot.config.model import Config
 from tests.support.bumpworld import FIXTURE, LOGGING_PINS, base_config
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import console_session
+from tests.support.shown import shown
 
 TOKEN = "glpat-bump-test-t0ken"
 CONTROL = "repos/cloud/toolforge/toolforge-deploy"
@@ -90,7 +91,8 @@ async def test_first_deploy_opens_one_mr_with_one_commit(
     lines = await console_session(config, ["!deploy builds-api latest T358908"], "tester")
     latest = releases[-1]
     assert lines[0] == (  # without `to`, production (tools requires toolsbeta) keeps its pin
-        f"builds-api 0.0.131-20240222212602-322f874b -> {latest} in local, toolsbeta (T358908)"
+        f"builds-api {shown('0.0.131-20240222212602-322f874b')} -> {shown(latest)} in local,"
+        " toolsbeta (T358908)"
     )
     assert (
         lines[1]
@@ -226,7 +228,7 @@ async def test_previous_comes_from_the_pin_history(
     text = fake.file(CONTROL, "main", TOOLS) or ""  # a later edit that keeps the pin
     fake.add_commit(CONTROL, "main", {TOOLS: text.replace("replicas: 3", "replicas: 4")}, "scale")
     lines = await console_session(config, ["!deploy builds-api previous to tools"], "tester")
-    assert lines[0] == f"builds-api {newer} -> {older} in tools", lines
+    assert lines[0] == f"builds-api {shown(newer)} -> {shown(older)} in tools", lines
     assert lines[1].startswith(f"MR !1 opened: {mr_url(fake, 1)}"), lines
     assert f"chartVersion: {older}\n" in (fake.file(CONTROL, BRANCH, TOOLS) or "")
     assert "replicas: 4" in (fake.file(CONTROL, BRANCH, TOOLS) or "")

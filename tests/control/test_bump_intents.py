@@ -18,6 +18,7 @@ from bot.control.intents import Intent, Intents
 from bot.control.recovery import IN_FLIGHT_EVERY, Recovery
 from tests.support.bumpworld import Repos, git_config, make_repos, remote_file
 from tests.support.session import console_session
+from tests.support.shown import shown
 
 BETA = "components/builds-api/values/toolsbeta.yaml"
 ENVS = [
@@ -88,7 +89,7 @@ async def test_a_pushed_pin_whose_auto_apply_never_started_is_said_once(
 
     first = await console_session(config, ["!sal builds-api toolsbeta 2"])
     assert (
-        f"[#deploybot] builds-api {version} was pinned in toolsbeta ({sha[:8]}) but the bot"
+        f"[#deploybot] builds-api {shown(version)} was pinned in toolsbeta ({sha[:8]}) but the bot"
         " restarted before the auto-apply started; nothing was applied there —"
         " !apply builds-api toolsbeta to deploy it"
     ) in first

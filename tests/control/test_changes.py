@@ -17,6 +17,7 @@ from tests.support.bumpworld import FIXTURE, base_config, git_config, make_repos
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.session import console_session
+from tests.support.shown import shown
 
 __all__ = ["bed"]
 
@@ -37,7 +38,7 @@ async def test_diff_names_the_commits_from_the_component_git_repository(tmp_path
         config, [f"!deploy builds-api {first} to toolsbeta", "!diff builds-api latest toolsbeta"]
     )
     said = [line for line in out if not line.startswith("[#")]
-    assert said[2] == f"builds-api: would change 1 file: toolsbeta: {first} -> {last}"
+    assert said[2] == f"builds-api: would change 1 file: toolsbeta: {shown(first)} -> {shown(last)}"
     assert said[3] == (
         f"brings 3 commits: {last_sha[:8]} builds-api: change 135 ({author});"
         f" {repos.releases['builds-api'][2][1][:8]} builds-api: change 134 ({author});"

@@ -26,6 +26,7 @@ from bot.deploy.model import DeployRequest
 from tests.support.bumpworld import FIXTURE, base_config
 from tests.support.deployworld import IMAGE, NS, DeployBed, bed
 from tests.support.fakes.gitlab import FakeGitLab
+from tests.support.shown import said, shown
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
@@ -106,7 +107,7 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
     start, diff, *brings, done = announced(s.out)  # start -> diff -> brings -> done, once each
     assert all(" brings " in line for line in brings) and len(brings) <= 1
     assert start == (
-        f"deploying builds-api {new} to toolsbeta (deploy #1, T123) from main@{head[:8]}"
+        f"deploying builds-api {shown(new)} to toolsbeta (deploy #1, T123) from main@{head[:8]}"
         " · artifacts present"
     )
     assert diff == (
@@ -114,11 +115,13 @@ async def test_apply_runs_the_real_argv_at_the_pinned_commit_and_verifies_live(
         " builds-api/ConfigMap (v1)/builds-api-config"
     )
     assert re.fullmatch(
-        rf"deploy #1 done: builds-api {re.escape(new)} to toolsbeta \(T123\) in \d+s: live version"
+        rf"deploy #1 done: builds-api {re.escape(shown(new))} to toolsbeta \(T123\) in \d+s: live version"
         rf" verified · log: {re.escape(url)}",
         done,
     )
-    assert replies(s.out)[-1] == done  # the reply (a private console line)
+    assert (
+        said(s.out).count(done) == 1
+    )  # said once: the console shows the room, no reply repeats it
     assert "Comparing release=builds-api" in log_text[0] and "helmfile apply: ok" in log_text[0]
     assert 'deploybot_deploys_total{result="done"} 1.0' in log_text[1]
     assert [(e.action, e.result) for e in s.sal] == [("apply", "started"), ("apply", "done")]
@@ -151,9 +154,9 @@ async def test_apply_that_exits_non_zero_fails_in_one_line(bed: DeployBed) -> No
     s = await bed.run(["!apply builds-api toolsbeta"])
 
     assert re.fullmatch(
-        r"deploy #1 failed: builds-api \S+ to toolsbeta in \d+s: apply exited 1: Error: UPGRADE"
+        r"deploy #1 failed: builds-api 0\.0\.\d+ \(\w{8}\) to toolsbeta in \d+s: apply exited 1: Error: UPGRADE"
         r" FAILED: another operation is in progress · hint: .* · log: http://\S+/deploys/1/log",
-        replies(s.out)[-1],
+        said(s.out)[-1],
     )
     assert [e.result for e in s.sal] == ["started", "failed"]
     assert s.deploys[0]["state"] == "failed"
@@ -166,10 +169,10 @@ async def test_rollout_that_never_completes_times_out(bed: DeployBed) -> None:
     s = await bed.run(["!apply builds-api toolsbeta"])
     await rollout
 
-    assert "failed" in replies(s.out)[-1]
+    assert "failed" in said(s.out)[-1]
     assert (
         "rollout failed: rollout not complete after 1s: builds-api 0/2 updated, 2/2 available"
-        in replies(s.out)[-1]
+        in said(s.out)[-1]
     )
     assert [e.result for e in s.sal] == ["started", "failed"]
 
@@ -182,11 +185,11 @@ async def test_image_pull_backoff_fails_fast_quoting_the_reason(bed: DeployBed) 
     s = await bed.run(["!apply builds-api toolsbeta"])
     await rollout
 
-    assert "rollout failed: pod builds-api-" in replies(s.out)[-1]
-    assert f": ImagePullBackOff: {reason}" in replies(s.out)[-1]
-    assert "hint: the image cannot be pulled" in replies(s.out)[-1]
-    assert ": !rollback builds-api toolsbeta · log: " in replies(s.out)[-1]
-    assert re.search(r" in [0-9]s: ", replies(s.out)[-1])  # fast, not the 60 s rollout timeout
+    assert "rollout failed: pod builds-api-" in said(s.out)[-1]
+    assert f": ImagePullBackOff: {reason}" in said(s.out)[-1]
+    assert "hint: the image cannot be pulled" in said(s.out)[-1]
+    assert ": !rollback builds-api toolsbeta · log: " in said(s.out)[-1]
+    assert re.search(r" in [0-9]s: ", said(s.out)[-1])  # fast, not the 60 s rollout timeout
     assert [e.result for e in s.sal] == ["started", "failed"]
 
 
@@ -219,7 +222,7 @@ async def test_outside_the_window_refuses_unless_an_admin_forces(bed: DeployBed)
         r" .* UTC; nothing run \(an admin may add --force\)",
         replies(refused.out)[0],
     )
-    assert "done" in replies(forced.out)[-1]
+    assert "done" in said(forced.out)[-1]
     results = [(e.actor, e.result) for e in forced.sal]
     assert results == [
         ("console:carol", "refused"),
@@ -258,11 +261,12 @@ async def test_requires_checks_the_live_version_of_the_required_env(bed: DeployB
     forced = await bed.run(["!apply builds-api tools --force"], user="alice")
 
     assert replies(refused.out) == [
-        f"apply: refused: tools requires toolsbeta, which does not run {want} (live: {live});"
+        f"apply: refused: tools requires toolsbeta, which does not run {shown(want)}"
+        f" (live: {shown(live)});"
         " nothing run (deploy it to toolsbeta first)"
     ]
-    assert replies(forced.out)[-1].startswith(f"deploy #1 done: builds-api {want} to tools in ")
-    assert "not verified: no cluster configured" in replies(forced.out)[-1]
+    assert said(forced.out)[-1].startswith(f"deploy #1 done: builds-api {shown(want)} to tools in ")
+    assert "not verified: no cluster configured" in said(forced.out)[-1]
     assert [c["argv"][1] for c in bed.records()] == ["tools", "tools"]
     assert "KUBECONFIG" not in bed.records()[0]["env"]
 

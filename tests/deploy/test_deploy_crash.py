@@ -20,6 +20,7 @@ from bot.store.db import store_from_config
 from bot.store.sal import Sal
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.real import deploybot
+from tests.support.shown import shown
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
 
@@ -87,8 +88,9 @@ async def test_kill_9_mid_apply_then_restart_marks_it_interrupted(bed: DeployBed
     out = second_out.read_text()
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
     assert (
-        f"[#toolforge-deploy] deploy #1 of builds-api {version} to toolsbeta interrupted: the bot"
-        f" restarted while applying; nothing was re-applied; live now: {old}; check, then"
+        f"[#toolforge-deploy] deploy #1 of builds-api {shown(version)} to toolsbeta interrupted:"
+        f" the bot restarted while applying; nothing was re-applied; live now: {shown(old)};"
+        " check, then"
         f" !apply builds-api toolsbeta to retry · log: {url}"
     ) in out
     assert [c["sub"] for c in bed.records()] == ["diff", "apply"]  # nothing applied again

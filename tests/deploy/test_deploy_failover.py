@@ -19,6 +19,7 @@ import yaml
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.real import deploybot
 from tests.support.session import free_port
+from tests.support.shown import shown
 
 __all__ = ["bed"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,8 +99,9 @@ async def test_the_standby_marks_the_dead_leaders_deploy_interrupted_and_never_r
     out = second_out.read_text()
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
     assert (
-        f"[#toolforge-deploy] deploy #1 of builds-api {version} to toolsbeta interrupted: the bot"
-        f" restarted while applying; nothing was re-applied; live now: {old}; check, then"
+        f"[#toolforge-deploy] deploy #1 of builds-api {shown(version)} to toolsbeta interrupted:"
+        f" the bot restarted while applying; nothing was re-applied; live now: {shown(old)};"
+        " check, then"
         f" !apply builds-api toolsbeta to retry · log: {url}"
     ) in out
     assert [c["sub"] for c in bed.records()] == ["diff", "apply"]  # nothing applied again

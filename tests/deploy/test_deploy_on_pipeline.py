@@ -18,6 +18,7 @@ from bot.core.git import git
 from tests.support.fakes.gitlab import FakeGitLab
 from tests.support.fakes.registry import FakeRegistry
 from tests.support.releases import new_release
+from tests.support.shown import shown
 from tests.support.webhookbot import SECRET, RunningBot, fixture
 
 TOKEN = "glpat-test-token-0123456789"
@@ -89,7 +90,7 @@ async def test_a_successful_pipeline_deploys_toolsbeta_where_the_config_says_so(
         lines, deploys = await run(config, body)
     said = [x for x in lines if f"because pipeline #{PIPELINE} succeeded" in x]
     assert said == [
-        f"[#toolforge-deploy] deploying builds-api {version} to toolsbeta because pipeline"
+        f"[#toolforge-deploy] deploying builds-api {shown(version)} to toolsbeta because pipeline"
         f" #{PIPELINE} succeeded"
     ], lines
     assert deploys == [("toolsbeta", "done")], lines
@@ -103,7 +104,7 @@ async def test_no_deploy_where_the_config_does_not_say_so(
     async with FakeGitLab(token=TOKEN) as fake:
         config, version, body = await setup(demo_config_path, tmp_path, fake, registry)
         lines, deploys = await run(config, body)
-    assert any(f"builds-api {version}: image" in x for x in lines), lines  # it was found
+    assert any(f"builds-api {shown(version)}: image" in x for x in lines), lines  # it was found
     assert not any("because pipeline" in x for x in lines) and deploys == []
 
 
@@ -121,7 +122,8 @@ async def test_a_frozen_environment_refuses_with_the_freeze_line(
         lines, deploys = await run(config, body)
     [line] = [x for x in lines if "although pipeline" in x]
     assert line.startswith(
-        f"[#toolforge-deploy] not deploying builds-api {version} to toolsbeta although pipeline"
+        f"[#toolforge-deploy] not deploying builds-api {shown(version)} to toolsbeta although"
+        " pipeline"
         f" #{PIPELINE} succeeded: "
     ), line
     assert "refused: toolsbeta is frozen: config freeze of toolsbeta" in line, line

@@ -13,6 +13,7 @@ import pytest
 from bot.config.model import DEPLOY_SH, parse_config
 from bot.core.git import git
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.shown import said, shown
 
 __all__ = ["bed"]
 
@@ -85,7 +86,8 @@ async def test_deploy_sh_runs_and_honours_override_deploy_sh(
     new, rollout = start(bed, "sync")
     s = await bed.run(["!apply builds-api toolsbeta"])
     await rollout
-    assert re.match(rf"deploy #1 done: builds-api {new} to toolsbeta in ", s.out[-1]), s.out
+    done = rf"deploy #1 done: builds-api {re.escape(shown(new))} to toolsbeta in "
+    assert re.match(done, said(s.out)[-1]), s.out
     calls = [(c["sub"], c["argv"][-1], Path(c["cwd"]).name) for c in bed.records()]
     if override:
         assert calls == [("diff", DIFFED, "1"), ("sync", "--from-override", "builds-api")]
@@ -108,11 +110,12 @@ async def test_functional_tests_are_summarised_linked_and_a_failure_names_rollba
     new, rollout = start(bed)
     s = await bed.run(["!apply builds-api toolsbeta"])
     await rollout
-    last = s.out[-1]
+    last = said(s.out)[-1]
     link = r"http://127\.0\.0\.1:\d+/diffs/[0-9a-f]{16}"
     if fail:
         assert re.match(
-            rf"deploy #1 failed: builds-api {new} to toolsbeta in \d+s: functional tests 2"
+            rf"deploy #1 failed: builds-api {re.escape(shown(new))} to toolsbeta in \d+s:"
+            r" functional tests 2"
             rf" passed, 1 failed: {link}; the new version is live: to go back, !rollback"
             r" builds-api toolsbeta · log: ",
             last,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.deployworld import IMAGE, NS, DeployBed, bed, deploy_latest
+from tests.support.shown import shown
 
 __all__ = ["bed"]
 
@@ -30,7 +31,7 @@ async def test_unreadable_helm_history_is_said_in_the_first_line(bed: DeployBed)
 
     first = next(x for x in s.out if "(deploy #2)" in x)
     assert first.startswith(
-        f"[#toolforge-deploy] emergency rollback of builds-api in toolsbeta from {latest} to"
+        f"[#toolforge-deploy] emergency rollback of builds-api in toolsbeta from {shown(latest)} to"
         " the previous Helm revision (deploy #2) via helm rollback (cannot read the Helm"
         f" history: list helm releases in builds-api: HTTP 403 Forbidden) · {WARNING}; "
     ), first

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.deployworld import DeployBed, bed
+from tests.support.shown import said
 
 __all__ = ["bed"]
 
@@ -79,7 +80,7 @@ async def test_failed_apply_quotes_the_error_line_and_a_hint(
 
     s = await bed.run(["!apply builds-api toolsbeta"])
 
-    line = [x for x in s.out if not x.startswith("[#")][-1]
+    line = said(s.out)[-1]
     assert line.startswith("deploy #1 failed: builds-api ")
     assert quoted in line
     assert "^" not in line

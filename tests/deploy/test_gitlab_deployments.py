@@ -13,6 +13,7 @@ import pytest
 from bot.app import App
 from tests.support.deployworld import NS, DeployBed, bed, deploy_latest
 from tests.support.fakes.gitlab import FakeGitLab
+from tests.support.shown import said
 
 __all__ = ["bed"]
 
@@ -106,7 +107,7 @@ async def test_failed_deploy_ends_failed(bed: DeployBed, monkeypatch: pytest.Mon
                         "the failed deployment")  # fmt: skip
 
         s = await bed.run(["!apply builds-api toolsbeta"], inspect=sent)
-        assert replies(s.out)[-1].startswith("deploy #1 failed:")
+        assert said(s.out)[-1].startswith("deploy #1 failed:")
 
 
 async def test_gitlab_down_delays_the_records_not_the_deploys(
@@ -132,7 +133,7 @@ async def test_gitlab_down_delays_the_records_not_the_deploys(
 
         s = await bed.run(["!rollback builds-api toolsbeta"], inspect=after_outage)
         await rollout
-        assert replies(s.out)[-1].startswith("deploy #2 done: rollback")
+        assert said(s.out)[-1].startswith("deploy #2 done: rollback")
         assert [d[1] for d in recorded(gl)] == [latest, previous]  # in order, each once
         posts = [r for r in gl.requests if r.method == "POST" and r.path.endswith("/deployments")]
         assert len(posts) > 2  # it was refused, retried, and then sent once each

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.deployworld import NS, DeployBed, bed, deploy_latest
+from tests.support.shown import said, shown
 
 __all__ = ["bed"]
 
@@ -38,8 +39,8 @@ async def test_failed_release_blocks_apply_and_emergency_rollback_clears_it(
     s = await bed.run(["!apply builds-api toolsbeta"])
 
     assert replies(s.out)[-1:] == [
-        f"apply: refused: helm release builds-api failed at revision 2 ({latest}); last"
-        f" deployed: revision 1 ({previous}); nothing run (next: !rollback builds-api"
+        f"apply: refused: helm release builds-api failed at revision 2 ({shown(latest)}); last"
+        f" deployed: revision 1 ({shown(previous)}); nothing run (next: !rollback builds-api"
         " toolsbeta --emergency or an admin's --force)"
     ]
     assert len(bed.records()) == calls  # neither helmfile nor helm ran
@@ -54,12 +55,12 @@ async def test_failed_release_blocks_apply_and_emergency_rollback_clears_it(
     await rollback
 
     assert [c["argv"][0] for c in bed.records()[calls:]] == ["rollback"]
-    done = replies(s.out)[-1]
+    done = said(s.out)[-1]
     assert done.startswith(
-        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} (revision 2) to"
-        f" {previous} (revision 1)"
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {shown(latest)} (revision 2)"
+        f" to {shown(previous)} (revision 1)"
     ), done
-    assert f"live version {previous} verified" in done
+    assert f"live version {shown(previous)} verified" in done
 
 
 async def test_force_deploys_over_a_failed_release_but_never_over_a_pending_one(
@@ -70,8 +71,8 @@ async def test_force_deploys_over_a_failed_release_but_never_over_a_pending_one(
     s = await bed.run(["!apply builds-api toolsbeta --force"])
 
     assert replies(s.out)[-1:] == [
-        f"apply: refused: helm release builds-api pending-upgrade at revision 2 ({new});"
-        f" last deployed: revision 1 ({old}); nothing run (next: !rollback builds-api"
+        f"apply: refused: helm release builds-api pending-upgrade at revision 2 ({shown(new)});"
+        f" last deployed: revision 1 ({shown(old)}); nothing run (next: !rollback builds-api"
         f" toolsbeta --emergency (or helm rollback builds-api 1 -n {NS}))"
     ]
     assert bed.records() == []
@@ -87,4 +88,4 @@ async def test_force_deploys_over_a_failed_release_but_never_over_a_pending_one(
     started = next(e for e in s.sal if e.result == "started")
     assert f"failed at revision 2 ({new})" in started.message
     assert "deployed over it with --force" in started.message
-    assert replies(s.out)[-1].startswith(f"deploy #1 done: builds-api {new} to toolsbeta")
+    assert said(s.out)[-1].startswith(f"deploy #1 done: builds-api {shown(new)} to toolsbeta")

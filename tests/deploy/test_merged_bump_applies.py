@@ -21,6 +21,7 @@ from bot.control.pins import replace_pin
 from bot.core.git import git
 from tests.support.deployworld import NS, DeployBed, bed
 from tests.support.fakes.gitlab import FakeGitLab
+from tests.support.shown import shown
 from tests.support.webhookbot import SECRET, RunningBot, fixture, metric
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
@@ -150,13 +151,13 @@ async def test_merged_bump_mr_auto_applies_once_in_auto_apply_envs_only(
     assert all(c["head"] == head and c["chartVersion"] == new for c in calls)
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
     assert re.fullmatch(
-        rf"\[#toolforge-deploy\] deploy #1 done: builds-api {re.escape(new)} to toolsbeta in"
+        rf"\[#toolforge-deploy\] deploy #1 done: builds-api {re.escape(shown(new))} to toolsbeta in"
         rf" \d+s: live version verified · log: {re.escape(url)}",
         done,
     )
     room = [line.removeprefix("[#toolforge-deploy] ") for line in lines]
     assert [line for line in room if line.startswith(("deploying ", "deploy #"))] == [
-        f"deploying builds-api {new} to toolsbeta (deploy #1) from main@{head[:8]}"
+        f"deploying builds-api {shown(new)} to toolsbeta (deploy #1) from main@{head[:8]}"
         " · artifacts present",
         "deploy #1 diff: 2 resources changed: builds-api/Deployment (apps)/builds-api,"
         " builds-api/ConfigMap (v1)/builds-api-config",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.deployworld import CHART, IMAGE, NS, DeployBed, bed
+from tests.support.shown import said, shown
 
 __all__ = ["bed"]
 
@@ -34,7 +35,7 @@ async def test_preflight_allows_present_artifacts_and_refuses_a_deleted_image(
 
     start = next(line for line in s.out if "(deploy #1) from main@" in line)
     assert start.endswith(" · artifacts present")
-    assert replies(s.out)[-1].startswith(f"deploy #1 done: builds-api {new} to toolsbeta")
+    assert said(s.out)[-1].startswith(f"deploy #1 done: builds-api {shown(new)} to toolsbeta")
 
     oci_registry.delete_tag(IMAGE, new)  # a retention rule removes the image
     calls = len(bed.records())

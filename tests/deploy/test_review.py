@@ -9,6 +9,8 @@ import sqlite3
 import time
 
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.shown import said as said_all
+from tests.support.shown import shown
 
 __all__ = ["bed"]
 
@@ -34,10 +36,14 @@ async def test_the_diff_is_reviewed_then_a_second_deployer_applies_that_commit(
     head = await bed.main_head()
 
     first = await bed.run(["!apply builds-api toolsbeta T9", "!apply builds-api toolsbeta confirm"])
-    said = replies(first.out)
+    said = [
+        next(x for x in said_all(first.out) if x.startswith("review #1: ")),
+        *replies(first.out),
+    ]
     url = f"{bed.data['bot']['public_url']}/deploys/1/log"
     assert re.fullmatch(
-        rf"review #1: builds-api {old} -> {new} in toolsbeta from main@{head[:8]} \(T9\): "
+        rf"review #1: builds-api {re.escape(shown(old))} -> {re.escape(shown(new))} in toolsbeta"
+        rf" from main@{head[:8]} \(T9\): "
         rf"2 resources changed: .* · diff: {re.escape(url)} · nothing applied; another deployer"
         r" confirms with !apply builds-api toolsbeta confirm until \d\d:\d\d UTC",
         said[0],
@@ -55,9 +61,8 @@ async def test_the_diff_is_reviewed_then_a_second_deployer_applies_that_commit(
     rollout = asyncio.create_task(bed.on_sync(start))
     second = await bed.run(["!apply builds-api toolsbeta confirm"], user="carol")
     await rollout
-    assert re.match(
-        rf"deploy #2 done: builds-api {new} to toolsbeta \(T9\) in ", replies(second.out)[-1]
-    )
+    done = rf"deploy #2 done: builds-api {re.escape(shown(new))} to toolsbeta \(T9\) in "
+    assert re.match(done, said_all(second.out)[-1]), second.out
     calls = bed.records()
     assert [c["sub"] for c in calls] == ["diff", "diff", "apply"]
     assert {c["head"] for c in calls} == {head}  # exactly the reviewed commit
@@ -81,7 +86,7 @@ async def test_a_pin_newer_than_the_review_needs_a_new_review(bed: DeployBed) ->
     bed.push(bed.pins["toolsbeta"])
     bed.push(new)
     first = await bed.run(["!apply builds-api toolsbeta", f"!deploy builds-api {new} to toolsbeta"])
-    assert replies(first.out)[0].startswith("review #1: ")
+    assert any(x.startswith("review #1: ") for x in said_all(first.out))
     second = await bed.run(["!apply builds-api toolsbeta confirm"])  # review_by: self
     line = replies(second.out)[-1]
     assert line.startswith("apply: refused: the pin moved since the review: main@")
@@ -114,7 +119,8 @@ async def test_the_pages_see_a_waiting_review_until_it_is_confirmed_or_expires(
     old, new = bed.releases[-3], bed.pins["toolsbeta"]
     bed.kube.add_deployment(NS, "builds-api", chart="builds-api", version=old)
     bed.push(new)
-    said = replies((await bed.run(["!apply builds-api toolsbeta"])).out)[0]
+    out = (await bed.run(["!apply builds-api toolsbeta"])).out
+    said = next(x for x in said_all(out) if x.startswith("review #1: "))
     until = re.search(r"until (\d\d:\d\d UTC)$", said)
     assert until is not None, said
     store = Store(bed.config.bot.state_dir / "deploybot.sqlite3")

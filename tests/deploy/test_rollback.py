@@ -7,6 +7,7 @@ import asyncio
 
 from bot.core.git import git
 from tests.support.deployworld import IMAGE, NS, DeployBed, bed, deploy_latest
+from tests.support.shown import said, shown
 
 __all__ = ["bed"]
 
@@ -31,13 +32,15 @@ async def test_rollback_repins_previous_and_applies_it(bed: DeployBed) -> None:
     s = await bed.run(["!rollback builds-api toolsbeta T99"])
     await rollout
 
-    assert replies(s.out)[-1].startswith(
-        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} to {previous} (T99) in "
+    assert said(s.out)[-1].startswith(
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {shown(latest)} to"
+        f" {shown(previous)} (T99) in "
     )
-    assert "live version verified" in replies(s.out)[-1]
+    assert "live version verified" in said(s.out)[-1]
     start = [x for x in s.out if "(deploy #2, T99)" in x]
     assert start[0].endswith(
-        f"rolling back builds-api in toolsbeta from {latest} to {previous} (deploy #2, T99)"
+        f"rolling back builds-api in toolsbeta from {shown(latest)} to {shown(previous)}"
+        " (deploy #2, T99)"
         f" via main@{(await bed.main_head())[:8]} · artifacts present"
     )
     assert await pinned_on_main(bed) == previous
@@ -94,12 +97,12 @@ async def test_emergency_rollback_runs_helm_rollback_then_repins(bed: DeployBed)
         ["rollback", "builds-api", "1", "-n", "builds-api", "--wait"]
     ]
     assert helm[0]["env"]["HELM_KUBECONTEXT"] == "toolsbeta"
-    done = replies(alice.out)[-1]
+    done = said(alice.out)[-1]
     assert done.startswith(
-        f"deploy #2 done: rollback of builds-api in toolsbeta from {latest} (revision 2) to"
-        f" {previous} (revision 1) in "
+        f"deploy #2 done: rollback of builds-api in toolsbeta from {shown(latest)} (revision 2)"
+        f" to {shown(previous)} (revision 1) in "
     )
-    assert f"live version {previous} verified; re-pinned in " in done
+    assert f"live version {shown(previous)} verified; re-pinned in " in done
     assert await pinned_on_main(bed) == previous
     actions = [(e.actor, e.action, e.result) for e in alice.sal]
     assert actions[-4:] == [
@@ -130,7 +133,7 @@ async def test_emergency_after_a_rollback_never_moves_forward_unless_told(
     refused = await bed.run(["!rollback builds-api toolsbeta --emergency"])
     assert replies(refused.out) == [
         f"rollback: refused: no earlier Helm revision of builds-api runs an older version than"
-        f" {previous} (revision 3); say which one with to <ref>; nothing run"
+        f" {shown(previous)} (revision 3); say which one with to <ref>; nothing run"
     ]
     assert [c for c in bed.records() if c["tool"] == "helm"] == []
 
@@ -142,9 +145,9 @@ async def test_emergency_after_a_rollback_never_moves_forward_unless_told(
     back = await bed.run(["!rollback builds-api toolsbeta --emergency"])
     await rollout
     assert [c["argv"][2] for c in bed.records() if c["tool"] == "helm"] == ["1"]
-    assert replies(back.out)[-1].startswith(
-        f"deploy #1 done: rollback of builds-api in toolsbeta from {previous} (revision 3)"
-        f" to {old} (revision 1) in "
+    assert said(back.out)[-1].startswith(
+        f"deploy #1 done: rollback of builds-api in toolsbeta from {shown(previous)} (revision 3)"
+        f" to {shown(old)} (revision 1) in "
     )
     start = next(x for x in back.out if "(deploy #1)" in x)
     assert "artifacts not checked (" in start and "an emergency does not wait" in start
@@ -159,5 +162,6 @@ async def test_emergency_after_a_rollback_never_moves_forward_unless_told(
     forward = await bed.run([f"!rollback builds-api toolsbeta to {latest[-8:]} --emergency"])
     await rollout
     assert [c["argv"][2] for c in bed.records() if c["tool"] == "helm"] == ["1", "2"]
-    assert f"from {old} (revision 4) to {latest} (revision 2) in " in replies(forward.out)[-1]
+    moved = f"from {shown(old)} (revision 4) to {shown(latest)} (revision 2) in "
+    assert moved in said(forward.out)[-1]
     assert "helm rollback to revision 2 (forward, as asked with to)" in " ".join(forward.out)

@@ -10,12 +10,13 @@ import re
 import pytest
 
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.shown import said, shown
 
 __all__ = ["bed"]
 
 
 def last_line(out: list[str]) -> str:
-    return [x for x in out if not x.startswith("[#")][-1]
+    return said(out)[-1]
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,9 @@ async def test_a_failing_neighbour_does_not_decide_this_deploy(
     assert apply["argv"][-2:] == ["--selector", "name=builds-api"]
     line = last_line(s.out)
     if state == "done":
-        assert re.match(rf"deploy #1 done: builds-api {re.escape(new)} to toolsbeta in ", line)
+        assert re.match(
+            rf"deploy #1 done: builds-api {re.escape(shown(new))} to toolsbeta in ", line
+        )
         assert "live version verified" in line and "builds-builder" not in line
     else:  # every workload unnamed: the neighbour counts, and its failure is this deploy's
         assert line.startswith("deploy #1 failed: ") and "ImagePullBackOff" in line, line

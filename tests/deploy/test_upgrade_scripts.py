@@ -9,6 +9,8 @@ import re
 from bot.control.upgrades import crossed, release_part
 from bot.core.git import git
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.shown import said as said_all
+from tests.support.shown import shown
 
 __all__ = ["bed"]
 
@@ -49,7 +51,7 @@ async def test_a_deploy_names_the_script_it_crosses_before_applying(bed: DeployB
         " components/builds-api/0.0.133-update-resources.sh"
     )
     room = [line.removeprefix("[#toolforge-deploy] ") for line in s.out if line.startswith("[#")]
-    named = room.index(f"deploy #1 of builds-api {old} -> {new} in toolsbeta: {text}")
+    named = room.index(f"deploy #1 of builds-api {shown(old)} -> {shown(new)} in toolsbeta: {text}")
     # start -> diff -> scripts -> brings -> done
     assert named > next(i for i, line in enumerate(room) if line.startswith("deploy #1 diff:"))
     assert re.match(
@@ -79,7 +81,7 @@ async def test_production_crossing_a_script_asks_for_a_confirmed_review(bed: Dep
 
     first = await bed.run(["!apply builds-api toolsbeta"])
     room = [line.removeprefix("[#toolforge-deploy] ") for line in first.out]
-    said = [line for line in room if line.startswith("review #1: ")][:1]  # reply, announcement
+    said = [line for line in room if line.startswith("review #1: ")]  # said once, in its room
     assert len(said) == 1 and "upgrade scripts crossed (named above)" in said[0]
     named = [line for line in room if line.startswith("deploy #1 of builds-api")]
     assert len(named) == 1 and NAMES[1] in named[0] and room.index(named[0]) < room.index(said[0])
@@ -91,4 +93,5 @@ async def test_production_crossing_a_script_asks_for_a_confirmed_review(bed: Dep
     )
     second = await bed.run(["!apply builds-api toolsbeta confirm"], user="carol")
     await sync
-    assert re.match(rf"deploy #2 done: builds-api {re.escape(new)} to toolsbeta in", second.out[-1])
+    done = rf"deploy #2 done: builds-api {re.escape(shown(new))} to toolsbeta in"
+    assert re.match(done, said_all(second.out)[-1]), second.out

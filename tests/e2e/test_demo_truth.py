@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.support.real import deploybot
 from tests.support.session import free_port
+from tests.support.shown import said
 
 SESSION = [
     "!deploy builds-api latest",
@@ -44,15 +45,15 @@ def test_the_readme_session_tells_the_truth(tmp_path: Path) -> None:
     replies = [line for line in out if not line.startswith("[#")]
     pinned = [line for line in replies if line.startswith("pushed ")][-1]  # the promote's
     assert pinned.endswith("pinned in tools, not applied — !apply builds-api tools")
-    where = next(line for line in replies if line.startswith("builds-api 0.0.134-"))
+    where = next(line for line in replies if line.startswith("builds-api 0.0.134 ("))
     status = next(line for line in replies if line.startswith("builds-api tools: "))
     assert step(pinned) == step(where) == step(status) == "4/5"
     rollback = [line for line in out if "(deploy #3)" in line or "deploy #3 done" in line]
     assert rollback and all(
-        re.search(r"from 0\.0\.134-\S+ to 0\.0\.132-\S+", line) for line in rollback
+        re.search(r"from 0\.0\.134 \(\w{8}\) to 0\.0\.132 \(\w{8}\)", line) for line in rollback
     ), rollback
     sal = [line for line in replies if line.startswith("#") and "[rollback " in line]
-    assert len(sal) == 3 and all("0.0.134-" in x and "-> 0.0.132-" in x for x in sal)
+    assert len(sal) == 3 and all("0.0.134 (" in x and "-> 0.0.132 (" in x for x in sal)
 
     rolled = out.index(next(line for line in out if "deploy #3 done" in line))
     alerts = [line for line in out[rolled:] if "ALERT undeployed builds-api tools" in line]
@@ -67,9 +68,10 @@ def test_emergency_rollback_on_a_fresh_demo(tmp_path: Path) -> None:
     out = demo(tmp_path / "fresh", ["!rollback builds-api tools --emergency", "!sal 2"])
     start = next(line for line in out if "(deploy #1)" in line)
     assert start.startswith(
-        "[#toolforge-deploy] emergency rollback of builds-api in tools from 0.0.132-"
+        "[#toolforge-deploy] emergency rollback of builds-api in tools from 0.0.132 ("
     )
     assert "helm rollback (no cluster configured to read its history)" in start
-    done = [line for line in out if line.startswith("deploy #1 done: rollback of builds-api")]
-    assert done and re.search(r"from 0\.0\.132-\S+ to 0\.0\.131-\S+ in ", done[0])
-    assert "runs 0.0.131-" in done[0] and "re-pinned in " in done[0]
+    done = [line for line in said(out) if line.startswith("deploy #1 done: rollback of builds-api")]
+    assert len(done) == 1  # said once (in its room), no reply repeating it
+    assert re.search(r"from 0\.0\.132 \(\w{8}\) to 0\.0\.131 \(\w{8}\) in ", done[0])
+    assert "runs 0.0.131 (" in done[0] and "re-pinned in " in done[0]

@@ -102,7 +102,9 @@ async def test_the_new_leader_runs_the_queue(
         await standby.wait_ready(200, LEASE + 30)  # joined the channel
         mark = len(bob.lines)
         await alice.privmsg(channel, "!unlock builds-api toolsbeta")
-        await said(bob, nick, r"^deploy #1 done: builds-api \S+ to toolsbeta", mark)
+        await said(
+            bob, nick, r"^deploy #1 done: builds-api 0\.0\.\d+ \([0-9a-f]{8}\) to toolsbeta", mark
+        )
         assert await standby.metric("deploybot_leader") == 1.0
     finally:
         for client in (alice, bob):

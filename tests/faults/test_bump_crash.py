@@ -21,6 +21,7 @@ from bot.store.db import Store
 from bot.store.sal import Sal
 from tests.support.crashbed import start_bot, until
 from tests.support.deployworld import DeployBed, bed
+from tests.support.shown import shown
 
 __all__ = ["bed"]
 pytestmark = pytest.mark.faults
@@ -68,11 +69,11 @@ async def test_kill_9_after_push_before_sal_completes_the_entry_on_restart(
     hook.unlink()
 
     told = (
-        f"builds-api {latest} was pushed to main in {head[:8]} (toolsbeta) just before the bot"
+        f"builds-api {shown(latest)} was pushed to main in {head[:8]} (toolsbeta) just before the bot"
         " restarted; its SAL entry is now written; nothing was applied by it"
     )
     cut_off = (  # toolsbeta auto-applies: the crash also cut off that apply
-        f"builds-api {latest} was pinned in toolsbeta ({head[:8]}) but the bot restarted before"
+        f"builds-api {shown(latest)} was pinned in toolsbeta ({head[:8]}) but the bot restarted before"
         " the auto-apply started; nothing was applied there — !apply builds-api toolsbeta"
     )
     second = await start_bot(config, second_out)

@@ -30,6 +30,7 @@ from tests.support.bumpworld import FIXTURE
 from tests.support.crashbed import start_bot, until
 from tests.support.fakes.gitlab import FakeGitLab, Hold
 from tests.support.session import free_port
+from tests.support.shown import shown
 
 pytestmark = pytest.mark.faults
 TOKEN = "glpat-intents-t0ken"
@@ -131,7 +132,7 @@ async def restart(bed: Bed, ready: str | None, out: Path) -> str:
 def told(bed: Bed, action: str) -> str:
     mr = f"https://gitlab.example.org/{CONTROL}/-/merge_requests/1"
     return (
-        f"builds-api {bed.latest} (toolsbeta) {TOLD}: bump MR !1 {action}, {mr}; its SAL entry"
+        f"builds-api {shown(bed.latest)} (toolsbeta) {TOLD}: bump MR !1 {action}, {mr}; its SAL entry"
         " is now written; nothing was applied by it — next: !apply builds-api toolsbeta"
     )
 
@@ -181,7 +182,8 @@ async def test_kill_9_before_gitlab_got_the_commit_drops_the_intent(bed: Bed) ->
     assert TOLD not in out and WARNED not in out
     assert (
         out.count(
-            f"builds-api {bed.latest} (toolsbeta) never reached GitLab before the bot restarted;"
+            f"builds-api {shown(bed.latest)} (toolsbeta) never reached GitLab before the bot"
+            " restarted;"
             " nothing changed — !status builds-api to check, then try again"
         )
         == 1

@@ -17,6 +17,7 @@ import yaml
 
 from bot.config.model import Config, parse_config
 from tests.support.fakes.gitlab import FakeGitLab
+from tests.support.shown import shown, shown_all
 from tests.support.webhookbot import SECRET, RunningBot, fixture
 
 TOKEN = "glpat-test-token-0123456789"
@@ -92,7 +93,7 @@ async def test_pipeline_progress_artifacts_and_mr_note(
         f"{HEAD} started by gitlab:raymond-ndibe: builds: retry registry pushes on 502",
         f"{HEAD}: stage 2/3 test",
         f"{HEAD}: success in 7m25s {URL}",
-        f"[#builds] builds-api {VERSION}: image tools-harbor.wmcloud.org/toolforge/builds-api:"
+        f"[#builds] builds-api {shown(VERSION)}: image tools-harbor.wmcloud.org/toolforge/builds-api:"
         f"{VERSION} · chart oci://tools-harbor.wmcloud.org/toolforge/builds-api:{VERSION}"
         " · next: !deploy builds-api 322f874b",
     ]
@@ -128,7 +129,7 @@ async def test_version_from_the_job_log_when_the_commit_has_no_release_tag(
     async with RunningBot(config) as bot:
         await deliver(bot, "pipeline_success.json")
     assert bot.lines()[-1] == (
-        f"[#builds] builds-api {VERSION}: image registry.example.org/toolforge/builds-api:"
+        f"[#builds] builds-api {shown(VERSION)}: image registry.example.org/toolforge/builds-api:"
         f"{VERSION} · chart oci://registry.example.org/toolforge/builds-api:{VERSION}"
         " · next: !deploy builds-api 322f874b"
     )
@@ -227,7 +228,7 @@ async def test_tag_pipeline_without_gitlab_api_uses_the_tag_as_version(
         await bot.post(fixture("pipeline_tag_success.json"), token=None)
         await bot.settle()
     assert bot.lines()[-1] == (
-        f"[#builds] builds-api {VERSION}: image toolforge/builds-api:{VERSION}"
+        f"[#builds] builds-api {shown(VERSION)}: image toolforge/builds-api:{VERSION}"
         f" · chart toolforge/builds-api:{VERSION} · next: !deploy builds-api 322f874b"
     )
 
@@ -253,11 +254,12 @@ async def test_control_repo_bump_mr_lines_once_per_change(demo_config_path: Path
     mr = "https://gitlab.wikimedia.org/repos/cloud/toolforge/toolforge-deploy/-/merge_requests/412"
     # (a merged bump may also start an auto-apply deploy: other lines, not asserted here)
     assert [line for line in bot.lines() if " MR !" in line] == [
-        f"[#builds] builds-api bump MR !412 opened by gitlab:toolforge-deploybot: {old_title} {mr}",
+        f"[#builds] builds-api bump MR !412 opened by gitlab:toolforge-deploybot: {shown_all(old_title)}"
+        f" {mr}",
         f"[#builds] builds-api bump MR !412 updated by gitlab:toolforge-deploybot: "
-        f"builds-api: bump to {VERSION} {mr}",
+        f"builds-api: bump to {shown(VERSION)} {mr}",
         f"[#builds] builds-api bump MR !412 merged by gitlab:raymond-ndibe: "
-        f"builds-api: bump to {VERSION} {mr}",
+        f"builds-api: bump to {shown(VERSION)} {mr}",
         "[#toolforge-deploy] control repo MR !413 opened by gitlab:toolforge-deploybot: Fix README"
         " https://gitlab.wikimedia.org/x/-/merge_requests/413",
     ]

@@ -22,6 +22,7 @@ from bot.core.git import git
 from bot.deploy.steps import Steps
 from bot.store.alerts import Alert, AlertStore
 from tests.support.session import console_session
+from tests.support.shown import said, shown
 
 # 0.0.134 everywhere: the state most of the issue's cases start from
 EVERYWHERE = ["!deploy builds-api latest", "!promote builds-api", "!apply builds-api tools"]
@@ -78,7 +79,7 @@ async def test_where_an_older_release_inside_what_runs_advises_no_downgrade(
     r133 = releases(demo_config_path)[-2]
     sha = r133.rsplit("-", 1)[1]
     lines = answers(await console_session(demo_config, [*EVERYWHERE, f"!where builds-api {sha}"]))
-    where = next(i for i, x in enumerate(lines) if x.startswith(f"builds-api {r133}: "))
+    where = next(i for i, x in enumerate(lines) if x.startswith(f"builds-api {shown(r133)}: "))
     assert "step 5 of 5" in lines[where], lines[where]
     assert "runs in (contained in what runs): toolsbeta, tools" in lines[where + 1]
     assert "next:" not in lines[where] + lines[where + 1]
@@ -94,8 +95,9 @@ async def test_deploy_to_an_ancestor_of_what_runs_is_a_downgrade(
         await console_session(demo_config, [*EVERYWHERE, f"!deploy builds-api {sha} to tools"])
     )
     assert lines[-1] == (
-        f"deploy: {r133} is older than the {releases(demo_config_path)[-1]} that tools runs:"
-        f" a downgrade; to go back: !rollback builds-api tools to {r133} (or add --force to"
+        f"deploy: {shown(r133)} is older than the {shown(releases(demo_config_path)[-1])} that"
+        f" tools runs: a downgrade; to go back: !rollback builds-api tools to {r133} (or add"
+        " --force to"
         " pin it anyway); nothing changed"
     )
     assert pin_on_main(demo_config_path, "tools") == releases(demo_config_path)[-1]
@@ -108,7 +110,7 @@ async def test_apply_when_the_environment_runs_its_pin_is_nothing_to_apply(
     older release on staging."""
     before = live(demo_config, "tools")
     lines = answers(await console_session(demo_config, ["!apply jobs-api tools", "!sal 1"]))
-    assert lines[0] == f"nothing to apply: tools already runs {before['jobs-api']}"
+    assert lines[0] == f"nothing to apply: tools already runs {shown(before['jobs-api'])}"
     assert "apply" not in lines[1]  # no SAL entry: nothing was deployed or refused
     assert live(demo_config, "tools") == before
 
@@ -121,8 +123,8 @@ async def test_apply_when_live_equals_the_pin_runs_no_deploy(
     lines = answers(
         await console_session(demo_config, [*EVERYWHERE, "!apply builds-api tools", "!sal 20"])
     )
-    assert f"nothing to apply: tools already runs {latest}" in lines
-    assert not [x for x in lines if f"{latest} -> {latest}" in x]
+    assert f"nothing to apply: tools already runs {shown(latest)}" in lines
+    assert not [x for x in lines if f"{shown(latest)} -> {shown(latest)}" in x]
 
 
 async def test_promote_when_pinned_but_not_running_names_apply(
@@ -137,8 +139,9 @@ async def test_promote_when_pinned_but_not_running_names_apply(
         )
     )
     assert lines[-1] == (
-        f"builds-api is already at {latest} in tools; nothing changed · tools pins {latest},"
-        f" runs {releases(demo_config_path)[-3]}; next: !apply builds-api tools"
+        f"builds-api is already at {shown(latest)} in tools; nothing changed · tools pins"
+        f" {shown(latest)}, runs {shown(releases(demo_config_path)[-3])}; next: !apply"
+        " builds-api tools"
     )
 
 
@@ -151,7 +154,7 @@ async def test_diff_going_back_takes_back_the_commits(
         await console_session(demo_config, [*EVERYWHERE, "!diff builds-api previous tools"])
     )
     i = next(i for i, x in enumerate(lines) if x.startswith("builds-api: would change 1 file"))
-    assert f"tools: {tags[-1]} -> {tags[-3]}" in lines[i]
+    assert f"tools: {shown(tags[-1])} -> {shown(tags[-3])}" in lines[i]
     assert lines[i + 1].startswith("takes back 2 commits: 43712340") or re.match(
         r"takes back 2 commits: [0-9a-f]{8} builds-api: change 134", lines[i + 1]
     ), lines[i + 1]
@@ -212,8 +215,8 @@ async def test_a_six_character_prefix_resolves(demo_config: Config, demo_config_
     latest = releases(demo_config_path)[-1]
     six = latest.rsplit("-", 1)[1][:6]
     lines = answers(await console_session(demo_config, [f"!deploy builds-api {six} to toolsbeta"]))
-    assert lines[0].startswith("builds-api 0.0.133-") and lines[0].endswith(
-        f"-> {latest} in toolsbeta"
+    assert lines[0].startswith("builds-api 0.0.133 (") and lines[0].endswith(
+        f"-> {shown(latest)} in toolsbeta"
     ), lines
 
 
@@ -241,12 +244,12 @@ async def test_upgrade_scripts_are_counted_from_the_previous_pin_when_what_runs_
         load_config(demo_config_path),
         ["!deploy builds-api latest to tools", "!apply builds-api tools"],
     )
-    review = next(x for x in answers(out) if x.startswith("review #1: "))
+    review = next(x for x in said(out) if x.startswith("review #1: "))  # said in its room
     assert "upgrade scripts crossed (named above)" in review, review
     # the scripts have their own line, said before the review's
     named = next(x for x in out if "deploy #1 of builds-api" in x and "upgrade scripts" in x)
     assert "components/builds-api/0.0.134-migrate.sh" in named, named
-    assert f"(what runs is unknown: counted from the previous pin {tags[-3]})" in named
+    assert f"(what runs is unknown: counted from the previous pin {shown(tags[-3])})" in named
 
 
 async def test_deploy_without_to_pins_no_environment_it_cannot_apply_now(
@@ -266,14 +269,15 @@ async def test_deploy_without_to_pins_no_environment_it_cannot_apply_now(
     assert pin_on_main(demo_config_path, "toolsbeta") == r133  # the demo: pinned, not running
     assert live(config, "toolsbeta")["builds-api"] != r133
 
-    said = answers(await console_session(config, [f"!deploy builds-api {r133.rsplit('-', 1)[1]}"]))
+    lines = answers(await console_session(config, [f"!deploy builds-api {r133.rsplit('-', 1)[1]}"]))
     assert pin_on_main(demo_config_path, "tools") != r133
     assert any(
-        f"tools not pinned: it requires toolsbeta, which does not run {r133}" in x for x in said
-    ), said
-    assert not any("refused" in x for x in said), said
+        f"tools not pinned: it requires toolsbeta, which does not run {shown(r133)}" in x
+        for x in lines
+    ), lines
+    assert not any("refused" in x for x in lines), lines
 
-    said = answers(await console_session(config, ["!deploy builds-api latest"]))
+    lines = answers(await console_session(config, ["!deploy builds-api latest"]))
     assert pin_on_main(demo_config_path, "tools") == r134
     assert live(config, "toolsbeta")["builds-api"] == r134
-    assert live(config, "tools")["builds-api"] == r134, said
+    assert live(config, "tools")["builds-api"] == r134, lines

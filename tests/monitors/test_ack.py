@@ -18,6 +18,7 @@ from bot.config.model import Config
 from bot.store.acks import Ack
 from bot.store.alerts import AlertStore
 from tests.support.releases import new_release
+from tests.support.shown import shown as in_chat
 from tests.support.webhookbot import config_with
 
 
@@ -76,7 +77,8 @@ async def test_ack_silences_undeployed_until_a_newer_release_then_remove_undoes_
     acked = await run(config, [f"!ack builds-api tools {newest} local development only T123"])
     reply = replies(acked.out)[0]
     assert reply.startswith(
-        f"acked builds-api {newest} as not deployed to tools on purpose: local development only;"
+        f"acked builds-api {in_chat(newest)} as not deployed to tools on purpose: local"
+        " development only;"
     ), reply
     assert acked.undeployed is None  # silenced: the acked release is the newest
     assert any(
@@ -90,7 +92,10 @@ async def test_ack_silences_undeployed_until_a_newer_release_then_remove_undoes_
     shown = await run(config, ["!status builds-api tools", "!deploy builds-api latest",
                                f"!where builds-api {newest}"])  # fmt: skip
     status = next(x for x in replies(shown.out) if x.startswith("builds-api tools:"))
-    assert f"acked {newest} (not deployed on purpose) by tester: local development only" in status
+    assert (
+        f"acked {in_chat(newest)} (not deployed on purpose) by tester: local development only"
+        in status
+    )
     where = next(x for x in replies(shown.out) if x.startswith("pinned now:"))
     assert "promote builds-api to tools" not in where and "tools does not run it: acked" in where
     assert shown.undeployed is None
@@ -106,7 +111,8 @@ async def test_ack_silences_undeployed_until_a_newer_release_then_remove_undoes_
 
     removed = await run(config, ["!ack builds-api tools remove", "!ack builds-api tools remove"])
     assert replies(removed.out)[:2] == [
-        f"removed the ack of builds-api {newest} in tools (was: local development only); the"
+        f"removed the ack of builds-api {in_chat(newest)} in tools (was: local development only);"
+        " the"
         " undeployed alert may return",
         "no ack for builds-api in tools; nothing changed",
     ]
@@ -133,7 +139,7 @@ async def test_bad_acks_get_one_line_and_change_nothing(demo_config_path: Path) 
     assert len(said) == len(lines), said
     assert said[0].startswith("ack: unknown component 'buils-api'; did you mean builds-api?")
     assert said[1].startswith("ack: unknown environment 'prod'")
-    assert said[2].startswith("ack: unknown version 0.0.999-20990101000000-deadbeef; newest is")
+    assert said[2].startswith("ack: unknown version 0.0.999 (deadbeef); newest is")
     assert said[3].startswith("ack: ref 'not/a..ref' must not contain")
     assert said[4].startswith("ack: give a reason")
     assert said[5] == ("ack: the reason must not contain shell characters ($ ;); nothing changed")

@@ -12,6 +12,7 @@ from typing import Any
 from bot.monitors.checks import Monitors
 from bot.status.lines import status_lines
 from tests.support.monitorworld import Clock, world
+from tests.support.shown import shown
 
 
 def _quiet(data: dict[str, Any]) -> None:
@@ -41,7 +42,8 @@ async def test_failed_release_shows_in_status_and_raises_then_clears_an_alert(
             f"helm release builds-api failed at revision 5 ({newest}); last deployed:"
             f" revision 4 ({pinned}); next: !rollback builds-api toolsbeta --emergency"
         )
-        assert said == [f"ALERT helm-release builds-api toolsbeta: {expected}"]
+        in_chat = expected.replace(newest, shown(newest)).replace(pinned, shown(pinned))
+        assert said == [f"ALERT helm-release builds-api toolsbeta: {in_chat}"]  # versions short
         beta_line, tools_line = lines
         assert beta_line.startswith(f"builds-api toolsbeta: live {pinned}, as pinned")
         assert "ALERT: helm-release" in beta_line and beta_line.endswith(expected)

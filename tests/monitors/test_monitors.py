@@ -16,6 +16,7 @@ from bot.chat.console import ConsoleAdapter
 from bot.monitors.checks import Monitors
 from tests.support.fakes.kube import pod_json
 from tests.support.monitorworld import CHARTS, Clock, World, world
+from tests.support.shown import shown
 
 REMIND = 7200.0
 
@@ -93,7 +94,7 @@ async def test_each_alert_is_raised_once_reminded_and_cleared(tmp_path: Path) ->
         await monitors.check_now()
         drift = await _new_lines(w, app, seen)
         assert _verbs(drift) == [("ALERT", "drift", "builds-api", "toolsbeta")]
-        assert f"main pins {w.pins[('builds-api', 'toolsbeta')]}" in drift[0]
+        assert f"main pins {shown(w.pins[('builds-api', 'toolsbeta')])}" in drift[0]
 
         clock.now = t0 + 1800
         await monitors.check_now()
@@ -165,7 +166,7 @@ async def test_undeployed_release_alerts_after_the_bot_saw_it_for_the_threshold(
         jobs = [line for line in await w.outbox(app) if "jobs-api" in line]
         assert len(jobs) == 1
         assert jobs[0].startswith("ALERT undeployed jobs-api tools: 1 release merged")
-        assert f"newest {newest}" in jobs[0] and "(for 1d)" in jobs[0]
+        assert f"newest {shown(newest)}" in jobs[0] and "(for 1d)" in jobs[0]
 
 
 async def test_rising_restart_counts_alert_and_then_quiet_down(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.monitors.prune import plan_prune
 from tests.support.monitorworld import ENVS, world
 from tests.support.session import console_session
+from tests.support.shown import shown
 
 
 def ci(n: int, days_old: int, now: datetime) -> str:
@@ -60,10 +61,10 @@ async def test_the_command_lists_only_old_unused_artifacts_and_changes_nothing(
         assert reply.startswith(
             f"prune plan for builds-api (read-only, nothing deleted): {len(safe)} of {total}"
             " artifact versions safe to delete (0 B in all), oldest first:"  # no layers in the fake
-            f" {', '.join(v + ' (0 B)' for v in safe[:3])} and"
+            f" {', '.join(shown(v) + ' (0 B)' for v in safe[:3])} and"
             f" {len(safe) - 3} more · kept: "
         ), reply
-        assert not any(v in reply.split("· kept")[0] for v in in_use)
+        assert not any(shown(v) in reply.split("· kept")[0] for v in in_use)
         after = {repo: sorted(t for a in arts.values() for t in a.tags)
                  for repo, arts in w.registry.repos.items()}  # fmt: skip
         assert after == before  # read-only

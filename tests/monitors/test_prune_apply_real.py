@@ -12,6 +12,7 @@ from bot.store.db import Store
 from tests.support.monitorworld import CHARTS, world
 from tests.support.oci_registry import OciRegistry, add_tag, list_tags
 from tests.support.session import console_session
+from tests.support.shown import shown
 
 IMAGE = "toolforge/builds-api"
 CHART = f"{CHARTS}/builds-api"
@@ -61,7 +62,7 @@ async def test_prune_apply_deletes_the_planned_tags_keeps_one_pinned_since_and_l
         assert plan.startswith(
             f"prune plan for builds-api (read-only, nothing deleted): {len(OLD)} of"
         ), plan
-        assert "KiB in all), oldest first: " in plan and f"{OLD[0]} (" in plan
+        assert "KiB in all), oldest first: " in plan and f"{shown(OLD[0])} (" in plan
         assert list_tags(oci_registry.url, IMAGE) == sorted(
             OLD + w.releases["builds-api"] + ["stable"]
         )  # the plan deleted nothing
@@ -73,8 +74,8 @@ async def test_prune_apply_deletes_the_planned_tags_keeps_one_pinned_since_and_l
         reply = out[0]
         assert reply.startswith(f"pruned 4 of {len(OLD)} planned artifact versions of builds-api"
                                 " (8 tags, "), reply  # fmt: skip
-        assert f"{OLD[3]}: now pinned in toolsbeta" in reply
-        assert f"{OLD[0]}: {IMAGE}:{OLD[0]} shares its digest with kept stable" in reply
+        assert f"{shown(OLD[3])}: now pinned in toolsbeta" in reply
+        assert f"{shown(OLD[0])}: {IMAGE}:{OLD[0]} shares its digest with kept stable" in reply
 
         kept = {OLD[0], OLD[3]}
         gone = [v for v in OLD if v not in kept]

@@ -13,6 +13,7 @@ from bot.deploy.model import Action, DeployRequest
 from bot.monitors.checks import Monitors
 from bot.monitors.restarts import PREFIX, RestartWatch
 from tests.support.monitorworld import Clock, World, world
+from tests.support.shown import shown
 
 
 def rfc3339(ts: float) -> str:
@@ -70,7 +71,7 @@ async def test_a_replicaset_made_outside_the_bot_is_announced_once(tmp_path: Pat
         helm = (await restart_lines(w, again))[1:]
         assert helm == [
             f"{PREFIX}: jobs-api tools: new Helm revision 7 of jobs-api (chart"
-            f' {w.releases["jobs-api"][-1]}, "Upgrade complete")'
+            f' {shown(w.releases["jobs-api"][-1])}, "Upgrade complete")'
         ]
 
 

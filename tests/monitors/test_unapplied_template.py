@@ -21,6 +21,7 @@ from bot.chat.console import ConsoleAdapter
 from bot.config.model import parse_config
 from bot.core.git import git
 from tests.chart.helm import require
+from tests.support.shown import said
 
 EVERY = 1  # monitors.unapplied_every in these tests (seconds)
 HTML = {"Accept": "text/html"}
@@ -129,7 +130,7 @@ async def test_a_config_only_commit_raises_unapplied_and_apply_resolves_it(
 
     # toolsbeta runs its pin after this apply: nothing is unapplied there
     out, _ = await session(data, ["!apply builds-api toolsbeta"])
-    assert any(line.startswith("deploy #1 done") for line in out), out
+    assert any(line.startswith("deploy #1 done") for line in said(out)), out
 
     # a comment: nothing renders differently, so nothing is said
     values = "components/builds-api/values/toolsbeta.yaml"
@@ -171,4 +172,4 @@ async def test_a_config_only_commit_raises_unapplied_and_apply_resolves_it(
         wait_for="RESOLVED unapplied builds-api toolsbeta",
     )
     assert "ALERT: unapplied" in out[0], out
-    assert any(line.startswith("deploy #2 done") for line in out), out
+    assert any(line.startswith("deploy #2 done") for line in said(out)), out

@@ -20,6 +20,7 @@ from bot.status.lines import status_lines
 from bot.store.acks import Acks
 from tests.support.monitorworld import world
 from tests.support.session import console_session
+from tests.support.shown import shown, shown_all
 
 
 def _fast_timeout(data: dict[str, Any]) -> None:
@@ -99,7 +100,7 @@ async def test_status_shows_what_needs_attention_and_metrics_count_alerts(tmp_pa
         out, status, metrics = await _session(
             w.config, ["!status", "!status builds-api toolsbeta", "!status jobs-api tools"]
         )
-    replies = [line for line in out if not line.startswith("[")]
+    replies = [line for line in out if not line.startswith("[") and "working on it" not in line]
     announced = [line for line in out if line.startswith("[")]
     assert any(
         line.startswith("[#toolforge-deploy] ALERT drift builds-api toolsbeta:")
@@ -107,16 +108,18 @@ async def test_status_shows_what_needs_attention_and_metrics_count_alerts(tmp_pa
     )
     # no arguments: the pairs needing attention (2 shown), then the rest counted
     summary, one, jobs = replies[:3], replies[3], replies[4]
-    assert summary[0].startswith("builds-api toolsbeta: live " + old)
+    assert summary[0].startswith("builds-api toolsbeta: live " + shown(old))
     assert "ALERT: drift" in summary[0]
     assert summary[1].startswith("builds-api tools: ") and "ALERT: undeployed" in summary[1]
     assert summary[2] == (
         f"1 more need attention · 1 healthy; details: {w.config.bot.public_url}/status"
     )
     assert one == summary[0]
-    assert jobs.startswith(f"jobs-api tools: live {w.pins[('jobs-api', 'tools')]}")
+    assert jobs.startswith(f"jobs-api tools: live {shown(w.pins[('jobs-api', 'tools')])}")
     assert "as pinned" in jobs and "ALERT: undeployed" in jobs
-    assert len(status.splitlines()) == 4 and summary[0] in status.splitlines()
+    # the page says the same, with versions in full
+    assert len(status.splitlines()) == 4 and f"live {old}" in status.splitlines()[0]
+    assert summary[0] == shown_all(status.splitlines()[0])
     assert 'deploybot_monitor_alerts{kind="drift"} 1.0' in metrics
     assert 'deploybot_monitor_alerts{kind="undeployed"} 2.0' in metrics
     assert 'deploybot_monitor_alerts{kind="unhealthy"} 0.0' in metrics

@@ -17,6 +17,7 @@ class RecordingChat:
 
     name = "irc"
     rate_limited = True
+    one_stream = False
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []

@@ -30,6 +30,7 @@ from bot.store.sal import SalEntry
 from tests.support.fakes.kube import FakeKube
 from tests.support.oci_registry import OciRegistry
 from tests.support.session import free_port
+from tests.support.shown import said, shown
 
 BIN = Path(__file__).parent / "bin"
 NS = "builds-api"
@@ -212,7 +213,5 @@ async def deploy_latest(bed: DeployBed) -> tuple[str, str]:
     )
     s = await bed.run(["!deploy builds-api latest to toolsbeta"])
     await rollout
-    assert [x for x in s.out if not x.startswith("[#")][-1].startswith(
-        f"deploy #1 done: builds-api {latest} to toolsbeta"
-    )
+    assert said(s.out)[-1].startswith(f"deploy #1 done: builds-api {shown(latest)} to toolsbeta")
     return previous, latest

@@ -43,15 +43,17 @@ from tests.support.deployworld import BIN, NS, _releases, kubeconfig
 from tests.support.fakes.kube import FakeKube
 from tests.support.real import real
 from tests.support.session import free_port
+from tests.support.shown import said
 
 COMPONENT, ENV = "builds-api", "toolsbeta"
+SHOWN = r"0\.0\.\d+ \([0-9a-f]{8}\)"  # a version as chat shows it (tests.support.shown)
 # the planner's step after it: `!apply` while the pin is not live, else "nothing to apply"
 # (a held sync the kill orphaned may still finish and put the pin live before the restart)
 INTERRUPTED = (
-    rf"deploy #1 of {COMPONENT} \S+ to {ENV} interrupted: "
+    rf"deploy #1 of {COMPONENT} {SHOWN} to {ENV} interrupted: "
     rf".*(!apply {COMPONENT} {ENV}|nothing to apply: {ENV} already runs )"
 )
-RECORDED = rf"{COMPONENT} \S+ was pushed to main in [0-9a-f]{{8}} \({ENV}\) just before"
+RECORDED = rf"{COMPONENT} {SHOWN} was pushed to main in [0-9a-f]{{8}} \({ENV}\) just before"
 UNAPPLIED = rf"!apply {COMPONENT} {ENV}"
 # the orphan's helm upgrade finished, so its release runs: the planner's "nothing to apply"
 EXITED = rf"has exited; nothing to apply: {ENV} already runs "
@@ -203,7 +205,7 @@ class Trial:
             return any(f"{r['tool']} {r['sub']}" == self.point.hold for r in self.records())
         if kind == "verifying":
             return bool(self.query("SELECT 1 FROM deploys WHERE state='verifying'"))
-        return any(ln.startswith("deploy #1 done") for ln in _lines(self.out1))  # reply
+        return any(ln.startswith("deploy #1 done") for ln in _lines(self.out1))  # its line
 
     async def head(self) -> str:
         return (await git("rev-parse", "main", cwd=self.remote)).strip()
@@ -390,8 +392,9 @@ class Trial:
 
 
 def _lines(path: Path) -> list[str]:
+    """The console's lines, replies and rooms' announcements alike (without `[#room] `)."""
     try:
-        return path.read_text(errors="replace").splitlines()
+        return said(path.read_text(errors="replace").splitlines())
     except OSError:
         return []
 

@@ -298,7 +298,8 @@ async def check_board(page: Any, bot: BotProcess, review: re.Match[str]) -> None
     text = " ".join((await cell.inner_text()).split())
     me, rid, version, until = getpass.getuser(), review["id"], review["version"], review["until"]
     assert f"review #{rid} waits: {me} asked to apply builds-api" in text, text
-    assert f"→ {version} in tools" in text, text
+    # chat said it short, `0.0.134 (43712340)`; the page names the full version
+    assert re.search(rf"→ {re.escape(version)}-\d{{14}}-{review['sha']} in tools", text), text
     assert f"next: !apply builds-api tools confirm (another deployer than {me}" in text, text
     assert f"until {until})" in text, text
     await check_alerts(page, bot)
@@ -326,7 +327,8 @@ async def test_the_board_names_next_steps_keeps_a_review_and_the_chart_reads(
         await say(bot, "!promote builds-api to tools", r"pushed \w+ to main")
         review = await say(
             bot, "!apply builds-api tools",
-            r"review #(?P<id>\d+): builds-api \S+ -> (?P<version>\S+) in tools .*"
+            r"review #(?P<id>\d+): builds-api .+? -> (?P<version>0\.0\.\d+) \((?P<sha>[0-9a-f]{8})\)"
+            r" in tools .*"
             r"until (?P<until>\d\d:\d\d UTC)",
         )  # fmt: skip
         async with chromium() as browser:

@@ -62,6 +62,7 @@ class IrcAdapter:
 
     name = "irc"
     rate_limited = True
+    one_stream = False
 
     def __init__(
         self,

@@ -106,7 +106,7 @@ async def check_registry(
     does not wait for an unreachable registry (it depends on the cluster alone)."""
     registry = services.registry
     if registry is None:
-        out.notes.append("artifacts not checked: no registry configured")
+        out.notes.append("no registry to check artifacts")
         return
     comp = services.config.components[component]
     if comp.helm_repo:

@@ -115,7 +115,7 @@ class Steps:
         takes whatever is live as its version)."""
         cluster = self.services.clusters.get(d.req.env)
         if cluster is None:
-            return "not verified: no cluster configured"
+            return "not verified (no cluster)"
         c = d.req.component
         namespace = target_of(self.config, c).namespace
         releases = Releases(frozenset(releases_of(self.config, c)),

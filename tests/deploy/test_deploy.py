@@ -266,7 +266,7 @@ async def test_requires_checks_the_live_version_of_the_required_env(bed: DeployB
         " nothing run (deploy it to toolsbeta first)"
     ]
     assert said(forced.out)[-1].startswith(f"deploy #1 done: builds-api {shown(want)} to tools in ")
-    assert "not verified: no cluster configured" in said(forced.out)[-1]
+    assert "not verified (no cluster)" in said(forced.out)[-1]
     assert [c["argv"][1] for c in bed.records()] == ["tools", "tools"]
     assert "KUBECONFIG" not in bed.records()[0]["env"]
 

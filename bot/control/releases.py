@@ -64,21 +64,23 @@ class ComponentSource(Protocol):
 
 @dataclass
 class _TagCache:
+    """Tag lists by key (GitLab: the component; plain git: the repository URL)."""
+
     ttl: float
     entries: dict[str, tuple[float, list[Tag]]] = field(default_factory=dict)
 
-    def get(self, component: str) -> list[Tag] | None:
-        hit = self.entries.get(component)
+    def get(self, key: str) -> list[Tag] | None:
+        hit = self.entries.get(key)
         if hit is None or time.monotonic() - hit[0] > self.ttl:
             return None
         return hit[1]
 
-    def put(self, component: str, tags: list[Tag]) -> list[Tag]:
-        self.entries[component] = (time.monotonic(), tags)
+    def put(self, key: str, tags: list[Tag]) -> list[Tag]:
+        self.entries[key] = (time.monotonic(), tags)
         return tags
 
-    def forget(self, component: str) -> None:
-        self.entries.pop(component, None)
+    def forget(self, key: str) -> None:
+        self.entries.pop(key, None)
 
 
 def _check_sha(sha: str) -> str:
@@ -173,7 +175,7 @@ class GitSource:
 
     def __init__(self, config: Config, ttl: float = 15.0, fetch_every: float = 15.0) -> None:
         self._config = config
-        self._cache = _TagCache(ttl)  # by URL
+        self._cache = _TagCache(ttl)
         self._fetch_every = fetch_every
         self._fetched: dict[str, float] = {}  # URL -> monotonic start of its last fetch
         self._syncing: dict[str, asyncio.Lock] = {}

@@ -261,12 +261,6 @@ _RELEASE_IN_TEXT = re.compile(
 )
 
 
-def short_version(version: str) -> str:
-    """How a release version is shown in chat: its release part and short sha,
-    `0.0.134 (43712340)` for `0.0.134-20261107230700-43712340`; anything else as it is."""
-    return shorten_releases(version)
-
-
 def shorten_releases(text: str, keep: Sequence[tuple[int, int]] = ()) -> str:
     """`text` with every full release version `X.Y.Z-<14 digits>-<sha>` shown as
     `X.Y.Z (<sha8>)`, except inside the `keep` spans (commands to type, URLs), which stay

@@ -19,12 +19,16 @@ async def last_deployed(store: Store, component: str, env: str) -> str | None:
     return str(row["version"]) if row and row["version"] else None
 
 
+# the deploys that applied a control-repo commit (an emergency rollback applies no commit, a
+# review applies nothing)
+_APPLIED = "state='done' AND action != 'review' AND commit_sha IS NOT NULL"
+
+
 async def last_applied_commit(store: Store, component: str, env: str) -> str | None:
-    """The control-repo commit of the newest successful apply there (None: none known;
-    an emergency rollback applies no commit, a review applies nothing)."""
+    """The control-repo commit of the newest successful apply there (None: none known)."""
     row = await store.fetchone(
-        "SELECT commit_sha FROM deploys WHERE component=? AND env=? AND state='done'"
-        " AND action != 'review' AND commit_sha IS NOT NULL ORDER BY id DESC LIMIT 1",
+        f"SELECT commit_sha FROM deploys WHERE component=? AND env=? AND {_APPLIED}"
+        " ORDER BY id DESC LIMIT 1",
         (component, env),
     )
     return str(row["commit_sha"]) if row and row["commit_sha"] else None
@@ -33,9 +37,8 @@ async def last_applied_commit(store: Store, component: str, env: str) -> str | N
 async def last_applied_commits(store: Store) -> dict[tuple[str, str], str]:
     """`last_applied_commit` of every component and environment, in one query."""
     rows = await store.fetchall(
-        "SELECT component, env, commit_sha FROM deploys WHERE id IN (SELECT MAX(id) FROM deploys"
-        " WHERE state='done' AND action != 'review' AND commit_sha IS NOT NULL"
-        " GROUP BY component, env)"
+        "SELECT component, env, commit_sha FROM deploys WHERE id IN"
+        f" (SELECT MAX(id) FROM deploys WHERE {_APPLIED} GROUP BY component, env)"
     )
     return {(str(r["component"]), str(r["env"])): str(r["commit_sha"]) for r in rows}
 

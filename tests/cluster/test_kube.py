@@ -39,6 +39,9 @@ async def kube() -> AsyncIterator[FakeKube]:
 @pytest.fixture
 async def cluster(kube: FakeKube) -> AsyncIterator[KubeCluster]:
     c = cluster_for(kube.url)
+    # a warm client (kubeconfig read, TLS context made): the short rollout budgets below are
+    # about the rollout, not about a cold client on a busy machine
+    await c.api()
     yield c
     await c.close()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from tests.chart.helm import ROOT, Helm, by_kind, one, require
+from tests.support.real import deploybot
 
 pytestmark = pytest.mark.faults
 
@@ -51,7 +51,7 @@ def test_default_values_render_a_config_check_config_accepts(helm: Helm, tmp_pat
     path.write_text(config["data"]["config.yaml"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYBOT_")}
     check = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "check-config", "-c", str(path)],
+        [*deploybot(), "check-config", "-c", str(path)],
         capture_output=True, text=True, cwd=ROOT, env={**env, **secret_variables(docs)},
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr

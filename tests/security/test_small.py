@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config.model import ConfigError, parse_config
+from tests.support.real import deploybot
 from tests.support.session import console_session, free_port
 from tests.support.webhookbot import RunningBot, config_with
 
@@ -48,7 +48,7 @@ async def test_irc_colour_codes_in_a_commit_title_do_not_reach_chat(
 
 def test_demo_listen_off_loopback_is_one_line_and_exit_2(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", "--dir", str(tmp_path / "d"),
+        [*deploybot(), "demo", "--dir", str(tmp_path / "d"),
          "--listen", "0.0.0.0:8081"],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -60,10 +60,10 @@ suite: test-deps debs helm-bins
 
 # the tests not marked `real` (no apt step: no real servers or deploybot processes; the
 # marker is set automatically by what a test starts, see tests/support/real.py); the
-# planner's property tests run 5 random histories each here (100 and 40 in `make test`, 5,000 in `make fuzz`);
+# planner's property tests run 2 random histories each here (100 and 40 in `make test`, 5,000 in `make fuzz`);
 # one pytest worker per core (pytest-xdist)
 unit: test-deps
-	FUZZ_EXAMPLES=5 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto
+	FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto
 
 # the inner loop
 check: lint typecheck unit

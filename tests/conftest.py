@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,6 +29,14 @@ from tests.support.xmppserver import ProsodyServer, running_prosody
 pytest_plugins = ["tests.support.pytest_plugin"]
 
 ENGINES = ["sqlite", "postgresql"]
+
+# The tests make thousands of small commits and fetches: git's automatic maintenance after
+# each (a `git maintenance run --auto` process, sometimes a gc) is not what they test. The
+# variables reach every git the tests start, the bot's included (it passes its environment on).
+_count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+for _i, (_key, _value) in enumerate((("maintenance.auto", "false"), ("gc.auto", "0")), _count):
+    os.environ[f"GIT_CONFIG_KEY_{_i}"], os.environ[f"GIT_CONFIG_VALUE_{_i}"] = _key, _value
+os.environ["GIT_CONFIG_COUNT"] = str(_count + 2)
 _databases = itertools.count(1)
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,25 @@ async def component_repo(
     return out
 
 
+_TEMPLATE: list[tuple[Path, Repos]] = []  # built once per test process, copied per test
+
+
 async def make_repos(tmp: Path) -> Repos:
+    """The repositories under `tmp/git`, copied from this process's template (built on the
+    first call: about 80 git processes)."""
+    if not _TEMPLATE:
+        where = Path(tempfile.mkdtemp(prefix="bumpworld-"))
+        atexit.register(shutil.rmtree, where, ignore_errors=True)
+        _TEMPLATE.append((where, await _build_repos(where)))
+    where, made = _TEMPLATE[0]
+    shutil.copytree(where / "git", tmp / "git", symlinks=True)
+    control = tmp / "git" / made.control.name
+    comps = {name: tmp / "git" / path.name for name, path in made.components.items()}
+    releases = {name: list(tags) for name, tags in made.releases.items()}
+    return Repos(control, f"file://{control}", comps, releases)
+
+
+async def _build_repos(tmp: Path) -> Repos:
     control = tmp / "git" / "toolforge-deploy.git"
     await bare_from_tree(FIXTURE, control, tmp / "work-control")
     comps: dict[str, Path] = {}

@@ -55,6 +55,7 @@ USERS = ("alice", "bob")  # alice is an admin, bob a deployer
 C = "builds-api"
 GATES = {"review": "review", "requires": "requires", "lock": "locked", "window": "window"}
 NEXT_RE = re.compile(r"next: (!\S+(?: [^\s;·()]+)*)(?: \(([^)]*(?:\([^)]*\)[^)]*)*)\))?")
+REVIEW_RE = re.compile(r"(?:\[#\S+\] )?review #\d+: ")
 
 
 class Live(Protocol):
@@ -251,7 +252,9 @@ class Session:
         replies = [x for x in lines if not x.startswith("[") and "working on it" not in x]
         if os.environ.get("PLANNER_DEBUG"):
             print(f"{user}> {line}", *lines, sep="\n  ")
-        if line == f"!apply {C} tools" and any(x.startswith("review #") for x in replies):
+        # the review is said once, as the room's announcement (a console shows each line
+        # once), so it is looked for among all the lines
+        if line == f"!apply {C} tools" and any(REVIEW_RE.match(x) for x in lines):
             self.requester = user
         return replies
 

@@ -65,8 +65,10 @@ suite: test-deps debs helm-bins
 unit: test-deps
 	FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto
 
-# the inner loop
-check: lint typecheck unit
+# the inner loop: lint, types and the tests at once (mypy on one core fills the time the
+# pytest workers leave when the last of them finishes alone)
+check: test-deps
+	@$(MAKE) --no-print-directory -j3 lint typecheck unit
 
 test: lint typecheck suite
 

@@ -3,7 +3,10 @@
 The bot keeps one checkout under `<state_dir>/checkouts/control`, reused between calls and
 refreshed from the remote (at most every `max_age` seconds for reads). Reads come from the
 remote-tracking branch (`origin/<branch>`), or any other ref, through `git show`, so the
-work tree can be reset for edits without disturbing readers.
+work tree can be reset for edits without disturbing readers. A file at a commit never
+changes: reads at a commit id, or at the tracking branch (whose commit is read from the ref
+files, as git stores them), are kept (`READ_CACHE` files), so a `!status` over many
+components does not run one `git show` per pin and view.
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config.model import ComponentConfig, Config
 from bot.control.pins import PinError, pin_file_candidates, read_pin
 from bot.core.git import GitError, git
+
+READ_CACHE = 2048  # (commit, path) -> text, least recently used dropped
+_SHA_RE = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class ControlRepo:
         self.workdir = workdir
         self._lock = asyncio.Lock()
         self._fetched_at = 0.0
+        self._texts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._present: set[str] = set()  # commits a read found (a later fetch may bring others)
 
     @property
     def tracking(self) -> str:
@@ -59,10 +68,45 @@ class ControlRepo:
 
     async def read(self, path: str, ref: str | None = None) -> str | None:
         """The file's text at `ref` (default: the remote branch); None if it does not exist."""
+        commit = self._commit_of(ref or self.tracking)
+        key = (commit or "", path)
+        if key in self._texts:
+            self._texts.move_to_end(key)
+            return self._texts[key]
         try:
-            return await git("show", f"{ref or self.tracking}:{path}", cwd=self.workdir)
+            text: str | None = await git("show", f"{commit or ref or self.tracking}:{path}",
+                                         cwd=self.workdir)  # fmt: skip
         except GitError:
+            text = None
+        if commit is None:
+            return text
+        if text is not None or ref in (None, self.tracking):
+            self._present.add(commit)
+        if commit in self._present:  # a missing file is kept only at a commit known to exist
+            self._texts[key] = text
+            if len(self._texts) > READ_CACHE:
+                self._texts.popitem(last=False)
+                self._present.intersection_update(c for c, _ in self._texts)
+        return text
+
+    def _commit_of(self, ref: str) -> str | None:
+        """The commit id of a full commit id, or of the tracking branch as its ref file (or
+        packed-refs) says now; None for anything else (read through git, not kept)."""
+        if _SHA_RE.fullmatch(ref):
+            return ref
+        if ref != self.tracking:
             return None
+        name = f"refs/remotes/{ref}"
+        try:
+            value = (self.workdir / ".git" / name).read_text().strip()
+        except OSError:
+            try:
+                packed = (self.workdir / ".git" / "packed-refs").read_text()
+            except OSError:
+                return None
+            value = next((line.split(" ", 1)[0] for line in packed.splitlines()
+                          if line.endswith(f" {name}")), "")  # fmt: skip
+        return value if _SHA_RE.fullmatch(value) else None
 
     async def rev(self, ref: str | None = None) -> str:
         return (await git("rev-parse", ref or self.tracking, cwd=self.workdir)).strip()

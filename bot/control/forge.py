@@ -316,15 +316,8 @@ class GitControl:
         return await self._control.read(path, ref)
 
     async def history(self, path: str, limit: int = 30) -> list[str]:
-        try:
-            out = await git(
-                "log", f"-n{limit}", "--format=%H", self._control.tracking, "--", path,
-                cwd=self.workdir,
-            )  # fmt: skip
-        except GitError:
-            return []
         texts = []
-        for sha in out.split():
+        for sha in await self._control.commits_touching(path, limit):
             text = await self._control.read(path, sha)
             if text is not None:
                 texts.append(text)

@@ -48,6 +48,7 @@ class ControlRepo:
         self._lock = asyncio.Lock()
         self._fetched_at = 0.0
         self._texts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._logs: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         self._present: set[str] = set()  # commits a read found (a later fetch may bring others)
 
     @property
@@ -88,6 +89,25 @@ class ControlRepo:
                 self._texts.popitem(last=False)
                 self._present.intersection_update(c for c, _ in self._texts)
         return text
+
+    async def commits_touching(self, path: str, limit: int) -> list[str]:
+        """The last `limit` commits of the tracking branch that changed `path`, newest first
+        (kept per tracking commit, as the reads are)."""
+        commit = self._commit_of(self.tracking)
+        key = (commit or "", f"log -n{limit} -- {path}")
+        if commit is not None and key in self._logs:
+            return list(self._logs[key])
+        try:
+            out = await git("log", f"-n{limit}", "--format=%H", commit or self.tracking, "--",
+                            path, cwd=self.workdir)  # fmt: skip
+        except GitError:
+            return []
+        found = out.split()
+        if commit is not None:
+            self._logs[key] = found
+            if len(self._logs) > READ_CACHE:
+                self._logs.popitem(last=False)
+        return list(found)
 
     def _commit_of(self, ref: str) -> str | None:
         """The commit id of a full commit id, or of the tracking branch as its ref file (or

@@ -1,5 +1,5 @@
 """Reads of the control repo checkout (`bot.control.repo.ControlRepo`) on real git
-repositories: what is kept between reads never hides a pushed change once it is fetched,
+repositories: what is kept between reads (files, the commits that changed a file) never hides a pushed change once it is fetched,
 whether the tracking branch is a loose ref or in packed-refs, and a commit that was not
 fetched yet is read once it is."""
 
@@ -53,10 +53,14 @@ async def test_a_pushed_change_is_read_after_the_fetch_never_before(
         run(repo.workdir, "pack-refs", "--all")
     assert await repo.read(FILE) == "chartVersion: 0.0.1\n"
 
+    assert len(await repo.commits_touching(FILE, 30)) == 1
+
     push_pin(work, "0.0.2")
     assert await repo.read(FILE) == "chartVersion: 0.0.1\n"  # as git says until the fetch
+    assert len(await repo.commits_touching(FILE, 30)) == 1
     await repo.sync()
     assert await repo.read(FILE) == "chartVersion: 0.0.2\n"
+    assert len(await repo.commits_touching(FILE, 30)) == 2
     assert await repo.read("components/none.yaml") is None
 
 

@@ -161,17 +161,22 @@ class GitLabSource:
         return not found
 
 
+# Whether one commit is an ancestor of another never changes (a commit id names its whole
+# history): settled answers are kept for the process, whichever repository or app asked.
+_SETTLED: dict[tuple[str, str], bool] = {}
+
+
 class GitSource:
     """Component repositories reachable by git (`components.<name>.repo_url`).
 
     Everything is kept per repository URL (components may share one): the tag list
     (`git ls-remote`, `ttl` seconds), one mirror clone, fetched at most every `fetch_every`
-    seconds unless a ref is missing from it, and the answers of ancestry checks, keyed by
-    the two commits (a fact that never changes). Concurrent askers share one ls-remote and
+    seconds unless a ref is missing from it; the answers of ancestry checks are kept by the
+    two commits, for the process (a fact that never changes). Concurrent askers share one ls-remote and
     one clone or fetch, so a cold `!status` over many components costs one of each per
     repository, and a warm one none."""
 
-    ANCESTRY_KEPT = 20_000  # (url, old commit, new commit) answers remembered
+    ANCESTRY_KEPT = 20_000  # (old commit, new commit) answers remembered
 
     def __init__(self, config: Config, ttl: float = 15.0, fetch_every: float = 15.0) -> None:
         self._config = config
@@ -180,7 +185,7 @@ class GitSource:
         self._fetched: dict[str, float] = {}  # URL -> monotonic start of its last fetch
         self._syncing: dict[str, asyncio.Lock] = {}
         self._listing: dict[str, asyncio.Future[list[Tag]]] = {}
-        self._ancestry: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}
+        self._ancestry: dict[tuple[str, str, str], asyncio.Future[bool | None]] = {}  # asked now
 
     def _url(self, component: str) -> str:
         url = self._config.components[component].repo_url
@@ -289,15 +294,20 @@ class GitSource:
             return None
         if commits[0] == commits[1]:
             return True
+        settled = _SETTLED.get(commits)
+        if settled is not None:
+            return settled
         key = (url, *commits)
         answer = self._ancestry.get(key)
         if answer is None:
-            if len(self._ancestry) >= self.ANCESTRY_KEPT:
-                del self._ancestry[next(iter(self._ancestry))]
             answer = self._ancestry[key] = shared(self._merge_base(component, *commits))
         found = await asyncio.shield(answer)
-        if found is None and self._ancestry.get(key) is answer:
-            del self._ancestry[key]  # unknown now: ask git again next time
+        if self._ancestry.get(key) is answer:
+            del self._ancestry[key]  # settled below, or unknown now: ask git again next time
+        if found is not None:
+            _SETTLED[commits] = found
+            if len(_SETTLED) > self.ANCESTRY_KEPT:
+                del _SETTLED[next(iter(_SETTLED))]
         return found
 
     async def _merge_base(self, component: str, old: str, new: str) -> bool | None:

@@ -131,7 +131,8 @@ def _nothing_due(data: dict[str, Any]) -> None:
 
 async def test_all_healthy_is_one_line(tmp_path: Path) -> None:
     async with world(tmp_path, _nothing_due) as w:
-        out = await console_session(w.config, ["!status", "!status nope"])
+        said = await console_session(w.config, ["!status", "!status nope"])
+    out = [line for line in said if "working on it" not in line]  # a loaded machine says it
     assert out[0] == (
         f"nothing needs attention: 4 healthy; details: {w.config.bot.public_url}/status"
     )

@@ -39,8 +39,8 @@ async def kube() -> AsyncIterator[FakeKube]:
 @pytest.fixture
 async def cluster(kube: FakeKube) -> AsyncIterator[KubeCluster]:
     c = cluster_for(kube.url)
-    # a warm client (kubeconfig read, TLS context made): the short rollout budgets below are
-    # about the rollout, not about a cold client on a busy machine
+    # a warm client (kubeconfig read, TLS context made), and 1 s rollout budgets where a test
+    # waits for one to run out: five lists must be answered first, on a busy machine too
     await c.api()
     yield c
     await c.close()
@@ -129,11 +129,11 @@ async def test_still_terminating_at_the_deadline_says_so(
     kube.start_rollout(NS, "builds-api", version="0.0.132", ready_after_polls=None)
     kube.finish_rollout(NS, "builds-api", terminating=2)
 
-    result = await cluster.wait_rollout(NS, timeout=0.5)
+    result = await cluster.wait_rollout(NS, timeout=1)
 
     assert not result.ok
     assert result.summary == (
-        "rollout not complete after 0.5s: builds-api 2/2 updated, 2/2 available,"
+        "rollout not complete after 1s: builds-api 2/2 updated, 2/2 available,"
         " 2 old replicas still terminating"
     )
 
@@ -171,9 +171,9 @@ async def test_statefulset_rollout_waits_for_revision_and_partition(
 
     # a partitioned rollout is done once the pods from the partition up are updated
     kube.start_statefulset_rollout(NS, "db", version="1.2.0", partition=2)
-    partial = await cluster.wait_rollout(NS, timeout=0.3)
+    partial = await cluster.wait_rollout(NS, timeout=1)
     assert partial.summary == (
-        "rollout not complete after 0.3s: statefulset db 0/1 updated (partition 2), 3/3 ready"
+        "rollout not complete after 1s: statefulset db 0/1 updated (partition 2), 3/3 ready"
     )
     kube.advance_statefulset(NS, "db", pods=1)
     done = await cluster.wait_rollout(NS, timeout=10)
@@ -200,9 +200,9 @@ async def test_daemonset_rollout_waits_for_updated_and_available(
     kube.add_daemonset(NS, "agent", chart="agent", version="1.0.0", nodes=3)
     kube.start_daemonset_rollout(NS, "agent", version="1.1.0")
     kube.advance_daemonset(NS, "agent", pods=2)
-    partial = await cluster.wait_rollout(NS, timeout=0.3)
+    partial = await cluster.wait_rollout(NS, timeout=1)
     assert partial.summary == (
-        "rollout not complete after 0.3s: daemonset agent 2/3 updated, 3/3 available"
+        "rollout not complete after 1s: daemonset agent 2/3 updated, 3/3 available"
     )
     task = await rollout_in_background(cluster)
     await kube.wait_for_watches(len(KINDS))

@@ -37,6 +37,10 @@ _count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
 for _i, (_key, _value) in enumerate((("maintenance.auto", "false"), ("gc.auto", "0")), _count):
     os.environ[f"GIT_CONFIG_KEY_{_i}"], os.environ[f"GIT_CONFIG_VALUE_{_i}"] = _key, _value
 os.environ["GIT_CONFIG_COUNT"] = str(_count + 2)
+# Nothing here talks to the internet: the system's CA store (~140 certificates, ~40 ms to load)
+# is not needed, and every `kubernetes.aio` client of a plain-HTTP fake would load it; one
+# throw-away certificate (public part only) stands in for it, here and in what the tests start
+os.environ["SSL_CERT_FILE"] = str(Path(__file__).parent / "support" / "fixtures" / "test-ca.pem")
 _databases = itertools.count(1)
 
 

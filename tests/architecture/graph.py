@@ -7,6 +7,7 @@ table states (the table is the one source: floors, units, and what each unit may
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 from collections.abc import Iterable
@@ -129,11 +130,31 @@ def dynamic_imports(tree: ast.AST) -> list[str]:
     return found
 
 
+def parsed(path: Path) -> ast.AST:
+    """The file's syntax tree (parsed once per version of the file: several checks walk the
+    same ~200 modules; do not change the tree)."""
+    stat = path.stat()
+    return _parse(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse(path: str, mtime_ns: int, size: int) -> ast.AST:
+    return ast.parse(Path(path).read_text(), path)
+
+
 def graph(root: Path = ROOT) -> dict[str, set[str]]:
-    """module -> the project modules it imports."""
+    """module -> the project modules it imports (computed again when a file changed)."""
     modules = sources(root)
+    stamps = tuple((name, str(p), p.stat().st_mtime_ns, p.stat().st_size)
+                   for name, p in modules.items())  # fmt: skip
+    return {name: set(deps) for name, deps in _graph(stamps).items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _graph(stamps: tuple[tuple[str, str, int, int], ...]) -> dict[str, frozenset[str]]:
+    modules = {name: Path(path) for name, path, _, _ in stamps}
     return {
-        name: imports_of(name, path, ast.parse(path.read_text(), str(path)), modules)
+        name: frozenset(imports_of(name, path, parsed(path), modules))
         for name, path in modules.items()
     }
 

@@ -11,6 +11,7 @@ from tests.architecture.graph import (
     cycles,
     dynamic_imports,
     graph,
+    parsed,
     read_layout,
     sources,
     violations,
@@ -78,7 +79,7 @@ def test_no_import_cycles() -> None:
 
 def test_no_project_module_is_imported_by_name_at_run_time() -> None:
     for name, path in sources(ROOT).items():
-        assert dynamic_imports(ast.parse(path.read_text())) == [], name
+        assert dynamic_imports(parsed(path)) == [], name
 
 
 def test_the_checks_fail_on_a_forbidden_edge_an_unknown_package_and_importlib(
@@ -102,7 +103,7 @@ def test_the_checks_fail_on_a_forbidden_edge_an_unknown_package_and_importlib(
     found = violations(graph(tmp_path), LAYOUT)
     assert "bot.chat.zz -> bot.control.bumper: bot/chat may not import bot/control" in found
     assert "bot.zzz is in no row of the README's Layout table" in found
-    dynamic = {n: dynamic_imports(ast.parse(p.read_text())) for n, p in sources(tmp_path).items()}
+    dynamic = {n: dynamic_imports(parsed(p)) for n, p in sources(tmp_path).items()}
     assert dynamic["bot.core.zz"] == ["line 2: import_module(bot.deploy.deployer)"]
     assert dynamic["bot.deploy.deployer"] == ["line 1: __import__(<computed>)"]
 
@@ -126,7 +127,7 @@ def test_functions_and_files_stay_short() -> None:
         rel = path.relative_to(ROOT).as_posix()
         text = path.read_text()
         assert len(text.splitlines()) <= MAX_FILE_LINES, f"{rel}: over {MAX_FILE_LINES} lines"
-        for node in ast.walk(ast.parse(text)):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = (node.end_lineno or node.lineno) - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
@@ -137,7 +138,7 @@ def test_functions_and_files_stay_short() -> None:
 
 def test_no_test_module_imports_another_test_module() -> None:
     for path in (ROOT / "tests").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests."):
                 last = (node.module or "").rsplit(".", 1)[-1]
                 assert not last.startswith("test_"), f"{path} imports {node.module}"

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := git ngircd inspircd atheme-services prosody postgresql docker-registry chromium
 
-.PHONY: demo test check lint typecheck suite unit bench bench-check bench-table fuzz venv test-deps debs helm-bins screenshots clean
+.PHONY: demo test check lint typecheck suite unit bytecode bench bench-check bench-table fuzz venv test-deps debs helm-bins screenshots clean
 
 $(BIN)/deploybot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,16 +54,23 @@ lint: test-deps
 typecheck: test-deps
 	$(BIN)/mypy
 
+# The tests start many Python processes (pytest workers, deploybot processes, the demo's deploy
+# command): they share compiled bytecode, written once here (an environment may set
+# PYTHONDONTWRITEBYTECODE; every process would then compile the bot's ~200 modules again).
+BYTECODE := PYTHONDONTWRITEBYTECODE=
+bytecode: venv
+	@$(BYTECODE) $(BIN)/python -m compileall -q -j0 bot commands tests/support >/dev/null
+
 # the whole suite, with the Debian servers and helm/helmfile it needs
-suite: test-deps debs helm-bins
-	$(BIN)/pytest -q
+suite: test-deps debs helm-bins bytecode
+	$(BYTECODE) $(BIN)/pytest -q
 
 # the tests not marked `real` (no apt step: no real servers or deploybot processes; the
 # marker is set automatically by what a test starts, see tests/support/real.py); the
 # planner's property tests run 2 random histories each here (100 and 40 in `make test`, 5,000 in `make fuzz`);
 # one pytest worker per core (pytest-xdist)
-unit: test-deps
-	FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto
+unit: test-deps bytecode
+	$(BYTECODE) FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto
 
 # the inner loop: lint, types and the tests at once (mypy on one core fills the time the
 # pytest workers leave when the last of them finishes alone)

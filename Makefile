@@ -67,10 +67,12 @@ suite: test-deps debs helm-bins bytecode
 
 # the tests not marked `real` (no apt step: no real servers or deploybot processes; the
 # marker is set automatically by what a test starts, see tests/support/real.py); the
-# planner's property tests run 2 random histories each here (100 and 40 in `make test`, 5,000 in `make fuzz`);
+# planner's property tests run 2 random histories each here (100 and 40 in `make test`, 5,000 in
+# `make fuzz`), the other property tests a fifth of their examples (tests/support/examples.py);
 # one pytest worker per core (pytest-xdist)
 unit: test-deps bytecode
-	$(BYTECODE) FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto
+	$(BYTECODE) FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto \
+	  --hypothesis-profile=check
 
 # the inner loop: lint, types and the tests at once (mypy on one core fills the time the
 # pytest workers leave when the last of them finishes alone)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from bot.config.model import Config, load_config
 from bot.demo.setup import prepare
@@ -29,6 +30,9 @@ from tests.support.xmppserver import ProsodyServer, running_prosody
 pytest_plugins = ["tests.support.pytest_plugin"]
 
 ENGINES = ["sqlite", "postgresql"]
+
+# `make check` runs the property tests with fewer examples (tests.support.examples)
+settings.register_profile("check", max_examples=20)
 
 # The tests make thousands of small commits and fetches: git's automatic maintenance after
 # each (a `git maintenance run --auto` process, sometimes a gc) is not what they test. The

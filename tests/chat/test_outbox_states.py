@@ -18,6 +18,7 @@ from bot.core.text import LINE_BYTES
 from bot.delivery.outbox import Outbox
 from bot.store.db import Store
 from tests.support.chatfakes import Clock, RecordingChat
+from tests.support.examples import examples
 
 ROOM = "#ops"
 DEPLOY_STEPS = ("start", "diff", "brings", "done")  # done: the final, key without a step
@@ -120,7 +121,7 @@ def _check(things: list[Thing], sent: list[str]) -> None:
             assert mine and mine[-1] == thing.emitted[-1], f"{thing.name}: {sent}"
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(history=events, pad=st.sampled_from([0, 120, 380, 900]))
 @example(  # a failed deploy queued while chat is down: its steps packed, failure not first
     history=[("down", 0), ("emit", 2), *[("emit", 1)] * 4, ("emit", 3), ("up", 0)], pad=0

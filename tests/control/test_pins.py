@@ -17,6 +17,7 @@ from bot.control.pins import (
     replace_pin,
 )
 from tests.support import FIXTURES as SUPPORT_FIXTURES
+from tests.support.examples import examples
 
 FIXTURE = SUPPORT_FIXTURES / "control_repo"
 NEW = "0.0.132-20240223090000-9f8e7d6c"
@@ -403,7 +404,7 @@ def _pinned_files(draw: st.DrawFn) -> tuple[str, str, str, int]:
     return text, ".".join(path), value, pin_index
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_pinned_files(), _NEW_VALUE)
 def test_replace_round_trips_and_changes_one_line(
     case: tuple[str, str, str, int], new_value: str

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bot.core.text import LINE_BYTES, chat_line
 from bot.core.versions import Tag, resolve_ref
+from tests.support.examples import examples
 from tests.support.shown import shown
 
 VERSION = "0.0.134-20261107230700-43712340"
@@ -21,7 +22,7 @@ words = st.one_of(
 texts = st.lists(words, max_size=120).map(" ".join)
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(text=texts, room=rooms)
 def test_every_line_fits_one_irc_message(text: str, room: str) -> None:
     line = chat_line(text, room, "!")

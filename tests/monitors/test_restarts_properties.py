@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bot.cluster.rollouts import Rollout
 from bot.monitors.restarts import SKEW, Window, news
+from tests.support.examples import examples
 
 OPS = st.sampled_from(["edit", "deploy", "check", "gc"])
 
@@ -25,7 +26,7 @@ def rollout(n: int, at: float) -> Rollout:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(before=st.integers(0, 3), ops=st.lists(OPS, max_size=25))
 def test_each_restart_nobody_deployed_is_announced_once(before: int, ops: list[str]) -> None:
     clock = 1_000_000.0

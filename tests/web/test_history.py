@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.web.history import ABOVE, BELOW, CHAR_W, WIDTH, chart
+from tests.support.examples import examples
 
 ENVS = ["toolsbeta", "tools", "canary"]
 NOW = 1_800_000_000.0
@@ -45,7 +46,7 @@ def boxes(rows: list[dict[str, Any]]) -> list[tuple[float, float, float, float, 
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(deploy_rows())
 def test_labels_never_overlap_nor_leave_the_chart(rows: list[dict[str, Any]]) -> None:
     found = boxes(rows)
@@ -56,7 +57,7 @@ def test_labels_never_overlap_nor_leave_the_chart(rows: list[dict[str, Any]]) ->
             assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, (text, other)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(deploy_rows())
 def test_the_first_deploy_of_each_lane_is_labelled_with_its_release(
     rows: list[dict[str, Any]],

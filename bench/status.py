@@ -90,6 +90,8 @@ async def _run() -> dict[str, Any]:
             await app.store.open()
             try:
                 await app.services.control.sync() if app.services.control else None
+                # as App.start does in the background: the cluster clients are made
+                await asyncio.gather(*(c.warm() for c in app.services.clusters.values()))
                 settle_heap()  # as App.start does once started
                 start = time.perf_counter()
                 lines = await status_lines(app.board, names, list(ENVS))

@@ -49,6 +49,7 @@ from bot.core.logbudget import LogBudget
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.supervisor import Supervisor
+from bot.core.tasks import TaskSet
 from bot.delivery.announcer import Announcer
 from bot.delivery.outbox import Outbox
 from bot.deploy import aftercrash
@@ -429,6 +430,10 @@ class App:
                 on_lost=self._lost,
             )  # fmt: skip
             self.supervisor.start("leader-election", self.elector.run)
+        warming = TaskSet()  # the cluster clients, made now rather than by the first caller
+        exits.push_async_callback(warming.stop)
+        for cluster in self.services.clusters.values():
+            warming.spawn(cluster.warm())
         settle_heap()
         exits.callback(gc.unfreeze)
         log.info("deploybot started; http on %s", self.config.http.listen)

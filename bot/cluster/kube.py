@@ -10,6 +10,7 @@ surface as one-line `ClusterError`s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -182,6 +183,13 @@ class KubeCluster:
                     except (ConfigException, OSError, ValueError) as e:
                         raise ClusterError(f"cannot load kubeconfig: {e}") from None
         return self._client
+
+    async def warm(self) -> None:
+        """Make the client now (read the kubeconfig, run its auth plugin, load its CA), as
+        the app does in the background of its start, so the first `!status` or deploy does
+        not wait for it. A failure is said by the first call that needs the client."""
+        with contextlib.suppress(ClusterError):
+            await self._api()
 
     async def api(self) -> k8s.ApiClient:
         """The API client, for other API groups (`bot.cluster.hygiene`, `bot.cluster.podlogs`)."""

@@ -69,9 +69,11 @@ suite: test-deps debs helm-bins bytecode
 # marker is set automatically by what a test starts, see tests/support/real.py); the
 # planner's property tests run 2 random histories each here (100 and 40 in `make test`, 5,000 in
 # `make fuzz`), the other property tests a fifth of their examples (tests/support/examples.py);
-# one pytest worker per core (pytest-xdist)
+# two pytest workers per core (pytest-xdist): many tests wait on a deadline or a subprocess, and
+# a second worker uses that time (4 workers on 2 cores: 76 s, 2: 91 s, 6: 95 s)
+WORKERS ?= $(shell echo $$(( 2 * $$(nproc) )))
 unit: test-deps bytecode
-	$(BYTECODE) FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n auto \
+	$(BYTECODE) FUZZ_EXAMPLES=2 $(BIN)/pytest -q -p no:cacheprovider -m "not real" -n $(WORKERS) \
 	  --hypothesis-profile=check
 
 # the inner loop: lint, types and the tests at once (mypy on one core fills the time the

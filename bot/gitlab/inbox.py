@@ -168,7 +168,8 @@ class _Queued:
     """One stored event in its lane: the parsed body (or why it is not JSON) and, once
     parsed, the typed event (or why it is malformed)."""
 
-    __slots__ = ("id", "header", "body", "typed", "event", "error", "superseded", "state")
+    __slots__ = ("id", "header", "body", "typed", "event", "error", "superseded", "state",
+                 "covered_by")  # fmt: skip
 
     def __init__(self, event_id: int, header: str, body: Any) -> None:
         self.id = event_id
@@ -178,6 +179,7 @@ class _Queued:
         self.event: Event | None = None
         self.error: Exception | None = None
         self.superseded = False
+        self.covered_by: _Queued | None = None  # the later event that says its news too
         self.state: tuple[Hashable, Any] | None | bool = False  # False: not asked yet
 
     def parse(self) -> Event | None:
@@ -320,7 +322,7 @@ class EventWorker:
         lane.fresh = False
         if len(lane) < 2:
             return
-        later: dict[tuple[str, Hashable], list[Any]] = {}  # states said by later events
+        later: dict[tuple[str, Hashable], list[tuple[Any, _Queued]]] = {}  # said later
         for item in reversed(lane):
             if item.superseded:
                 continue
@@ -334,10 +336,22 @@ class EventWorker:
                 continue
             what, state = item.state
             said = later.setdefault((kind or "", what), [])
-            if any(rule.covers(newer, state) for newer in said):
-                item.superseded = True
-            elif item.parse() is not None:  # only an event that will be handled covers others
-                said.append(state)
+            newer = next((n for s, n in said if rule.covers(s, state)), None)
+            if newer is not None:
+                item.superseded, item.covered_by = True, newer
+            else:
+                said.append((state, item))
+
+    @staticmethod
+    def _skippable(item: _Queued) -> bool:
+        """A superseded event is skipped only if the event that covers it can be handled (it
+        parses); else it is handled itself."""
+        cover = item.covered_by
+        while cover is not None and cover.superseded:
+            cover = cover.covered_by
+        if cover is None or cover.parse() is None:
+            item.superseded = False
+        return item.superseded
 
     async def _drain(self, key: str) -> None:
         lane = self._lanes[key]
@@ -348,6 +362,8 @@ class EventWorker:
                         self._supersede(lane)
                     skipped = 0
                     while skipped < len(lane) and lane[skipped].superseded:
+                        if not self._skippable(lane[skipped]):
+                            break
                         skipped += 1
                     rows: list[tuple[str, str | None, int]] = [
                         ("superseded", None, lane[i].id) for i in range(skipped)

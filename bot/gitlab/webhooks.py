@@ -34,7 +34,7 @@ log = logging.getLogger("deploybot.webhooks")
 
 MAX_KEY_LENGTH = 200  # longer dedupe keys are stored as their SHA-256, never cut
 LINGER = 0.001  # seconds a small group commit may wait for the rest of a busy intake
-QUIET_GAP = 0.005  # seconds without a request before the intake counts as quiet
+QUIET_GAP = 0.005  # seconds without a request before a busy intake counts as quiet
 TRACE_EVERY = 300.0  # seconds: a failing store logs its traceback once per kind per interval
 
 
@@ -121,6 +121,8 @@ class WebhookIngest:
         self.quiet.set()
         self._in_flight = 0
         self._quieting: asyncio.TimerHandle | None = None
+        self._arrived = float("-inf")  # when the last request came (loop time)
+        self._streak = False  # it came less than QUIET_GAP after the one before
         self._last_batch = 0  # deliveries in the last group commit
         self._filled: asyncio.Event | None = None  # set when the waiting batch is full again
 
@@ -129,6 +131,10 @@ class WebhookIngest:
         return web.Response(status=status, text=text + "\n")
 
     async def handle(self, request: web.Request) -> web.Response:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        streak = now - self._arrived < QUIET_GAP  # requests coming one after the other
+        self._arrived, self._streak = now, streak
         self._in_flight += 1
         self.quiet.clear()
         if self._quieting is not None:
@@ -139,8 +145,9 @@ class WebhookIngest:
                 return await self._handle(request)
         finally:
             self._in_flight -= 1
-            if not self._in_flight:  # quiet unless the next request follows at once
-                loop = asyncio.get_running_loop()
+            if not self._in_flight and not streak:  # a lone delivery: handle it at once
+                self.quiet.set()
+            elif not self._in_flight:  # a burst: quiet unless the next request follows soon
                 self._quieting = loop.call_later(QUIET_GAP, self.quiet.set)
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -228,8 +235,8 @@ class WebhookIngest:
     async def _linger(self) -> None:
         """A busy intake's clients come back together (each after its answer): a commit of
         one while the last one held many waits up to LINGER for the others, so one fsync
-        holds them all instead of two (a lone delivery after a quiet spell goes at once)."""
-        if len(self._batch) * 2 > self._last_batch:
+        holds them all instead of two (a delivery after a quiet spell goes at once)."""
+        if not self._streak or len(self._batch) * 2 > self._last_batch:
             return
         self._filled = asyncio.Event()
         try:

@@ -207,14 +207,20 @@ async def test_a_backlog_of_pipeline_updates_says_newer_states_only_and_every_fi
     updates += [(other, "running", 2)] * 8
     updates += [(retried, "running", 1), (retried, "failed", 3), (retried, "running", 2)]
     updates += [(retried, "success", 3)]
+    bodies = [pipeline_hook(pid, status, stage) for pid, status, stage in updates]
+    # a third pipeline's stage updates, then an update that cannot be handled (malformed):
+    # it covers nothing, so its last good state is still said
+    bodies += [pipeline_hook(731302, "running", 2) for _ in range(4)]
+    broken = pipeline_hook(731302, "success", 3)
+    broken["builds"][0]["name"] = 5
+    bodies.append(broken)
     store = store_from_config(config)
     await store.open()
-    for n, (pid, status, stage) in enumerate(updates):
+    for n, body in enumerate(bodies):
         await store.execute(
             "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)",
-            (f"burst-{n}", "Pipeline Hook",
-             json.dumps(pipeline_hook(pid, status, stage)).encode(), time.time()),
-        )  # fmt: skip
+            (f"burst-{n}", "Pipeline Hook", json.dumps(body).encode(), time.time()),
+        )
     await store.close()
     async with RunningBot(config) as bot:
         await bot.settle()
@@ -223,13 +229,18 @@ async def test_a_backlog_of_pipeline_updates_says_newer_states_only_and_every_fi
     said = {
         pid: [found[1] for line in bot.lines()
               if (found := re.search(rf"pipeline {pid} on main \(\w+\): (stage \S+ \w+|\w+)", line))]
-        for pid in (retried, other)
+        for pid in (retried, other, 731302)
     }  # fmt: skip
-    assert said == {retried: ["failed", "success"], other: ["stage 2/3 test"]}, bot.lines()
-    assert statuses.count("superseded") == len(updates) - 3
-    assert statuses.count("processed") == 3 and "pending" not in statuses
+    assert said == {
+        retried: ["failed", "success"],
+        other: ["stage 2/3 test"],
+        731302: ["stage 2/3 test"],
+    }, bot.lines()
+    skipped = len(updates) - 3
+    assert statuses.count("superseded") == skipped and statuses.count("malformed") == 1
+    assert statuses.count("processed") == 3 + 4 and "pending" not in statuses
     assert metric(text, "deploybot_webhook_events_processed_total",
-                  kind="pipeline", result="superseded") == len(updates) - 3  # fmt: skip
+                  kind="pipeline", result="superseded") == skipped  # fmt: skip
 
 
 async def test_secret_named_but_missing_refuses_everything(

@@ -320,6 +320,7 @@ class App:
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
             on_stored=self.events.wake, body_timeout=config.http.body_timeout,
         )  # fmt: skip
+        self.events.intake_quiet = self.webhooks.quiet  # acks first, then the handling
 
     def http_app(self) -> web.Application:
         """The HTTP routes over this bot's parts, webhooks included."""

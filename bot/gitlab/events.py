@@ -8,7 +8,7 @@ A body that lacks a field we rely on raises `MalformedEvent` naming the field's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -363,11 +363,45 @@ def stage_progress(ev: PipelineEvent) -> tuple[int, int, str] | None:
 
     None when the pipeline has no stages or no job has started yet.
     """
-    reached = {b.stage for b in ev.builds if b.status in _STAGE_REACHED}
-    for index in range(len(ev.stages) - 1, -1, -1):
-        if ev.stages[index] in reached:
-            return index + 1, len(ev.stages), ev.stages[index]
+    return _progress(ev.stages, {b.stage for b in ev.builds if b.status in _STAGE_REACHED})
+
+
+def _progress(stages: Sequence[str], reached: set[str]) -> tuple[int, int, str] | None:
+    for index in range(len(stages) - 1, -1, -1):
+        if stages[index] in reached:
+            return index + 1, len(stages), stages[index]
     return None
+
+
+def peek_pipeline(body: Any) -> tuple[str, str, tuple[int, int, str] | None] | None:
+    """(`pipeline_state_key`, status, `stage_progress`) read straight from a Pipeline Hook
+    body, as `parse_pipeline` would give them but without building the event (the event
+    worker asks this of every queued delivery); None unless those fields are all there and
+    well-typed (the typed parse then says what is wrong)."""
+    try:
+        attrs, project = body["object_attributes"], body["project"]
+        pipeline_id, project_id = attrs["id"], project["id"]
+        status, stages, builds = attrs["status"], attrs["stages"], body.get("builds") or []
+        if not (_is_int(pipeline_id) and _is_int(project_id) and isinstance(status, str)):
+            return None
+        if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
+            return None
+        if not isinstance(builds, list):
+            return None
+        reached = set()
+        for build in builds:
+            stage, state = build["stage"], build["status"]
+            if not isinstance(stage, str) or not isinstance(state, str):
+                return None
+            if state in _STAGE_REACHED:
+                reached.add(stage)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return f"pipeline:{project_id}:{pipeline_id}", status, _progress(stages, reached)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def pipeline_state_key(ev: PipelineEvent) -> str:

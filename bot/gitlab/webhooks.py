@@ -13,6 +13,7 @@ is never answered with a 5xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -32,6 +33,8 @@ from bot.store.db import Store
 log = logging.getLogger("deploybot.webhooks")
 
 MAX_KEY_LENGTH = 200  # longer dedupe keys are stored as their SHA-256, never cut
+LINGER = 0.001  # seconds a small group commit may wait for the rest of a busy intake
+QUIET_GAP = 0.005  # seconds without a request before a busy intake counts as quiet
 TRACE_EVERY = 300.0  # seconds: a failing store logs its traceback once per kind per interval
 
 
@@ -112,14 +115,40 @@ class WebhookIngest:
         self._batch: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
         self._traced: dict[str, float] = {}  # kind -> when its last traceback was logged
+        # set once no request was served for QUIET_GAP s: the event worker waits for it
+        # (bounded), so a burst is acked first and handled right after (bot.gitlab.inbox)
+        self.quiet = asyncio.Event()
+        self.quiet.set()
+        self._in_flight = 0
+        self._quieting: asyncio.TimerHandle | None = None
+        self._arrived = float("-inf")  # when the last request came (loop time)
+        self._streak = False  # it came less than QUIET_GAP after the one before
+        self._last_batch = 0  # deliveries in the last group commit
+        self._filled: asyncio.Event | None = None  # set when the waiting batch is full again
 
     def _reject(self, status: int, reason: str, text: str) -> web.Response:
         self.metrics.webhook_rejected.labels(reason).inc()
         return web.Response(status=status, text=text + "\n")
 
     async def handle(self, request: web.Request) -> web.Response:
-        with self.metrics.webhook_ack.time():
-            return await self._handle(request)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        streak = now - self._arrived < QUIET_GAP  # requests coming one after the other
+        self._arrived, self._streak = now, streak
+        self._in_flight += 1
+        self.quiet.clear()
+        if self._quieting is not None:
+            self._quieting.cancel()
+            self._quieting = None
+        try:
+            with self.metrics.webhook_ack.time():
+                return await self._handle(request)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and not streak:  # a lone delivery: handle it at once
+                self.quiet.set()
+            elif not self._in_flight:  # a burst: quiet unless the next request follows soon
+                self._quieting = loop.call_later(QUIET_GAP, self.quiet.set)
 
     async def _handle(self, request: web.Request) -> web.Response:
         if not self.policy.allows(request.headers.get("X-Gitlab-Token")):
@@ -197,13 +226,30 @@ class WebhookIngest:
         """
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._batch.append(_Pending(key, header, raw, waiter))
+        if self._filled is not None and len(self._batch) >= self._last_batch:
+            self._filled.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches(), name="webhook-store")
         return await waiter
 
+    async def _linger(self) -> None:
+        """A busy intake's clients come back together (each after its answer): a commit of
+        one while the last one held many waits up to LINGER for the others, so one fsync
+        holds them all instead of two (a delivery after a quiet spell goes at once)."""
+        if not self._streak or len(self._batch) * 2 > self._last_batch:
+            return
+        self._filled = asyncio.Event()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._filled.wait(), LINGER)
+        finally:
+            self._filled = None
+
     async def _write_batches(self) -> None:
         while self._batch:
+            await self._linger()
             batch, self._batch = self._batch, []
+            self._last_batch = len(batch)
             try:
                 results = await self.store.transaction(
                     functools.partial(insert_events, [(p.key, p.header, p.raw) for p in batch])

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from bot.cluster.helmrecords import PENDING
 from bot.cluster.kube import PodProblem
@@ -161,11 +161,7 @@ class Monitors:
 
     def register(self, router: Router) -> None:
         """Check soon after webhooks that can change what is pinned, built or live."""
-        for kind in WEBHOOK_KINDS:
-            router.register(kind, self._on_event)
-
-    async def _on_event(self, event: Any) -> None:
-        self.wake()
+        router.after(WEBHOOK_KINDS, self.wake)  # once per batch of events, not per event
 
     def wake(self) -> None:
         self._wake.set()

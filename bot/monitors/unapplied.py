@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
 
 from bot.core.git import GitError
 from bot.gitlab.inbox import Router
@@ -86,11 +85,7 @@ class UnappliedMonitor:
 
     def register(self, router: Router) -> None:
         """Look again soon after a push or a merge request (the control repo may have moved)."""
-        for kind in ("push", "merge_request"):
-            router.register(kind, self._on_event)
-
-    async def _on_event(self, event: Any) -> None:
-        self.wake()
+        router.after(("push", "merge_request"), self.wake)  # once per batch of events
 
     def wake(self) -> None:
         self._wake.set()

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bot.config.model import ComponentConfig, Config, GitlabConfig
@@ -33,10 +33,11 @@ from bot.delivery.announcer import Announcer
 from bot.gitlab.events import (
     PIPELINE_FINAL_STATUSES,
     PipelineEvent,
+    peek_pipeline,
     pipeline_state_key,
     stage_progress,
 )
-from bot.gitlab.inbox import Router
+from bot.gitlab.inbox import Coalesce, Router
 from bot.store.db import Store, StoreConn
 
 if TYPE_CHECKING:  # python-gitlab is loaded only where GitLab is configured (bot.app)
@@ -63,6 +64,14 @@ class Phase:
     def step(self) -> int:
         return int(self.stage.split("/", 1)[0]) if self.stage else 0
 
+    def covers(self, older: Phase) -> bool:
+        """True if saying this makes saying `older` just before it needless (a burst of one
+        pipeline's updates: the newest state is what is said). A final state covers only the
+        same final state: failed then success are both said."""
+        if older.final:
+            return self == older
+        return self.final or self.step >= older.step
+
     def supersedes(self, old: Phase | None) -> bool:
         """True if this is news after `old` (late and repeated deliveries are not)."""
         if old is None:
@@ -70,6 +79,16 @@ class Phase:
         if old.final:
             return self.final and self.status != old.status  # e.g. failed, retried, success
         return self.final or self.step > old.step
+
+
+def pipeline_phase(body: Any) -> tuple[str, Phase] | None:
+    """Which pipeline a delivery is about and what it would say, read from its body (the
+    router's `Coalesce`: asked of every queued delivery, so without the typed parse)."""
+    peeked = peek_pipeline(body)
+    if peeked is None:
+        return None
+    key, status, progress = peeked
+    return key, Phase(status, f"{progress[0]}/{progress[1]} {progress[2]}" if progress else None)
 
 
 def phase_of(ev: PipelineEvent) -> Phase:
@@ -124,6 +143,7 @@ class PipelineAnnouncer:
 
     def register(self, router: Router) -> None:
         router.register("pipeline", self.on_pipeline)
+        router.coalesce("pipeline", Coalesce(pipeline_phase, Phase.covers))
 
     def component_for(self, project_id: int, project_path: str) -> str | None:
         for name, comp in self.config.components.items():

@@ -11,7 +11,12 @@ is fsynced: NORMAL survives a `kill -9` but not a power cut or an OS failure, wh
 loses what a webhook's 200 acknowledged) and takes the write lock at BEGIN (IMMEDIATE);
 `checkpoint()` truncates the WAL (the app calls it periodically, so it stays small).
 PostgreSQL keeps its default `synchronous_commit=on`. Either way a transaction is committed
-and on disk before the caller hears back. Opening checks the store first: a zero-length or corrupt SQLite file, or a schema
+and on disk before the caller hears back — unless the caller says it need not be
+(`transaction(fn, durable=False)`: bookkeeping that may be redone, such as marking a webhook
+event handled): it is then committed without waiting for the disk (SQLite `synchronous=NORMAL`
+for that commit, PostgreSQL `synchronous_commit=off`); a process crash still loses nothing, a
+power cut may lose it (never anything committed before it), and the next durable commit
+flushes it too. Opening checks the store first: a zero-length or corrupt SQLite file, or a schema
 newer than this code, is refused with one line naming the store; an empty store is created
 only where none existed.
 """
@@ -252,18 +257,31 @@ class Store:
             raise StoreClosed("store is not open")
         return self._conn
 
-    def _in_transaction(self, fn: Callable[[StoreConn], T], read: bool = False) -> T:
+    def _in_transaction(
+        self, fn: Callable[[StoreConn], T], read: bool = False, durable: bool = True
+    ) -> T:
         conn = self._c()
         if conn.in_transaction():  # a failed statement left one open: start clean
             conn.rollback()
         conn.info["read"] = read  # SQLite: a read needs no write lock (BEGIN, not IMMEDIATE)
+        relaxed = not durable and not read
+        if relaxed and not self.postgres:
+            _sqlite_pragma(conn, "synchronous=NORMAL")  # outside the transaction
         try:
             with conn.begin():
+                if relaxed and self.postgres:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 return fn(StoreConn(conn, self._id_tables))
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated or conn.invalidated:
                 conn.rollback()  # the next call reconnects
             raise
+        finally:
+            if relaxed and not self.postgres and not conn.invalidated:
+                try:
+                    _sqlite_pragma(conn, f"synchronous={SQLITE_SYNC}")
+                except Exception:  # never left relaxed: a new connection starts durable
+                    conn.invalidate()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement in its own transaction; return the new id of an INSERT into a
@@ -303,17 +321,27 @@ class Store:
 
         await self._call(run)
 
-    async def transaction(self, fn: Callable[[Any], T]) -> T:
+    async def transaction(self, fn: Callable[[Any], T], *, durable: bool = True) -> T:
         """Run `fn(conn)` inside one transaction (SQLite: IMMEDIATE), in the store thread;
-        `conn` is a `StoreConn`."""
-        return await self._call(self._in_transaction, fn)
+        `conn` is a `StoreConn`. `durable=False`: committed without waiting for the disk
+        (see the module's docstring)."""
+        return await self._call(self._in_transaction, fn, False, durable)
+
+
+SQLITE_SYNC = "FULL"
+
+
+def _sqlite_pragma(conn: Connection, pragma: str) -> None:
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA {pragma}")
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we say BEGIN ourselves (see _sqlite_begin)
     for pragma in (
         "journal_mode=WAL",
-        "synchronous=FULL",
+        f"synchronous={SQLITE_SYNC}",
         "foreign_keys=ON",
         "busy_timeout=5000",
     ):

@@ -18,6 +18,7 @@ from bot.gitlab.events import (
     PushEvent,
     TagPushEvent,
     parse_event,
+    peek_pipeline,
     pipeline_state_key,
     stage_progress,
 )
@@ -87,6 +88,40 @@ def test_state_key_is_shared_by_updates_of_one_pipeline() -> None:
     keys = {pipeline_state_key(pipeline(n)) for n in ("pipeline_created", "pipeline_success")}
     assert keys == {"pipeline:1181:731205"}
     assert pipeline_state_key(pipeline("pipeline_tag_success")) != keys.pop()
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    ["pipeline_created", "pipeline_running_stage2", "pipeline_success", "pipeline_failed",
+     "pipeline_mr", "pipeline_tag_success", "pipeline_no_stages"],
+)  # fmt: skip
+def test_peek_reads_what_the_typed_parse_gives(fixture: str) -> None:
+    """The event worker's cheap look at a queued pipeline delivery agrees with the typed
+    event (it decides which queued updates are superseded)."""
+    body = load(fixture)
+    try:
+        ev = pipeline(fixture)
+    except MalformedEvent:
+        return  # the typed parse refuses it; what peek says of it is never used alone
+    assert peek_pipeline(body) == (pipeline_state_key(ev), ev.status, stage_progress(ev))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b.pop("project"),
+        lambda b: b["object_attributes"].update(id="731205"),
+        lambda b: b["object_attributes"].update(status=None),
+        lambda b: b["object_attributes"].update(stages="build"),
+        lambda b: b["builds"][0].update(stage=3),
+        lambda b: b.update(builds={"stage": "build"}),
+    ],
+)
+def test_peek_gives_nothing_for_a_mistyped_pipeline(damage: Any) -> None:
+    body = load("pipeline_running_stage2")
+    damage(body)
+    assert peek_pipeline(body) is None
+    assert peek_pipeline([body]) is None
 
 
 def test_job_event() -> None:

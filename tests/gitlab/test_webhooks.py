@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from bot.config.model import Config
 from bot.store.db import store_from_config
+from tests.support.botproc import pipeline_hook
 from tests.support.webhookbot import SECRET, RunningBot, config_with, fixture, metric
 
 pytestmark = pytest.mark.both_engines  # the store behind these runs on SQLite and PostgreSQL
@@ -190,6 +192,55 @@ async def test_event_left_pending_by_a_crash_is_processed_on_start(config: Confi
             fixture("pipeline_running_stage2.json"), X_Gitlab_Event_UUID="uuid-before-crash"
         )
         assert metric(await bot.metrics(), "deploybot_webhook_events_deduped_total") == 1
+
+
+async def test_a_backlog_of_pipeline_updates_says_newer_states_only_and_every_final(
+    config: Config,
+) -> None:
+    """A backlog of one commit's pipeline updates (left by a crash here; a burst acked before
+    it is handled is the same): each pipeline's latest state is said, never an older one
+    after a newer (the stage delivered late is not said), and both finals of a retried
+    pipeline are, in order; the skipped updates are marked superseded, none stays pending."""
+    retried, other = 731300, 731301
+    updates = [(retried, "pending", 1), (other, "pending", 1)]
+    updates += [(retried, "running", s) for s in (1, 1, 1, 2, 2, 2, 3, 3, 3)]
+    updates += [(other, "running", 2)] * 8
+    updates += [(retried, "running", 1), (retried, "failed", 3), (retried, "running", 2)]
+    updates += [(retried, "success", 3)]
+    bodies = [pipeline_hook(pid, status, stage) for pid, status, stage in updates]
+    # a third pipeline's stage updates, then an update that cannot be handled (malformed):
+    # it covers nothing, so its last good state is still said
+    bodies += [pipeline_hook(731302, "running", 2) for _ in range(4)]
+    broken = pipeline_hook(731302, "success", 3)
+    broken["builds"][0]["name"] = 5
+    bodies.append(broken)
+    store = store_from_config(config)
+    await store.open()
+    for n, body in enumerate(bodies):
+        await store.execute(
+            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)",
+            (f"burst-{n}", "Pipeline Hook", json.dumps(body).encode(), time.time()),
+        )
+    await store.close()
+    async with RunningBot(config) as bot:
+        await bot.settle()
+        statuses = [r["status"] for r in await bot.events()]
+        text = await bot.metrics()
+    said = {
+        pid: [found[1] for line in bot.lines()
+              if (found := re.search(rf"pipeline {pid} on main \(\w+\): (stage \S+ \w+|\w+)", line))]
+        for pid in (retried, other, 731302)
+    }  # fmt: skip
+    assert said == {
+        retried: ["failed", "success"],
+        other: ["stage 2/3 test"],
+        731302: ["stage 2/3 test"],
+    }, bot.lines()
+    skipped = len(updates) - 3
+    assert statuses.count("superseded") == skipped and statuses.count("malformed") == 1
+    assert statuses.count("processed") == 3 + 4 and "pending" not in statuses
+    assert metric(text, "deploybot_webhook_events_processed_total",
+                  kind="pipeline", result="superseded") == skipped  # fmt: skip
 
 
 async def test_secret_named_but_missing_refuses_everything(

@@ -3,7 +3,8 @@
 Drives the real status gathering (`bot.status.status_lines`: pins from a real git control
 repo, release tags by `git ls-remote`, Deployments from one FakeKube per environment with
 20 ms injected latency, reached through a kubeconfig, locks/alerts from SQLite) once cold and
-once within the cache, and prints beside them the sequential estimate: the number of
+once within the cache. The FakeKubes run in a process of their own (`python -m bench.status
+fakes`), as an API server runs elsewhere: their rendering is not counted in the bot's time; and prints beside them the sequential estimate: the number of
 Kubernetes calls made times 20 ms (what awaiting them one by one would cost, before any git
 or CPU time). Target (issue 26): cold <= 0.25 s, at most 4 calls per cluster. Prints one
 JSON object.
@@ -16,9 +17,12 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = 100
 ENVS = ("toolsbeta", "tools")
 LATENCY = 0.020
@@ -50,31 +54,24 @@ async def _repos(root: Path) -> tuple[str, str]:
 
 
 async def _run() -> dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
     import yaml
 
     from bot.app import App, settle_heap, use_io_threads
     from bot.config.model import parse_config
     from bot.status.lines import status_lines
-    from tests.support.fakes.kube import FakeKube
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         control_url, component_url = await _repos(root)
-        async with FakeKube() as beta, FakeKube() as prod:
-            kubes = {"toolsbeta": beta, "tools": prod}
-            names = [f"c{i:03d}" for i in range(COMPONENTS)]
-            for env, kube in kubes.items():
-                version = VERSIONS[-1] if env == "toolsbeta" else VERSIONS[-2]
-                for name in names:
-                    kube.add_deployment(name, name, chart=name, version=version)
-                kube.latency = LATENCY
+        names = [f"c{i:03d}" for i in range(COMPONENTS)]
+        async with _fakes() as (urls, calls):
             kubeconfig = root / "kubeconfig"
             kubeconfig.write_text(yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config",
-                "clusters": [{"name": e, "cluster": {"server": k.url}} for e, k in kubes.items()],
+                "clusters": [{"name": e, "cluster": {"server": u}} for e, u in urls.items()],
                 "users": [{"name": "bench", "user": {"token": "bench"}}],
-                "contexts": [{"name": e, "context": {"cluster": e, "user": "bench"}} for e in kubes],
+                "contexts": [{"name": e, "context": {"cluster": e, "user": "bench"}} for e in urls],
                 "current-context": "tools",
             }))  # fmt: skip
             config = parse_config({
@@ -96,7 +93,7 @@ async def _run() -> dict[str, Any]:
                 start = time.perf_counter()
                 lines = await status_lines(app.board, names, list(ENVS))
                 cold = time.perf_counter() - start
-                calls = len(beta.requests) + len(prod.requests)
+                made = await calls()
                 start = time.perf_counter()
                 await status_lines(app.board, names, list(ENVS))
                 warm = time.perf_counter() - start
@@ -110,9 +107,9 @@ async def _run() -> dict[str, Any]:
         "what": f"!status over {COMPONENTS} components x {len(ENVS)} environments, "
         f"{LATENCY * 1000:.0f} ms per Kubernetes API call",
         "status_cold_s": round(cold, 3),
-        "sequential_estimate_s": round(calls * LATENCY, 3),
-        "kube_calls": calls,
-        "kube_calls_per_cluster": round(calls / len(ENVS), 1),
+        "sequential_estimate_s": round(made * LATENCY, 3),
+        "kube_calls": made,
+        "kube_calls_per_cluster": round(made / len(ENVS), 1),
         "baseline": "two Kubernetes API round trips (2 x 20 ms)",
         "baseline_s": round(2 * LATENCY, 3),
         "ratio_cold": round(cold / (2 * LATENCY), 2),
@@ -124,8 +121,61 @@ async def _run() -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def _fakes() -> AsyncIterator[tuple[dict[str, str], Callable[[], Awaitable[int]]]]:
+    """The API servers in their own process: their URLs, and a call that asks how many API
+    requests they have answered so far."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.status", "fakes", cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def calls() -> int:
+        stdin.write(b"count\n")
+        await stdin.drain()
+        return int(await asyncio.wait_for(stdout.readline(), 30))
+
+    try:
+        urls = json.loads(await asyncio.wait_for(stdout.readline(), 60))
+        yield urls, calls
+    finally:
+        stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _serve_fakes() -> None:
+    """`python -m bench.status fakes`: one FakeKube per environment, every component deployed,
+    20 ms per call; prints their URLs as one JSON line, answers `count` with the number of
+    requests served, stops at the end of its input."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.fakes.kube import FakeKube
+
+    async with FakeKube() as beta, FakeKube() as prod:
+        kubes = {"toolsbeta": beta, "tools": prod}
+        for env, kube in kubes.items():
+            version = VERSIONS[-1] if env == "toolsbeta" else VERSIONS[-2]
+            for i in range(COMPONENTS):
+                kube.add_deployment(f"c{i:03d}", f"c{i:03d}", chart=f"c{i:03d}", version=version)
+            kube.latency = LATENCY
+        print(json.dumps({env: kube.url for env, kube in kubes.items()}), flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while (await reader.readline()).strip() == b"count":
+            print(len(beta.requests) + len(prod.requests), flush=True)
+
+
 def main() -> None:
-    print(json.dumps(asyncio.run(_run())), flush=True)
+    if sys.argv[1:2] == ["fakes"]:
+        asyncio.run(_serve_fakes())
+    else:
+        print(json.dumps(asyncio.run(_run())), flush=True)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,11 @@ class Session:
         self.cluster = cluster
         self.counts = counts
         self.out = io.StringIO()
+        # a port of its own: between two histories another process may take the last one
+        # (the long run failed "Address already in use" while other tests ran beside it)
+        listen = f"127.0.0.1:{free_port()}"
+        data = {**data, "http": {**data.get("http", {}), "listen": listen},
+                "bot": {**data["bot"], "public_url": f"http://{listen}"}}  # fmt: skip
         config = parse_config(data)
         self.app = App(config, console=ConsoleAdapter(io.StringIO(""), self.out, user="alice"))
         self.requester: str | None = None  # who asked for the waiting review of tools

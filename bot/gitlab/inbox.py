@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from bot.core.metrics import Metrics
 from bot.core.tasks import TaskSet, wait_until
 from bot.gitlab.events import Event, parse_event
@@ -140,11 +142,46 @@ def order_key(header: str, raw: bytes) -> str:
     return _order_key(header, _parsed(raw))
 
 
+_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")  # every digit reads as "0"
+_RUN = b"0" * 19  # 19 digits: an integer that may not fit in 64 bits
+
+
+def _long_number(raw: bytes) -> bool:
+    """Whether the body holds a number of 19 digits or more (orjson reads integers beyond 64
+    bits as floats). A run of digits inside a string (a zero sha) is not one. Scans in C:
+    a regular expression takes ten times as long as the parse."""
+    digits = raw.translate(_AS_ZERO)
+    at = digits.find(_RUN)
+    while at >= 0:
+        before = raw[:at].rstrip(b" \t\r\n-")
+        if not before or before.endswith((b":", b"[", b",")):
+            return True
+        end = at + len(_RUN)
+        while end < len(digits) and digits[end] == 48:  # the rest of this run
+            end += 1
+        at = digits.find(_RUN, end)
+    return False
+
+
+def parse_json(raw: bytes) -> Any:
+    """A webhook body as JSON, exactly as `json.loads` reads it, about four times faster for a
+    GitLab payload (orjson). Bodies orjson would read differently go to `json.loads`: what it
+    refuses (lone surrogate escapes, NaN, nesting over 1,024 levels) and numbers of 19 digits
+    or more (an integer beyond 64 bits, which the standard library keeps as an int and the
+    typed parse then calls out of range)."""
+    if not _long_number(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
+
+
 def _parsed(raw: bytes) -> Any:
     """The body as JSON, or the exception that refused it (the lane and the handler share one
     parse of each event)."""
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except (ValueError, RecursionError) as exc:
         return exc
 

@@ -17,7 +17,6 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from aiohttp import web
 
 from bot.config.model import Config, is_loopback, read_secret
 from bot.core.metrics import Metrics
-from bot.gitlab.inbox import event_kind, insert_events
+from bot.gitlab.inbox import event_kind, insert_events, parse_json
 from bot.store.db import Store
 
 log = logging.getLogger("deploybot.webhooks")
@@ -170,7 +169,7 @@ class WebhookIngest:
         if raw is None:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
         try:
-            body = json.loads(raw)
+            body = parse_json(raw)
         except ValueError:
             return self._reject(400, "bad_json", "body is not JSON")
         except RecursionError:

@@ -250,8 +250,9 @@ class WebhookIngest:
             batch, self._batch = self._batch, []
             self._last_batch = len(batch)
             try:
-                results = await self.store.transaction(
-                    functools.partial(insert_events, [(p.key, p.header, p.raw) for p in batch])
+                results = await self.store.transaction(  # its callers wait: before bookkeeping
+                    functools.partial(insert_events, [(p.key, p.header, p.raw) for p in batch]),
+                    urgent=True,
                 )
             except Exception as exc:  # every caller of this batch answers 503
                 for p in batch:

@@ -6,7 +6,9 @@ Domain modules (sal, outbox, locks, ...) own their SQL, written once with `?` pl
 `sqltext.for_engine` translates them for PostgreSQL in this one place.
 
 One connection, used from one dedicated thread (so the event loop never blocks on disk and
-no two statements interleave). SQLite runs in WAL mode with synchronous=FULL (every commit
+no two statements interleave), which takes urgent calls first (`transaction(fn,
+urgent=True)`: a webhook's group commit, whose 200 waits for it, goes before the event
+worker's and the outbox's bookkeeping queued earlier; calls of one kind keep their order). SQLite runs in WAL mode with synchronous=FULL (every commit
 is fsynced: NORMAL survives a `kill -9` but not a power cut or an OS failure, which then
 loses what a webhook's 200 acknowledged) and takes the write lock at BEGIN (IMMEDIATE);
 `checkpoint()` truncates the WAL (the app calls it periodically, so it stays small).
@@ -24,8 +26,13 @@ only where none existed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
+import queue
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -148,6 +155,54 @@ def store_from_config(config: Config) -> Store:
     return Store(config.store_url, password=password)
 
 
+_Call = tuple[int, int, Callable[[], Any] | None, "Future[Any] | None"]
+
+
+class _StoreThread:
+    """The one thread that runs the store's calls: urgent ones first, each kind in order.
+    The thread ends after `shutdown`, or once this object is gone (a store never closed)."""
+
+    URGENT, NORMAL, STOP = 0, 1, 2
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue[_Call] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread = threading.Thread(
+            target=_serve, args=(self._queue,), name="store", daemon=True
+        )
+        self._thread.start()
+        weakref.finalize(self, self._queue.put, (self.STOP, -1, None, None))
+
+    def submit(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> Future[T]:
+        done: Future[T] = Future()
+        rank = self.URGENT if urgent else self.NORMAL
+        self._queue.put((rank, next(self._order), functools.partial(fn, *args), done))
+        return done
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop after every call queued so far has run."""
+        self._queue.put((self.STOP, next(self._order), None, None))
+        if wait:
+            self._thread.join()
+
+
+def _serve(calls: queue.PriorityQueue[_Call]) -> None:
+    while _run_one(*calls.get()[2:]):
+        pass
+
+
+def _run_one(call: Callable[[], Any] | None, done: Future[Any] | None) -> bool:
+    """Run one call (its frame, and what the call holds, ends with it); False at the end."""
+    if call is None or done is None:
+        return False
+    if done.set_running_or_notify_cancel():  # else its caller was cancelled before it started
+        try:
+            done.set_result(call())
+        except BaseException as exc:  # handed to the caller, as an executor does
+            done.set_exception(exc)
+    return True
+
+
 class Store:
     """Async facade over one connection to SQLite or PostgreSQL."""
 
@@ -161,7 +216,7 @@ class Store:
             raise StoreError(f"store url {target}: only sqlite:/// and postgresql:// are supported")
         self.url: URL = url
         self.path: Path | None = Path(url.database or "") if url.drivername == "sqlite" else None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: _StoreThread | None = None
         self._engine: Engine | None = None
         self._conn: Connection | None = None
         self._id_tables: frozenset[str] = frozenset()
@@ -190,7 +245,7 @@ class Store:
         )
 
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._executor = _StoreThread()
         try:
             await self._call(self._open_sync)
         except BaseException:
@@ -246,11 +301,10 @@ class Store:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
         if self._executor is None:
             raise StoreClosed("store is not open")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.wrap_future(self._executor.submit(fn, *args, urgent=urgent))
 
     def _c(self) -> Connection:
         if self._conn is None:
@@ -321,11 +375,13 @@ class Store:
 
         await self._call(run)
 
-    async def transaction(self, fn: Callable[[Any], T], *, durable: bool = True) -> T:
+    async def transaction(
+        self, fn: Callable[[Any], T], *, durable: bool = True, urgent: bool = False
+    ) -> T:
         """Run `fn(conn)` inside one transaction (SQLite: IMMEDIATE), in the store thread;
-        `conn` is a `StoreConn`. `durable=False`: committed without waiting for the disk
-        (see the module's docstring)."""
-        return await self._call(self._in_transaction, fn, False, durable)
+        `conn` is a `StoreConn`. `durable=False`: committed without waiting for the disk;
+        `urgent=True`: before the calls queued that are not (see the module's docstring)."""
+        return await self._call(self._in_transaction, fn, False, durable, urgent=urgent)
 
 
 SQLITE_SYNC = "FULL"

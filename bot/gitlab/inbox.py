@@ -28,7 +28,7 @@ import functools
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -420,10 +420,13 @@ class EventWorker:
                         lane.clear()
                         await asyncio.sleep(1.0)  # back off before the store is asked again
                         break
-                    for _ in range(skipped):
-                        done = lane.popleft()
-                        kind = event_kind(done.header, done.body) or "unknown"
-                        self.metrics.events_processed.labels(kind, "superseded").inc()
+                    if skipped:
+                        kinds = Counter(
+                            event_kind(done.header, done.body) or "unknown"
+                            for done in (lane.popleft() for _ in range(skipped))
+                        )
+                        for kind, count in kinds.items():
+                            self.metrics.events_processed.labels(kind, "superseded").inc(count)
                     if len(rows) > skipped:
                         lane.popleft()
                     self._queued -= len(rows)

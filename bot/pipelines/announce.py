@@ -286,7 +286,9 @@ class PipelineAnnouncer:
                  phase.stage, version, ev.url, time.time()),
             )  # fmt: skip
 
-        await self.store.transaction(upsert)
+        # what was said is durable in the outbox already; this record only keeps a repeated
+        # delivery from being said again, so a power cut (never a crash) may cost one repeat
+        await self.store.transaction(upsert, durable=False)
 
     # artifacts
 

@@ -518,8 +518,11 @@ class EventWorker:
         if now - self._last_prune < self.prune_every:
             return
         self._last_prune = now
+        # the newest event is kept: SQLite numbers the rows of an emptied table from 1 again,
+        # below the ids this worker took (`_high`), and would never take the next event
         await self.store.execute(
-            "DELETE FROM events WHERE status != 'pending' AND received_at < ?",
+            "DELETE FROM events WHERE status != 'pending' AND received_at < ?"
+            " AND id < (SELECT max(id) FROM events)",
             (now - self.keep_seconds,),
         )
 

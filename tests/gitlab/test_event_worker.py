@@ -1,0 +1,75 @@
+"""The event worker on a real store: it keeps taking events after old ones are pruned."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.core.metrics import Metrics
+from bot.gitlab.events import PipelineEvent
+from bot.gitlab.inbox import EventWorker, Router, insert_events
+from bot.store.db import Store
+from tests.support.botproc import pipeline_hook
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    async def __call__(self, event: Any) -> None:
+        assert isinstance(event, PipelineEvent)
+        self.ids.append(event.pipeline_id)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    made = Store(tmp_path / "events.sqlite3")
+    await made.open()
+    yield made
+    await made.close()
+
+
+async def stored(store: Store, key: str | None, body: Any) -> int:
+    raw = json.dumps(body).encode()
+    (new,) = await store.transaction(lambda c: insert_events([(key, "Pipeline Hook", raw)], c))
+    assert new
+    row = await store.fetchone("SELECT max(id) FROM events")
+    return int(row[0])
+
+
+async def worker_with(store: Store, seen: Seen, **kwargs: Any) -> tuple[EventWorker, Any]:
+    router = Router()
+    router.register("pipeline", seen)
+    worker = EventWorker(store, router, Metrics(), **kwargs)
+    return worker, asyncio.create_task(worker.run())
+
+
+async def test_events_after_a_prune_that_emptied_the_table_are_still_taken(store: Store) -> None:
+    """A quiet week: every old event is pruned; the next one is still handled (SQLite gives
+    an emptied table's next row the id 1 again, below what the worker had taken)."""
+    seen = Seen()
+    worker, task = await worker_with(store, seen, keep_seconds=60, prune_every=0)
+    try:
+        for n in range(3):
+            await stored(store, f"old-{n}", pipeline_hook(1000 + n, "running"))
+        worker.wake()
+        assert await worker.wait_idle(10)
+        await store.execute("UPDATE events SET received_at = 0")  # a week ago
+        worker.wake()  # looks again: prunes what it finished long ago
+        assert await worker.wait_idle(10)
+        left = await store.fetchall("SELECT id FROM events")
+        assert len(left) <= 1
+        event_id = await stored(store, "after-the-quiet-week", pipeline_hook(2000, "running"))
+        worker.wake()
+        assert await worker.wait_idle(10)
+        assert seen.ids == [1000, 1001, 1002, 2000]
+        row = await store.fetchone("SELECT status FROM events WHERE id = ?", (event_id,))
+        assert row["status"] == "processed"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

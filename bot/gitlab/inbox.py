@@ -11,10 +11,12 @@ process died between the 200 and the processing) are handled first, so nothing i
 Under load, acks come first and queued events are handled in batches: while webhook requests
 are being served (`WebhookIngest.quiet` is clear) the worker waits until the intake is quiet,
 at most `max_lag` seconds after new events were stored; then it takes what is pending at once.
-In a lane holding a backlog (COALESCE_FROM events or more), an event whose news a later queued
-event of the same thing carries as well (the router's `coalesce` rule, e.g. a pipeline's
-stage 2 followed by its stage 3 or its final state) is marked `superseded` instead of
-handled, in the transaction that marks the next handled event: what is said is the newest
+An event whose news a later queued event of the same thing carries as well is marked
+`superseded` instead of handled, in the transaction that marks the next handled event: in
+any lane when the later one says exactly the same (its state equals: a repeated "running"),
+and in a lane holding a backlog (COALESCE_FROM events or more) also when it says more (the
+router's `coalesce` rule, e.g. a pipeline's stage 2 followed by its stage 3 or its final
+state; without a backlog each stage is said): what is said is the newest
 state, never an older one after it, and final states are never skipped for a different one.
 Callbacks that only need to know that events came (`Router.after`, the monitors' wake-up) run
 once per batch.
@@ -355,10 +357,12 @@ class EventWorker:
         return len(rows)
 
     def _supersede(self, lane: _Lane) -> None:
-        """Flag the lane's events whose news a later event in it carries too (`Coalesce`)."""
+        """Flag the lane's events whose news a later event in it carries too (`Coalesce`);
+        without a backlog only those a later one repeats (the same state)."""
         lane.fresh = False
         if len(lane) < 2:
             return
+        backlog = len(lane) >= COALESCE_FROM
         later: dict[tuple[str, Hashable], list[tuple[Any, _Queued]]] = {}  # said later
         for item in reversed(lane):
             if item.superseded:
@@ -373,7 +377,9 @@ class EventWorker:
                 continue
             what, state = item.state
             said = later.setdefault((kind or "", what), [])
-            newer = next((n for s, n in said if rule.covers(s, state)), None)
+            newer = next(
+                (n for s, n in said if (rule.covers(s, state) if backlog else s == state)), None
+            )
             if newer is not None:
                 item.superseded, item.covered_by = True, newer
             else:
@@ -395,7 +401,7 @@ class EventWorker:
         try:
             async with self._slots:
                 while lane:
-                    if lane.fresh and len(lane) >= COALESCE_FROM:
+                    if lane.fresh:
                         self._supersede(lane)
                     skipped = 0
                     while skipped < len(lane) and lane[skipped].superseded:

@@ -243,6 +243,33 @@ async def test_a_backlog_of_pipeline_updates_says_newer_states_only_and_every_fi
                   kind="pipeline", result="superseded") == skipped  # fmt: skip
 
 
+async def test_without_a_backlog_a_repeated_state_is_skipped_and_every_stage_is_said(
+    config: Config,
+) -> None:
+    """A few updates queued together (no backlog): an update that a later one repeats (the
+    same status and stage: GitLab sends "running" again as jobs move) is marked superseded
+    and not handled twice; each new stage is said, in order."""
+    pid = 731400
+    updates = [("running", 1), ("running", 1), ("running", 2), ("running", 2), ("running", 3)]
+    updates += [("success", 3), ("success", 3)]
+    store = store_from_config(config)
+    await store.open()
+    for n, (status, stage) in enumerate(updates):
+        body = json.dumps(pipeline_hook(pid, status, stage)).encode()
+        await store.execute(
+            "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)",
+            (f"few-{n}", "Pipeline Hook", body, time.time()),
+        )
+    await store.close()
+    async with RunningBot(config) as bot:
+        await bot.settle()
+        statuses = [r["status"] for r in await bot.events()]
+    said = [found[1] for line in bot.lines()
+            if (found := re.search(rf"pipeline {pid} on main \(\w+\): (stage \S+ \w+|\w+)", line))]  # fmt: skip
+    assert said == ["stage 1/3 build", "stage 2/3 test", "stage 3/3 publish", "success"], said
+    assert statuses == ["superseded", "processed"] * 2 + ["processed", "superseded", "processed"]
+
+
 async def test_secret_named_but_missing_refuses_everything(
     demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -319,6 +319,7 @@ class App:
         self.webhooks = WebhookIngest(
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
             on_stored=self.events.wake, body_timeout=config.http.body_timeout,
+            handoff=self.events.handoff,
         )  # fmt: skip
         self.events.intake_quiet = self.webhooks.quiet  # acks first, then the handling
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import time
@@ -234,6 +235,9 @@ class _Queued:
         return self.event
 
 
+_UNREAD = object()  # an event whose body the webhook route did not hand over
+
+
 class _Lane(deque[_Queued]):
     """A lane's queue; `fresh` when events were added since it was last looked over."""
 
@@ -281,8 +285,20 @@ class EventWorker:
         self._queued = 0
         self._handled: set[str] = set()  # kinds handled since a lane was last done
         self._tasks = TaskSet()  # one per busy lane
+        # event id -> body parsed by the webhook route (`handoff`), taken by `_take`
+        self._handed: dict[int, Any] = {}
         # replicas: another replica may store events, so look again this often (seconds)
         self.poll_every: float | None = None
+
+    def handoff(self, bodies: list[tuple[int, Any]]) -> None:
+        """Bodies the webhook route parsed, by event id, for the events it just stored: this
+        worker takes them instead of reading and parsing them again. At most `max_queued`
+        are kept (the oldest go: those events are read from the store as any other)."""
+        self._handed.update((event_id, body) for event_id, body in bodies if event_id > self._high)
+        extra = len(self._handed) - self.max_queued
+        if extra > 0:
+            for event_id in list(itertools.islice(self._handed, extra)):
+                del self._handed[event_id]
 
     def wake(self) -> None:
         """Called by the webhook route after it stored an event."""
@@ -334,16 +350,29 @@ class EventWorker:
         if room <= 0:
             return 0
         rows = await self.store.fetchall(
-            "SELECT id, kind, body FROM events WHERE status='pending' AND id > ?"
-            " ORDER BY id LIMIT ?",
+            "SELECT id, kind FROM events WHERE status='pending' AND id > ? ORDER BY id LIMIT ?",
             (self._high, room),
         )
+        handed = {row["id"]: self._handed.pop(row["id"], _UNREAD) for row in rows}
+        if rows:  # a body handed over after its event was taken (read from the store) goes
+            last = rows[-1]["id"]
+            for event_id in [i for i in itertools.islice(self._handed, 64) if i <= last]:
+                del self._handed[event_id]
+        unread = [event_id for event_id, body in handed.items() if body is _UNREAD]
+        for start in range(0, len(unread), INSERT_CHUNK):
+            ids = unread[start : start + INSERT_CHUNK]
+            marks = ",".join("?" * len(ids))
+            for row in await self.store.fetchall(
+                f"SELECT id, body FROM events WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                ids,
+            ):
+                handed[row["id"]] = _parsed(bytes(row["body"]))
         busy = {item.id for lane in self._lanes.values() for item in lane}
         for row in rows:
             self._high = max(self._high, row["id"])
             if row["id"] in busy:  # taken again after a lane gave back (store failure)
                 continue
-            body = _parsed(bytes(row["body"]))
+            body = handed[row["id"]]
             key = _order_key(row["kind"], body)
             item = _Queued(row["id"], row["kind"], body)
             lane = self._lanes.get(key)
@@ -537,25 +566,31 @@ class EventWorker:
         return int(row[0]) if row else 0
 
 
-def insert_events(items: list[tuple[str | None, str, bytes]], conn: StoreConn) -> list[bool]:
-    """Store each (dedupe key, kind header, raw body) unless its dedupe key is known; True
-    where it was new. Runs inside the caller's transaction (the webhook's group commit): one
-    statement per INSERT_CHUNK deliveries, which names the keys it stored (in no set order);
-    of two deliveries with one key in a batch the first is stored."""
+def insert_events(
+    items: list[tuple[str | None, str, bytes]], conn: StoreConn
+) -> list[tuple[bool, int | None]]:
+    """Store each (dedupe key, kind header, raw body) unless its dedupe key is known; for each,
+    whether it was new and, for a new one with a key, its event id. Runs inside the caller's
+    transaction (the webhook's group commit): one statement per INSERT_CHUNK deliveries,
+    which names the rows it stored (in no set order); of two deliveries with one key in a
+    batch the first is stored."""
     now = time.time()
-    out: list[bool] = []
+    out: list[tuple[bool, int | None]] = []
     for start in range(0, len(items), INSERT_CHUNK):
         chunk = items[start : start + INSERT_CHUNK]
         rows = conn.execute(
             "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES "
             + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-            + " ON CONFLICT(dedupe_key) DO NOTHING RETURNING dedupe_key",
+            + " ON CONFLICT(dedupe_key) DO NOTHING RETURNING id, dedupe_key",
             [v for key, header, raw in chunk for v in (key, header, raw, now)],
         ).fetchall()
-        stored = {r[0] for r in rows}
+        stored = {r[1]: int(r[0]) for r in rows if r[1] is not None}
         for key, _, _ in chunk:
-            out.append(key is None or key in stored)
-            stored.discard(key)  # a second delivery with that key in the batch is a duplicate
+            if key is None:
+                out.append((True, None))
+            else:  # a second delivery with that key in the batch is a duplicate
+                event_id = stored.pop(key, None)
+                out.append((event_id is not None, event_id))
     return out
 
 

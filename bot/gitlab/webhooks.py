@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -90,11 +91,14 @@ class _Pending:
     key: str | None
     header: str
     raw: bytes
+    body: Any  # the parsed JSON, handed to the event worker once stored
     waiter: asyncio.Future[bool]
 
 
 class WebhookIngest:
-    """The route handler; `on_stored` is called after each new event is committed."""
+    """The route handler; `on_stored` is called after each new event is committed, and
+    `handoff` (if given) with the (event id, parsed body) of each new event that has a dedupe
+    key, so the event worker need not read and parse it again."""
 
     def __init__(
         self,
@@ -104,12 +108,14 @@ class WebhookIngest:
         max_body_bytes: int,
         on_stored: Callable[[], None],
         body_timeout: float = 30.0,
+        handoff: Callable[[list[tuple[int, Any]]], None] | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.policy = policy
         self.max_body_bytes = max_body_bytes
         self.on_stored = on_stored
+        self.handoff = handoff
         self.body_timeout = body_timeout
         self._batch: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
@@ -184,7 +190,7 @@ class WebhookIngest:
             request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID")
         )
         try:
-            stored = await self._store(key, header or kind, raw)
+            stored = await self._store(key, header or kind, raw, body)
         except Exception as exc:  # not stored: GitLab retries on 5xx
             self._log_failure(kind, exc)
             return web.Response(status=503, text="could not store the event; retry\n")
@@ -217,14 +223,14 @@ class WebhookIngest:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _store(self, key: str | None, header: str, raw: bytes) -> bool:
+    async def _store(self, key: str | None, header: str, raw: bytes, body: Any) -> bool:
         """Insert the event unless its dedupe key is known; True if it was new.
 
         Deliveries arriving together share one transaction (group commit): each caller
         still gets its answer only after the commit that holds its event.
         """
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._batch.append(_Pending(key, header, raw, waiter))
+        self._batch.append(_Pending(key, header, raw, body, waiter))
         if self._filled is not None and len(self._batch) >= self._last_batch:
             self._filled.set()
         if self._writer is None or self._writer.done():
@@ -259,8 +265,11 @@ class WebhookIngest:
                     if not p.waiter.done():
                         p.waiter.set_exception(exc)
                 continue
-            if any(results):
+            if any(new for new, _ in results):
+                if self.handoff is not None:
+                    self.handoff([(event_id, p.body) for p, (_, event_id)
+                                  in zip(batch, results, strict=True) if event_id is not None])  # fmt: skip
                 self.on_stored()  # even if every client of the batch went away
-            for p, new in zip(batch, results, strict=True):
+            for p, (new, _) in zip(batch, results, strict=True):
                 if not p.waiter.done():  # the client may have gone away meanwhile
                     p.waiter.set_result(new)

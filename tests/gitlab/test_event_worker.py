@@ -1,4 +1,5 @@
-"""The event worker on a real store: it keeps taking events after old ones are pruned."""
+"""The event worker on a real store: it takes the bodies the webhook route handed over (or
+reads them back), and keeps taking events after old ones are pruned."""
 
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await made.close()
 
 
-async def stored(store: Store, key: str | None, body: Any) -> int:
+async def stored(store: Store, key: str, body: Any) -> int:
+    """The new event's id, as the route's group commit learns it."""
     raw = json.dumps(body).encode()
-    (new,) = await store.transaction(lambda c: insert_events([(key, "Pipeline Hook", raw)], c))
-    assert new
-    row = await store.fetchone("SELECT max(id) FROM events")
-    return int(row[0])
+    ((new, event_id),) = await store.transaction(
+        lambda c: insert_events([(key, "Pipeline Hook", raw)], c)
+    )
+    assert new and event_id is not None
+    return event_id
 
 
 async def worker_with(store: Store, seen: Seen, **kwargs: Any) -> tuple[EventWorker, Any]:
@@ -70,6 +73,41 @@ async def test_events_after_a_prune_that_emptied_the_table_are_still_taken(store
         assert seen.ids == [1000, 1001, 1002, 2000]
         row = await store.fetchone("SELECT status FROM events WHERE id = ?", (event_id,))
         assert row["status"] == "processed"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_handed_body_is_used_once_and_a_late_one_never_for_another_event(
+    store: Store,
+) -> None:
+    seen = Seen()
+    worker, task = await worker_with(store, seen)
+    try:
+        first = await stored(store, "a", pipeline_hook(3000, "running"))
+        # the route hands over what it parsed: the worker uses it, not the stored bytes
+        worker.handoff([(first, pipeline_hook(3001, "running"))])
+        worker.wake()
+        assert await worker.wait_idle(10)
+        assert seen.ids == [3001]
+        # handed over only after its event was taken (read from the store): dropped, not
+        # kept for whatever event comes next
+        second = await stored(store, "b", pipeline_hook(3002, "running"))
+        worker.wake()
+        assert await worker.wait_idle(10)
+        worker.handoff([(second, pipeline_hook(3999, "running"))])
+        await stored(store, "c", pipeline_hook(3003, "running"))
+        worker.wake()
+        assert await worker.wait_idle(10)
+        assert seen.ids == [3001, 3002, 3003]
+        # the route's insert names the new event's id, none for a duplicate key or no key
+        again, none = (json.dumps(pipeline_hook(n, "running")).encode() for n in (3003, 3004))
+        results = await store.transaction(
+            lambda c: insert_events(
+                [("c", "Pipeline Hook", again), (None, "Pipeline Hook", none)], c
+            )
+        )
+        assert results == [(False, None), (True, None)]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

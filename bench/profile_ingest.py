@@ -20,7 +20,7 @@ from bench.ingest import CONCURRENCY, _bot, _load
 async def _profiled(count: int) -> pstats.Stats:
     profile = cProfile.Profile()
     with tempfile.TemporaryDirectory() as tmp:
-        async with _bot(tmp) as (url, _):
+        async with _bot(tmp) as (url, _, _):
             profile.enable()
             await _load(url, "closed", count, CONCURRENCY)
             profile.disable()

@@ -147,6 +147,8 @@ def order_key(header: str, raw: bytes) -> str:
 
 _AS_ZERO = bytes.maketrans(b"123456789", b"000000000")  # every digit reads as "0"
 _RUN = b"0" * 19  # 19 digits: an integer that may not fit in 64 bits
+_BLANK_OR_MINUS = frozenset(b" \t\r\n-")
+_BEFORE_NUMBER = frozenset(b":[,")
 
 
 def _long_number(raw: bytes) -> bool:
@@ -156,13 +158,12 @@ def _long_number(raw: bytes) -> bool:
     digits = raw.translate(_AS_ZERO)
     at = digits.find(_RUN)
     while at >= 0:
-        before = raw[:at].rstrip(b" \t\r\n-")
-        if not before or before.endswith((b":", b"[", b",")):
+        before = at - 1  # what precedes the run: a number follows `:`, `[` or `,` (or nothing)
+        while before >= 0 and raw[before] in _BLANK_OR_MINUS:
+            before -= 1
+        if before < 0 or raw[before] in _BEFORE_NUMBER:
             return True
-        end = at + len(_RUN)
-        while end < len(digits) and digits[end] == 48:  # the rest of this run
-            end += 1
-        at = digits.find(_RUN, end)
+        at = digits.find(_RUN, at + len(_RUN))  # inside a run, a digit precedes: not a start
     return False
 
 

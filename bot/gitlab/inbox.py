@@ -247,6 +247,7 @@ class _Lane(deque[_Queued]):
 
 MAX_LAG = 0.5  # seconds new events may wait for the webhook intake to go quiet
 COALESCE_FROM = 16  # queued events in a lane from which older states are skipped (a backlog)
+HANDOFF_BYTES = 4 << 20  # JSON of the bodies the webhook route hands over, kept at most
 
 
 class EventWorker:
@@ -286,20 +287,31 @@ class EventWorker:
         self._queued = 0
         self._handled: set[str] = set()  # kinds handled since a lane was last done
         self._tasks = TaskSet()  # one per busy lane
-        # event id -> body parsed by the webhook route (`handoff`), taken by `_take`
-        self._handed: dict[int, Any] = {}
+        # event id -> (body, size) parsed by the webhook route (`handoff`), taken by `_take`
+        self._handed: dict[int, tuple[Any, int]] = {}
+        self._handed_bytes = 0
+        self._running = False
         # replicas: another replica may store events, so look again this often (seconds)
         self.poll_every: float | None = None
 
-    def handoff(self, bodies: list[tuple[int, Any]]) -> None:
-        """Bodies the webhook route parsed, by event id, for the events it just stored: this
-        worker takes them instead of reading and parsing them again. At most `max_queued`
-        are kept (the oldest go: those events are read from the store as any other)."""
-        self._handed.update((event_id, body) for event_id, body in bodies if event_id > self._high)
-        extra = len(self._handed) - self.max_queued
-        if extra > 0:
-            for event_id in list(itertools.islice(self._handed, extra)):
-                del self._handed[event_id]
+    def handoff(self, bodies: list[tuple[int, Any, int]]) -> None:
+        """Bodies the webhook route parsed (event id, body, size of its JSON) for the events it
+        just stored: this worker takes them instead of reading and parsing them again, while
+        it runs (a standby's worker does not). At most HANDOFF_BYTES of JSON are kept, the
+        oldest go first: those events are read from the store as any other."""
+        if not self._running:
+            return
+        for event_id, body, size in bodies:
+            if event_id > self._high:
+                self._handed[event_id] = (body, size)
+                self._handed_bytes += size
+        while self._handed_bytes > HANDOFF_BYTES:
+            self._drop_handed(next(iter(self._handed)))
+
+    def _drop_handed(self, event_id: int) -> Any:
+        body, size = self._handed.pop(event_id, (_UNREAD, 0))
+        self._handed_bytes -= size
+        return body
 
     def wake(self) -> None:
         """Called by the webhook route after it stored an event."""
@@ -322,6 +334,7 @@ class EventWorker:
                 await asyncio.wait_for(quiet.wait(), left)
 
     async def run(self) -> None:
+        self._running = True
         try:
             while True:
                 self._wake.clear()
@@ -336,8 +349,11 @@ class EventWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_every)
         finally:
+            self._running = False
             self._tasks.cancel()
             self._lanes.clear()
+            self._handed.clear()
+            self._handed_bytes = 0
             self._queued = 0
             self._high = 0  # what was not finished is still pending in the store
 
@@ -354,11 +370,11 @@ class EventWorker:
             "SELECT id, kind FROM events WHERE status='pending' AND id > ? ORDER BY id LIMIT ?",
             (self._high, room),
         )
-        handed = {row["id"]: self._handed.pop(row["id"], _UNREAD) for row in rows}
+        handed = {row["id"]: self._drop_handed(row["id"]) for row in rows}
         if rows:  # a body handed over after its event was taken (read from the store) goes
             last = rows[-1]["id"]
             for event_id in [i for i in itertools.islice(self._handed, 64) if i <= last]:
-                del self._handed[event_id]
+                self._drop_handed(event_id)
         unread = [event_id for event_id, body in handed.items() if body is _UNREAD]
         for start in range(0, len(unread), INSERT_CHUNK):
             ids = unread[start : start + INSERT_CHUNK]

@@ -97,8 +97,8 @@ class _Pending:
 
 class WebhookIngest:
     """The route handler; `on_stored` is called after each new event is committed, and
-    `handoff` (if given) with the (event id, parsed body) of each new event that has a dedupe
-    key, so the event worker need not read and parse it again."""
+    `handoff` (if given) with the (event id, parsed body, size) of each new event that has a
+    dedupe key, so the event worker need not read and parse it again."""
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class WebhookIngest:
         max_body_bytes: int,
         on_stored: Callable[[], None],
         body_timeout: float = 30.0,
-        handoff: Callable[[list[tuple[int, Any]]], None] | None = None,
+        handoff: Callable[[list[tuple[int, Any, int]]], None] | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -267,7 +267,7 @@ class WebhookIngest:
                 continue
             if any(new for new, _ in results):
                 if self.handoff is not None:
-                    self.handoff([(event_id, p.body) for p, (_, event_id)
+                    self.handoff([(event_id, p.body, len(p.raw)) for p, (_, event_id)
                                   in zip(batch, results, strict=True) if event_id is not None])  # fmt: skip
                 self.on_stored()  # even if every client of the batch went away
             for p, (new, _) in zip(batch, results, strict=True):

@@ -13,7 +13,7 @@ import pytest
 
 from bot.core.metrics import Metrics
 from bot.gitlab.events import PipelineEvent
-from bot.gitlab.inbox import EventWorker, Router, insert_events
+from bot.gitlab.inbox import HANDOFF_BYTES, EventWorker, Router, insert_events
 from bot.store.db import Store
 from tests.support.botproc import pipeline_hook
 
@@ -86,7 +86,7 @@ async def test_a_handed_body_is_used_once_and_a_late_one_never_for_another_event
     try:
         first = await stored(store, "a", pipeline_hook(3000, "running"))
         # the route hands over what it parsed: the worker uses it, not the stored bytes
-        worker.handoff([(first, pipeline_hook(3001, "running"))])
+        worker.handoff([(first, pipeline_hook(3001, "running"), 100)])
         worker.wake()
         assert await worker.wait_idle(10)
         assert seen.ids == [3001]
@@ -95,7 +95,7 @@ async def test_a_handed_body_is_used_once_and_a_late_one_never_for_another_event
         second = await stored(store, "b", pipeline_hook(3002, "running"))
         worker.wake()
         assert await worker.wait_idle(10)
-        worker.handoff([(second, pipeline_hook(3999, "running"))])
+        worker.handoff([(second, pipeline_hook(3999, "running"), 100)])
         await stored(store, "c", pipeline_hook(3003, "running"))
         worker.wake()
         assert await worker.wait_idle(10)
@@ -108,6 +108,28 @@ async def test_a_handed_body_is_used_once_and_a_late_one_never_for_another_event
             )
         )
         assert results == [(False, None), (True, None)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_handed_bodies_are_bounded_by_size_and_a_standby_keeps_none(store: Store) -> None:
+    seen = Seen()
+    router = Router()
+    router.register("pipeline", seen)
+    worker = EventWorker(store, router, Metrics())  # a standby's: not running
+    first = await stored(store, "s", pipeline_hook(4000, "running"))
+    worker.handoff([(first, pipeline_hook(4900, "running"), 100)])  # not kept
+    task = asyncio.create_task(worker.run())  # the leader now
+    try:
+        assert await worker.wait_idle(10)
+        assert seen.ids == [4000]  # read from the store
+        ids = [await stored(store, f"k{n}", pipeline_hook(4001 + n, "running")) for n in range(3)]
+        half = HANDOFF_BYTES // 2 + 1  # two of these do not fit: the oldest go
+        worker.handoff([(i, pipeline_hook(4901 + n, "running"), half) for n, i in enumerate(ids)])
+        worker.wake()
+        assert await worker.wait_idle(10)
+        assert seen.ids == [4000, 4001, 4002, 4903]  # stored, stored, the one body kept
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

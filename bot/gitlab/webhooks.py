@@ -27,7 +27,8 @@ from aiohttp import web
 
 from bot.config.model import Config, is_loopback, read_secret
 from bot.core.metrics import Metrics
-from bot.gitlab.inbox import event_kind, insert_events, parse_json
+from bot.gitlab.body import parse_json
+from bot.gitlab.inbox import event_kind, insert_events
 from bot.store.db import Store
 
 log = logging.getLogger("deploybot.webhooks")

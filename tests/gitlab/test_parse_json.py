@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.gitlab.inbox import parse_json
+from bot.gitlab.body import parse_json
 
 BIG = st.integers(min_value=-(2**80), max_value=2**80)
 DIGITS = st.text(alphabet="0123456789", min_size=15, max_size=45)  # zero shas, long ids

@@ -89,6 +89,9 @@ async def test_the_new_leader_runs_the_queue(
             await leader_of(bots, within=30)
         leader = await leader_of(bots, within=10)
         standby = next(b for b in bots if b is not leader)
+        # elected is not yet in the channel: a line said before the leader joined is never
+        # seen (IRC keeps no history; the full suite once failed here, 43 s without a reply)
+        await leader.wait_ready(200, 30)
 
         mark = len(bob.lines)
         await alice.privmsg(channel, "!lock builds-api toolsbeta database migration")

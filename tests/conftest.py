@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from bot.config.model import Config, load_config
 from bot.demo.setup import prepare
@@ -31,8 +31,12 @@ pytest_plugins = ["tests.support.pytest_plugin"]
 
 ENGINES = ["sqlite", "postgresql"]
 
-# `make check` runs the property tests with fewer examples (tests.support.examples)
-settings.register_profile("check", max_examples=20)
+# `make check` runs the property tests with fewer examples (tests.support.examples). Neither
+# profile fails a test because generating its inputs was slow: that is the machine's load
+# (a 2-core CI runner, or `make check`'s parallel workers), not the code under test.
+_NOT_TIMING = [HealthCheck.too_slow]
+settings.register_profile("default", suppress_health_check=_NOT_TIMING)
+settings.register_profile("check", max_examples=20, suppress_health_check=_NOT_TIMING)
 
 # The tests make thousands of small commits and fetches: git's automatic maintenance after
 # each (a `git maintenance run --auto` process, sometimes a gc) is not what they test. The

@@ -1,7 +1,10 @@
 """The store: the one place state that matters lives, so a `kill -9` loses nothing.
 
-SQLite (the embedded default, one file) or PostgreSQL (shared by replicas), through
-SQLAlchemy 2 Core with one Alembic migration history for both (`bot/store/migrations/`).
+SQLite (the embedded default, one file) or PostgreSQL (shared by replicas), with one Alembic
+migration history for both (`bot/store/migrations/`). SQLAlchemy 2 Core makes the engines and
+runs the migrations and PostgreSQL's statements; SQLite's statements go straight to the
+sqlite3 connection under it (its Python layer cost ten times what SQLite itself did for the
+small statements of a webhook, and sqlite3 already speaks the `?` the domain modules write).
 Domain modules (sal, outbox, locks, ...) own their SQL, written once with `?` placeholders;
 `sqltext.for_engine` translates them for PostgreSQL in this one place.
 
@@ -29,6 +32,7 @@ import asyncio
 import functools
 import itertools
 import queue
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -108,20 +112,54 @@ class Cursor:
 class StoreConn:
     """The connection a `transaction` function is given: `execute(sql, params)` with `?`."""
 
+    postgres = False
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Cursor:
+        """One statement for each parameter tuple (no rows, no ids)."""
+        raise NotImplementedError
+
+
+class _SqliteConn(StoreConn):
+    """SQLite: statements straight on the sqlite3 connection (SQLAlchemy's layer cost ten
+    times the statement itself on the webhook path; it adds nothing sqlite3 lacks here)."""
+
+    def __init__(self, raw: sqlite3.Connection):
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cur = self.raw.execute(sql, params)
+        rows: list[Row] = []
+        if cur.description is not None:
+            index = {d[0]: i for i, d in enumerate(cur.description)}
+            rows = [Row(r, index) for r in cur.fetchall()]
+        rowcount = cur.rowcount
+        lastrowid = cur.lastrowid if rowcount > 0 and inserted_table(sql) else None
+        return Cursor(rows, rowcount, lastrowid)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Cursor:
+        params = [tuple(p) for p in seq_of_params]
+        if not params:
+            return Cursor([], 0, None)
+        return Cursor([], self.raw.executemany(sql, params).rowcount, None)
+
+
+class _PostgresConn(StoreConn):
+    """PostgreSQL, through SQLAlchemy's connection (psycopg, `?` made `%s`)."""
+
+    postgres = True
+
     def __init__(self, conn: Connection, id_tables: frozenset[str] = frozenset()):
         self.sa = conn
-        self.postgres = conn.dialect.name == "postgresql"
         self.id_tables = id_tables
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        table = inserted_table(sql)
-        if self.postgres:
-            want_id = table in self.id_tables and " returning " not in sql.lower()
-        else:
-            want_id = table is not None
-        if self.postgres and want_id:
+        want_id = inserted_table(sql) in self.id_tables and " returning " not in sql.lower()
+        if want_id:
             sql += " RETURNING id"
-        result = self.sa.exec_driver_sql(for_engine(sql, self.postgres), tuple(params))
+        result = self.sa.exec_driver_sql(for_engine(sql, True), tuple(params))
         rowcount = result.rowcount
         rows: list[Row] = []
         if result.returns_rows:
@@ -129,19 +167,15 @@ class StoreConn:
             rows = [Row(tuple(r), index) for r in result.fetchall()]
         lastrowid: int | None = None
         if want_id:
-            if self.postgres:
-                lastrowid = int(rows[0][0]) if rows else None
-                rowcount, rows = len(rows), []
-            elif result.rowcount:
-                lastrowid = result.lastrowid
+            lastrowid = int(rows[0][0]) if rows else None
+            rowcount, rows = len(rows), []
         return Cursor(rows, rowcount, lastrowid)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Cursor:
-        """One statement for each parameter tuple (no rows, no ids)."""
         params = [tuple(p) for p in seq_of_params]
         if not params:
             return Cursor([], 0, None)
-        result = self.sa.exec_driver_sql(for_engine(sql, self.postgres), params)
+        result = self.sa.exec_driver_sql(for_engine(sql, True), params)
         return Cursor([], result.rowcount, None)
 
 
@@ -219,6 +253,7 @@ class Store:
         self._executor: _StoreThread | None = None
         self._engine: Engine | None = None
         self._conn: Connection | None = None
+        self._raw: sqlite3.Connection | None = None  # SQLite: the connection under _conn
         self._id_tables: frozenset[str] = frozenset()
 
     @property
@@ -288,7 +323,7 @@ class Store:
     async def close(self) -> None:
         """Close the connection (idempotent); later calls raise StoreClosed."""
         if self._conn is not None:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._raw = self._conn, None, None
             engine, self._engine = self._engine, None
 
             def shut() -> None:
@@ -314,28 +349,64 @@ class Store:
     def _in_transaction(
         self, fn: Callable[[StoreConn], T], read: bool = False, durable: bool = True
     ) -> T:
+        if not self.postgres:
+            return self._in_sqlite_transaction(fn, read, durable)
         conn = self._c()
         if conn.in_transaction():  # a failed statement left one open: start clean
             conn.rollback()
-        conn.info["read"] = read  # SQLite: a read needs no write lock (BEGIN, not IMMEDIATE)
-        relaxed = not durable and not read
-        if relaxed and not self.postgres:
-            _sqlite_pragma(conn, "synchronous=NORMAL")  # outside the transaction
         try:
             with conn.begin():
-                if relaxed and self.postgres:
+                if not durable and not read:
                     conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                return fn(StoreConn(conn, self._id_tables))
+                return fn(_PostgresConn(conn, self._id_tables))
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated or conn.invalidated:
                 conn.rollback()  # the next call reconnects
             raise
+
+    def _sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection under SQLAlchemy's (a new one after `_sqlite_reset`)."""
+        if self._raw is None:
+            raw = self._c().connection.dbapi_connection
+            assert isinstance(raw, sqlite3.Connection)
+            self._raw = raw
+        return self._raw
+
+    def _sqlite_reset(self) -> None:
+        """Drop a connection left in a state we cannot undo; the next call opens a new one
+        (which starts durable: `_sqlite_connect` sets every pragma again)."""
+        self._raw = None
+        if self._conn is not None:
+            self._conn.invalidate()
+
+    def _in_sqlite_transaction(self, fn: Callable[[StoreConn], T], read: bool, durable: bool) -> T:
+        raw = self._sqlite()
+        if raw.in_transaction:  # a failed commit left one open: start clean
+            try:
+                raw.rollback()
+            except sqlite3.Error:
+                self._sqlite_reset()
+                raw = self._sqlite()
+        relaxed = not durable and not read
+        if relaxed:
+            raw.execute("PRAGMA synchronous=NORMAL")  # outside the transaction
+        try:
+            # a read needs no write lock (BEGIN); a write takes it at once (IMMEDIATE)
+            raw.execute("BEGIN" if read else "BEGIN IMMEDIATE")
+            try:
+                result = fn(_SqliteConn(raw))
+                raw.commit()
+            except BaseException:
+                if raw.in_transaction:
+                    raw.rollback()
+                raise
+            return result
         finally:
-            if relaxed and not self.postgres and not conn.invalidated:
+            if relaxed:
                 try:
-                    _sqlite_pragma(conn, f"synchronous={SQLITE_SYNC}")
+                    raw.execute(f"PRAGMA synchronous={SQLITE_SYNC}")
                 except Exception:  # never left relaxed: a new connection starts durable
-                    conn.invalidate()
+                    self._sqlite_reset()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement in its own transaction; return the new id of an INSERT into a
@@ -366,12 +437,10 @@ class Store:
             return
 
         def run() -> None:
-            conn = self._c()
-            if conn.in_transaction():
-                conn.rollback()
-            raw = conn.connection.dbapi_connection  # outside any transaction (autocommit)
-            assert raw is not None
-            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            raw = self._sqlite()
+            if raw.in_transaction:
+                raw.rollback()
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # outside a transaction
 
         await self._call(run)
 
@@ -385,12 +454,6 @@ class Store:
 
 
 SQLITE_SYNC = "FULL"
-
-
-def _sqlite_pragma(conn: Connection, pragma: str) -> None:
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    raw.execute(f"PRAGMA {pragma}")
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

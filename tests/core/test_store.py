@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bot.core.errors import StoreError
+from bot.core.health import is_store_failure
 from bot.store.db import Store, StoreConn
 from bot.store.migrations.legacy import LEGACY
 from tests.support.real import deploybot
@@ -55,6 +56,56 @@ async def test_the_api_modules_use_works_the_same_on_both_engines(store_url: str
             await store.transaction(fails)
         assert (await store.fetchone("SELECT count(*) FROM sal"))[0] == 1  # rolled back
     finally:
+        await store.close()
+
+
+async def test_a_failed_statement_or_commit_leaves_the_store_working_and_durable(
+    store_url: str,
+) -> None:
+    store = Store(store_url)
+    await store.open()
+    try:
+        insert = "INSERT INTO events (dedupe_key, kind, body, received_at) VALUES (?, ?, ?, ?)"
+        await store.execute(insert, ("k1", "Push Hook", b"{}", 1.0))
+
+        def clash(conn: StoreConn) -> None:
+            conn.execute("DELETE FROM sal")
+            conn.execute("UPDATE events SET id = NULL")  # NOT NULL: the database refuses it
+
+        with pytest.raises(Exception) as err:
+            await store.transaction(clash, durable=False)
+        assert is_store_failure(err.value)  # the database's own error, as /ready reports it
+        assert (await store.fetchone("SELECT count(*) FROM events"))[0] == 1
+        new = await store.execute(insert, ("k2", "Push Hook", b"{}", 2.0))
+        assert (await store.fetchone("SELECT dedupe_key FROM events WHERE id=?", (new,)))[0] == "k2"
+        if not store.postgres:  # the relaxed commit's pragma is put back, even after a failure
+            assert (await store.fetchone("PRAGMA synchronous"))[0] == 2  # FULL
+        rows = await store.fetchall("SELECT dedupe_key AS k, id FROM events ORDER BY id")
+        assert [(r["k"], r[1]) for r in rows] == [("k1", rows[0][1]), ("k2", new)]
+        assert [r.keys() for r in rows] == [["k", "id"], ["k", "id"]]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_reads_go_on_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """A read begins a plain transaction (no write lock): `!status` answers while the
+    lease or a `store copy` writes (a read that took the lock would wait 5 s, then fail)."""
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert (await store.fetchone("SELECT count(*) FROM sal"))[0] == 0
+        other.execute("ROLLBACK")
+        await store.execute("INSERT INTO sal (ts, actor, action, message) VALUES (?,?,?,?)",
+                            ("2026-12-07T06:00:00Z", "irc:a", "log", "x"))  # fmt: skip
+        other.execute("BEGIN IMMEDIATE")  # the store's write let the lock go at its COMMIT
+        assert other.execute("SELECT count(*) FROM sal").fetchone()[0] == 1
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
         await store.close()
 
 

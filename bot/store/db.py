@@ -398,7 +398,10 @@ class Store:
                 raw.commit()
             except BaseException:
                 if raw.in_transaction:
-                    raw.rollback()
+                    try:
+                        raw.rollback()
+                    except sqlite3.Error:  # the caller hears the first error, not this one
+                        self._sqlite_reset()
                 raise
             return result
         finally:

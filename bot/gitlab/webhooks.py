@@ -121,6 +121,7 @@ class WebhookIngest:
         self._batch: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
         self._traced: dict[str, float] = {}  # kind -> when its last traceback was logged
+        self._received: dict[str, Any] = {}  # kind -> its events_received counter
         # set once no request was served for QUIET_GAP s: the event worker waits for it
         # (bounded), so a burst is acked first and handled right after (bot.gitlab.inbox)
         self.quiet = asyncio.Event()
@@ -168,11 +169,18 @@ class WebhookIngest:
             )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                raw = await self._read_body(request)
-        except TimeoutError:
-            return self._reject(408, "slow_body", f"body not sent within {self.body_timeout:g}s")
+        raw: bytes | None
+        if request.content.is_eof():  # the body came with the headers: no wait, no timer
+            whole = request.content.read_nowait(-1)
+            raw = whole if len(whole) <= self.max_body_bytes else None
+        else:
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    raw = await self._read_body(request)
+            except TimeoutError:
+                return self._reject(
+                    408, "slow_body", f"body not sent within {self.body_timeout:g}s"
+                )
         if raw is None:
             return self._reject(413, "too_large", f"body over {self.max_body_bytes} bytes")
         try:
@@ -198,7 +206,10 @@ class WebhookIngest:
         if not stored:
             self.metrics.events_deduped.inc()
             return web.Response(text="duplicate: already received\n")
-        self.metrics.events_received.labels(kind).inc()
+        received = self._received.get(kind)
+        if received is None:
+            received = self._received[kind] = self.metrics.events_received.labels(kind)
+        received.inc()
         return web.Response(text="stored\n")
 
     def _log_failure(self, kind: str, exc: BaseException) -> None:

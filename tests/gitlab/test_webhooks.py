@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.config.model import Config
 from bot.store.db import store_from_config
@@ -50,17 +51,27 @@ async def test_forged_or_missing_token_gets_401_and_nothing_is_stored(config: Co
     assert len([line for line in bot.lines() if "731205" in line]) == 1
 
 
-async def raw_post(config: Config, body: bytes, chunked: bool) -> int:
-    """POST over a plain socket, like GitLab's client: send everything, read the status, close."""
+async def raw_post(config: Config, body: bytes, chunked: bool, whole: bool = False) -> int:
+    """POST over a plain socket, like GitLab's client: send everything, read the status, close.
+    `whole`: head and (chunked) body in one write, so the request arrives complete."""
     host, port = config.http.host, config.http.port
     reader, writer = await asyncio.open_connection(host, port)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
-    writer.write(
+    head = (
         f"POST /webhooks/gitlab HTTP/1.1\r\nHost: {host}\r\nX-Gitlab-Event: Pipeline Hook\r\n"
         f"X-Gitlab-Token: {SECRET}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
     )
+    if whole:
+        writer.write(
+            head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked else head + body
+        )
+        await writer.drain()
+    else:
+        writer.write(head)
     try:
-        if chunked:
+        if whole:
+            pass
+        elif chunked:
             for start in range(0, len(body), 1 << 20):
                 chunk = body[start : start + (1 << 20)]
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -84,6 +95,24 @@ async def test_ten_megabyte_body_gets_413(config: Config, chunked: bool) -> None
         assert await bot.events() == []
         assert metric(await bot.metrics(), "deploybot_webhook_rejected_total",
                       reason="too_large") == 1  # fmt: skip
+
+
+async def test_a_chunked_body_that_arrives_whole_is_held_to_the_limit(
+    demo_config_path: Path, secret_env: str
+) -> None:
+    """A delivery whose body came with its head is read without waiting; the size limit
+    still holds for a chunked one (no Content-Length to refuse it by)."""
+    body = json.dumps(fixture("pipeline_created.json")).encode()
+    http = yaml.safe_load(demo_config_path.read_text())["http"]
+    gitlab = {"url": "http://127.0.0.1:9", "webhook_secret_env": secret_env}
+    for limit, status in ((len(body) - 1, 413), (len(body), 200)):
+        config = config_with(demo_config_path, gitlab=gitlab,
+                             http={**http, "max_body_bytes": limit})  # fmt: skip
+        async with RunningBot(config) as bot:
+            assert await raw_post(config, body, chunked=True, whole=True) == status
+            assert [bytes(e["body"]) for e in await bot.events()] == (
+                [body] if status == 200 else []
+            )
 
 
 async def test_garbage_gets_400(config: Config) -> None:

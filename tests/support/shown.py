@@ -15,10 +15,20 @@ def shown(version: str) -> str:
     return f"{m.group(1)} ({m.group(2)[:8]})" if m else version
 
 
+_WORKING = re.compile(r"^\w+: working on it…$")
+
+
 def said(out: list[str]) -> list[str]:
     """What a console user reads: every line, replies and rooms' announcements alike, without
-    the `[#room] ` an announcement starts with (a deploy's result is said once, in its room)."""
-    return [line.split("] ", 1)[1] if line.startswith("[#") else line for line in out]
+    the `[#room] ` an announcement starts with (a deploy's result is said once, in its room),
+    and without the "<command>: working on it…" a loaded machine adds to a slow command (it
+    can even follow the result: the dispatcher looks at the command's task, not at what its
+    room was told)."""
+    return [
+        line.split("] ", 1)[1] if line.startswith("[#") else line
+        for line in out
+        if not _WORKING.match(line)
+    ]
 
 
 def shown_all(text: str) -> str:

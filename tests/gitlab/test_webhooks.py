@@ -61,23 +61,17 @@ async def raw_post(config: Config, body: bytes, chunked: bool, whole: bool = Fal
         f"POST /webhooks/gitlab HTTP/1.1\r\nHost: {host}\r\nX-Gitlab-Event: Pipeline Hook\r\n"
         f"X-Gitlab-Token: {SECRET}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
     )
-    if whole:
-        writer.write(
-            head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked else head + body
-        )
-        await writer.drain()
-    else:
-        writer.write(head)
     try:
-        if whole:
-            pass
+        if whole:  # one write: the request arrives complete
+            writer.write(head + (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked else body))
         elif chunked:
+            writer.write(head)
             for start in range(0, len(body), 1 << 20):
                 chunk = body[start : start + (1 << 20)]
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             writer.write(b"0\r\n\r\n")
         else:
-            writer.write(body)
+            writer.write(head + body)
         await writer.drain()
     except ConnectionError:
         pass  # the server may answer and close before the whole body went out

@@ -1,14 +1,18 @@
 """From a chat Message to a reply: parse, find the command, check the role, run the handler.
 
 `submit` runs each line in its own task (bounded), ordered only where it matters
-(`commands.lanes`), so a deploy never makes another user's `!whoami` wait. Every command answers within `bot.reply_timeout` seconds: with its result, or with
-"working on it" followed later by the result. Errors a user caused are one line; anything
-unexpected is logged with its traceback and reported as one line without details.
+(`commands.lanes`), so a deploy never makes another user's `!whoami` wait. Every command
+answers within `bot.reply_timeout` seconds: with its result, or with "working on it" followed
+later by the result — unless its user was already told something by then (a reply, or its
+own news in the room they read: `bot.delivery.outbox.speaker`). Errors a user caused are one
+line; anything unexpected is logged with its traceback and reported as one line without
+details.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +23,7 @@ from bot.core.errors import Refused, UserError
 from bot.core.health import is_store_failure, store_reason
 from bot.core.tasks import TaskSet
 from bot.core.text import chat_safe, one_line
+from bot.delivery.outbox import Speaker, speaker
 from bot.services import Services
 from bot.store.queue import QueueEntry
 from bot.store.sal import SalEntry, actor_name, current_action
@@ -119,9 +124,16 @@ class Dispatcher:
         keys = lane_keys(msg, spec.role, inv.flags)
         typed = " ".join([f"{cfg.bot.prefix}{spec.name}", *inv.args])
         self._remember(msg, f"{one_line(typed, 80)} (still running)")
-        task = asyncio.ensure_future(self._in_lane(keys, ctx, inv))
+        voice = Speaker(msg.adapter, msg.room)
+        context = contextvars.copy_context()
+        context.run(speaker.set, voice)  # what its task (and the tasks it starts) say counts
+        task = asyncio.get_running_loop().create_task(
+            self._in_lane(keys, ctx, inv), context=context
+        )
         done, _ = await asyncio.wait({task}, timeout=cfg.bot.reply_timeout)
-        if not done and not ctx.replied and queued is None:  # one that spoke is visibly at work
+        # one that spoke (a reply, or news its user sees) is visibly at work: "working on
+        # it…" would only follow that news, as the later reply overtakes the queued news
+        if not done and not ctx.replied and not voice.told and queued is None:
             await ctx.reply(f"{spec.name}: working on it…")
         text, result = await task
         self.services.metrics.commands.labels(spec.name, result).inc()

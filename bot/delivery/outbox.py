@@ -25,6 +25,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line, thing_of
@@ -35,6 +37,22 @@ from bot.store.db import Row, Store, StoreClosed, StoreConn
 from bot.store.leader import Leadership
 
 log = logging.getLogger("deploybot.outbox")
+
+
+@dataclass
+class Speaker:
+    """Whose command a task runs for: the adapter and room where its user reads the answer.
+    `told` turns True once a line that user sees is queued (a reply, or an announcement in
+    that room or on a one-stream connection), so the dispatcher does not say "working on
+    it…" after news of the command's own progress."""
+
+    adapter: str
+    room: str
+    told: bool = False
+
+
+# set by the dispatcher in each command's task (and so in the tasks it starts)
+speaker: ContextVar[Speaker | None] = ContextVar("speaker", default=None)
 
 
 class Outbox:
@@ -89,6 +107,7 @@ class Outbox:
         Every line is shaped here, once (`chat_line`: at most one IRC message).
         """
         now = time.time()
+        self._note_told(adapter, room)
         text = chat_line(text, room, self.prefix)
         short = chat_line(short, room, self.prefix) if short else short
 
@@ -126,6 +145,16 @@ class Outbox:
             self._fresh[new_id] = self.clock() if queued is None else queued
         self._idle.clear()
         self._wake.set()
+
+    def _note_told(self, adapter: str | None, room: str) -> None:
+        """Mark the command this task runs for (`speaker`) as having told its user something,
+        if a line for (`adapter`, `room`) shows where that user reads."""
+        who = speaker.get()
+        if who is None or who.told:
+            return
+        target = self.pick_adapter(adapter, room)
+        if target is not None and target.name == who.adapter:
+            who.told = room == who.room or target.one_stream
 
     async def _send_unpersisted(
         self, room: str, text: str, adapter: str | None, exc: BaseException

@@ -99,9 +99,12 @@ class DeployBed:
         lines: list[str],
         user: str = "alice",
         inspect: Callable[[App], Awaitable[None]] | None = None,
+        stdout: io.StringIO | None = None,
     ) -> Session:
+        """Type `lines` on the console as `user`; the session once every line was answered.
+        `stdout`: the console's output while it runs (a test reading lines as they come)."""
         stdin = io.StringIO("".join(line + "\n" for line in lines))
-        stdout = io.StringIO()
+        stdout = stdout if stdout is not None else io.StringIO()
         app = App(self.config, console=ConsoleAdapter(stdin, stdout, user=user))
         await app.start()
         try:

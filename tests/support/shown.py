@@ -21,9 +21,8 @@ _WORKING = re.compile(r"^\w+: working on it…$")
 def said(out: list[str]) -> list[str]:
     """What a console user reads: every line, replies and rooms' announcements alike, without
     the `[#room] ` an announcement starts with (a deploy's result is said once, in its room),
-    and without the "<command>: working on it…" a loaded machine adds to a slow command (it
-    can even follow the result: the dispatcher looks at the command's task, not at what its
-    room was told)."""
+    and without the "<command>: working on it…" a loaded machine adds to a command that is
+    slow before its first news."""
     return [
         line.split("] ", 1)[1] if line.startswith("[#") else line
         for line in out

@@ -51,7 +51,11 @@ async def test_kill_9_mid_apply_the_step_dies_and_its_orphan_blocks_applies(
         assert first.stdin is not None
         first.stdin.write(b"!apply builds-api toolsbeta\n")
         await first.stdin.drain()
-        await until(lambda: started.exists() and len(started.read_text().split()) == 2, "apply")
+        await until(
+            lambda: started.exists() and len(started.read_text().split()) == 2,
+            "apply",
+            show=first_out,
+        )
         step, grandchild = (int(x) for x in started.read_text().split())
         first.kill()
         await first.wait()
@@ -63,12 +67,16 @@ async def test_kill_9_mid_apply_the_step_dies_and_its_orphan_blocks_applies(
         assert second.stdin is not None
         second.stdin.write(b"!apply builds-api toolsbeta\n")
         await second.stdin.drain()
-        await until(lambda: "apply: refused" in second_out.read_text(), "the refusal")
+        await until(
+            lambda: "apply: refused" in second_out.read_text(), "the refusal", show=second_out
+        )
         text = second_out.read_text()
         assert f"process group {step} from before the bot restarted still runs" in text
         assert "nothing was re-applied" not in text
         os.kill(grandchild, signal.SIGKILL)
-        await until(lambda: "has exited" in second_out.read_text(), "the all-clear")
+        await until(
+            lambda: "has exited" in second_out.read_text(), "the all-clear", show=second_out
+        )
         line = next(ln for ln in second_out.read_text().splitlines() if "has exited" in ln)
         assert line == (
             f"[#toolforge-deploy] deploy #1's leftover process group {step} has exited;"

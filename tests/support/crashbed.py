@@ -29,10 +29,17 @@ async def start_bot(
         )  # fmt: skip
 
 
-async def until(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
+async def until(
+    check: Callable[[], bool], what: str, within: float = 60.0, *, show: Path | None = None
+) -> None:
+    """Poll `check` until it holds; on a timeout, the failure quotes the end of `show` (a
+    bot's output and log), so a rare failure can be read from the run that had it."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if check():
             return
         await asyncio.sleep(0.05)  # another process's files
-    raise AssertionError(f"timed out waiting for {what}")
+    tail = ""
+    if show is not None and show.exists():
+        tail = "; the end of its output:\n" + "\n".join(show.read_text().splitlines()[-30:])
+    raise AssertionError(f"timed out waiting for {what}{tail}")

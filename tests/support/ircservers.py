@@ -291,15 +291,24 @@ class RawIrcClient:
     async def wait_for(
         self, predicate: Callable[[Line], bool], within: float = 10.0, since: int = 0
     ) -> Line:
-        """First received line (from index `since`) matching predicate; TimeoutError after `within` s."""
-        async with asyncio.timeout(within):
-            async with self._changed:
-                while True:
-                    for line in self.lines[since:]:
-                        if predicate(line):
-                            return line
-                    since = len(self.lines)
-                    await self._changed.wait()
+        """First received line (from index `since`) matching predicate; TimeoutError after
+        `within` s, naming the last lines this client received (what came instead)."""
+        try:
+            async with asyncio.timeout(within):
+                async with self._changed:
+                    while True:
+                        for line in self.lines[since:]:
+                            if predicate(line):
+                                return line
+                        since = len(self.lines)
+                        await self._changed.wait()
+        except TimeoutError:
+            last = "\n".join(
+                f"{ln.nick} {ln.command} {' '.join(ln.params)}" for ln in self.lines[-12:]
+            )
+            raise TimeoutError(
+                f"no matching line within {within:g}s; the last ones:\n{last}"
+            ) from None
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from bot.config.model import Config, load_config
 from bot.demo.setup import prepare
+from bot.store.db import Store
 from tests.support.postgres import PgServer, running_postgres
 from tests.support.real import reaches_real
 from tests.support.session import free_port
@@ -117,6 +118,15 @@ def store_url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> st
     name = f"t{next(_databases)}"
     server.create_database(name)
     return server.url_for(name)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store in a SQLite file in tmp (tests of one part that keeps its state there)."""
+    made = Store(tmp_path / "store.sqlite3")
+    await made.open()
+    yield made
+    await made.close()
 
 
 @pytest.fixture(scope="session")

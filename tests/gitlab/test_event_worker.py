@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.core.metrics import Metrics
 from bot.gitlab.events import PipelineEvent
@@ -25,14 +21,6 @@ class Seen:
     async def __call__(self, event: Any) -> None:
         assert isinstance(event, PipelineEvent)
         self.ids.append(event.pipeline_id)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    made = Store(tmp_path / "events.sqlite3")
-    await made.open()
-    yield made
-    await made.close()
 
 
 async def stored(store: Store, key: str, body: Any) -> int:

@@ -2,11 +2,12 @@
 
 The child runs in its own process group (`start_new_session=True`), so a timeout or a
 cancelled deploy kills the whole group (helmfile's helm children included), and it dies
-with the bot (`PR_SET_PDEATHSIG`); the group id is written to `pgid_path` while it runs, so
-a restarted bot can find what survived (bot.deploy.orphans). stdout and
-stderr are streamed, interleaved, into the deploy's log file as they come, so the log URL
-shows progress while the command runs and everything up to a crash. Also here: filling
-`{placeholders}` into configured argv, and reading `helmfile diff --detailed-exitcode`.
+with the bot (`PR_SET_PDEATHSIG`); the group id is in `pgid_path` while it runs (written by
+the child itself, before the command starts), so a restarted bot can find what survived
+(bot.deploy.orphans). stdout and stderr are streamed, interleaved, into the deploy's log
+file as they come, so the log URL shows progress while the command runs and everything up
+to a crash. Also here: filling `{placeholders}` into configured argv, and reading
+`helmfile diff --detailed-exitcode`.
 """
 
 from __future__ import annotations
@@ -108,15 +109,25 @@ def changed_resources(output: str) -> list[str]:
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent: int | None = None) -> None:
+def die_with_parent(parent: int | None = None, group_file: bytes | None = None) -> None:
     """preexec: the child gets SIGKILL when the bot dies, even by `kill -9` (Linux). A bot
     that died before the prctl took effect sends no signal: with `parent` (the bot's pid,
-    taken before the fork) the child then exits at once instead of running unwatched."""
+    taken before the fork) the child then exits at once instead of running unwatched.
+    `group_file`: the child writes its process group id there itself, before the command
+    runs, so a bot killed at any moment after the spawn leaves the group findable (the bot's
+    own write would come only once its event loop got to it)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if parent is not None and os.getppid() != parent:
         os._exit(1)
+    if group_file is not None:  # after setsid (start_new_session): the group id is our pid
+        with contextlib.suppress(OSError):
+            fd = os.open(group_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, b"%d\n" % os.getpgid(0))
+            finally:
+                os.close(fd)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -153,14 +164,16 @@ async def run(
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - a prctl
+                # its group id on disk before it runs: found again after a crash
+                # (bot.deploy.orphans), however soon after the spawn the bot dies
+                preexec_fn=functools.partial(  # noqa: PLW1509 - a prctl and one small write
+                    die_with_parent, os.getpid(), os.fsencode(pgid_path) if pgid_path else None
+                ),
             )
         except OSError as exc:
             message = f"cannot run {argv[0]}: {exc.strerror or exc}"
             log.write(message + "\n")
             return RunResult(tuple(argv), 127, 0.0, (message,), message)
-        if pgid_path is not None:  # found again after a crash (bot.deploy.orphans)
-            pgid_path.write_text(f"{proc.pid}\n")
 
         async def pump() -> None:
             assert proc.stdout is not None

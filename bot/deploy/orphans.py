@@ -1,7 +1,8 @@
 """Deploy processes that outlived a bot that was killed, found again and waited for.
 
-Each deploy command runs in its own process group; the runner writes the group id to
-`<deploys dir>/<id>.pgid` while it runs, and the direct child dies with the bot
+Each deploy command runs in its own process group; its group id is in
+`<deploys dir>/<id>.pgid` while it runs (the child writes it before the command starts, so
+a bot killed right after the spawn still leaves it), and the direct child dies with the bot
 (`PR_SET_PDEATHSIG`). Its own children (helm under helmfile) may not: after a restart, a
 group that still has members is an orphan of that deploy. While it runs, a new apply of
 the same component+environment is refused (two syncs of one release must never overlap);

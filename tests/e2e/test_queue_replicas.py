@@ -106,7 +106,10 @@ async def test_the_new_leader_runs_the_queue(
         mark = len(bob.lines)
         await alice.privmsg(channel, "!unlock builds-api toolsbeta")
         await said(
-            bob, nick, r"^deploy #1 done: builds-api 0\.0\.\d+ \([0-9a-f]{8}\) to toolsbeta", mark
+            bob,
+            nick,  # its own line, or the last part of a packed one
+            r"(?:^| \| )deploy #1 done: builds-api 0\.0\.\d+ \([0-9a-f]{8}\) to toolsbeta",
+            mark,
         )
         assert await standby.metric("deploybot_leader") == 1.0
     finally:

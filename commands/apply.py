@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
-from bot.core.versions import RefError
+from bot.core.versions import RefError, parse_version
 from bot.deploy import review
 from bot.deploy.model import Action, DeployOutcome, DeployRequest
 from bot.model.ancestry import Direction
 from bot.model.planner import plan_env
+from commands.deploy import authorize_pin, bump_reply
 from commands.parse import Invocation
 from commands.queue import maybe_queue
 from commands.spec import Context, command
@@ -99,11 +100,14 @@ async def _nothing_to_apply(ctx: Context, component: str, env: str) -> str | Non
     return plan_env(facts, prefix=ctx.prefix).line()
 
 
-async def _back_only(ctx: Context, req: DeployRequest, target: str) -> None:
+async def _back_only(ctx: Context, req: DeployRequest, target: str) -> Direction:
     """`!rollback … to <ref>` goes back only (from what runs, else the pin); forward is
-    `!deploy`'s, through every gate. Refused (and recorded) before anything is pinned."""
+    `!deploy`'s, through every gate. Refused (and recorded) before anything is pinned. The
+    direction; SAME only when the pin is ahead of what runs and goes back to it."""
     move = await ctx.model.direction(req.component, req.env, target)
     c, env = req.component, req.env
+    if move == Direction.SAME and await ctx.model.pinned(c, env) not in (None, target):
+        return move  # a pin moved past what runs (promoted, not applied): put it back
     if move == Direction.SAME:
         why = f"{env} already runs {target}; nothing to roll back"
     elif move == Direction.FORWARD:
@@ -112,9 +116,22 @@ async def _back_only(ctx: Context, req: DeployRequest, target: str) -> None:
             f" forward goes through requires and review: !deploy {c} {target} to {env}"
         )
     else:
-        return
+        return move
     refused = await ctx.deployer.report.refuse(req, f"{why}; nothing changed")
     raise UserError(refused.line)
+
+
+async def _previous(ctx: Context, component: str, env: str) -> str:
+    """`previous`: the newest earlier pin older than what env runs (`Model.previous`)."""
+    target = await ctx.model.previous(component, env)
+    if target is None:
+        raise RefError(
+            f"no previous version of {component} older than what {env} runs is known; name"
+            f" one: {ctx.prefix}rollback {component} {env} to <ref>"
+        )
+    if parse_version(target) is None:
+        raise RefError(f"previous version {target!r} is not a valid version")
+    return target
 
 
 @command(
@@ -143,14 +160,20 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
         req.ref = args[3] if len(args) == 4 else None
         return reply(ctx, component, await deployer.apply(req))
     bumper = ctx.bumper
+    ref = args[3] if len(args) == 4 else "previous"
     try:
-        target = (
-            await bumper.resolve(component, args[3] if len(args) == 4 else "previous", [env])
-        ).raw
+        if ref.lower() == "previous":
+            target = await _previous(ctx, component, env)
+        else:
+            target = (await bumper.resolve(component, ref, [env])).raw
     except RefError as exc:
         raise UserError(f"{exc}; nothing changed") from None
     req.version = target
-    await _back_only(ctx, req, target)
+    if await _back_only(ctx, req, target) == Direction.SAME:  # the pin only: nothing to apply
+        await authorize_pin(ctx, component, [env])  # and no one else's lock
+        outcome = await bumper.bump(component, target, [env], actor=ctx.actor,
+                                    tasks=inv.tasks, action="rollback")  # fmt: skip
+        return await bump_reply(ctx, outcome, inv.tasks)
     refusal = await deployer.precheck(req, target)
     if refusal is not None:
         raise UserError(refusal.line)

@@ -44,7 +44,7 @@ def _target(ctx: Context, words: Sequence[str], *, pin: bool = False) -> list[st
     raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
 
 
-async def _authorize(ctx: Context, component: str, envs: Sequence[str]) -> None:
+async def authorize_pin(ctx: Context, component: str, envs: Sequence[str]) -> None:
     """The role in every env, and no lock held by someone else (its owner may go through
     their own lock); a lock refusal is logged like every refusal of a mutating command."""
     for env in envs:
@@ -75,7 +75,7 @@ def _already(plan: BumpPlan) -> str:
     return f" ({', '.join(envs)} already at it)" if envs else ""
 
 
-async def _reply(
+async def bump_reply(
     ctx: Context, outcome: BumpOutcome, tasks: Sequence[str] = (), applying: Sequence[str] = ()
 ) -> str:
     """The bump's reply; with `applying` (auto_apply environments about to deploy it) it
@@ -151,7 +151,7 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     envs = _target(ctx, inv.args[2:], pin=True)
     if len(inv.args) > 2 and (queued := await maybe_queue(ctx, inv, component, envs[0])):
         return queued
-    await _authorize(ctx, component, envs)
+    await authorize_pin(ctx, component, envs)
     if "force" in inv.flags:
         ctx.require(Role.admin, component, envs[0])
     bumper = ctx.bumper
@@ -235,7 +235,7 @@ async def promote(ctx: Context, inv: Invocation) -> str:
         raise UserError(f"{target} requires no other environment; use !deploy")
     if (queued := await maybe_queue(ctx, inv, component, target)) is not None:
         return queued
-    await _authorize(ctx, component, [target])
+    await authorize_pin(ctx, component, [target])
     bumper = ctx.bumper
     values = await _runs_in(ctx, component, source)
     if len(values) != 1:
@@ -270,12 +270,12 @@ async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) 
     state twice, in order)."""
     deployer, published = ctx.deployer, outcome.published
     if published is None or published.action == "unchanged":
-        return await _reply(ctx, outcome, tasks)
+        return await bump_reply(ctx, outcome, tasks)
     plan = outcome.plan
     here = ctx.sees_announcements(plan.component)
     if here:  # said before the deploy's lines, so it names the apply, not the state before it
         applying = deployer.auto_apply_envs(plan.changed_envs)
-        for line in (await _reply(ctx, outcome, tasks, applying)).splitlines():
+        for line in (await bump_reply(ctx, outcome, tasks, applying)).splitlines():
             await ctx.reply(line)
     results = await deployer.auto_apply(plan.component, plan.changed_envs, ctx.actor, list(tasks))
     lines = [
@@ -283,7 +283,7 @@ async def _auto_apply(ctx: Context, outcome: BumpOutcome, tasks: Sequence[str]) 
         for r in results
         if r.state == "refused" or not here
     ]
-    said = "" if here else await _reply(ctx, outcome, tasks)
+    said = "" if here else await bump_reply(ctx, outcome, tasks)
     return "\n".join(x for x in (said, " · ".join(lines)) if x)
 
 

@@ -236,14 +236,26 @@ class Bumper:
         return [p.value for p in await read_pins(self.config, component, [env], read)]
 
     async def previous(self, component: str, env: str) -> str | None:
-        """The version pinned in env before the current one: the store's bump history
-        first, then the control repo's history of the pin file."""
+        """The version pinned in env before the current one (see `pin_history`)."""
+        earlier = await self.pin_history(component, env, first_only=True)
+        return earlier[0] if earlier else None
+
+    async def pin_history(self, component: str, env: str, *, first_only: bool = False) -> list[str]:
+        """The versions pinned in env before the current one, newest first, each once: the
+        store's bump history first, then the control repo's history of the pin file."""
         current = await self.pinned(component, env)
         if not current:
-            return None
+            return []
+        earlier: list[str] = []
+
+        def add(value: str | None) -> bool:
+            if value and value != current[0] and value not in earlier:
+                earlier.append(value)
+            return first_only and bool(earlier)
+
         for entry in await self.sal.query(component=component, env=env, limit=200):
-            if entry.to_version == current[0] and entry.from_version not in (None, current[0]):
-                return entry.from_version
+            if entry.to_version == current[0] and add(entry.from_version):
+                return earlier
         comp = self.config.components[component]
         pin = comp.pins[0]
         for path in pin_file_candidates(pin.file, component, env):
@@ -253,11 +265,11 @@ class Bumper:
                     value = read_pin(text, pin.key)
                 except PinError:
                     continue
-                if value != current[0] and parse_version(value) is not None:
-                    return value
+                if parse_version(value) is not None and add(value):
+                    return earlier
             if texts:
                 break
-        return None
+        return earlier
 
     async def _mr_versions(self, component: str, iid: int) -> dict[int, str]:
         version = await self.mr_builds(component, iid) if self.mr_builds else None

@@ -138,6 +138,22 @@ class Model:
         """What env has: what runs, else (nothing known to run) its pin."""
         return await self.running(component, env) or await self.pinned(component, env)
 
+    async def previous(self, component: str, env: str) -> str | None:
+        """The version `!rollback` goes back to (`previous`): the newest earlier pin of env
+        that is older than what env runs (else than its pin), or what runs when the pin
+        moved past it and was not applied (the way back is then the pin alone). A pin that
+        never ran there (promoted, then put back) is not offered as a way back. With
+        nothing known to run, the pin before the current one."""
+        if self.bumper is None:
+            return None
+        current = await self.current(component, env)
+        ahead = await self.pinned(component, env) != current
+        for version in await self.bumper.pin_history(component, env):
+            move = await self.history.direction(component, current, version)
+            if move in (Direction.BACK, Direction.UNKNOWN) or (ahead and move == Direction.SAME):
+                return version
+        return None
+
     async def direction(self, component: str, env: str, target: str) -> Direction:
         """Is moving env to `target` forward or back (from what runs, else its pin)?"""
         return await self.history.direction(component, await self.current(component, env), target)

@@ -153,7 +153,7 @@ class Monitors:
         self._stopped = False
         self._checked_once = asyncio.Event()
         self._restarts: dict[tuple[str, str, str, str], tuple[int, float | None]] = {}
-        self._previous: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+        self._previous: dict[tuple[str, str, tuple[str, ...], str | None], str | None] = {}
         self._registry_calls = asyncio.Semaphore(16)
         self._history_reads = asyncio.Semaphore(4)
 
@@ -353,11 +353,13 @@ class Monitors:
         bumper = self.bumper
         if bumper is None:
             return Got(None)
-        key = (cell.component, cell.env, tuple(cell.pinned.value or []))
+        live = cell.live.value if cell.live.ok else None
+        key = (cell.component, cell.env, tuple(cell.pinned.value or []), live)
         if key in self._previous:
             return Got(self._previous[key])
+        model = self.board.model  # the version `!rollback` would go back to
         async with self._history_reads:  # each reads the pin file's git history
-            got = await self._timed(lambda: bumper.previous(cell.component, cell.env))
+            got = await self._timed(lambda: model.previous(cell.component, cell.env))
         if got.ok:
             self._previous[key] = got.value
         return got

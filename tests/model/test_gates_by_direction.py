@@ -101,3 +101,40 @@ async def test_emergency_forward_skips_the_gates_and_the_sal_says_so(
     )
     sal = "\n".join(lines)
     assert "emergency: window, requires and review not checked" in sal
+
+
+def pin(config: Config, env: str, component: str = "builds-api") -> str:
+    """The version main pins for component in env (read from the control repo itself)."""
+    assert config.control_repo is not None and config.control_repo.url
+    control = Path(config.control_repo.url.removeprefix("file://"))
+    text = subprocess.run(
+        ["git", "show", f"main:components/{component}/values/{env}.yaml"],
+        cwd=control, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return text.split("chartVersion:", 1)[1].split()[0]
+
+
+async def test_rollback_of_a_pin_ahead_of_what_runs_puts_the_pin_back(
+    demo_config: Config,
+) -> None:
+    """Was: tools pinned ahead (promoted, not applied), and `!rollback builds-api tools to
+    <what runs>` said "tools already runs it; nothing to roll back", leaving the pin ahead;
+    after the pin was put back, `!rollback` offered the never-applied pin as `previous` and
+    advised a move forward ("not older than what tools runs … !deploy")."""
+    runs = live(demo_config, "tools")["builds-api"]
+    sha = runs.rsplit("-", 1)[1]
+    lines = answers(
+        await console_session(
+            demo_config,
+            ["!deploy builds-api latest", "!promote builds-api",
+             f"!rollback builds-api tools to {sha}", "!rollback builds-api tools"],
+        )
+    )  # fmt: skip
+    put_back = f"-> 0.0.132 ({sha}) in tools"
+    assert any(x.startswith("builds-api 0.0.134 (") and x.endswith(put_back) for x in lines), lines
+    assert lines[-1] == (
+        "rollback: no previous version of builds-api older than what tools runs is known;"
+        " name one: !rollback builds-api tools to <ref>; nothing changed"
+    ), lines
+    assert pin(demo_config, "tools") == runs  # the pin is back on what runs
+    assert live(demo_config, "tools")["builds-api"] == runs  # and nothing was applied

@@ -1,6 +1,6 @@
 """Property test of the planner's rules (issue 21, SPEC §15) over random histories, against
 the demo's *simulated* cluster: live files and a Helm history file that the demo deploy
-command (`bot.demo.deploycmd`) keeps, as `helm` would. The histories, the four invariants and
+command (`bot.demo.deploycmd`) keeps, as `helm` would. The histories, the five invariants and
 the oracle are in tests/support/planworld.py; the same histories run against the Kubernetes
 fake in test_planner_properties_kube.py. This one covers what that cannot: environments with
 no cluster (live state from a file, an emergency rollback where `helm rollback 0` picks the
@@ -18,11 +18,12 @@ from collections import Counter
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from tests.support.planworld import (
     ENVS,
     HISTORIES,
+    PIN_AHEAD,
     C,
     Session,
     Step,
@@ -79,6 +80,7 @@ async def one_history(world: World, steps: list[Step]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )  # fmt: skip
 @given(steps=HISTORIES)
+@example(steps=PIN_AHEAD)
 def test_every_next_is_true_in_every_state(world: World, steps: list[Step]) -> None:
     asyncio.run(one_history(world, steps))
 

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from tests.support.fakes.kube import FakeKube
 from tests.support.planworld import (
     ENVS,
     HISTORIES,
+    PIN_AHEAD,
     C,
     Session,
     Step,
@@ -136,6 +137,7 @@ async def one_history(world: World, steps: list[Step]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )  # fmt: skip
 @given(steps=HISTORIES)
+@example(steps=PIN_AHEAD)
 def test_every_next_is_true_in_every_state_on_the_kubernetes_fake(
     world: World, steps: list[Step]
 ) -> None:

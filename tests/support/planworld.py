@@ -16,7 +16,11 @@ pushed to the control repo by hand. After every step:
 3. `!where X`, the board and the open alerts agree with the history on which environments
    contain X;
 4. no forward move into tools (review) happens without a second person's confirm
-   (emergency rollback excepted), and no forward move skips `requires`.
+   (emergency rollback excepted), and no forward move skips `requires`;
+5. `!rollback` goes back only: what runs there never moves forward, its new pin is never
+   ahead of what ran, and a plain `!rollback` (`previous`) names a way back or says none is
+   known, never a version ahead of what runs ("not older than") or "nothing to roll back"
+   while the pin is ahead.
 
 The oracle is independent of the bot: what runs is read from the cluster side of the world
 (a `Live`: the demo's live files, or the Kubernetes fake's Deployments), ancestry with
@@ -210,6 +214,13 @@ STEPS = st.builds(
     flag=st.booleans(),
 )
 HISTORIES = st.lists(STEPS, min_size=1, max_size=4)
+# a history every run includes (`hypothesis.example`): tools pinned ahead of what it runs and
+# not applied, then `!rollback` twice (the pin alone goes back; then no older one is known)
+PIN_AHEAD = [
+    Step("promote", "bob", "tools", 0, False),
+    Step("rollback", "bob", "tools", 0, False),
+    Step("rollback", "alice", "tools", 0, False),
+]
 
 
 def command(world: World, step: Step) -> str | None:
@@ -333,6 +344,24 @@ async def check_moves(s: Session, user: str, cmd: str, before: dict[str, str | N
             assert s.requester not in (None, user), f"{user} confirmed their own review"
 
 
+def check_rollback(
+    s: Session, step: Step, replies: list[str], before: dict[str, str | None], pinned: str
+) -> None:
+    """Invariant 5: a rollback goes back only, and `previous` is a way back."""
+    if step.kind not in ("rollback", "rollback-to"):
+        return
+    component, env = s.world.component, step.env
+    old, new, pin = before[env], s.live(env), s.world.pin(env)
+    if old and new and new != old:
+        assert is_ancestor(component, new, old), f"rollback moved {env} forward: {old} -> {new}"
+    if old and pin != pinned and pin != old:  # re-pinned: to what ran, or older
+        assert is_ancestor(component, pin, old), f"rollback pinned {pin} in {env}, ahead of {old}"
+    if step.kind == "rollback":
+        said = " ".join(replies)
+        assert "is not older than" not in said and "nothing to roll back" not in said, said
+    s.counts["5 rollbacks go back only"] += 1
+
+
 async def check_agree(s: Session, user: str, probe: str, *, unapplied: bool) -> list[str]:
     """Invariant 3, and the advice all views give (to check with 1 and 2). With `unapplied`,
     the unapplied check runs first (its alerts are among the views)."""
@@ -382,7 +411,7 @@ async def seen_push(s: Session) -> None:
 
 
 async def run_history(s: Session, steps: list[Step], *, unapplied: bool = False) -> None:
-    """Each step, then the four invariants; the app is started and stopped here."""
+    """Each step, then the five invariants; the app is started and stopped here."""
     world = s.world
     await s.app.start()
     try:
@@ -401,8 +430,10 @@ async def run_history(s: Session, steps: list[Step], *, unapplied: bool = False)
                 assert cmd is not None
                 user = "alice" if step.kind in ("emergency", "downgrade") else step.user
                 before = {e: s.live(e) for e in ENVS}
+                pinned = world.pin(step.env)
                 replies = await s.say(user, cmd)
                 await check_moves(s, user, cmd, before)
+                check_rollback(s, step, replies, before, pinned)
             asked_back = step.kind in ("rollback", "rollback-to", "emergency", "downgrade")
             for advice, _ in advised(replies):
                 check_not_back(s, advice, asked_back)

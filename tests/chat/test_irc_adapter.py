@@ -25,6 +25,7 @@ from tests.support.ircservers import (  # noqa: F401  (fixtures)
     own_source,
     unique,
 )
+from tests.support.poll import until
 
 PASSWORD = "s3cret-pw"
 Things = list[IrcAdapter | RawIrcClient]
@@ -51,16 +52,6 @@ class Inbox:
                 await self._changed.wait()
 
 
-async def until(condition: Callable[[], bool], within: float, what: str) -> None:
-    """Poll condition until true; TimeoutError naming `what` after `within` s."""
-    try:
-        async with asyncio.timeout(within):
-            while not condition():  # noqa: ASYNC110  (polling a flag, with a deadline)
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise TimeoutError(f"timed out after {within}s waiting for {what}") from None
-
-
 def in_rooms(adapter: IrcAdapter) -> bool:
     """Connected and in every configured channel (a session can be up with channels out)."""
     return adapter.connected and all(adapter.room_states().values())
@@ -68,7 +59,7 @@ def in_rooms(adapter: IrcAdapter) -> bool:
 
 async def started(adapter: IrcAdapter, inbox: Inbox, within: float = 20.0) -> IrcAdapter:
     await adapter.start(inbox)
-    await until(lambda: in_rooms(adapter), within, "adapter connected")
+    await until(lambda: in_rooms(adapter), "adapter connected", within=within)
     return adapter
 
 
@@ -222,12 +213,12 @@ async def test_reconnects_after_server_is_killed(
         await started(bot, inbox)
 
         await asyncio.to_thread(server.kill)
-        await until(lambda: not bot.connected, 10, "adapter noticing the dead server")
+        await until(lambda: not bot.connected, "adapter noticing the dead server", within=10)
         with pytest.raises(ConnectionError):
             await bot.send(channel, "lost")
 
         await asyncio.to_thread(server.start)
-        await until(lambda: in_rooms(bot), 15, "adapter reconnected and rejoined")
+        await until(lambda: in_rooms(bot), "adapter reconnected and rejoined", within=15)
         user = await joined_client(server, unique("user"), channel, cleanup)
         names = await user.wait_for(lambda ln: ln.command == "353")
         assert bot.nick in [n.lstrip("@+") for n in names.params[-1].split()]
@@ -304,8 +295,8 @@ async def test_unpaced_burst_is_killed_on_default_class(
         killed = f"removing user: {flooder.nick} -> irc.test.local (RecvQ exceeded)"
         await until(
             lambda: services_log.exists() and killed in services_log.read_text(errors="replace"),
-            10,
             "the services log recording the RecvQ kill",
+            within=10,
         )
 
 
@@ -318,7 +309,7 @@ async def test_nick_in_use_then_regained(ngircd: Ngircd, cleanup: Things) -> Non
     assert bot.nick != wanted and bot.nick.startswith(wanted)
 
     await holder.close()
-    await until(lambda: bot.nick == wanted, 10, "adapter regaining its nick")
+    await until(lambda: bot.nick == wanted, "adapter regaining its nick", within=10)
     assert bot.connected
 
 
@@ -368,7 +359,7 @@ async def test_dead_link_is_detected_by_ping_timeout() -> None:
     )
     try:
         await bot.start(Inbox())
-        await until(lambda: len(connections) >= 2, 10, "a second connection attempt")
+        await until(lambda: len(connections) >= 2, "a second connection attempt", within=10)
         assert pongs[0].strip() == b"PONG are-you-there"
         assert not bot.connected
     finally:

@@ -21,7 +21,9 @@ async def _hold_the_apply(bed: DeployBed, out: io.StringIO, new: str) -> None:
     """Once the apply's helmfile runs (its start line was said before it), hold it until
     the command's `reply_timeout` has surely passed (or a "working on it…" showed), then let
     it and the rollout finish."""
-    await until(lambda: any(run["sub"] == "apply" for run in bed.records()), "the apply")
+    await until(
+        lambda: any(run["sub"] == "apply" for run in bed.records()), "the apply", within=60.0
+    )
     with contextlib.suppress(AssertionError):  # the window passed without one: as it should
         await until(lambda: WORKING in out.getvalue(), WORKING, within=REPLY_TIMEOUT + 1.0)
     await bed.on_sync(

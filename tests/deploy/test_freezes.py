@@ -5,7 +5,6 @@ real OCI registry and the recording helmfile (tests/support/deployworld)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from bot.app import App
 from bot.chat.base import Message
 from bot.deploy.freezecal import freezes_in
 from tests.support.deployworld import NS, DeployBed, bed
+from tests.support.poll import until
 from tests.support.shown import said as shown_said
 from tests.support.shown import shown
 
@@ -32,15 +32,6 @@ def rollouts(bed: DeployBed, new: str, count: int) -> asyncio.Task[None]:
                               nth=nth)  # fmt: skip
 
     return asyncio.create_task(go())
-
-
-async def until(check: object, what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if callable(check) and await check():
-            return
-        await asyncio.sleep(0.05)  # the app's store, written by its own loop
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_freeze_refuses_apply_allows_emergency_and_is_lifted_at_its_end(

@@ -13,6 +13,7 @@ import pytest
 from bot.app import App
 from tests.support.deployworld import NS, DeployBed, bed, deploy_latest
 from tests.support.fakes.gitlab import FakeGitLab
+from tests.support.poll import until
 from tests.support.shown import said
 
 __all__ = ["bed"]
@@ -22,15 +23,6 @@ PROJECT = "repos/cloud/toolforge/builds-api"
 
 def replies(out: list[str]) -> list[str]:
     return [line for line in out if not line.startswith("[#") and "working on it" not in line]
-
-
-async def until(check: object, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if callable(check) and check():
-            return
-        await asyncio.sleep(0.05)  # the fake's state, written by the bot's sender loop
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def with_gitlab(bed: DeployBed, gl: FakeGitLab, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -63,7 +55,7 @@ async def test_deploy_and_rollback_become_gitlab_deployments(
 
         async def sent(app: App) -> None:  # the sender runs in the background
             await until(lambda: [h for *_, h in recorded(gl)] == [["running", "success"]],
-                        "the deployment's success")  # fmt: skip
+                        "the deployment's success", within=30.0)  # fmt: skip
 
         bed.script({"helmfile apply": {"ack": True}})
         previous, latest = bed.pins["toolsbeta"], bed.releases[-1]
@@ -86,7 +78,7 @@ async def test_deploy_and_rollback_become_gitlab_deployments(
 
         async def both(app: App) -> None:
             await until(lambda: len(recorded(gl)) == 2 and recorded(gl)[1][3][-1] == "success",
-                        "the rollback's deployment")  # fmt: skip
+                        "the rollback's deployment", within=30.0)  # fmt: skip
             rows = await app.store.fetchall("SELECT kind FROM gitlab_deployments ORDER BY id")
             assert [r["kind"] for r in rows] == ["deploy", "rollback"]
 
@@ -104,7 +96,7 @@ async def test_failed_deploy_ends_failed(bed: DeployBed, monkeypatch: pytest.Mon
 
         async def sent(app: App) -> None:
             await until(lambda: [h for *_, h in recorded(gl)] == [["running", "failed"]],
-                        "the failed deployment")  # fmt: skip
+                        "the failed deployment", within=30.0)  # fmt: skip
 
         s = await bed.run(["!apply builds-api toolsbeta"], inspect=sent)
         assert said(s.out)[-1].startswith("deploy #1 failed:")
@@ -129,7 +121,7 @@ async def test_gitlab_down_delays_the_records_not_the_deploys(
             await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - started)))  # a 5 s outage
             gl.clear_faults()
             await until(lambda: [h for *_, h in recorded(gl)] == [["running", "success"]] * 2,
-                        "every record after the outage")  # fmt: skip
+                        "every record after the outage", within=30.0)  # fmt: skip
 
         s = await bed.run(["!rollback builds-api toolsbeta"], inspect=after_outage)
         await rollout

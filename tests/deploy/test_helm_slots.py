@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,12 @@ from bot.app import App
 from bot.core.git import git
 from bot.deploy.model import DeployRequest
 from tests.support.deployworld import DeployBed, bed
+from tests.support.poll import until
 from tests.support.procs import most_at_once
 
 __all__ = ["bed"]
 
 WAIT_LINE = "waiting for a helm slot on the default kubeconfig: 2 runs in progress"
-
-
-async def until(what: str, check: Any, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)  # polling another process's output file
 
 
 async def pinned(bed: DeployBed, component: str, env: str) -> str:
@@ -77,8 +70,8 @@ async def test_a_third_apply_on_one_cluster_waits_for_a_helm_slot_and_says_so(
         ]
         said = console.stdout.getvalue  # type: ignore[attr-defined]
         # two applies hold both slots (each waits for its ack); the third deploy is queued
-        await until("two applies and a waiting line", lambda: len(applies()) == 2
-                    and WAIT_LINE in said())  # fmt: skip
+        await until(lambda: len(applies()) == 2 and WAIT_LINE in said(),
+                    "two applies and a waiting line", every=0.02)  # fmt: skip
         running = {c["env"]["DEPLOYBOT_DEPLOY_ID"] for c in applies()}
         waiting = [ln for ln in said().splitlines() if WAIT_LINE in ln]
         third = next(i for i in ("1", "2", "3") if i not in running)
@@ -86,7 +79,7 @@ async def test_a_third_apply_on_one_cluster_waits_for_a_helm_slot_and_says_so(
         assert app.services.helm_slots.most == {"~/.kube/config#": 2}
 
         ack(applies()[0])  # the first apply ends: its slot goes to the third
-        await until("the third apply", lambda: len(applies()) == 3)
+        await until(lambda: len(applies()) == 3, "the third apply", every=0.02)
         assert applies()[2]["env"]["DEPLOYBOT_DEPLOY_ID"] == third
         for call in applies()[1:]:
             ack(call)

@@ -7,15 +7,14 @@ turn has something to apply: the same pin again would be "nothing to apply"."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from pathlib import Path
 
 from bot.app import App
 from bot.core.git import git
 from tests.support.deployworld import NS, DeployBed, bed  # noqa: F401  (fixture)
 from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
+from tests.support.poll import until
 
 
 async def said(client: RawIrcClient, bot: str, channel: str, pattern: str, since: int) -> str:
@@ -30,15 +29,6 @@ async def said(client: RawIrcClient, bot: str, channel: str, pattern: str, since
         since,
     )
     return line.param(1)
-
-
-async def until(check: object, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if callable(check) and check():
-            return
-        await asyncio.sleep(0.02)  # another process's file, or the app's adapter state
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Room:
@@ -85,7 +75,9 @@ async def repin(world: DeployBed, version: str, tmp: Path) -> None:
 async def start(room: Room) -> App:
     app = App(room.bed.config)
     await app.start()
-    await until(lambda: all(a.connected for a in app.adapters), "the bot on IRC")
+    await until(
+        lambda: all(a.connected for a in app.adapters), "the bot on IRC", within=30.0, every=0.02
+    )
     for client in (room.alice, room.bob):
         await client.connect()
         await client.join(room.channel)
@@ -106,7 +98,7 @@ async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
     app = await start(room)
     try:
         await room.alice.privmsg(room.channel, "!apply builds-api toolsbeta")
-        await until(lambda: len(room.syncs()) == 1, "alice's sync")
+        await until(lambda: len(room.syncs()) == 1, "alice's sync", within=30.0, every=0.02)
         mark = len(room.bob.lines)
         await room.bob.privmsg(room.channel, "!apply builds-api toolsbeta --queue")
         queued = await said(room.bob, room.nick, room.channel, r"queued #", mark)
@@ -118,7 +110,12 @@ async def test_bobs_queued_apply_runs_when_alices_deploy_ends(
         assert len(room.syncs()) == 1  # bob's waits
         await repin(bed, newest, tmp_path)
         room.go(1, new)
-        await until(lambda: len(room.syncs()) == 2, "bob's sync after alice's deploy")
+        await until(
+            lambda: len(room.syncs()) == 2,
+            "bob's sync after alice's deploy",
+            within=30.0,
+            every=0.02,
+        )
         room.go(2, newest)
         # its own line, or the last part of a packed one (a busy connection packs news)
         await said(room.bob, room.nick, room.channel, r"(?:^| \| )deploy #2 done: ", mark)
@@ -151,7 +148,7 @@ async def test_a_queued_apply_whose_gate_closed_is_refused_to_its_owner_by_name(
     app = await start(room)
     try:
         await room.alice.privmsg(room.channel, "!apply builds-api toolsbeta")
-        await until(lambda: len(room.syncs()) == 1, "alice's sync")
+        await until(lambda: len(room.syncs()) == 1, "alice's sync", within=30.0, every=0.02)
         mark = len(room.bob.lines)
         await room.bob.privmsg(room.channel, "!apply builds-api toolsbeta --queue")
         await said(room.bob, room.nick, room.channel, r"queued #1 behind deploy #1", mark)

@@ -50,7 +50,7 @@ async def test_kill_9_after_push_before_sal_completes_the_entry_on_restart(
         assert first.stdin is not None
         first.stdin.write(f"!deploy builds-api {latest} to toolsbeta T9\n".encode())
         await first.stdin.drain()
-        await until(entered.exists, "the push to reach the remote")
+        await until(entered.exists, "the push to reach the remote", within=60.0)
         first.kill()  # between the push and the SAL write
         await first.wait()
     finally:
@@ -78,7 +78,9 @@ async def test_kill_9_after_push_before_sal_completes_the_entry_on_restart(
     )
     second = await start_bot(config, second_out)
     try:  # the intents are reconciled in the background: ask once they were
-        await until(lambda: cut_off in second_out.read_text(), "the cut-off auto-apply")
+        await until(
+            lambda: cut_off in second_out.read_text(), "the cut-off auto-apply", within=60.0
+        )
         await asyncio.wait_for(second.communicate(b"!sal builds-api 2\n"), timeout=60)
     finally:
         if second.returncode is None:

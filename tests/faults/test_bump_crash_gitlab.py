@@ -118,9 +118,9 @@ async def restart(bed: Bed, ready: str | None, out: Path) -> str:
     bot = await start_bot(bed.config, out)
     try:
         if ready is None:
-            await until(lambda: not bed.intents, "the intent to be dropped")
+            await until(lambda: not bed.intents, "the intent to be dropped", within=60.0)
         else:
-            await until(lambda: ready in out.read_text(), repr(ready))
+            await until(lambda: ready in out.read_text(), repr(ready), within=60.0)
         await asyncio.wait_for(bot.communicate(b"!sal builds-api 5\n"), timeout=60)
     finally:
         if bot.returncode is None:
@@ -203,15 +203,16 @@ async def test_gitlab_down_at_restart_keeps_the_intent_until_it_answers(bed: Bed
     since = len(bed.fake.requests)
     bot = await start_bot(bed.config, out)
     try:
-        await until(lambda: WARNED in out.read_text(), "the warning")
+        await until(lambda: WARNED in out.read_text(), "the warning", within=60.0)
         # a second pass (each one reads the branch 5 times: the client's retries) also failed
         await until(
             lambda: sum(branch_reads in r.path for r in bed.fake.requests[since:]) > 5,
             "a second look at GitLab",
+            within=60.0,
         )
         assert len(bed.intents) == 1  # kept
         bed.fake.clear_faults()  # GitLab is back
-        await until(lambda: TOLD in out.read_text(), "the announcement")
+        await until(lambda: TOLD in out.read_text(), "the announcement", within=60.0)
         await asyncio.wait_for(bot.communicate(b"!sal builds-api 5\n"), timeout=60)
     finally:
         if bot.returncode is None:

@@ -7,9 +7,7 @@ The deploy's `helmfile sync` (the recording fake) blocks until the test lets it 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import pytest
 from bot.app import App
 from tests.support.deployworld import NS, DeployBed, bed  # noqa: F401  (fixture)
 from tests.support.ircservers import Ngircd, RawIrcClient, ngircd_fixture, unique  # noqa: F401
+from tests.support.poll import until
 
 pytestmark = pytest.mark.faults
 
@@ -34,15 +33,6 @@ async def said(client: RawIrcClient, bot: str, channel: str, pattern: str, since
         since,
     )
     return line.param(1)
-
-
-async def until(check: object, what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if callable(check) and check():
-            return
-        await asyncio.sleep(0.02)  # another process's file, or the app's adapter state
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_reads_answer_while_another_users_deploy_is_running(
@@ -69,7 +59,7 @@ async def test_reads_answer_while_another_users_deploy_is_running(
     await app.start()
     syncs: list[dict[str, object]] = []
     try:
-        await until(lambda: all(a.connected for a in app.adapters), "the bot on IRC")
+        await until(lambda: all(a.connected for a in app.adapters), "the bot on IRC", every=0.02)
         for client in (alice, bob):
             await client.connect()
             await client.join(channel)
@@ -79,7 +69,7 @@ async def test_reads_answer_while_another_users_deploy_is_running(
             syncs[:] = [c for c in bed.records() if c["sub"] == "apply"]
             return bool(syncs)
 
-        await until(sync_started, "helmfile sync to start")
+        await until(sync_started, "helmfile sync to start", every=0.02)
         for text, pattern in (("!whoami", r"^you are irc-host:bob"), ("!status", r"builds-api")):
             mark = len(bob.lines)
             await bob.privmsg(channel, text)

@@ -54,13 +54,16 @@ async def test_kill_9_mid_apply_the_step_dies_and_its_orphan_blocks_applies(
         await until(
             lambda: started.exists() and len(started.read_text().split()) == 2,
             "apply",
+            within=60.0,
             show=first_out,
         )
         step, grandchild = (int(x) for x in started.read_text().split())
         first.kill()
         await first.wait()
         # the step itself died with the bot; its grandchild is an orphan that still runs
-        await until(lambda: not os.path.exists(f"/proc/{step}") or _zombie(step), "step death")
+        await until(
+            lambda: not os.path.exists(f"/proc/{step}") or _zombie(step), "step death", within=60.0
+        )
         assert group_alive(step)
 
         second = await start_bot(config, second_out)
@@ -68,14 +71,20 @@ async def test_kill_9_mid_apply_the_step_dies_and_its_orphan_blocks_applies(
         second.stdin.write(b"!apply builds-api toolsbeta\n")
         await second.stdin.drain()
         await until(
-            lambda: "apply: refused" in second_out.read_text(), "the refusal", show=second_out
+            lambda: "apply: refused" in second_out.read_text(),
+            "the refusal",
+            within=60.0,
+            show=second_out,
         )
         text = second_out.read_text()
         assert f"process group {step} from before the bot restarted still runs" in text
         assert "nothing was re-applied" not in text
         os.kill(grandchild, signal.SIGKILL)
         await until(
-            lambda: "has exited" in second_out.read_text(), "the all-clear", show=second_out
+            lambda: "has exited" in second_out.read_text(),
+            "the all-clear",
+            within=60.0,
+            show=second_out,
         )
         line = next(ln for ln in second_out.read_text().splitlines() if "has exited" in ln)
         assert line == (

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from bot.chat.console import ConsoleAdapter
 from bot.config.model import parse_config
 from bot.core.git import git
 from tests.chart.helm import require
+from tests.support.poll import until
 from tests.support.shown import said
 
 EVERY = 1  # monitors.unapplied_every in these tests (seconds)
@@ -62,7 +62,7 @@ async def session(
         assert app.console is not None
         await app.console.finished.wait()
         if wait_for is not None:
-            await until(lambda: _has(app, wait_for), 20 * EVERY + 30, wait_for)
+            await until(lambda: _has(app, wait_for), wait_for, within=20 * EVERY + 30, every=0.1)
         if inspect is not None:
             await inspect(app)
         assert await app.services.outbox.flush(timeout=20)
@@ -74,15 +74,6 @@ async def session(
 
 async def _has(app: App, prefix: str) -> bool:
     return any(t.startswith(prefix) for t in await outbox(app))
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)  # polling the store the running bot writes
-    raise AssertionError(f"not within {within:.0f}s: {what}")
 
 
 async def commit(bare: Path, work: Path, path: str, edit: Callable[[str], str], msg: str) -> str:
@@ -151,7 +142,7 @@ async def test_a_config_only_commit_raises_unapplied_and_apply_resolves_it(
                 page = await resp.text()
             return "ALERT unapplied" in page and "Deployment/builds-api (helmfile template)" in page
 
-        await until(shown, 30, "the board shows the unapplied alert")
+        await until(shown, "the board shows the unapplied alert", within=30, every=0.1)
 
     _, queued = await session(
         data, [], wait_for="ALERT unapplied builds-api toolsbeta", inspect=board_names_it

@@ -1,15 +1,16 @@
 """`deploybot run` as a subprocess that a test can `kill -9`, and polling another process's
-files with a deadline: the bed of the crash tests."""
+files with a deadline (`until`, from tests/support/poll.py): the bed of the crash tests."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.poll import until
 from tests.support.real import deploybot, real
+
+__all__ = ["ROOT", "start_bot", "until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,19 +28,3 @@ async def start_bot(
             cwd=ROOT, env=dict(os.environ) if env is None else env,
             stdin=asyncio.subprocess.PIPE, stdout=fh, stderr=fh, start_new_session=own_group,
         )  # fmt: skip
-
-
-async def until(
-    check: Callable[[], bool], what: str, within: float = 60.0, *, show: Path | None = None
-) -> None:
-    """Poll `check` until it holds; on a timeout, the failure quotes the end of `show` (a
-    bot's output and log), so a rare failure can be read from the run that had it."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)  # another process's files
-    tail = ""
-    if show is not None and show.exists():
-        tail = "; the end of its output:\n" + "\n".join(show.read_text().splitlines()[-30:])
-    raise AssertionError(f"timed out waiting for {what}{tail}")

@@ -84,7 +84,7 @@ async def ack(ctx: Context, inv: Invocation) -> str:
         return f"{text}; the undeployed alert may return"
     reason = _reason(inv.args[3:])
     try:
-        version = await ctx.bumper.resolve(component, inv.args[2], [env])
+        version = await ctx.model.resolve(component, inv.args[2], [env])
     except RefError as exc:
         raise UserError(f"{exc}; nothing changed") from None
     if not version.is_release:

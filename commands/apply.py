@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.config.auth import Role
 from bot.core.errors import Refused, UserError
-from bot.core.versions import RefError, parse_version
+from bot.core.versions import RefError
 from bot.deploy import review
 from bot.deploy.model import Action, DeployOutcome, DeployRequest
 from bot.model.ancestry import Direction
@@ -121,19 +121,6 @@ async def _back_only(ctx: Context, req: DeployRequest, target: str) -> Direction
     raise UserError(refused.line)
 
 
-async def _previous(ctx: Context, component: str, env: str) -> str:
-    """`previous`: the newest earlier pin older than what env runs (`Model.previous`)."""
-    target = await ctx.model.previous(component, env)
-    if target is None:
-        raise RefError(
-            f"no previous version of {component} older than what {env} runs is known; name"
-            f" one: {ctx.prefix}rollback {component} {env} to <ref>"
-        )
-    if parse_version(target) is None:
-        raise RefError(f"previous version {target!r} is not a valid version")
-    return target
-
-
 @command(
     "rollback",
     role=Role.deployer,
@@ -162,12 +149,12 @@ async def rollback(ctx: Context, inv: Invocation) -> str | None:
     bumper = ctx.bumper
     ref = args[3] if len(args) == 4 else "previous"
     try:
-        if ref.lower() == "previous":
-            target = await _previous(ctx, component, env)
-        else:
-            target = (await bumper.resolve(component, ref, [env])).raw
+        target = (await ctx.model.resolve(component, ref, [env])).raw
     except RefError as exc:
-        raise UserError(f"{exc}; nothing changed") from None
+        hint = f"; name one: {ctx.prefix}rollback {component} {env} to <ref>"
+        raise UserError(
+            f"{exc}{hint if ref.lower() == 'previous' else ''}; nothing changed"
+        ) from None
     req.version = target
     if await _back_only(ctx, req, target) == Direction.SAME:  # the pin only: nothing to apply
         await authorize_pin(ctx, component, [env])  # and no one else's lock

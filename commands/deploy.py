@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bot.cluster.kube import ClusterError
 from bot.config.auth import Role, same_person
-from bot.control.bumper import Bumper, BumpOutcome, BumpPlan
+from bot.control.bumper import BumpOutcome, BumpPlan
 from bot.core.errors import UserError
 from bot.core.versions import RefError, Version
 from bot.deploy.model import Action, DeployRequest
@@ -56,9 +56,9 @@ async def authorize_pin(ctx: Context, component: str, envs: Sequence[str]) -> No
             raise UserError(refused.line)
 
 
-async def _resolve(bumper: Bumper, component: str, ref: str, envs: Sequence[str]) -> Version:
+async def _resolve(ctx: Context, component: str, ref: str, envs: Sequence[str]) -> Version:
     try:
-        return await bumper.resolve(component, ref, envs)
+        return await ctx.model.resolve(component, ref, envs)
     except RefError as exc:
         raise UserError(str(exc)) from None
 
@@ -155,7 +155,7 @@ async def deploy(ctx: Context, inv: Invocation) -> str:
     if "force" in inv.flags:
         ctx.require(Role.admin, component, envs[0])
     bumper = ctx.bumper
-    version = await _resolve(bumper, component, inv.args[1], envs)
+    version = await _resolve(ctx, component, inv.args[1], envs)
     if "force" not in inv.flags:
         await _no_downgrade(ctx, component, version.raw, envs)
     held: list[str] = []
@@ -300,7 +300,7 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     component = ctx.component(inv.args[0])
     envs = _target(ctx, inv.args[2:])
     bumper = ctx.bumper
-    version = await _resolve(bumper, component, inv.args[1], envs)
+    version = await _resolve(ctx, component, inv.args[1], envs)
     plan = await bumper.plan(component, version.raw, envs)
     if not plan.files:
         return f"{component} is already at {version.raw} in {', '.join(envs)}; nothing to change"

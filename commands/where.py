@@ -42,14 +42,15 @@ async def _bumped(
 
 
 async def _find(
-    bumper: Bumper, component: str, ref: str, envs: list[str]
+    ctx: Context, component: str, ref: str, envs: list[str]
 ) -> tuple[Version | None, str | None, bool, bool, str | None]:
     """What `ref` names: its build (if any), its commit, whether that commit exists and is
     merged, and the merged commit's link."""
+    bumper = ctx.bumper
     version: Version | None = None
     sha: str | None = None
     try:
-        version = await bumper.resolve(component, ref, envs)
+        version = await ctx.model.resolve(component, ref, envs)
     except RefError as exc:
         if _SHA_RE.fullmatch(ref.lower()) is None or "ambiguous" in str(exc):
             raise UserError(str(exc)) from None
@@ -92,7 +93,7 @@ async def where(ctx: Context, inv: Invocation) -> str:
         raise UserError(str(exc)) from None
     bumper = ctx.bumper
     envs = ctx.config.env_names
-    version, sha, exists, merged, merged_url = await _find(bumper, component, ref, envs)
+    version, sha, exists, merged, merged_url = await _find(ctx, component, ref, envs)
     seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
     built = bool(version and version.is_release) or bool(seen and seen.status == "success")
     bump = await bumper.forge.open_bump(component)

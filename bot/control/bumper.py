@@ -33,7 +33,7 @@ from bot.control.intents import Intent, Intents
 from bot.control.pins import PinError, pin_diff, pin_file_candidates, read_pin, replace_pin
 from bot.control.releases import ComponentSource, ConfiguredSource, SourceError
 from bot.control.repo import ControlRepo
-from bot.core.versions import RefError, Version, check_ref, parse_version, resolve_ref
+from bot.core.versions import Version, check_ref, parse_version, resolve_ref
 from bot.store.db import Store
 from bot.store.sal import Sal, SalEntry, deploy_message
 
@@ -279,13 +279,6 @@ class Bumper:
         """The version a chat ref names for component (RefError/BumpError otherwise)."""
         check_ref(ref)
         low = ref.lower()
-        if low == "previous":
-            found = {env: await self.previous(component, env) for env in envs}
-            values = set(found.values())
-            if len(values) > 1:
-                shown = ", ".join(f"{e}: {v or 'unknown'}" for e, v in found.items())
-                raise RefError(f"previous differs per environment ({shown}); add to <env>")
-            return resolve_ref(ref, [], previous=values.pop() if values else None)
         mr_versions: dict[int, str] = {}
         mr = re.fullmatch(r"mr([0-9]+)", low) or _DEV_MR_RE.fullmatch(ref)
         if mr is not None:

@@ -112,10 +112,20 @@ class DeployReport:
         old, diffs = d.from_version, self.services.diffs
         if self.bumper is None or old is None or old == d.version or d.is_rollback:
             return  # a rollback takes commits away; its line names both versions instead
-        brings = await self.bumper.source.changes(d.req.component, old, d.version)
-        if brings is not None:
-            link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
-            await self.services.announcer.announce(  # its start line named the versions
-                f"deploy #{d.id} {brings.line(link)}", component=d.req.component,
-                key=deploy_key(d.id, "brings"),
-            )  # fmt: skip
+        source, component = self.bumper.source, d.req.component
+        brings = await source.changes(component, old, d.version)
+        if brings is None:
+            return
+        said = brings.line
+        if not brings.commits and await source.is_ancestor(component, d.version, old):
+            # a step back that is not a rollback (a forced downgrade): `old..new` is empty
+            # because the commits go away, not because the code is the same
+            back = await source.changes(component, d.version, old)
+            if back is not None and back.commits:
+                brings, said = back, back.back_line
+        link = await diffs.save(brings.listing() + "\n") if diffs is not None else None
+        await self.services.announcer.announce(  # its start line named the versions
+            f"deploy #{d.id} {said(link)}",
+            component=component,
+            key=deploy_key(d.id, "brings"),
+        )

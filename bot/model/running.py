@@ -19,6 +19,17 @@ async def last_deployed(store: Store, component: str, env: str) -> str | None:
     return str(row["version"]) if row and row["version"] else None
 
 
+async def versions_run(store: Store, component: str, env: str) -> set[str]:
+    """The versions the bot's deploys show ran in env: each deployed successfully there, and
+    each that ran there when a deploy started (its `from_version`)."""
+    rows = await store.fetchall(
+        "SELECT version, from_version, state FROM deploys WHERE component=? AND env=?",
+        (component, env),
+    )
+    done = {str(r["version"]) for r in rows if r["state"] == "done" and r["version"]}
+    return done | {str(r["from_version"]) for r in rows if r["from_version"]}
+
+
 # the deploys that applied a control-repo commit (an emergency rollback applies no commit, a
 # review applies nothing)
 _APPLIED = "state='done' AND action != 'review' AND commit_sha IS NOT NULL"

@@ -16,7 +16,7 @@ refusal never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -25,9 +25,16 @@ from bot.cluster.kube import ClusterError
 from bot.cluster.livestate import target_of
 from bot.control.bumper import Bumper
 from bot.core.errors import UserError
+from bot.core.versions import RefError, Version, resolve_ref
 from bot.core.windows import describe_refusal, in_window, parse_windows
 from bot.model.ancestry import Direction, History
-from bot.model.running import has_live_state, last_applied_commit, last_deployed, running_version
+from bot.model.running import (
+    has_live_state,
+    last_applied_commit,
+    last_deployed,
+    running_version,
+    versions_run,
+)
 from bot.services import Services
 from bot.store.acks import Ack, Acks
 from bot.store.locks import Lock
@@ -139,20 +146,41 @@ class Model:
         return await self.running(component, env) or await self.pinned(component, env)
 
     async def previous(self, component: str, env: str) -> str | None:
-        """The version `!rollback` goes back to (`previous`): the newest earlier pin of env
-        that is older than what env runs (else than its pin), or what runs when the pin
-        moved past it and was not applied (the way back is then the pin alone). A pin that
-        never ran there (promoted, then put back) is not offered as a way back. With
-        nothing known to run, the pin before the current one."""
+        """`previous`: the version live in env before the current one, read from its pins
+        (the store's bump and deploy history first, then the pin file's git history): the
+        newest earlier pin, skipping one newer than what runs that never ran there (no deploy
+        of it there, none started from it: pinned ahead, then put back before any apply).
+        When the pin is ahead of what runs, that is what runs (the way back is the pin
+        alone). In an environment with no live state what runs is the pin: every pin counts."""
         if self.bumper is None:
             return None
         current = await self.current(component, env)
-        ahead = await self.pinned(component, env) != current
+        live_known = has_live_state(self.services, env)
+        ran: set[str] | None = None
         for version in await self.bumper.pin_history(component, env):
-            move = await self.history.direction(component, current, version)
-            if move in (Direction.BACK, Direction.UNKNOWN) or (ahead and move == Direction.SAME):
-                return version
+            if live_known and version != current:
+                move = await self.history.direction(component, current, version)
+                if move == Direction.FORWARD:
+                    if ran is None:
+                        ran = await versions_run(self.services.store, component, env)
+                    if version not in ran:
+                        continue
+            return version
         return None
+
+    async def resolve(self, component: str, ref: str, envs: Sequence[str]) -> Version:
+        """The version a chat ref names (RefError/BumpError otherwise); `previous` is
+        `previous()` in each of `envs`, so every command means by it what `!rollback` does."""
+        if self.bumper is None:
+            raise RefError("no control repository configured, so no ref can be resolved")
+        if ref.lower() != "previous":
+            return await self.bumper.resolve(component, ref, envs)
+        found = {env: await self.previous(component, env) for env in envs}
+        values = set(found.values())
+        if len(values) > 1:
+            shown = ", ".join(f"{e}: {v or 'unknown'}" for e, v in found.items())
+            raise RefError(f"previous differs per environment ({shown}); add to <env>")
+        return resolve_ref(ref, [], previous=values.pop() if values else None)
 
     async def direction(self, component: str, env: str, target: str) -> Direction:
         """Is moving env to `target` forward or back (from what runs, else its pin)?"""

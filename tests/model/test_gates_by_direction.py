@@ -120,21 +120,25 @@ async def test_rollback_of_a_pin_ahead_of_what_runs_puts_the_pin_back(
     """Was: tools pinned ahead (promoted, not applied), and `!rollback builds-api tools to
     <what runs>` said "tools already runs it; nothing to roll back", leaving the pin ahead;
     after the pin was put back, `!rollback` offered the never-applied pin as `previous` and
-    advised a move forward ("not older than what tools runs … !deploy")."""
+    advised a move forward ("not older than what tools runs … !deploy"), and `!diff … previous`
+    named that pin too."""
     runs = live(demo_config, "tools")["builds-api"]
     sha = runs.rsplit("-", 1)[1]
     lines = answers(
         await console_session(
             demo_config,
             ["!deploy builds-api latest", "!promote builds-api",
-             f"!rollback builds-api tools to {sha}", "!rollback builds-api tools"],
+             f"!rollback builds-api tools to {sha}", "!rollback builds-api tools",
+             "!diff builds-api previous tools"],
         )
     )  # fmt: skip
     put_back = f"-> 0.0.132 ({sha}) in tools"
     assert any(x.startswith("builds-api 0.0.134 (") and x.endswith(put_back) for x in lines), lines
-    assert lines[-1] == (
-        "rollback: no previous version of builds-api older than what tools runs is known;"
-        " name one: !rollback builds-api tools to <ref>; nothing changed"
-    ), lines
+    assert lines[-2:] == [
+        "rollback: no previous version known for this component and environment;"
+        " name one: !rollback builds-api tools to <ref>; nothing changed",
+        # every command means by `previous` what `!rollback` does
+        "diff: no previous version known for this component and environment",
+    ], lines
     assert pin(demo_config, "tools") == runs  # the pin is back on what runs
     assert live(demo_config, "tools")["builds-api"] == runs  # and nothing was applied

@@ -52,6 +52,10 @@ class LiveFiles:
     def unapplied(self, world: World, env: str) -> bool | None:
         return None  # the unapplied check is not run over the live files here
 
+    def ran(self, env: str) -> set[str]:
+        path = self.dir / f"{env}.history.yaml"
+        return set((yaml.safe_load(path.read_text()) or {}).get(C) or [])
+
     def reset(self) -> None:
         for env, version in self.start.items():
             (self.dir / f"{env}.yaml").write_text(yaml.safe_dump({C: version}))

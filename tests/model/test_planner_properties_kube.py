@@ -69,6 +69,9 @@ class Clusters:
     def live(self, env: str) -> str | None:
         return self.kubes[env].deployment_version(NS, C)
 
+    def ran(self, env: str) -> set[str]:
+        return {r["chart"]["metadata"]["version"] for r in self.kubes[env].helm_history(NS, C)}
+
     def unapplied(self, world: World, env: str) -> bool:
         """main's values file (with its pin) differs from the deployed revision's values."""
         deployed = [r for r in self.kubes[env].helm_history(NS, C)

@@ -281,3 +281,22 @@ async def test_deploy_without_to_pins_no_environment_it_cannot_apply_now(
     assert pin_on_main(demo_config_path, "tools") == r134
     assert live(config, "toolsbeta")["builds-api"] == r134
     assert live(config, "tools")["builds-api"] == r134, lines
+
+
+async def test_a_forced_downgrade_says_which_commits_it_takes_back(
+    demo_config: Config, demo_config_path: Path
+) -> None:
+    """Was: `!deploy builds-api <0.0.132> to toolsbeta --force` while toolsbeta ran 0.0.133
+    announced "brings no commits (… built from the same code)": the commit went away."""
+    tags = releases(demo_config_path)
+    r132, r133 = tags[-3], tags[-2]
+    lines = await console_session(
+        demo_config,
+        ["!apply builds-api toolsbeta", f"!deploy builds-api {r132} to toolsbeta --force"],
+    )
+    told = [x for x in lines if "deploy #2 brings" in x or "deploy #2 takes back" in x]
+    assert told == [
+        f"[#toolforge-deploy] deploy #2 takes back 1 commit: {r133.rsplit('-', 1)[1]}"
+        " builds-api: change 133 (Demo Dev)"
+    ], lines
+    assert live(demo_config, "toolsbeta")["builds-api"] == r132

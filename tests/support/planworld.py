@@ -17,10 +17,10 @@ pushed to the control repo by hand. After every step:
    contain X;
 4. no forward move into tools (review) happens without a second person's confirm
    (emergency rollback excepted), and no forward move skips `requires`;
-5. `!rollback` goes back only: what runs there never moves forward, its new pin is never
-   ahead of what ran, and a plain `!rollback` (`previous`) names a way back or says none is
-   known, never a version ahead of what runs ("not older than") or "nothing to roll back"
-   while the pin is ahead.
+5. `!rollback` goes back only: what runs there never moves forward and its new pin is never
+   ahead of what ran; a plain `!rollback` (`previous`: what ran before) never says "nothing
+   to roll back" (with the pin ahead of what runs, the way back is the pin), and a version
+   it refuses as "not older than what runs" did run there (never one only pinned).
 
 The oracle is independent of the bot: what runs is read from the cluster side of the world
 (a `Live`: the demo's live files, or the Kubernetes fake's Deployments), ancestry with
@@ -60,6 +60,7 @@ C = "builds-api"
 GATES = {"review": "review", "requires": "requires", "lock": "locked", "window": "window"}
 NEXT_RE = re.compile(r"next: (!\S+(?: [^\s;·()]+)*)(?: \(([^)]*(?:\([^)]*\)[^)]*)*)\))?")
 REVIEW_RE = re.compile(r"(?:\[#\S+\] )?review #\d+: ")
+NOT_OLDER_RE = re.compile(r"refused: (\S+) \(([0-9a-f]{8})\) is not older than")
 
 
 class Live(Protocol):
@@ -69,6 +70,10 @@ class Live(Protocol):
 
     def unapplied(self, world: World, env: str) -> bool | None:
         """Would applying main change what is deployed in env (None: not known here)?"""
+        ...
+
+    def ran(self, env: str) -> set[str]:
+        """Every version that ran in env (its Helm history)."""
         ...
 
 
@@ -358,7 +363,12 @@ def check_rollback(
         assert is_ancestor(component, pin, old), f"rollback pinned {pin} in {env}, ahead of {old}"
     if step.kind == "rollback":
         said = " ".join(replies)
-        assert "is not older than" not in said and "nothing to roll back" not in said, said
+        assert "nothing to roll back" not in said, said
+        for short, sha in NOT_OLDER_RE.findall(said):
+            assert any(v.startswith(f"{short}-") and v.endswith(sha) for v in s.cluster.ran(env)), (
+                f"previous in {env} is {short} ({sha}), which never ran there: {said}"
+            )
+            s.counts["5 previous ran there"] += 1
     s.counts["5 rollbacks go back only"] += 1
 
 

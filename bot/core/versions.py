@@ -26,6 +26,7 @@ _SEMVER_RE = re.compile(
     r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
+_SHORT_RE = re.compile(r"0\.0\.(0|[1-9][0-9]{0,8})")  # a release as chat shows it: `0.0.134`
 _SHA_RE = re.compile(r"[0-9a-f]{4,40}")
 _MR_RE = re.compile(r"mr([1-9][0-9]{0,8})")
 _HEX40_RE = re.compile(r"[0-9a-f]{40}")
@@ -113,7 +114,7 @@ def _shown(ref: str) -> str:
 
 
 _EXPECTED = (
-    "expected a version (0.0.N-YYYYMMDDHHMMSS-sha8 or semver v1.2.3), a commit sha (4-40 hex), "
+    "expected a version (0.0.N, 0.0.N-YYYYMMDDHHMMSS-sha8 or semver v1.2.3), a commit sha (4-40 hex), "
     "'latest', 'previous' or 'mr<IID>'"
 )
 
@@ -139,6 +140,7 @@ def check_ref(ref: str) -> None:
         low in ("latest", "previous")
         or _SHA_RE.fullmatch(low)
         or _MR_RE.fullmatch(low)
+        or _SHORT_RE.fullmatch(low)
         or parse_version(ref) is not None
     ):
         return
@@ -249,7 +251,25 @@ def resolve_ref(
             return full
         raise RefError(f"unknown dev build {full.raw}; use mr{full.mr} for the MR's current build")
 
+    short = _SHORT_RE.fullmatch(low)
+    if short is not None:
+        return _resolve_short(int(short.group(1)), releases, newest)
     return _resolve_sha(low, tags)
+
+
+def _resolve_short(n: int, releases: Sequence[Version], newest: str | None) -> Version:
+    """`0.0.N`, as every reply shows a release: the build of that N (several builds of one
+    commit, a re-run pipeline: the newest; builds of different commits: ambiguous)."""
+    builds = [v for v in releases if v.timestamp is not None and v.n == n]
+    if not builds:
+        hint = f"newest is {newest}" if newest else "no release versions tagged yet"
+        raise RefError(f"no release 0.0.{n}; {hint}")
+    if len({v.sha8 for v in builds}) > 1:
+        raise RefError(
+            f"ambiguous 0.0.{n}: {len(builds)} builds of different commits: "
+            f"{_candidates(builds)}; give the full version or the commit sha"
+        )
+    return max(builds, key=lambda v: v.sort_key)
 
 
 # a full CI release version standing alone in a line (not part of a longer word, a file name,

@@ -312,3 +312,22 @@ def test_newer_than_is_numeric() -> None:
 def test_newer_than_rejects_non_version() -> None:
     with pytest.raises(RefError):
         newer_than(_tags(), "latest")
+
+
+def test_a_release_as_chat_shows_it_resolves() -> None:
+    """Every reply shows a release as `0.0.131 (322f874b)`: `0.0.131` typed back names it
+    (was: "unknown ref '0.0.131'")."""
+    assert resolve_ref("0.0.131", _tags()).raw == V131
+    rerun = "0.0.131-20240222230000-322f874b"  # a re-run pipeline: the same commit again
+    assert resolve_ref("0.0.131", [*_tags(), Tag(rerun, C131)]).raw == rerun
+    other = "0.0.131-20240222230000-deadbeef"  # the same N built from another commit
+    with pytest.raises(RefError) as err:
+        resolve_ref("0.0.131", [*_tags(), Tag(other, "deadbeef" + "5" * 32)])
+    assert str(err.value) == (
+        f"ambiguous 0.0.131: 2 builds of different commits: {other}, {V131};"
+        " give the full version or the commit sha"
+    )
+    with pytest.raises(RefError, match=f"^no release 0.0.140; newest is {V132}$"):
+        resolve_ref("0.0.140", _tags())
+    with pytest.raises(RefError, match="unknown ref"):
+        resolve_ref("0.0.01", _tags())  # no leading zeros, as CI never writes them

@@ -49,7 +49,7 @@ from bot.core.logbudget import LogBudget
 from bot.core.metrics import Metrics
 from bot.core.redact import RedactingFilter, Redactor
 from bot.core.supervisor import Supervisor
-from bot.core.tasks import TaskSet
+from bot.core.tasks import TaskSet, within
 from bot.delivery.announcer import Announcer
 from bot.delivery.outbox import Outbox
 from bot.deploy import aftercrash
@@ -501,7 +501,7 @@ class App:
 
         async def leave() -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.deployer.stop(), timeout=2.0)
+                await within(self.deployer.stop(), timeout=2.0)
             logging.shutdown()
             os._exit(LOST_LEADERSHIP)
 

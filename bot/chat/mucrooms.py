@@ -18,6 +18,8 @@ from datetime import datetime
 import slixmpp
 from slixmpp import JID
 
+from bot.core.tasks import within
+
 log = logging.getLogger("bot.chat.xmpp")
 
 SELF_PRESENCE = 110
@@ -143,7 +145,7 @@ class RoomKeeper:
         self._answer, self._asked = loop.create_future(), nick
         try:
             stanza.send()
-            return await asyncio.wait_for(self._answer, timeout=self._timeout)
+            return await within(self._answer, timeout=self._timeout)
         except TimeoutError:
             return f"no answer in {self._timeout:.0f}s"
         finally:

@@ -24,7 +24,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bot.chat.base import Message, OnMessage
 from bot.chat.mucrooms import REGAIN_EVERY, RoomKeeper
-from bot.core.tasks import TaskSet
+from bot.core.tasks import TaskSet, within
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class XmppAdapter:
                     with contextlib.suppress(Exception):
                         client.plugin["xep_0045"].leave_muc(JID(room), keeper.nick)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(wait=1.0), timeout=self._timeout)
+                await within(client.disconnect(wait=1.0), timeout=self._timeout)
         if supervisor is not None:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -294,9 +294,9 @@ class XmppAdapter:
         client.add_event_handler("disconnected", on_disconnected)
 
         attempt = client.connect(self._host, self._port) if self._host else client.connect()
-        if await asyncio.wait_for(attempt, timeout=self._timeout) is not None:
+        if await within(attempt, timeout=self._timeout) is not None:
             raise ConnectionError(f"cannot reach {self._host or self._jid.domain}")
-        await asyncio.wait_for(started, timeout=self._timeout)
+        await within(started, timeout=self._timeout)
         if self._tls and not _encrypted(client):
             raise ConnectionError("server did not negotiate TLS (set tls: false to allow)")
         client.send_presence()

@@ -44,6 +44,7 @@ from bot.cluster.workloads import (
     pod_state,
     problems_of,
 )
+from bot.core.tasks import within
 
 if TYPE_CHECKING:  # kubernetes.aio (with the sync client's kubeconfig loader: ~14 MB) is
     # imported on first use, so a bot with no cluster configured (the demo) never loads it
@@ -217,7 +218,7 @@ class KubeCluster:
             if attempt:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
             try:
-                result = await asyncio.wait_for(
+                result = await within(
                     fn(*args, _request_timeout=self._timeout, **kw), self._timeout + 1
                 )
             except ApiException as e:

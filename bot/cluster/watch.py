@@ -24,6 +24,7 @@ import aiohttp
 
 from bot.cluster.rollout import Judgement, Releases, judge
 from bot.cluster.workloads import pod_state
+from bot.core.tasks import within
 
 log = logging.getLogger("deploybot.kube")
 
@@ -156,7 +157,7 @@ async def watch_rollout(
         # Python 3.11 a cancellation racing a finishing `wait_for` can be lost.
         while (remaining := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                await within(changed.wait(), remaining)
             changed.clear()
             if not all(f.synced for f in followers.values()):
                 continue

@@ -22,7 +22,7 @@ from bot.control.changes import Change, Changes, parse_git_log
 from bot.control.gitlabport import GitLabPort
 from bot.core.errors import GitLabError, UserError
 from bot.core.git import GitError, git
-from bot.core.tasks import shared
+from bot.core.tasks import shared, within
 from bot.core.versions import Tag, parse_version
 
 _FULL_SHA_RE = re.compile(r"[0-9a-f]{40}")
@@ -350,7 +350,7 @@ async def is_ancestor_in(repo: Path, old: str, new: str) -> bool | None:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        code = await asyncio.wait_for(proc.wait(), 60)
+        code = await within(proc.wait(), 60)
     except TimeoutError:
         proc.kill()
         await proc.wait()

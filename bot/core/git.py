@@ -6,6 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
+from bot.core.tasks import within
+
 
 class GitError(Exception):
     """A git command failed; the message is one line."""
@@ -38,7 +40,7 @@ async def git_bytes(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await within(proc.communicate(stdin), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()

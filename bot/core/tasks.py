@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+async def within(aw: Awaitable[T], timeout: float | None) -> T:
+    """`asyncio.wait_for(aw, timeout)` without its Python 3.11 flaw: a cancellation that
+    arrives as `aw` finishes is lost there (the task runs on, and a shutdown that cancelled it
+    waits for it forever: seen as a hung stop of the event worker under load);
+    `asyncio.timeout` delivers it. TimeoutError after `timeout` s (None: no limit)."""
+    async with asyncio.timeout(timeout):
+        return await aw
+
+
 async def wait_until(event: asyncio.Event, timeout: float) -> bool:
     """Until `event` is set; False on timeout."""
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        await within(event.wait(), timeout)
     except TimeoutError:
         return False
     return True

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from aiohttp import web
 
+from bot.core.tasks import within
 from bot.delivery.announcer import Announced
 
 HEARTBEAT = 15.0
@@ -108,7 +109,7 @@ class Feed:
                 await resp.write(event.frame())
             while not self.closed:
                 try:
-                    item = await asyncio.wait_for(queue.get(), HEARTBEAT)
+                    item = await within(queue.get(), HEARTBEAT)
                 except TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue

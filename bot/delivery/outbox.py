@@ -32,6 +32,7 @@ from bot.chat.base import ChatAdapter
 from bot.chat.flood import Pending, TokenBucket, plan_line, thing_of
 from bot.config.model import FloodConfig
 from bot.core.health import StoreHealth, is_store_failure
+from bot.core.tasks import within
 from bot.core.text import chat_line, line_budget
 from bot.store.db import Row, Store, StoreClosed, StoreConn
 from bot.store.leader import Leadership
@@ -385,7 +386,7 @@ class Outbox:
             if wait > 0:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    await within(self._wake.wait(), timeout=wait)
                 except TimeoutError:
                     pass
 
@@ -395,7 +396,7 @@ class Outbox:
             return True
         self._wake.set()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout=timeout)
+            await within(self._idle.wait(), timeout=timeout)
             return True
         except TimeoutError:
             return False

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from bot.core.tasks import within
 from bot.deploy.freezecal import FreezeCalendar
 from bot.services import Services
 from bot.store.freezes import ALL, Freeze, FreezeTable, shown
@@ -119,7 +120,7 @@ class FreezeBook:
                 log.exception("freeze announcements failed; trying again")
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.tick)
+                await within(self._wake.wait(), self.tick)
             except TimeoutError:
                 pass
 

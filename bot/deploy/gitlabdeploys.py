@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from bot.core.errors import GitLabError
+from bot.core.tasks import within
 from bot.deploy.model import Action, Deploy
 from bot.services import Services
 from bot.store.sal import utcnow
@@ -95,7 +96,7 @@ class GitLabDeployments:
             sent = await self.send_pending()
             wait = self.tick if sent else max(self.tick, self._backoff)
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await within(self._wake.wait(), wait)
             except TimeoutError:
                 pass
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from bot.core.tasks import within
 from bot.deploy.deployer import Deployer
 from bot.services import Services
 from bot.store.queue import QueueEntry, QueueTable
@@ -93,7 +94,7 @@ class DeployQueue:
                 log.exception("the deploy queue failed a round; trying again")
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.tick)
+                await within(self._wake.wait(), self.tick)
             except TimeoutError:
                 pass
 

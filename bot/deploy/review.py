@@ -22,6 +22,7 @@ from bot.config.auth import same_person
 from bot.config.model import Config
 from bot.control import upgrades
 from bot.core.errors import UserError
+from bot.core.tasks import within
 from bot.core.text import duration_seconds, format_duration
 from bot.deploy.deployer import Deployer
 from bot.deploy.model import Action, Deploy, DeployFailed, DeployOutcome, DeployRequest
@@ -212,12 +213,12 @@ async def pending_reviews(
     return out
 
 
-async def check_current(dep: Deployer, review: PendingReview, within: float) -> PendingReview:
+async def check_current(dep: Deployer, review: PendingReview, wait: float) -> PendingReview:
     """The review, marked stale when what an apply would deploy now is not the reviewed
     commit (a confirm is then refused: the pin moved since the review). Unknown within
-    `within` seconds: left as it is (the confirm says so if it comes to that)."""
+    `wait` seconds: left as it is (the confirm says so if it comes to that)."""
     try:
-        commit, source = await asyncio.wait_for(dep.source_of(review.component, review.env), within)
+        commit, source = await within(dep.source_of(review.component, review.env), wait)
     except (UserError, TimeoutError):
         return review
     if review.commit is None or commit == review.commit:

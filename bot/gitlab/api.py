@@ -24,6 +24,7 @@ import gitlab.exceptions as glexc
 import requests
 
 from bot.core.errors import GitLabError
+from bot.core.tasks import within
 
 T = TypeVar("T")
 DOWN_HOLD = 30.0  # seconds GitLab, once it failed all retries of a call, gets one try per call
@@ -133,7 +134,7 @@ class GitLabAPI:
         while True:
             status: int | None = None
             try:
-                result = await asyncio.wait_for(asyncio.to_thread(fn), self._call_timeout)
+                result = await within(asyncio.to_thread(fn), self._call_timeout)
                 self._down_until = 0.0
                 return result
             except _RateLimited as err:

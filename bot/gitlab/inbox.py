@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from bot.core.metrics import Metrics
-from bot.core.tasks import TaskSet, wait_until
+from bot.core.tasks import TaskSet, wait_until, within
 from bot.gitlab.body import parse_json
 from bot.gitlab.events import Event, parse_event
 from bot.gitlab.fields import MalformedEvent
@@ -293,7 +293,7 @@ class EventWorker:
         left = since + self.max_lag - time.monotonic()
         if left > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(quiet.wait(), left)
+                await within(quiet.wait(), left)
 
     async def run(self) -> None:
         self._running = True
@@ -309,7 +309,7 @@ class EventWorker:
                     self._idle.set()
                 # replicas: another replica may have stored events; look again after a while
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_every)
+                    await within(self._wake.wait(), self.poll_every)
         finally:
             self._running = False
             self._tasks.cancel()

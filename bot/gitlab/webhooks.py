@@ -27,6 +27,7 @@ from aiohttp import web
 
 from bot.config.model import Config, is_loopback, read_secret
 from bot.core.metrics import Metrics
+from bot.core.tasks import within
 from bot.gitlab.body import parse_json
 from bot.gitlab.inbox import event_kind, insert_events
 from bot.store.db import Store
@@ -258,7 +259,7 @@ class WebhookIngest:
         self._filled = asyncio.Event()
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._filled.wait(), LINGER)
+                await within(self._filled.wait(), LINGER)
         finally:
             self._filled = None
 

@@ -24,6 +24,7 @@ from bot.cluster.kube import PodProblem
 from bot.cluster.livestate import LiveSeen, target_of
 from bot.cluster.registry import RegistryError, oci_tag
 from bot.control.bumper import Bumper
+from bot.core.tasks import within
 from bot.core.versions import Version, newer_than, parse_version, release_versions
 from bot.deploy.records import RolledBack, deliberate_rollback
 from bot.gitlab.inbox import Router
@@ -177,7 +178,7 @@ class Monitors:
             except Exception:
                 log.exception("monitor check failed; next one in %ss", self.interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await within(self._wake.wait(), self.interval)
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Run no more checks; let a running one finish (at most `timeout` s), so shutdown
@@ -197,7 +198,7 @@ class Monitors:
         if not self.services.config.monitors.enabled:
             return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._checked_once.wait(), timeout)
+            await within(self._checked_once.wait(), timeout)
         return self._checked_once.is_set()
 
     # --- one check -------------------------------------------------------------------------
@@ -343,7 +344,7 @@ class Monitors:
     async def _timed(self, fetch: Callable[[], Awaitable[T]]) -> Got[T]:
         try:
             timeout = self.services.config.monitors.source_timeout
-            return Got(await asyncio.wait_for(fetch(), timeout))
+            return Got(await within(fetch(), timeout))
         except TimeoutError:
             return Got(error="timed out")
         except Exception as exc:  # one line; the caller only needs to know it is unknown

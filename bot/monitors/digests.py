@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bot.cluster.registry import Registry, RegistryError, oci_tag
 from bot.cluster.workloads import PodState
+from bot.core.tasks import within
 from bot.services import Services
 from bot.status.board import Cell, ComponentStatus
 from bot.store.alerts import IMAGE_MISMATCH as MISMATCH
@@ -118,6 +119,6 @@ async def digest_findings(
 
 async def _digest(registry: Registry, image: str, tag: str) -> tuple[bool, str | None]:
     try:
-        return True, await asyncio.wait_for(registry.manifest_digest(image, tag), 10)
+        return True, await within(registry.manifest_digest(image, tag), 10)
     except (RegistryError, TimeoutError):
         return False, None

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from bot.core.git import GitError
+from bot.core.tasks import within
 from bot.gitlab.inbox import Router
 from bot.model.manifests import RenderError, resources_text
 from bot.model.planner import Advice
@@ -96,7 +97,7 @@ class UnappliedMonitor:
         if not self.services.config.monitors.enabled or self.runner is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), min(self.every, STARTUP_DELAY))
+            await within(self._wake.wait(), min(self.every, STARTUP_DELAY))
         while not self._stopped:
             self._wake.clear()
             try:
@@ -104,7 +105,7 @@ class UnappliedMonitor:
             except Exception:
                 log.exception("unapplied check failed; next one in %ss", self.every)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.every)
+                await within(self._wake.wait(), self.every)
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         self._stopped = True

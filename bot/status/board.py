@@ -36,6 +36,7 @@ from bot.control.releases import SourceError
 from bot.control.snapshot import PinSnapshot
 from bot.core.errors import UserError
 from bot.core.git import GitError
+from bot.core.tasks import within
 from bot.core.text import one_line
 from bot.core.versions import RefError, Tag, Version, release_versions
 from bot.deploy.records import active_deploys
@@ -223,7 +224,7 @@ class StatusBoard:
         if due is not None:  # this source started late: it gets what is left of the answer's
             limit = max(0.0, min(limit, due - asyncio.get_running_loop().time()))
         try:
-            value = await asyncio.wait_for(fetch(), limit)
+            value = await within(fetch(), limit)
         except TimeoutError:
             return Got(error=f"no answer within {self.timeout:g}s")
         except _TOLD as exc:

@@ -27,6 +27,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from bot.core.tasks import within
 from bot.store.db import Store
 
 log = logging.getLogger("deploybot.leader")
@@ -143,7 +144,7 @@ class Elector:
 
     async def _attempt(self) -> Grant | None:
         try:
-            return await asyncio.wait_for(
+            return await within(
                 self.backend.acquire_or_renew(self.identity, self.leadership.lease_seconds),
                 timeout=self.interval,
             )
@@ -169,11 +170,11 @@ class Elector:
             self._leading = False
             self.leadership.fence()
             try:
-                await asyncio.wait_for(self.backend.release(self.identity), timeout=2.0)
+                await within(self.backend.release(self.identity), timeout=2.0)
             except Exception:  # it expires by itself
                 log.info("leader lease not released; it expires by itself")
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.backend.close(), timeout=2.0)
+            await within(self.backend.close(), timeout=2.0)
 
 
 def _one_line(exc: BaseException) -> str:

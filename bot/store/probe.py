@@ -11,6 +11,7 @@ import asyncio
 import time
 
 from bot.core.health import StoreHealth, store_reason
+from bot.core.tasks import within
 from bot.store.db import Store
 
 # PostgreSQL: a server in recovery (a hot standby) answers but cannot write
@@ -35,7 +36,7 @@ class StoreProbe:
         if self._running is None or self._running.done():
             self._running = asyncio.ensure_future(self._ask())
         try:
-            found = await asyncio.wait_for(asyncio.shield(self._running), self.deadline)
+            found = await within(asyncio.shield(self._running), self.deadline)
         except TimeoutError:
             found = f"store {self.store.describe()} did not answer within {self.deadline:g}s"
         self._last = (time.monotonic(), found)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bot.core.tasks import within
 from bot.core.text import format_age, format_duration, one_line
 from bot.core.windows import in_window, next_opening, parse_windows
 from bot.delivery.announcer import Announced
@@ -318,7 +319,7 @@ async def _latest_advice(board: StatusBoard, status: ComponentStatus) -> Advice 
     prefix = str(board.services.config.bot.prefix)
     try:
         seen = await board.seen(status)
-        view = await asyncio.wait_for(
+        view = await within(
             version_view(board.model, status.component, latest.raw, prefix=prefix, seen=seen),
             board.timeout,
         )

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.control.releases import SourceError
 from bot.core.git import GitError
+from bot.core.tasks import within
 from bot.delivery.announcer import Announced
 from bot.delivery.feed import Feed
 from bot.deploy.deployer import Deployer
@@ -147,7 +148,7 @@ class Pages:
             tags: list[Any] = []
             if bumper is not None and move.new:
                 try:
-                    all_tags = await asyncio.wait_for(bumper.source.tags(move.component), 10)
+                    all_tags = await within(bumper.source.tags(move.component), 10)
                     tags = brought(all_tags, move.old, move.new)
                 except (SourceError, GitError, TimeoutError) as exc:
                     why = f"release tags unknown ({exc or 'timed out'})"

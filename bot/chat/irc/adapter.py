@@ -34,6 +34,7 @@ from bot.chat.irc.proto import (
 from bot.chat.irc.session import NICK_IN_USE, WANTED_CAPS, Registration, redact
 from bot.chat.irc.wire import WireSender
 from bot.chat.pacing import WirePacer
+from bot.core.tasks import within
 
 WHOX_TOKEN = "42"
 REGAIN_INTERVAL = 30.0
@@ -180,7 +181,7 @@ class IrcAdapter:
         if writer is not None:
             with contextlib.suppress(OSError, TimeoutError):
                 self._write(format_line("QUIT", "deploybot shutting down"))
-                await asyncio.wait_for(writer.drain(), timeout=2)
+                await within(writer.drain(), timeout=2)
             writer.close()
         await self._wire.stop()
         self._end_linger()
@@ -278,7 +279,7 @@ class IrcAdapter:
 
     async def _session(self) -> None:
         ctx = ssl.create_default_context() if self._tls else None
-        reader, writer = await asyncio.wait_for(
+        reader, writer = await within(
             asyncio.open_connection(
                 self._host, self._port, ssl=ctx, ssl_handshake_timeout=15 if ctx else None
             ),
@@ -294,7 +295,7 @@ class IrcAdapter:
         while True:
             idle = loop.time() - self._last_rx
             try:
-                raw = await asyncio.wait_for(
+                raw = await within(
                     reader.readline(), timeout=max(0.05, min(1.0, dead_after - idle))
                 )
             except TimeoutError:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from bot.chat.irc.fence import Fence, repeated, target_of
 from bot.chat.irc.proto import format_line
 from bot.chat.pacing import WirePacer
+from bot.core.tasks import within
 
 GRACE = 0.02  # after the next token is free, before a fence PING may take it
 LATE = 0.3  # how late a line that asked for the wire may be before a fence PING goes first
@@ -75,7 +76,7 @@ class WireSender:
                 self._dropped(self.fence.wrote(line, keys, self._said))
             if (writer := self.writer) is not None:
                 with contextlib.suppress(OSError, TimeoutError):
-                    await asyncio.wait_for(writer.drain(), timeout=10)
+                    await within(writer.drain(), timeout=10)
             self._arm()
 
     async def _paced_write(self, line: str) -> None:

@@ -4,6 +4,7 @@ apply, refuses a digest a kept tag shares, and writes one SAL entry per deleted 
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,10 @@ async def test_prune_apply_deletes_the_planned_tags_keeps_one_pinned_since_and_l
     def real(data: dict[str, Any]) -> None:
         data["registry"] = {"url": oci_registry.url, "kind": "oci"}
         data["monitors"].update(enabled=False, undeployed_after=10 * 365 * 86400)
-        data["prune"] = {"enabled": True, "keep": 3, "grace": "30d"}
+        # a grace that always spares the world's releases (built 2026-11-07) and never OLD
+        # (2025-01): a fixed "30d" made this test fail from 2026-12-07 on, as they aged
+        spare = (datetime.now(UTC).date() - date(2026, 10, 8)).days
+        data["prune"] = {"enabled": True, "keep": 3, "grace": f"{spare}d"}
 
     async with world(tmp_path, real) as w:
         for version in OLD + w.releases["builds-api"]:

@@ -448,7 +448,8 @@ class App:
         self._runner = web.AppRunner(http_app, access_log=None, keepalive_timeout=15)
         await self._runner.setup()
         http = self.config.http
-        self.http_guard = Guard(http.max_connections, http.header_timeout)
+        self.http_guard = guard = Guard(http.max_connections, http.header_timeout)
+        self.webhooks.last_bytes = lambda: guard.last_data  # a busy intake, seen from the sockets
         assert self._runner.server is not None  # set by setup()
         try:
             self._http_server = await asyncio.get_running_loop().create_server(

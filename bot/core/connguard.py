@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ class Guard:
         self.timed_out = 0
         self.evicted = 0
         self.heads: dict[GuardedProtocol, None] = {}  # still sending the head, oldest first
+        self.last_data = float("-inf")  # when bytes last came on any connection (loop clock)
 
     def make_room(self) -> bool:
         """True if a new connection may be admitted (evicting the oldest slow head)."""
@@ -111,6 +113,7 @@ class GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return
+        self._guard.last_data = time.monotonic()
         if self._timer is not None:
             seen = self._tail + data
             if b"\r\n\r\n" in seen or b"\n\n" in seen:

@@ -133,6 +133,9 @@ class WebhookIngest:
         self._streak = False  # it came less than QUIET_GAP after the one before
         self._last_batch = 0  # deliveries in the last group commit
         self._filled: asyncio.Event | None = None  # set when the waiting batch is full again
+        # when bytes last came on any HTTP connection (the loop's clock; the server's
+        # connection guard): a request read but not yet routed still means a busy intake
+        self.last_bytes: Callable[[], float] = lambda: float("-inf")
 
     def _reject(self, status: int, reason: str, text: str) -> web.Response:
         self.metrics.webhook_rejected.labels(reason).inc()
@@ -153,10 +156,23 @@ class WebhookIngest:
                 return await self._handle(request)
         finally:
             self._in_flight -= 1
-            if not self._in_flight and not streak:  # a lone delivery: handle it at once
-                self.quiet.set()
-            elif not self._in_flight:  # a burst: quiet unless the next request follows soon
-                self._quieting = loop.call_later(QUIET_GAP, self.quiet.set)
+            if not self._in_flight:
+                if not streak and self.last_bytes() <= now:  # a lone delivery: handle it now
+                    self.quiet.set()
+                else:  # a burst (or bytes came meanwhile): quiet unless more follows soon
+                    self._quieting = loop.call_later(QUIET_GAP, self._quiet_if_idle)
+
+    def _quiet_if_idle(self) -> None:
+        """Quiet once no request came and no bytes arrived for QUIET_GAP s. The event worker's
+        own turns hold up the loop: requests that arrived meanwhile are read in the same turn
+        as this timer fires, before they reach the route, and are no pause in the intake."""
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - max(self._arrived, self.last_bytes())
+        if idle >= QUIET_GAP:
+            self._quieting = None
+            self.quiet.set()
+        else:
+            self._quieting = loop.call_later(QUIET_GAP - idle, self._quiet_if_idle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         if not self.policy.allows(request.headers.get("X-Gitlab-Token")):

@@ -36,8 +36,8 @@ class Fields:
 
     def _typed(self, key: str, kind: type | tuple[type, ...], required: bool, label: str) -> Any:
         value = self._raw(key, required)
-        if value is None:
-            return None
+        if value is None or type(value) is kind:  # the usual case, without the checks below
+            return value
         if isinstance(value, bool) and bool not in _as_tuple(kind) or not isinstance(value, kind):
             raise MalformedEvent(f"{self._where(key)}: expected {label}, got {type_name(value)}")
         return value

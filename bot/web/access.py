@@ -40,8 +40,13 @@ IDENTITY = web.AppKey("identity", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_OPEN_EXACT = frozenset(p for p in OPEN_PATHS if not p.endswith("/"))
+_OPEN_PREFIXES = tuple(p for p in OPEN_PATHS if p.endswith("/"))
+
+
 def is_open(path: str) -> bool:
-    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in OPEN_PATHS)
+    """Paths anyone may ask for: OPEN_PATHS, those ending in `/` with all below them."""
+    return path in _OPEN_EXACT or path.startswith(_OPEN_PREFIXES)
 
 
 class Access:

@@ -136,6 +136,7 @@ class WebhookIngest:
         # when bytes last came on any HTTP connection (the loop's clock; the server's
         # connection guard): a request read but not yet routed still means a busy intake
         self.last_bytes: Callable[[], float] = lambda: float("-inf")
+        self._body_read = float("-inf")  # when a body that came after its head was read
 
     def _reject(self, status: int, reason: str, text: str) -> web.Response:
         self.metrics.webhook_rejected.labels(reason).inc()
@@ -157,8 +158,9 @@ class WebhookIngest:
         finally:
             self._in_flight -= 1
             if not self._in_flight:
-                if not streak and self.last_bytes() <= now:  # a lone delivery: handle it now
-                    self.quiet.set()
+                # lone: no request just before it, no bytes since it (or its late body) came
+                if not streak and self.last_bytes() <= max(now, self._body_read):
+                    self.quiet.set()  # handle it at once
                 else:  # a burst (or bytes came meanwhile): quiet unless more follows soon
                     self._quieting = loop.call_later(QUIET_GAP, self._quiet_if_idle)
 
@@ -194,6 +196,7 @@ class WebhookIngest:
             try:
                 async with asyncio.timeout(self.body_timeout):
                     raw = await self._read_body(request)
+                self._body_read = asyncio.get_running_loop().time()  # its last bytes came
             except TimeoutError:
                 return self._reject(
                     408, "slow_body", f"body not sent within {self.body_timeout:g}s"

@@ -153,9 +153,9 @@ class WebhookIngest:
             self._quieting.cancel()
             self._quieting = None
         try:
-            with self.metrics.webhook_ack.time():
-                return await self._handle(request)
+            return await self._handle(request)
         finally:
+            self.metrics.webhook_ack.observe(loop.time() - now)
             self._in_flight -= 1
             if not self._in_flight:
                 # lone: no request just before it, no bytes since it (or its late body) came
@@ -182,7 +182,9 @@ class WebhookIngest:
         if not request.headers.get("X-Gitlab-Event", "").strip():
             # GitLab always names the event; a browser's cross-site form post cannot
             return self._reject(400, "no_event", "missing X-Gitlab-Event header")
-        if request.content_type != "application/json":
+        # the header as GitLab sends it, else as parsed (parameters, case, spaces)
+        ctype = request.headers.get("Content-Type")
+        if ctype != "application/json" and request.content_type != "application/json":
             return self._reject(
                 415, "content_type", "Content-Type must be application/json (as GitLab sends)"
             )

@@ -7,6 +7,7 @@ repos and deploy command."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,9 @@ async def test_a_frozen_environment_refuses_with_the_freeze_line(
     demo_config_path: Path, tmp_path: Path, registry: FakeRegistry, env_vars: None
 ) -> None:
     data = yaml.safe_load(demo_config_path.read_text())
-    freeze = {"envs": ["toolsbeta"], "start": "2026-01-01T00:00:00Z",
-              "end": "2099-01-01T00:00:00Z", "reason": "end of year"}  # fmt: skip
+    now = datetime.now(UTC)  # a freeze around now, whatever the date (was: until 2099-01-01)
+    freeze = {"envs": ["toolsbeta"], "start": (now - timedelta(days=1)).isoformat(),
+              "end": (now + timedelta(days=365)).isoformat(), "reason": "end of year"}  # fmt: skip
     async with FakeGitLab(token=TOKEN) as fake:
         config, version, body = await setup(
             demo_config_path, tmp_path, fake, registry,

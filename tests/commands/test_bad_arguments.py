@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from bot.config.model import Config
 from tests.support.session import console_session
-
-
-def answers(lines: list[str]) -> list[str]:
-    return [line for line in lines if not line.startswith("[#")]
+from tests.support.shown import replies
 
 
 async def test_sal_reads_component_env_and_count_or_says_what_is_wrong(
     demo_config: Config,
 ) -> None:
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             [
@@ -38,7 +35,7 @@ async def test_sal_reads_component_env_and_count_or_says_what_is_wrong(
 
 
 async def test_where_an_unknown_commit_says_so(demo_config: Config) -> None:
-    lines = answers(await console_session(demo_config, ["!where builds-api deadbeef"]))
+    lines = replies(await console_session(demo_config, ["!where builds-api deadbeef"]))
     assert lines == [
         "builds-api deadbeef: no such commit or build in its repository; check the sha, "
         "or try !where builds-api latest"
@@ -46,7 +43,7 @@ async def test_where_an_unknown_commit_says_so(demo_config: Config) -> None:
 
 
 async def test_unlock_without_env_names_the_locks_there_are(demo_config: Config) -> None:
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             ["!lock builds-api tools cluster upgrade", "!unlock builds-api", "!unlock jobs-api"],
@@ -59,7 +56,7 @@ async def test_unlock_without_env_names_the_locks_there_are(demo_config: Config)
 
 
 async def test_misspelt_option_and_help_topic_get_a_suggestion(demo_config: Config) -> None:
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             [

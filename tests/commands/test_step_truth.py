@@ -8,10 +8,7 @@ import re
 
 from bot.config.model import Config
 from tests.support.session import console_session
-
-
-def answers(lines: list[str]) -> list[str]:
-    return [line for line in lines if not line.startswith("[#")]
+from tests.support.shown import replies
 
 
 def step_of(line: str) -> str:
@@ -21,7 +18,7 @@ def step_of(line: str) -> str:
 
 
 async def test_pin_in_manual_env_is_not_progress_and_names_apply(demo_config: Config) -> None:
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             [
@@ -52,7 +49,7 @@ async def test_pin_in_manual_env_is_not_progress_and_names_apply(demo_config: Co
 async def test_promote_into_manual_env_names_apply_and_counts_what_runs(
     demo_config: Config,
 ) -> None:
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             [

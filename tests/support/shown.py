@@ -30,6 +30,12 @@ def said(out: list[str]) -> list[str]:
     ]
 
 
+def replies(out: list[str]) -> list[str]:
+    """The console's replies alone: no rooms' announcements (`[#room] ...`) and no
+    "<command>: working on it…" (which a loaded machine adds before a slow command's news)."""
+    return [line for line in out if not line.startswith("[#") and not _WORKING.match(line)]
+
+
 def shown_all(text: str) -> str:
     """`text` (with no command naming a version) as chat shows it: every release short."""
     return _RELEASE.sub(lambda m: shown(m.group(0)), text)

@@ -230,7 +230,7 @@ class App:
         self._runner: web.AppRunner | None = None
         self._http_server: asyncio.Server | None = None
         self._pages_server: asyncio.Server | None = None
-        self.http_guard: Guard | None = None
+        self.http_guard = Guard(config.http.max_connections, config.http.header_timeout)
         self._log_filters: list[logging.Filter] = [LogBudget(), RedactingFilter(self.redactor)]
         self.services = self._services()
         self._capabilities()
@@ -319,7 +319,7 @@ class App:
         self.webhooks = WebhookIngest(
             self.store, self.metrics, self.webhook_policy, config.http.max_body_bytes,
             on_stored=self.events.wake, body_timeout=config.http.body_timeout,
-            handoff=self.events.handoff,
+            handoff=self.events.handoff, last_bytes=lambda: self.http_guard.last_data,
         )  # fmt: skip
         self.events.intake_quiet = self.webhooks.quiet  # acks first, then the handling
 
@@ -448,8 +448,6 @@ class App:
         self._runner = web.AppRunner(http_app, access_log=None, keepalive_timeout=15)
         await self._runner.setup()
         http = self.config.http
-        self.http_guard = guard = Guard(http.max_connections, http.header_timeout)
-        self.webhooks.last_bytes = lambda: guard.last_data  # a busy intake, seen from the sockets
         assert self._runner.server is not None  # set by setup()
         try:
             self._http_server = await asyncio.get_running_loop().create_server(

@@ -100,7 +100,8 @@ class _Pending:
 class WebhookIngest:
     """The route handler; `on_stored` is called after each new event is committed, and
     `handoff` (if given) with the (event id, parsed body, size) of each new event that has a
-    dedupe key, so the event worker need not read and parse it again."""
+    dedupe key, so the event worker need not read and parse it again; `last_bytes` says when
+    bytes last came on any of the server's connections (for `quiet`)."""
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class WebhookIngest:
         on_stored: Callable[[], None],
         body_timeout: float = 30.0,
         handoff: Callable[[list[tuple[int, Any, int]]], None] | None = None,
+        last_bytes: Callable[[], float] = lambda: float("-inf"),
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -135,7 +137,7 @@ class WebhookIngest:
         self._filled: asyncio.Event | None = None  # set when the waiting batch is full again
         # when bytes last came on any HTTP connection (the loop's clock; the server's
         # connection guard): a request read but not yet routed still means a busy intake
-        self.last_bytes: Callable[[], float] = lambda: float("-inf")
+        self.last_bytes = last_bytes
         self._body_read = float("-inf")  # when a body that came after its head was read
 
     def _reject(self, status: int, reason: str, text: str) -> web.Response:

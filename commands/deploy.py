@@ -19,7 +19,7 @@ from bot.deploy.model import Action, DeployRequest
 from bot.model.ancestry import Direction
 from bot.model.pathway import pathway
 from bot.model.planner import plan_env
-from bot.model.running import live_version
+from bot.model.running import has_live_state, live_version
 from bot.model.views import version_view
 from commands.parse import Invocation
 from commands.queue import maybe_queue
@@ -213,7 +213,7 @@ async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequen
     "promote",
     role=Role.deployer,
     usage="<component> [to <env>] [--queue] [T123]",
-    summary="pin an environment to the version pinned in the environment it requires;"
+    summary="pin an environment to the version the environment it requires runs;"
     " --queue waits for a busy or locked target",
     examples=[("!promote builds-api", r"in tools|already at")],
     flags=["queue"],
@@ -250,8 +250,9 @@ async def promote(ctx: Context, inv: Invocation) -> str:
 
 
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
-    """What env runs: the live version when it has a cluster, else its pins on the branch."""
-    if env not in ctx.services.clusters:
+    """What env runs: the live version when a cluster (or live file) says, as the `requires`
+    gate reads it; else its pins on the branch."""
+    if not has_live_state(ctx.services, env):
         return list(dict.fromkeys(await ctx.bumper.pinned(component, env)))
     try:
         live = await live_version(ctx.services, component, env)

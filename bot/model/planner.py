@@ -136,6 +136,8 @@ def plan_version(
                 _gates(f),
             )
         return Advice(
-            f"{env} does not run it yet", f"{prefix}deploy {component} {version} to {env}"
+            f"{env} does not run it yet",
+            f"{prefix}deploy {component} {version} to {env}",
+            _gates(f),
         )
     return Advice(f"{version} runs in every environment")

@@ -5,6 +5,7 @@ demo's real git repos and live files, through the real app's console."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,13 @@ async def test_rollback_of_a_pin_ahead_of_what_runs_puts_the_pin_back(
     ], lines
     assert pin(demo_config, "tools") == runs  # the pin is back on what runs
     assert live(demo_config, "tools")["builds-api"] == runs  # and nothing was applied
+
+
+async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config: Config) -> None:
+    # alice locks toolsbeta; `!where` and the undeployed alert advised tester a plain
+    # `!deploy … to toolsbeta`, which the lock then refused: the advice names the lock now
+    await console_session(demo_config, ["!lock builds-api toolsbeta fixing things"], user="alice")
+    lines = answers(await console_session(demo_config, ["!where builds-api latest"]))
+    advised = lines[-1].split("next: ", 1)[1]
+    lock = r"lock: builds-api locked in toolsbeta by console:alice since \S+: fixing things"
+    assert re.fullmatch(rf"!deploy builds-api 0\.0\.134-\S+ to toolsbeta \({lock}\)", advised)

@@ -153,3 +153,24 @@ async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config
     advised = lines[-1].split("next: ", 1)[1]
     lock = r"lock: builds-api locked in toolsbeta by console:alice since \S+: fixing things"
     assert re.fullmatch(rf"!deploy builds-api 0\.0\.134-\S+ to toolsbeta \({lock}\)", advised)
+
+
+async def test_advice_into_a_frozen_env_names_the_freeze(demo_config: Config) -> None:
+    # `!status` and `!where` advised a plain `!apply`/`!deploy … to toolsbeta` during a freeze
+    # there, which the freeze then refused: the advice names it as the gate it is
+    lines = answers(
+        await console_session(
+            demo_config,
+            [
+                "!freeze toolsbeta 2h testing",
+                "!status builds-api toolsbeta",
+                "!where builds-api latest",
+                "!apply builds-api toolsbeta",
+            ],
+        )  # fmt: skip
+    )
+    freeze = r"\(freeze: freeze #1 of toolsbeta until [^)]+ by tester: testing\)"
+    status = next(x for x in lines if x.startswith("builds-api toolsbeta: "))
+    assert re.search(rf"next: !apply builds-api toolsbeta {freeze}$", status), status
+    assert re.search(rf"next: !deploy builds-api 0\.0\.134-\S+ to toolsbeta {freeze}$", lines[-2])
+    assert lines[-1].startswith("apply: refused: toolsbeta is frozen: freeze #1 of toolsbeta")

@@ -82,13 +82,7 @@ async def bump_reply(
     says so instead of describing the pin as not applied yet."""
     plan, published = outcome.plan, outcome.published
     if published is None:
-        text = f"{plan.component} is already at {plan.version} in {', '.join(plan.envs)}"
-        facts = await ctx.model.all_facts(plan.component)
-        steps = [plan_env(facts[e], facts, ctx.prefix) for e in plan.envs if e in facts]
-        todo = next((a for a in steps if a.command is not None), None)
-        if todo is None:  # every one runs it too
-            return f"{text}; nothing changed"
-        return f"{text}; nothing changed · {todo.line()}"
+        return await _already_at(ctx, plan.component, plan.version, plan.envs, "nothing changed")
     first = plan.summary() + _already(plan) + (f" ({', '.join(tasks)})" if tasks else "")
     if published.mr is not None:
         if published.action == "unchanged":
@@ -105,6 +99,17 @@ async def bump_reply(
         prefix=ctx.prefix,
     )  # fmt: skip
     return f"{first}\n{where} · {view.describe()}"
+
+
+async def _already_at(
+    ctx: Context, component: str, version: str, envs: Sequence[str], outcome: str
+) -> str:
+    """The pins are at `version` already; where one is not what runs, the planner's step."""
+    text = f"{component} is already at {version} in {', '.join(envs)}; {outcome}"
+    facts = await ctx.model.all_facts(component)
+    steps = [plan_env(facts[e], facts, ctx.prefix) for e in envs if e in facts]
+    todo = next((a for a in steps if a.command is not None), None)
+    return text if todo is None else f"{text} · {todo.line()}"  # None: every one runs it
 
 
 def _applying_now(envs: Sequence[str]) -> str:
@@ -303,8 +308,8 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     bumper = ctx.bumper
     version = await _resolve(ctx, component, inv.args[1], envs)
     plan = await bumper.plan(component, version.raw, envs)
-    if not plan.files:
-        return f"{component} is already at {version.raw} in {', '.join(envs)}; nothing to change"
+    if not plan.files:  # the pin is there; what runs may not be
+        return await _already_at(ctx, component, version.raw, envs, "nothing to change")
     per_env = {c.env: f"{c.env}: {c.old} -> {c.new}" for c in plan.changes}
     n = len(plan.files)
     text = f"{component}: would change {n} file{'s' if n > 1 else ''}: " + " · ".join(

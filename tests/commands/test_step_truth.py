@@ -78,3 +78,18 @@ async def test_promote_pins_what_the_required_env_runs_not_its_pin(demo_config: 
     )
     assert lines[0] == "builds-api is already at 0.0.132 (a1890dc3) in tools; nothing changed"
     assert not any("refused" in x for x in lines), lines
+
+
+async def test_diff_of_a_pin_not_applied_yet_names_apply(demo_config: Config) -> None:
+    # tools pinned to 0.0.134 but not applied: `!diff` said only "already at 0.0.134 in tools;
+    # nothing to change", as if tools ran it, while `!status` says it runs 0.0.132
+    lines = replies(
+        await console_session(
+            demo_config,
+            ["!deploy builds-api latest", "!promote builds-api", "!diff builds-api latest tools"],
+        )  # fmt: skip
+    )
+    assert lines[-1] == (
+        "builds-api is already at 0.0.134 (43712340) in tools; nothing to change"
+        " · tools pins 0.0.134 (43712340), runs 0.0.132 (a1890dc3); next: !apply builds-api tools"
+    )

@@ -165,6 +165,10 @@ class Model:
             return None
         current = await self.current(component, env)
         live_known = has_live_state(self.services, env)
+        pinned = await self.pinned(component, env)
+        if live_known and current and pinned and current != pinned:  # the pin is ahead?
+            if await self.history.direction(component, current, pinned) == Direction.FORWARD:
+                return current  # the way back is the pin alone, to what runs
         ran: set[str] | None = None
         for version in await self.bumper.pin_history(component, env):
             if live_known and version != current:

@@ -145,6 +145,18 @@ async def test_rollback_of_a_pin_ahead_of_what_runs_puts_the_pin_back(
     assert live(demo_config, "tools")["builds-api"] == runs  # and nothing was applied
 
 
+async def test_plain_rollback_of_a_pin_ahead_puts_it_back_on_what_runs(demo_config: Config) -> None:
+    """Was: the demo's toolsbeta pins 0.0.133 but runs 0.0.132 (never pinned there), and a
+    plain `!rollback builds-api toolsbeta` said "no previous version known … name one":
+    `previous` of a pin ahead of what runs is what runs (README), so the pin goes back."""
+    runs = live(demo_config, "toolsbeta")["builds-api"]
+    lines = answers(await console_session(demo_config, ["!rollback builds-api toolsbeta"]))
+    assert lines[0].startswith("builds-api 0.0.133 ("), lines
+    assert lines[0].endswith(f"-> 0.0.132 ({runs.rsplit('-', 1)[1]}) in toolsbeta"), lines
+    assert pin(demo_config, "toolsbeta") == runs  # the pin is back on what runs
+    assert live(demo_config, "toolsbeta")["builds-api"] == runs  # and nothing was applied
+
+
 async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config: Config) -> None:
     # alice locks toolsbeta; `!where` and the undeployed alert advised tester a plain
     # `!deploy … to toolsbeta`, which the lock then refused: the advice names the lock now

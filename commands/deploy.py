@@ -195,9 +195,12 @@ async def _applicable_now(
     return keep, held
 
 
-async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequence[str]) -> None:
+async def _no_downgrade(
+    ctx: Context, component: str, version: str, envs: Sequence[str], *, forceable: bool = True
+) -> None:
     """Pinning an ancestor of what runs is a step back: say so; `--force` (admin) pins it
-    anyway, `!rollback` is the command for going back."""
+    anyway where the command takes it (`forceable`), `!rollback` is the command for going
+    back."""
     model = ctx.model
     for env in envs:
         try:  # a hung cluster API must not hold the pin: judge from the pin then
@@ -209,8 +212,9 @@ async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequen
             continue
         raise UserError(
             f"{version} is older than the {runs} that {env} runs: a downgrade; to go back:"
-            f" {ctx.prefix}rollback {component} {env} to {version} (or add --force to pin it"
-            " anyway); nothing changed"
+            f" {ctx.prefix}rollback {component} {env} to {version}"
+            + (" (or add --force to pin it anyway)" if forceable else "")
+            + "; nothing changed"
         )
 
 
@@ -246,6 +250,9 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     if len(values) != 1:
         raise UserError(f"{component} pins differ in {source} ({', '.join(values)}); use !deploy")
     req = DeployRequest(component, target, ctx.actor, Action.PROMOTE, tuple(inv.tasks))
+    # what the required environment runs may be older than what runs here (rolled back
+    # there): pinning it would be a step back, which is !rollback's to do
+    await _no_downgrade(ctx, component, values[0], [target], forceable=False)
     if refused := await ctx.deployer.check_artifacts(req, values[0]):
         raise UserError(refused.line)
     outcome = await bumper.bump(

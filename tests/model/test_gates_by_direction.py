@@ -157,6 +157,27 @@ async def test_plain_rollback_of_a_pin_ahead_puts_it_back_on_what_runs(demo_conf
     assert live(demo_config, "toolsbeta")["builds-api"] == runs  # and nothing was applied
 
 
+async def test_promote_of_an_older_release_than_what_runs_is_a_downgrade(
+    demo_config: Config, demo_config_path: Path
+) -> None:
+    """Was: 0.0.134 in both, toolsbeta rolled back to 0.0.132, and `!promote builds-api`
+    moved tools' pin back to 0.0.132 under the 0.0.134 it runs ("step 5 of 5"), a drift
+    the bot made itself; a step back is `!rollback`'s, which the refusal names."""
+    lines = answers(
+        await console_session(
+            demo_config,
+            ["!deploy builds-api latest", "!promote builds-api", "!apply builds-api tools",
+             "!rollback builds-api toolsbeta", "!promote builds-api"],
+        )
+    )  # fmt: skip
+    old = releases(demo_config_path)
+    assert lines[-1] == (
+        "promote: 0.0.132 (a1890dc3) is older than the 0.0.134 (43712340) that tools runs:"
+        f" a downgrade; to go back: !rollback builds-api tools to {old[1]}; nothing changed"
+    )
+    assert pin(demo_config, "tools") == live(demo_config, "tools")["builds-api"] == old[-1]
+
+
 async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config: Config) -> None:
     # alice locks toolsbeta; `!where` and the undeployed alert advised tester a plain
     # `!deploy … to toolsbeta`, which the lock then refused: the advice names the lock now

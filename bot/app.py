@@ -281,17 +281,17 @@ class App:
             config, store, services.sal, services.control, services.gitlab, charts,
             mr_builds=lambda c, iid: mr_build_version(store, c, iid),
         )  # fmt: skip
-        self.unapplied = UnappliedMonitor(services)
+        unapplied = self.unapplied = UnappliedMonitor(services)
         # one model (its history cache is shared); what applying main would change comes
-        # from the unapplied monitor's latest round
-        self.model = Model(services, self.bumper, unapplied=self.unapplied.source)
+        # from the unapplied monitor's latest round, the freezes in force from the book
+        self.freezes = book = FreezeBook(services)
+        self.model = Model(services, self.bumper, unapplied=unapplied.source, frozen=book.in_force)
         self.board = StatusBoard(services, self.bumper, model=self.model)
         self.monitors = Monitors(
             services, self.bumper, self.board, unapplied=self.unapplied,
             restarts=RestartWatch(services),
         )  # fmt: skip
         self.unapplied.on_round.append(self.monitors.wake)
-        self.freezes = FreezeBook(services)
         self.deployer = Deployer(
             services, self.bumper, on_finished=self._deploy_finished, model=self.model,
             freezes=self.freezes,

@@ -128,7 +128,7 @@ async def _back_only(ctx: Context, req: DeployRequest, target: str) -> Direction
     summary="re-pin <env> to the previous version (or <ref>) and apply it; refuses if its "
     "image or chart is gone; --emergency (admin): helm rollback now to the newest older "
     "revision in the cluster's Helm history (or the one running <ref>), then re-pin",
-    examples=[("!rollback builds-api toolsbeta", r"deploy #\d+|no previous version")],
+    examples=[("!rollback builds-api toolsbeta", r"deploy #\d+|no previous version| in toolsbeta")],
     flags=["emergency", "force", "queue"],
 )
 async def rollback(ctx: Context, inv: Invocation) -> str | None:

@@ -19,7 +19,7 @@ from bot.deploy.model import Action, DeployRequest
 from bot.model.ancestry import Direction
 from bot.model.pathway import pathway
 from bot.model.planner import plan_env
-from bot.model.running import live_version
+from bot.model.running import has_live_state, live_version
 from bot.model.views import version_view
 from commands.parse import Invocation
 from commands.queue import maybe_queue
@@ -82,13 +82,7 @@ async def bump_reply(
     says so instead of describing the pin as not applied yet."""
     plan, published = outcome.plan, outcome.published
     if published is None:
-        text = f"{plan.component} is already at {plan.version} in {', '.join(plan.envs)}"
-        facts = await ctx.model.all_facts(plan.component)
-        steps = [plan_env(facts[e], facts, ctx.prefix) for e in plan.envs if e in facts]
-        todo = next((a for a in steps if a.command is not None), None)
-        if todo is None:  # every one runs it too
-            return f"{text}; nothing changed"
-        return f"{text}; nothing changed · {todo.line()}"
+        return await _already_at(ctx, plan.component, plan.version, plan.envs, "nothing changed")
     first = plan.summary() + _already(plan) + (f" ({', '.join(tasks)})" if tasks else "")
     if published.mr is not None:
         if published.action == "unchanged":
@@ -105,6 +99,17 @@ async def bump_reply(
         prefix=ctx.prefix,
     )  # fmt: skip
     return f"{first}\n{where} · {view.describe()}"
+
+
+async def _already_at(
+    ctx: Context, component: str, version: str, envs: Sequence[str], outcome: str
+) -> str:
+    """The pins are at `version` already; where one is not what runs, the planner's step."""
+    text = f"{component} is already at {version} in {', '.join(envs)}; {outcome}"
+    facts = await ctx.model.all_facts(component)
+    steps = [plan_env(facts[e], facts, ctx.prefix) for e in envs if e in facts]
+    todo = next((a for a in steps if a.command is not None), None)
+    return text if todo is None else f"{text} · {todo.line()}"  # None: every one runs it
 
 
 def _applying_now(envs: Sequence[str]) -> str:
@@ -190,9 +195,12 @@ async def _applicable_now(
     return keep, held
 
 
-async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequence[str]) -> None:
+async def _no_downgrade(
+    ctx: Context, component: str, version: str, envs: Sequence[str], *, forceable: bool = True
+) -> None:
     """Pinning an ancestor of what runs is a step back: say so; `--force` (admin) pins it
-    anyway, `!rollback` is the command for going back."""
+    anyway where the command takes it (`forceable`), `!rollback` is the command for going
+    back."""
     model = ctx.model
     for env in envs:
         try:  # a hung cluster API must not hold the pin: judge from the pin then
@@ -204,8 +212,9 @@ async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequen
             continue
         raise UserError(
             f"{version} is older than the {runs} that {env} runs: a downgrade; to go back:"
-            f" {ctx.prefix}rollback {component} {env} to {version} (or add --force to pin it"
-            " anyway); nothing changed"
+            f" {ctx.prefix}rollback {component} {env} to {version}"
+            + (" (or add --force to pin it anyway)" if forceable else "")
+            + "; nothing changed"
         )
 
 
@@ -213,7 +222,7 @@ async def _no_downgrade(ctx: Context, component: str, version: str, envs: Sequen
     "promote",
     role=Role.deployer,
     usage="<component> [to <env>] [--queue] [T123]",
-    summary="pin an environment to the version pinned in the environment it requires;"
+    summary="pin an environment to the version the environment it requires runs;"
     " --queue waits for a busy or locked target",
     examples=[("!promote builds-api", r"in tools|already at")],
     flags=["queue"],
@@ -241,6 +250,9 @@ async def promote(ctx: Context, inv: Invocation) -> str:
     if len(values) != 1:
         raise UserError(f"{component} pins differ in {source} ({', '.join(values)}); use !deploy")
     req = DeployRequest(component, target, ctx.actor, Action.PROMOTE, tuple(inv.tasks))
+    # what the required environment runs may be older than what runs here (rolled back
+    # there): pinning it would be a step back, which is !rollback's to do
+    await _no_downgrade(ctx, component, values[0], [target], forceable=False)
     if refused := await ctx.deployer.check_artifacts(req, values[0]):
         raise UserError(refused.line)
     outcome = await bumper.bump(
@@ -250,8 +262,9 @@ async def promote(ctx: Context, inv: Invocation) -> str:
 
 
 async def _runs_in(ctx: Context, component: str, env: str) -> list[str]:
-    """What env runs: the live version when it has a cluster, else its pins on the branch."""
-    if env not in ctx.services.clusters:
+    """What env runs: the live version when a cluster (or live file) says, as the `requires`
+    gate reads it; else its pins on the branch."""
+    if not has_live_state(ctx.services, env):
         return list(dict.fromkeys(await ctx.bumper.pinned(component, env)))
     try:
         live = await live_version(ctx.services, component, env)
@@ -302,8 +315,8 @@ async def diff(ctx: Context, inv: Invocation) -> str:
     bumper = ctx.bumper
     version = await _resolve(ctx, component, inv.args[1], envs)
     plan = await bumper.plan(component, version.raw, envs)
-    if not plan.files:
-        return f"{component} is already at {version.raw} in {', '.join(envs)}; nothing to change"
+    if not plan.files:  # the pin is there; what runs may not be
+        return await _already_at(ctx, component, version.raw, envs, "nothing to change")
     per_env = {c.env: f"{c.env}: {c.old} -> {c.new}" for c in plan.changes}
     n = len(plan.files)
     text = f"{component}: would change {n} file{'s' if n > 1 else ''}: " + " · ".join(

@@ -1,4 +1,5 @@
-"""`!where <component> <ref>`: how far a commit or version is on its path to production.
+"""`!where <component> <ref> [to <env>]`: how far a commit or version is on its path to
+production (`to <env>` says whose `previous` is meant).
 
 Gathers the evidence for each step (merged on the default branch, built by a pipeline or
 tagged as a release, proposed in the open bump MR, pinned per environment on the control
@@ -78,12 +79,13 @@ async def _find(
 @command(
     "where",
     role=Role.anyone,
-    usage="<component> <ref>",
-    summary="the path to production of a commit or version: step k of n, with links",
+    usage="<component> <ref> [to <env>]",
+    summary="the path to production of a commit or version: step k of n, with links;"
+    " `to <env>` says whose `previous` is meant",
     examples=[("!where builds-api latest", r"step \d of 5")],
 )
 async def where(ctx: Context, inv: Invocation) -> str:
-    if len(inv.args) != 2:
+    if len(inv.args) not in (2, 4) or inv.args[2:3] not in ([], ["to"]):
         raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
     component = ctx.component(inv.args[0])
     ref = inv.args[1]
@@ -93,7 +95,9 @@ async def where(ctx: Context, inv: Invocation) -> str:
         raise UserError(str(exc)) from None
     bumper = ctx.bumper
     envs = ctx.config.env_names
-    version, sha, exists, merged, merged_url = await _find(ctx, component, ref, envs)
+    # `previous` is per environment: `to <env>` names the one (as on !diff and !deploy)
+    of = [ctx.env(inv.args[3])] if len(inv.args) == 4 else envs
+    version, sha, exists, merged, merged_url = await _find(ctx, component, ref, of)
     seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
     built = bool(version and version.is_release) or bool(seen and seen.status == "success")
     bump = await bumper.forge.open_bump(component)

@@ -71,7 +71,7 @@ class Deployer:
         self.freezes = freezes or FreezeBook(services, now)
         self.tracker = tracker or GitLabDeployments(services)  # GitLab's view of deploys
         self.bumper = bumper
-        self.model = model or Model(services, bumper, now=now)
+        self.model = model or Model(services, bumper, now=now, frozen=self.freezes.in_force)
         self.on_finished = on_finished
         self.config = services.config
         self.now = now

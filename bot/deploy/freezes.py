@@ -80,6 +80,11 @@ class FreezeBook:
             f for f in await self.known(now) if f.active(now) and (env is None or f.covers(env))
         ]
 
+    async def in_force(self, env: str) -> str | None:
+        """The freeze in force in `env` now, described (the planner names it as a gate)."""
+        frozen = await self.active(env)
+        return frozen[-1].describe() if frozen else None
+
     async def freeze_gate(
         self, env: str, now: datetime, actor: str, force: bool, emergency: bool,
         reason: str = "", notes: list[str] | None = None,

@@ -3,7 +3,7 @@
 Pure functions over the model's facts (`bot.model.state.EnvFacts`). The rules (SPEC §15):
 
 1. a `next:` command, typed by the same person in that state, is accepted, or refused only
-   by a gate the advice names (review, requires, lock, window);
+   by a gate the advice names (review, requires, lock, window, freeze);
 2. never advise moving an environment to an ancestor of what runs it, unless the person
    asked to go back;
 3. "nothing to apply" / "already runs X" when that is the truth;
@@ -58,6 +58,8 @@ def _gates(f: EnvFacts) -> str | None:
         found.append(f"lock: {f.lock}")
     if f.window:
         found.append(f"window: {f.window}")
+    if f.freeze:
+        found.append(f"freeze: {f.freeze}")
     return "; ".join(found) or None
 
 
@@ -136,6 +138,8 @@ def plan_version(
                 _gates(f),
             )
         return Advice(
-            f"{env} does not run it yet", f"{prefix}deploy {component} {version} to {env}"
+            f"{env} does not run it yet",
+            f"{prefix}deploy {component} {version} to {env}",
+            _gates(f),
         )
     return Advice(f"{version} runs in every environment")

@@ -40,10 +40,16 @@ from bot.store.acks import Ack, Acks
 from bot.store.locks import Lock
 
 UnappliedSource = Callable[[str, str], Awaitable[tuple[str, ...] | None]]
+FrozenSource = Callable[[str], Awaitable[str | None]]  # env -> the freeze in force, described
 
 
 async def nothing_unapplied(component: str, env: str) -> tuple[str, ...] | None:
     """The default `UnappliedSource`: nothing known."""
+    return None
+
+
+async def never_frozen(env: str) -> str | None:
+    """The default `FrozenSource`: no freeze known."""
     return None
 
 
@@ -78,6 +84,7 @@ class EnvFacts:
     auto_apply: bool = False
     lock: str | None = None  # the lock, described
     window: str | None = None  # the closed window, described
+    freeze: str | None = None  # the deploy freeze in force, described
     unapplied: tuple[str, ...] | None = None
     applied: HelmRelease | None = None  # the newest deployed Helm record
     trouble: ReleaseState | None = None  # the newest Helm record, when failed or pending
@@ -114,12 +121,14 @@ class Model:
     def __init__(
         self, services: Services, bumper: Bumper | None, *,
         unapplied: UnappliedSource = nothing_unapplied,
+        frozen: FrozenSource = never_frozen,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:  # fmt: skip
         self.services = services
         self.bumper = bumper
         self.history = History(bumper.source if bumper is not None else None)
         self.unapplied = unapplied
+        self.frozen = frozen
         self.now = now
 
     async def pinned(self, component: str, env: str, seen: SeenMap | None = None) -> str | None:
@@ -156,6 +165,10 @@ class Model:
             return None
         current = await self.current(component, env)
         live_known = has_live_state(self.services, env)
+        pinned = await self.pinned(component, env)
+        if live_known and current and pinned and current != pinned:  # the pin is ahead?
+            if await self.history.direction(component, current, pinned) == Direction.FORWARD:
+                return current  # the way back is the pin alone, to what runs
         ran: set[str] | None = None
         for version in await self.bumper.pin_history(component, env):
             if live_known and version != current:
@@ -268,6 +281,7 @@ class Model:
             auto_apply=bool(env_cfg and env_cfg.auto_apply),
             lock=lock.describe() if lock else None,
             window=self.window(env),
+            freeze=await self.frozen(env),
             unapplied=await self.unapplied(component, env) if pinned else None,
             applied=release.deployed if release else None,
             trouble=release if release is not None and release.in_trouble else None,

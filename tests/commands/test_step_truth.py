@@ -67,3 +67,29 @@ async def test_promote_into_manual_env_names_apply_and_counts_what_runs(
     status = next(x for x in lines if x.startswith("builds-api toolsbeta: "))
     assert step_of(where) == step_of(status) == "4/5"
     assert "ALERT: drift" not in status  # toolsbeta runs its pin now
+
+
+async def test_promote_pins_what_the_required_env_runs_not_its_pin(demo_config: Config) -> None:
+    # the demo starts with toolsbeta pinning 0.0.133 but running 0.0.132 (its live file):
+    # `!promote` pins tools to what toolsbeta runs, which tools already pins; pinning the
+    # 0.0.133 toolsbeta does not run made the very next `!apply builds-api tools` a refusal
+    lines = replies(
+        await console_session(demo_config, ["!promote builds-api", "!apply builds-api tools"])
+    )
+    assert lines[0] == "builds-api is already at 0.0.132 (a1890dc3) in tools; nothing changed"
+    assert not any("refused" in x for x in lines), lines
+
+
+async def test_diff_of_a_pin_not_applied_yet_names_apply(demo_config: Config) -> None:
+    # tools pinned to 0.0.134 but not applied: `!diff` said only "already at 0.0.134 in tools;
+    # nothing to change", as if tools ran it, while `!status` says it runs 0.0.132
+    lines = replies(
+        await console_session(
+            demo_config,
+            ["!deploy builds-api latest", "!promote builds-api", "!diff builds-api latest tools"],
+        )  # fmt: skip
+    )
+    assert lines[-1] == (
+        "builds-api is already at 0.0.134 (43712340) in tools; nothing to change"
+        " · tools pins 0.0.134 (43712340), runs 0.0.132 (a1890dc3); next: !apply builds-api tools"
+    )

@@ -100,7 +100,7 @@ async def test_commit_on_a_side_branch_is_not_merged(
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("!where builds-api", "where: usage: !where <component> <ref>"),
+        ("!where builds-api", "where: usage: !where <component> <ref> [to <env>]"),
         (
             "!where bulds-api latest",
             "where: unknown component 'bulds-api'; did you mean builds-api?",
@@ -149,3 +149,17 @@ async def test_gitlab_forge_open_bump_mr_is_step_three(
     assert lines[i] == f"builds-api {said}: step 3 of 6 (bump MR open); next: pinned in local"
     assert f"bump MR open {mr}" in lines[i + 2]
     assert f"merged https://gitlab.example.org/{builds}/-/commit/{sha}" in lines[i + 2]
+
+
+async def test_where_previous_takes_the_environment_its_refusal_asks_for(
+    demo_config: Config,
+) -> None:
+    # `!where builds-api previous` answers that previous differs per environment and says
+    # "add to <env>"; typed so, `!where builds-api previous to toolsbeta` was a usage error
+    lines = await console_session(
+        demo_config, ["!where builds-api previous", "!where builds-api previous to toolsbeta"]
+    )
+    lines = [x for x in lines if not x.startswith("[#")]
+    assert lines[0].startswith("where: previous differs per environment (toolsbeta: 0.0.132 (")
+    assert lines[0].endswith("; add to <env>")
+    assert lines[1].startswith("builds-api 0.0.132 ("), lines  # toolsbeta's previous: what runs

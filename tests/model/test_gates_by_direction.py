@@ -5,6 +5,7 @@ demo's real git repos and live files, through the real app's console."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,67 @@ async def test_rollback_of_a_pin_ahead_of_what_runs_puts_the_pin_back(
     ], lines
     assert pin(demo_config, "tools") == runs  # the pin is back on what runs
     assert live(demo_config, "tools")["builds-api"] == runs  # and nothing was applied
+
+
+async def test_plain_rollback_of_a_pin_ahead_puts_it_back_on_what_runs(demo_config: Config) -> None:
+    """Was: the demo's toolsbeta pins 0.0.133 but runs 0.0.132 (never pinned there), and a
+    plain `!rollback builds-api toolsbeta` said "no previous version known … name one":
+    `previous` of a pin ahead of what runs is what runs (README), so the pin goes back."""
+    runs = live(demo_config, "toolsbeta")["builds-api"]
+    lines = answers(await console_session(demo_config, ["!rollback builds-api toolsbeta"]))
+    assert lines[0].startswith("builds-api 0.0.133 ("), lines
+    assert lines[0].endswith(f"-> 0.0.132 ({runs.rsplit('-', 1)[1]}) in toolsbeta"), lines
+    assert pin(demo_config, "toolsbeta") == runs  # the pin is back on what runs
+    assert live(demo_config, "toolsbeta")["builds-api"] == runs  # and nothing was applied
+
+
+async def test_promote_of_an_older_release_than_what_runs_is_a_downgrade(
+    demo_config: Config, demo_config_path: Path
+) -> None:
+    """Was: 0.0.134 in both, toolsbeta rolled back to 0.0.132, and `!promote builds-api`
+    moved tools' pin back to 0.0.132 under the 0.0.134 it runs ("step 5 of 5"), a drift
+    the bot made itself; a step back is `!rollback`'s, which the refusal names."""
+    lines = answers(
+        await console_session(
+            demo_config,
+            ["!deploy builds-api latest", "!promote builds-api", "!apply builds-api tools",
+             "!rollback builds-api toolsbeta", "!promote builds-api"],
+        )
+    )  # fmt: skip
+    old = releases(demo_config_path)
+    assert lines[-1] == (
+        "promote: 0.0.132 (a1890dc3) is older than the 0.0.134 (43712340) that tools runs:"
+        f" a downgrade; to go back: !rollback builds-api tools to {old[1]}; nothing changed"
+    )
+    assert pin(demo_config, "tools") == live(demo_config, "tools")["builds-api"] == old[-1]
+
+
+async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config: Config) -> None:
+    # alice locks toolsbeta; `!where` and the undeployed alert advised tester a plain
+    # `!deploy … to toolsbeta`, which the lock then refused: the advice names the lock now
+    await console_session(demo_config, ["!lock builds-api toolsbeta fixing things"], user="alice")
+    lines = answers(await console_session(demo_config, ["!where builds-api latest"]))
+    advised = lines[-1].split("next: ", 1)[1]
+    lock = r"lock: builds-api locked in toolsbeta by console:alice since \S+: fixing things"
+    assert re.fullmatch(rf"!deploy builds-api 0\.0\.134-\S+ to toolsbeta \({lock}\)", advised)
+
+
+async def test_advice_into_a_frozen_env_names_the_freeze(demo_config: Config) -> None:
+    # `!status` and `!where` advised a plain `!apply`/`!deploy … to toolsbeta` during a freeze
+    # there, which the freeze then refused: the advice names it as the gate it is
+    lines = answers(
+        await console_session(
+            demo_config,
+            [
+                "!freeze toolsbeta 2h testing",
+                "!status builds-api toolsbeta",
+                "!where builds-api latest",
+                "!apply builds-api toolsbeta",
+            ],
+        )  # fmt: skip
+    )
+    freeze = r"\(freeze: freeze #1 of toolsbeta until [^)]+ by tester: testing\)"
+    status = next(x for x in lines if x.startswith("builds-api toolsbeta: "))
+    assert re.search(rf"next: !apply builds-api toolsbeta {freeze}$", status), status
+    assert re.search(rf"next: !deploy builds-api 0\.0\.134-\S+ to toolsbeta {freeze}$", lines[-2])
+    assert lines[-1].startswith("apply: refused: toolsbeta is frozen: freeze #1 of toolsbeta")

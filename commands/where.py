@@ -76,6 +76,20 @@ async def _find(
     return version, sha, True, False, None
 
 
+def _arguments(ctx: Context, inv: Invocation) -> tuple[str, str, list[str]]:
+    """The component, the ref and the environments whose `previous` is meant (`previous` is
+    per environment: `to <env>` names the one, as on !diff and !deploy)."""
+    if len(inv.args) not in (2, 4) or inv.args[2:3] not in ([], ["to"]):
+        raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
+    component = ctx.component(inv.args[0])
+    try:
+        check_ref(inv.args[1])
+    except RefError as exc:
+        raise UserError(str(exc)) from None
+    of = [ctx.env(inv.args[3])] if len(inv.args) == 4 else list(ctx.config.env_names)
+    return component, inv.args[1], of
+
+
 @command(
     "where",
     role=Role.anyone,
@@ -85,18 +99,9 @@ async def _find(
     examples=[("!where builds-api latest", r"step \d of 5")],
 )
 async def where(ctx: Context, inv: Invocation) -> str:
-    if len(inv.args) not in (2, 4) or inv.args[2:3] not in ([], ["to"]):
-        raise UserError(f"usage: {ctx.spec.syntax(ctx.prefix)}")
-    component = ctx.component(inv.args[0])
-    ref = inv.args[1]
-    try:
-        check_ref(ref)
-    except RefError as exc:
-        raise UserError(str(exc)) from None
+    component, ref, of = _arguments(ctx, inv)
     bumper = ctx.bumper
     envs = ctx.config.env_names
-    # `previous` is per environment: `to <env>` names the one (as on !diff and !deploy)
-    of = [ctx.env(inv.args[3])] if len(inv.args) == 4 else envs
     version, sha, exists, merged, merged_url = await _find(ctx, component, ref, of)
     seen = await newest_pipeline(bumper.store, component, sha, version.raw if version else None)
     built = bool(version and version.is_release) or bool(seen and seen.status == "success")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,7 @@ from bot.store.sal import SalEntry, actor_name
 log = logging.getLogger("deploybot.freezes")
 
 RECENT = timedelta(minutes=15)  # older starts and ends are not announced after a restart
+ADVICE_FRESH = 1.0  # seconds the freezes read for the planner's advice are reused
 
 
 def planned(services: Services) -> list[Freeze]:
@@ -65,6 +67,7 @@ class FreezeBook:
             else None
         )
         self._wake = asyncio.Event()
+        self._for_advice: tuple[float, int, asyncio.Future[list[Freeze]]] | None = None
 
     async def known(self, now: datetime) -> list[Freeze]:
         """Freezes not over at `now` (active or coming), earliest end first."""
@@ -81,8 +84,23 @@ class FreezeBook:
         ]
 
     async def in_force(self, env: str) -> str | None:
-        """The freeze in force in `env` now, described (the planner names it as a gate)."""
-        frozen = await self.active(env)
+        """The freeze in force in `env` now, described (the planner names it as a gate).
+        A `!status` asks this of every environment of every component: the freezes known are
+        read at most once a second, and again at once after one was added or lifted here (the
+        gate itself, `freeze_gate`, always reads them afresh)."""
+        mono, now = time.monotonic(), self.now()
+        cached = self._for_advice
+        if cached is None or mono - cached[0] >= ADVICE_FRESH or cached[1] != self.table.changes:
+            # one read shared by the callers asking together (a cold !status asks at once)
+            read = asyncio.ensure_future(self.known(now))
+            cached = self._for_advice = (mono, self.table.changes, read)
+        try:
+            known = await asyncio.shield(cached[2])
+        except Exception:
+            if self._for_advice is cached:  # a failed read is not kept
+                self._for_advice = None
+            raise
+        frozen = [f for f in known if f.active(now) and f.covers(env)]
         return frozen[-1].describe() if frozen else None
 
     async def freeze_gate(

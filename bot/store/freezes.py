@@ -60,6 +60,7 @@ class Freeze:
 class FreezeTable:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.changes = 0  # freezes added or lifted through this table (readers' caches)
 
     async def add(
         self, envs: list[str], start: datetime, end: datetime, reason: str, author: str,
@@ -74,6 +75,7 @@ class FreezeTable:
             return int(cur.lastrowid)
 
         fid = await self.store.transaction(run)
+        self.changes += 1
         return Freeze(f"chat:{fid}", tuple(envs), start, end, reason, author, tuple(tasks))
 
     async def current(self, now: datetime) -> list[Freeze]:
@@ -96,6 +98,7 @@ class FreezeTable:
             "UPDATE freezes SET lifted_at=?, lifted_by=?, ends_at=? WHERE id=?",
             (iso(now), by, iso(now), int(freeze.key.split(":")[1])),
         )
+        self.changes += 1
 
     async def noticed(self, key: str) -> bool:
         return (

@@ -13,12 +13,7 @@ import yaml
 
 from bot.config.model import Config, load_config
 from tests.support.session import console_session
-from tests.support.shown import said
-
-
-def answers(lines: list[str]) -> list[str]:
-    """The replies (no announcements, no "working on it" a loaded machine may add)."""
-    return [x for x in lines if not x.startswith("[#") and not x.endswith("working on it…")]
+from tests.support.shown import replies, said
 
 
 def reviewed(path: Path, env: str = "tools") -> Config:
@@ -53,7 +48,7 @@ async def test_rollback_to_latest_is_refused_in_a_review_environment(
     """Was: `!rollback jobs-api tools to latest` moved production forward past review."""
     config = reviewed(demo_config_path)
     before = live(config, "tools")
-    lines = answers(await console_session(config, ["!rollback jobs-api tools to latest"]))
+    lines = replies(await console_session(config, ["!rollback jobs-api tools to latest"]))
     assert len(lines) == 1
     assert lines[0].startswith("rollback: refused: 0.0.412 (")
     assert "is not older than what tools runs, so this is not a rollback" in lines[0]
@@ -64,7 +59,7 @@ async def test_rollback_to_latest_is_refused_in_a_review_environment(
 async def test_rollback_forward_past_requires_is_refused(demo_config: Config) -> None:
     """builds-api: toolsbeta runs 0.0.132, so 0.0.134 never ran there."""
     before = live(demo_config, "tools")
-    lines = answers(
+    lines = replies(
         await console_session(demo_config, ["!rollback builds-api tools to latest", "!sal 1"])
     )
     assert "this is not a rollback" in lines[0] and "!deploy builds-api 0.0.134-" in lines[0]
@@ -95,7 +90,7 @@ async def test_emergency_forward_skips_the_gates_and_the_sal_says_so(
     demo_config_path: Path,
 ) -> None:
     config = reviewed(demo_config_path)
-    lines = answers(
+    lines = replies(
         await console_session(
             config, ["!rollback builds-api tools --emergency", "!sal builds-api tools 3"]
         )
@@ -125,7 +120,7 @@ async def test_rollback_of_a_pin_ahead_of_what_runs_puts_the_pin_back(
     named that pin too."""
     runs = live(demo_config, "tools")["builds-api"]
     sha = runs.rsplit("-", 1)[1]
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             ["!deploy builds-api latest", "!promote builds-api",
@@ -150,7 +145,7 @@ async def test_plain_rollback_of_a_pin_ahead_puts_it_back_on_what_runs(demo_conf
     plain `!rollback builds-api toolsbeta` said "no previous version known … name one":
     `previous` of a pin ahead of what runs is what runs (README), so the pin goes back."""
     runs = live(demo_config, "toolsbeta")["builds-api"]
-    lines = answers(await console_session(demo_config, ["!rollback builds-api toolsbeta"]))
+    lines = replies(await console_session(demo_config, ["!rollback builds-api toolsbeta"]))
     assert lines[0].startswith("builds-api 0.0.133 ("), lines
     assert lines[0].endswith(f"-> 0.0.132 ({runs.rsplit('-', 1)[1]}) in toolsbeta"), lines
     assert pin(demo_config, "toolsbeta") == runs  # the pin is back on what runs
@@ -163,7 +158,7 @@ async def test_promote_of_an_older_release_than_what_runs_is_a_downgrade(
     """Was: 0.0.134 in both, toolsbeta rolled back to 0.0.132, and `!promote builds-api`
     moved tools' pin back to 0.0.132 under the 0.0.134 it runs ("step 5 of 5"), a drift
     the bot made itself; a step back is `!rollback`'s, which the refusal names."""
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             ["!deploy builds-api latest", "!promote builds-api", "!apply builds-api tools",
@@ -182,7 +177,7 @@ async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config
     # alice locks toolsbeta; `!where` and the undeployed alert advised tester a plain
     # `!deploy … to toolsbeta`, which the lock then refused: the advice names the lock now
     await console_session(demo_config, ["!lock builds-api toolsbeta fixing things"], user="alice")
-    lines = answers(await console_session(demo_config, ["!where builds-api latest"]))
+    lines = replies(await console_session(demo_config, ["!where builds-api latest"]))
     advised = lines[-1].split("next: ", 1)[1]
     lock = r"lock: builds-api locked in toolsbeta by console:alice since \S+: fixing things"
     assert re.fullmatch(rf"!deploy builds-api 0\.0\.134-\S+ to toolsbeta \({lock}\)", advised)
@@ -191,7 +186,7 @@ async def test_where_names_the_lock_that_holds_the_deploy_it_advises(demo_config
 async def test_advice_into_a_frozen_env_names_the_freeze(demo_config: Config) -> None:
     # `!status` and `!where` advised a plain `!apply`/`!deploy … to toolsbeta` during a freeze
     # there, which the freeze then refused: the advice names it as the gate it is
-    lines = answers(
+    lines = replies(
         await console_session(
             demo_config,
             [

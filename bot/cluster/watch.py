@@ -153,8 +153,8 @@ async def watch_rollout(
     ]
     last: Judgement | None = None
     try:
-        # The deadline is checked on every round, not only enforced by cancellation: in
-        # Python 3.11 a cancellation racing a finishing `wait_for` can be lost.
+        # The deadline is checked on every round, not only by each wait's timeout: a round
+        # woken by a change just before the deadline must still end the watch there.
         while (remaining := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
                 await within(changed.wait(), remaining)
